@@ -1,0 +1,1 @@
+"""What starts and describes clusters: the embedded local stack (Ray head + SeaweedFS)."""

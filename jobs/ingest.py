@@ -1,0 +1,458 @@
+"""Copy media into object storage: CIFAR-10 from its python tarball, or a local folder.
+
+Uploads run in parallel and are incremental: an object that already exists with the
+same size and MD5 is skipped, so an interrupted ingest resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import mimetypes
+import os
+import pickle
+import posixpath
+import tarfile
+import zlib
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from jobs import storage
+from jobs.errors import MediaJobsError, StorageError
+
+__all__ = ["CIFAR10_LABELS", "IngestError", "ProgressCallback", "ingest_cifar10", "ingest_folder"]
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done, total)` from the calling thread, once at 0 and after each object."""
+
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR_MEMBERS = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+
+UPLOAD_THREADS = 16
+# Multipart size for file uploads, boto3's default: ETags of objects we uploaded in parts
+# are predictable from it, which is what lets a re-run recognise unchanged large files.
+_PART_SIZE = 8 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
+
+
+class IngestError(MediaJobsError):
+    """The input of an ingest (a tarball or a folder) is missing or not what it should be."""
+
+    headline = "cannot ingest"
+
+
+def ingest_cifar10(dest: str, source: str | Path | None = None,
+                   progress: ProgressCallback | None = None) -> dict:
+    """Write CIFAR-10 as PNGs under `dest/train/<label>/` and `dest/test/<label>/`.
+
+    With `source`, the official python tarball (`cifar-10-python.tar.gz`) is read as a
+    stream, never extracted to disk; file names come from its batches. The batches are
+    pickles: they are loaded only from the file the user names here, and only with the
+    few numpy globals a CIFAR-10 batch needs (anything else in them is refused).
+    Without `source`, `tf.keras.datasets.cifar10.load_data()` downloads the dataset
+    (internet access needed); those images are named `<split>_<index>.png`.
+
+    Args:
+        dest: an `s3://bucket/prefix/` URI or a local directory; the bucket is created if missing.
+        source: the path of `cifar-10-python.tar.gz`, or None to download with tf.keras.
+        progress: optional `progress(done, total)` callback, e.g. for a progress bar.
+
+    Returns:
+        `{"uploaded": n, "skipped": m, "bytes": bytes uploaded, "images": {"train": n, "test": n}}`.
+
+    Raises:
+        IngestError: when the tarball is missing or not in the CIFAR-10 python format, or
+            the download fails.
+        StorageError: when the destination cannot be listed or written.
+    """
+    if source is None:
+        label_names, splits = list(CIFAR10_LABELS), _download_cifar10()
+    elif str(source).startswith(("s3://", "s3a://")):
+        raise IngestError(f"--source must be a local file, not {source}; download the tarball first")
+    else:
+        label_names, splits = _read_cifar10_tarball(Path(source))
+    destination = _Destination(dest)
+    total = sum(len(split.labels) for split in splits.values())
+
+    tasks = (partial(_store_png, destination, rel, split.images[index])
+             for split_name, split in splits.items()
+             for index, rel in enumerate(_image_keys(split_name, split, label_names)))
+    result = _run_uploads(tasks, total, progress)
+    result["images"] = {name: len(split.labels) for name, split in splits.items()}
+    return result
+
+
+def ingest_folder(src: Path, dest: str, progress: ProgressCallback | None = None) -> dict:
+    """Upload every file under `src` to `dest`, keeping relative paths.
+
+    Hidden files and folders (a name starting with ".") are left out. A file whose object
+    already exists with the same size and MD5 is skipped: for S3 the MD5 is the ETag of a
+    single-part upload, or recomputed per part for one uploaded in 8 MiB parts; objects
+    written another way (other part sizes, SSE-KMS) are uploaded again.
+
+    Args:
+        src: a local directory.
+        dest: an `s3://bucket/prefix/` URI or a local directory; the bucket is created if missing.
+        progress: optional `progress(done, total)` callback.
+
+    Returns:
+        `{"uploaded": n, "skipped": m, "bytes": bytes uploaded}`.
+
+    Raises:
+        IngestError: when `src` is not a directory, or a local `dest` lies inside it.
+        StorageError: when the destination cannot be listed or written.
+    """
+    src = Path(src).expanduser()
+    if not src.exists():
+        raise IngestError(f"{src} does not exist; pass the local folder of media files to upload")
+    if not src.is_dir():
+        raise IngestError(f"{src} is not a folder; pass the folder that holds the media files")
+    location = storage.parse_uri(dest)
+    if location.scheme == "file":
+        target, root = Path(location.key).resolve(), src.resolve()
+        if target == root or root in target.parents:
+            raise IngestError(f"destination {target} is inside the source folder {root}; choose another one")
+    files = list(_visible_files(src))
+    destination = _Destination(dest)
+    tasks = (partial(destination.store_file, rel, path) for path, rel in files)
+    return _run_uploads(tasks, len(files), progress)
+
+
+# --- destinations and uploads ---------------------------------------------------------
+
+
+class _Destination:
+    """A destination prefix: its objects as listed once, and one S3 client for all threads."""
+
+    def __init__(self, uri: str) -> None:
+        storage.ensure_bucket(uri)
+        self.location = storage.parse_uri(uri).as_prefix()
+        # Resolve endpoint and credentials once, not once per object.
+        self._client = storage.s3_client() if self.location.scheme == "s3" else None
+        prefix = self.location.key
+        self.existing = {storage.parse_uri(obj.uri).key[len(prefix):].replace(os.sep, "/"): obj
+                         for obj in storage.list_objects(self.location.uri)}
+
+    def store_bytes(self, rel: str, data: bytes) -> int | None:
+        """Write `data` at `rel` unless it is already there; bytes written, or None if skipped."""
+        if self._is_current(rel, len(data), lambda: [data]):
+            return None
+        uri = self.location.join(rel).uri
+        with _storage_errors(uri):
+            if self._client is not None:
+                self._client.put_object(Bucket=self.location.bucket, Key=self.location.join(rel).key, Body=data,
+                                        ContentType=_content_type(rel))
+            else:
+                storage.write_bytes(uri, data)
+        return len(data)
+
+    def store_file(self, rel: str, path: Path) -> int | None:
+        """Upload the file at `path` to `rel` unless it is already there."""
+        size = path.stat().st_size
+        if self._is_current(rel, size, lambda: _read_chunks(path)):
+            return None
+        uri = self.location.join(rel).uri
+        with _storage_errors(uri):
+            if self._client is not None:
+                from boto3.s3.transfer import TransferConfig
+
+                config = TransferConfig(multipart_threshold=_PART_SIZE, multipart_chunksize=_PART_SIZE,
+                                        max_concurrency=4)
+                self._client.upload_file(str(path), self.location.bucket, self.location.join(rel).key,
+                                         ExtraArgs={"ContentType": _content_type(rel)}, Config=config)
+            else:
+                storage.upload_file(path, uri)
+        return size
+
+    def _is_current(self, rel: str, size: int, chunks: Callable[[], Iterable[bytes]]) -> bool:
+        stored = self.existing.get(rel)
+        if stored is None or stored.size != size:
+            return False
+        if self.location.scheme == "file":
+            # Local listings carry no checksum: hash the stored copy.
+            return _md5_hex(chunks()) == _md5_hex(_read_chunks(Path(stored.uri)))
+        return _etag_matches(stored.etag, size, chunks)
+
+
+@contextmanager
+def _storage_errors(uri: str) -> Iterator[None]:
+    """Turn a failed write into a StorageError that names the object."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (ClientError, BotoCoreError, S3UploadFailedError, OSError) as exc:
+        raise StorageError(f"cannot write {uri}: {storage.describe_storage_error(exc)}") from exc
+
+
+def _run_uploads(tasks: Iterable[Callable[[], int | None]], total: int,
+                 progress: ProgressCallback | None) -> dict:
+    """Run upload tasks on a thread pool, at most a few per thread in flight at once.
+
+    Progress is reported from the calling thread, so the callback needs no locking. The
+    first failure cancels what has not started and is raised.
+    """
+    uploaded = skipped = written = done = 0
+    if progress:
+        progress(0, total)
+    tasks = iter(tasks)
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="ingest") as pool:
+        pending: set[Future] = set()
+        try:
+            while True:
+                for task in tasks:
+                    pending.add(pool.submit(task))
+                    if len(pending) >= UPLOAD_THREADS * 4:
+                        break
+                if not pending:
+                    break
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    size = future.result()
+                    if size is None:
+                        skipped += 1
+                    else:
+                        uploaded, written = uploaded + 1, written + size
+                    done += 1
+                    if progress:
+                        progress(done, total)
+        except BaseException as exc:
+            for future in pending:
+                future.cancel()
+            if isinstance(exc, StorageError):
+                raise StorageError(f"{exc.message} ({uploaded} objects were written before this; run the "
+                                   f"ingest again to resume, unchanged objects are skipped)") from exc
+            raise
+    return {"uploaded": uploaded, "skipped": skipped, "bytes": written}
+
+
+def _visible_files(src: Path) -> Iterator[tuple[Path, str]]:
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not name.startswith(".") and path.is_file():
+                yield path, path.relative_to(src).as_posix()
+
+
+def _content_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            yield chunk
+
+
+def _md5_hex(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _etag_matches(etag: str, size: int, chunks: Callable[[], Iterable[bytes]]) -> bool:
+    """Whether an S3 ETag is the one our upload of this content would have produced.
+
+    A single-part ETag is the MD5 of the content. A multipart one is the MD5 of the
+    parts' MD5s, then "-<parts>"; we try our own part size and the whole-MiB size that
+    gives that many parts (the usual choice of other tools).
+    """
+    etag = etag.strip('"').lower()
+    if "-" not in etag:
+        return _md5_hex(chunks()) == etag
+    digest, _, count = etag.partition("-")
+    if not count.isdigit() or int(count) < 1:
+        return False
+    parts = int(count)
+    mib = 1024 * 1024
+    per_part = -(-size // parts)  # ceil division
+    inferred = -(-per_part // mib) * mib
+    candidates = {part_size for part_size in (_PART_SIZE, inferred)
+                  if part_size > 0 and -(-size // part_size) == parts}
+    return any(_multipart_md5(chunks(), part_size) == digest for part_size in candidates)
+
+
+def _multipart_md5(chunks: Iterable[bytes], part_size: int) -> str:
+    part_digests, part, filled = [], hashlib.md5(usedforsecurity=False), 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), part_size - filled)
+            part.update(view[:take])
+            view, filled = view[take:], filled + take
+            if filled == part_size:
+                part_digests.append(part.digest())
+                part, filled = hashlib.md5(usedforsecurity=False), 0
+    if filled:
+        part_digests.append(part.digest())
+    return hashlib.md5(b"".join(part_digests), usedforsecurity=False).hexdigest()
+
+
+# --- CIFAR-10 ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CifarSplit:
+    images: np.ndarray  # (N, 32, 32, 3) uint8 RGB
+    labels: np.ndarray  # (N,) int
+    filenames: list[str]
+
+
+def _image_keys(split_name: str, split: _CifarSplit, label_names: list[str]) -> list[str]:
+    """`<split>/<label>/<filename>` per image; a repeated name gets its index appended."""
+    keys, seen = [], set()
+    for index, (label, filename) in enumerate(zip(split.labels, split.filenames)):
+        key = f"{split_name}/{label_names[label]}/{filename}"
+        if key in seen:
+            stem, ext = posixpath.splitext(filename)
+            key = f"{split_name}/{label_names[label]}/{stem}_{index}{ext}"
+        seen.add(key)
+        keys.append(key)
+    return keys
+
+
+def _store_png(destination: _Destination, rel: str, image: np.ndarray) -> int | None:
+    return destination.store_bytes(rel, _encode_png(image))
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _download_cifar10() -> dict[str, _CifarSplit]:
+    try:
+        (x_train, y_train), (x_test, y_test) = _keras_cifar10()
+    except Exception as exc:  # keras reports download failures as a bare Exception
+        raise IngestError(
+            f"could not download CIFAR-10 with tf.keras ({type(exc).__name__}: {exc}); this needs internet "
+            f"access. Download {CIFAR10_URL} yourself and pass it with --source PATH") from exc
+    return {
+        "train": _CifarSplit(x_train, y_train.reshape(-1).astype(int),
+                             [f"train_{i:05d}.png" for i in range(len(y_train))]),
+        "test": _CifarSplit(x_test, y_test.reshape(-1).astype(int),
+                            [f"test_{i:05d}.png" for i in range(len(y_test))]),
+    }
+
+
+def _keras_cifar10():
+    """`((x_train, y_train), (x_test, y_test))`: x is (N, 32, 32, 3) uint8, y is (N, 1)."""
+    import tensorflow as tf
+
+    return tf.keras.datasets.cifar10.load_data()
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads CIFAR-10 batches and refuses every global a batch does not need.
+
+    The batches were pickled by Python 2: their keys and file names are byte strings
+    (hence `encoding="bytes"`), and the data arrays name `numpy.core.multiarray`.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes byte strings at protocol 2
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def _load_batch(path: Path, member: str, raw: bytes) -> dict:
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise IngestError(f"{path}: member {member} is not a CIFAR-10 python batch ({exc})") from None
+    if not isinstance(batch, dict):
+        raise IngestError(f"{path}: member {member} holds a {type(batch).__name__}, not a CIFAR-10 batch dict")
+    return batch
+
+
+def _read_cifar10_tarball(path: Path) -> tuple[list[str], dict[str, _CifarSplit]]:
+    """Label names and the train/test splits, read in one streaming pass over the tarball."""
+    hint = f"pass the cifar-10-python.tar.gz downloaded from {CIFAR10_URL}"
+    if not path.exists():
+        raise IngestError(f"{path} does not exist; {hint}")
+    if path.is_dir():
+        raise IngestError(f"{path} is a folder; {hint}")
+    batches: dict[str, dict] = {}
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                name = posixpath.basename(member.name)
+                if member.isfile() and name in _CIFAR_MEMBERS and name not in batches:
+                    batches[name] = _load_batch(path, member.name, tar.extractfile(member).read())
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise IngestError(f"{path} is not a readable tar.gz archive ({exc}); {hint}") from None
+    missing = [name for name in _CIFAR_MEMBERS if name not in batches]
+    if missing:
+        raise IngestError(f"{path} lacks the CIFAR-10 member(s) {', '.join(missing)} "
+                          f"(expected cifar-10-batches-py/...); {hint}")
+
+    label_names = [_text(path, "batches.meta", name) for name in batches["batches.meta"].get(b"label_names", [])]
+    if not label_names or any(not _is_safe_name(name) for name in label_names):
+        raise IngestError(f"{path}: batches.meta has no usable b'label_names' ({label_names!r})")
+    train = [_split_from_batch(path, f"data_batch_{i}", batches[f"data_batch_{i}"], len(label_names))
+             for i in range(1, 6)]
+    splits = {
+        "train": _CifarSplit(np.concatenate([s.images for s in train]), np.concatenate([s.labels for s in train]),
+                             [name for s in train for name in s.filenames]),
+        "test": _split_from_batch(path, "test_batch", batches["test_batch"], len(label_names)),
+    }
+    return label_names, splits
+
+
+def _split_from_batch(path: Path, member: str, batch: dict, label_count: int) -> _CifarSplit:
+    missing = [key for key in (b"data", b"labels", b"filenames") if key not in batch]
+    if missing:
+        raise IngestError(f"{path}: {member} lacks the key(s) {missing}; found {sorted(batch)}")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"])
+    filenames = [_text(path, member, name) for name in batch[b"filenames"]]
+    count = len(labels)
+    if data.dtype != np.uint8 or data.shape != (count, 3 * 32 * 32):
+        raise IngestError(f"{path}: {member} data is {data.dtype} {data.shape}, expected uint8 ({count}, 3072)")
+    if len(filenames) != count:
+        raise IngestError(f"{path}: {member} has {count} labels but {len(filenames)} file names")
+    if count and (labels.min() < 0 or labels.max() >= label_count):
+        raise IngestError(f"{path}: {member} has labels outside 0..{label_count - 1}")
+    unsafe = [name for name in filenames if not _is_safe_name(name)]
+    if unsafe:
+        raise IngestError(f"{path}: {member} has unusable file names, e.g. {unsafe[0]!r}")
+    # Rows are channel-planar: 1024 red, then 1024 green, then 1024 blue values.
+    images = data.reshape(count, 3, 32, 32).transpose(0, 2, 3, 1)
+    return _CifarSplit(images, labels.astype(int), filenames)
+
+
+def _text(path: Path, member: str, value: object) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IngestError(f"{path}: {member} has a name that is not UTF-8: {value!r}") from None
+    if isinstance(value, str):
+        return value
+    raise IngestError(f"{path}: {member} has a name of type {type(value).__name__}: {value!r}")
+
+
+def _is_safe_name(name: str) -> bool:
+    """A single path component that storage will list back (no separators, not hidden)."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")

@@ -1,0 +1,61 @@
+"""Loading an exported model (`<train output>/model/`) on a worker, once per process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from jobs.errors import MediaJobsError
+from jobs.storage import download_file, exists, parse_uri
+
+MODEL_DIR = "model"
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+
+
+def model_location(uri: str):
+    """Accept a train job's output URI or its `model/` folder."""
+    loc = parse_uri(uri).as_prefix()
+    if not loc.key.rstrip("/").endswith("/" + MODEL_DIR) and loc.key.rstrip("/") != MODEL_DIR:
+        loc = loc.join(MODEL_DIR).as_prefix()
+    return loc
+
+
+def read_model_metadata(uri: str) -> dict:
+    """The metadata.json of an exported model.
+
+    Raises:
+        MediaJobsError: when there is no exported model at that URI.
+    """
+    from jobs.storage import read_bytes
+
+    loc = model_location(uri)
+    metadata_uri = loc.join(METADATA_FILE).uri
+    if not exists(metadata_uri):
+        raise MediaJobsError(f"model: no exported model at {loc.uri} (expected {METADATA_FILE} and {MODEL_FILE}); "
+                             "point `model` at the output URI of a finished train job")
+    return json.loads(read_bytes(metadata_uri))
+
+
+@lru_cache(maxsize=4)
+def fetch_model(uri: str) -> Path:
+    """Download the model files to a per-process local cache; returns the local dir."""
+    loc = model_location(uri)
+    cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
+    local = cache / hashlib.sha256(loc.uri.encode()).hexdigest()[:16] / str(os.getpid())
+    for name in (MODEL_FILE, METADATA_FILE):
+        download_file(loc.join(name).uri, local / name)
+    return local
+
+
+def load_keras_model(uri: str):
+    """(tf-keras model, metadata) for an exported model URI."""
+    import tensorflow as tf
+
+    local = fetch_model(uri)
+    model = tf.keras.models.load_model(local / MODEL_FILE, compile=False)
+    return model, json.loads((local / METADATA_FILE).read_text())

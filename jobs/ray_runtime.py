@@ -1,0 +1,77 @@
+"""Connecting the driver to Ray: an explicit address, the local stack's head, or in-process.
+
+Every Ray process that may import TensorFlow gets `TF_USE_LEGACY_KERAS=1` through the
+job's `runtime_env` (shared/FACTS.md: Keras 3 breaks MultiWorkerMirroredStrategy).
+Secrets are never put in a runtime_env: workers read S3 credentials from their own
+environment (the local stack starts Ray with them) or from standard AWS config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from jobs.localstate import ray_client_env, read_local_stack
+
+log = logging.getLogger(__name__)
+
+# Environment switches every worker needs. Nothing secret goes here.
+WORKER_ENV = {
+    "TF_USE_LEGACY_KERAS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ start-up chatter drowns job output
+}
+
+
+def _reachable(address: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _use_local_stack_auth(stack) -> None:
+    """Point Ray's client auth at the local stack's token (see jobs.localstate.ray_client_env)."""
+    import sys
+
+    client_env = ray_client_env(stack)
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # it would override the stack's token file
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+        os.environ[name] = client_env[name]
+    if "ray" in sys.modules:
+        # Ray reads its auth settings at import; a process that imported it already must
+        # reload them, as Ray's own auto-enable does.
+        import ray._raylet
+
+        ray._raylet.Config.initialize("")
+
+
+def connect_ray(address: str | None = None) -> str:
+    """Initialise Ray for this driver and say where it runs.
+
+    Order: `address` argument, then `RAY_ADDRESS`, then the local stack's head when it
+    is up, else an in-process Ray on this machine.
+
+    Returns:
+        A short description of the cluster, for the user.
+    """
+    runtime_env = {"env_vars": dict(WORKER_ENV)}
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        stack = read_local_stack()
+        if stack is not None and _reachable(stack.ray_address):
+            address = stack.ray_address
+            _use_local_stack_auth(stack)
+
+    import ray
+
+    if ray.is_initialized():
+        return "ray (already initialised)"
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True,
+                 logging_level=logging.WARNING)
+        return f"ray cluster at {address}"
+    ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
+    return "in-process ray (no cluster found; `mediajobs local up` starts one)"

@@ -1,0 +1,360 @@
+"""Object storage: URIs, credentials, and the one place that builds S3 clients.
+
+A URI is `s3://bucket/prefix/...` or a local path (`/data/x`, `./x`, `file:///x`).
+Endpoint and credentials come from the environment / standard AWS config, or from
+the embedded local stack when it is up and nothing else is configured. Never from
+a spec file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+from jobs.errors import StorageError
+from jobs.localstate import DEFAULT_REGION, read_local_stack
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed storage URI: `scheme` is "s3" or "file"; `path` has no scheme."""
+
+    scheme: str
+    bucket: str  # empty for local paths
+    key: str  # object key / prefix inside the bucket; for file, the absolute path
+
+    @property
+    def uri(self) -> str:
+        if self.scheme == "s3":
+            return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}/"
+        return self.key
+
+    @property
+    def fs_path(self) -> str:
+        """The path as pyarrow filesystems and Ray Data readers want it (no scheme)."""
+        return f"{self.bucket}/{self.key}".rstrip("/") if self.scheme == "s3" else self.key
+
+    def join(self, *parts: str) -> "Location":
+        key = posixpath.join(self.key, *parts) if self.key else posixpath.join(*parts)
+        return Location(self.scheme, self.bucket, key)
+
+    def as_prefix(self) -> "Location":
+        """The same location with a trailing slash, for listing "folders"."""
+        if self.key and not self.key.endswith("/"):
+            return Location(self.scheme, self.bucket, self.key + "/")
+        return self
+
+
+def parse_uri(uri: str) -> Location:
+    """Parse an `s3://` URI or a local path.
+
+    Raises:
+        StorageError: for schemes other than s3 and file, or an s3 URI without a bucket.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise StorageError("empty storage URI; use s3://bucket/prefix/ or a local path")
+    parsed = urlparse(uri)
+    if parsed.scheme in ("s3", "s3a"):
+        if not parsed.netloc:
+            raise StorageError(f"{uri!r} has no bucket; use s3://bucket/prefix/")
+        return Location("s3", parsed.netloc, parsed.path.lstrip("/"))
+    if parsed.scheme == "file":
+        return Location("file", "", os.path.abspath(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Location("file", "", os.path.abspath(os.path.expanduser(uri)))
+    raise StorageError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}; use s3:// or a local path")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Resolved endpoint and credentials. `repr` hides the secret."""
+
+    endpoint: str | None
+    access_key: str | None
+    secret_key: str | None
+    region: str
+    source: str  # "environment", "aws-config", "local-stack" or "none"
+
+    def __repr__(self) -> str:
+        return f"S3Settings(endpoint={self.endpoint!r}, region={self.region!r}, source={self.source!r})"
+
+
+def resolve_s3_settings() -> S3Settings:
+    """Find the S3 endpoint and credentials, in this order:
+
+    1. `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_ENDPOINT_URL`) in the environment;
+    2. the standard AWS config chain (profiles, SSO, instance roles) through botocore;
+    3. the embedded local stack, when it has been started under `MEDIAJOBS_HOME`.
+    """
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return S3Settings(endpoint, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                          region or DEFAULT_REGION, "environment")
+    creds = _aws_config_credentials()
+    if creds is not None:
+        return S3Settings(endpoint, creds[0], creds[1], region or creds[2] or DEFAULT_REGION, "aws-config")
+    stack = read_local_stack()
+    if stack is not None and endpoint is None:
+        return S3Settings(stack.s3_endpoint, stack.access_key, stack.secret_key, stack.region, "local-stack")
+    return S3Settings(endpoint, None, None, region or DEFAULT_REGION, "none")
+
+
+def _aws_config_credentials() -> tuple[str, str, str | None] | None:
+    # Only consult botocore when a profile or config file could exist: it is slow to
+    # import and probes the instance metadata service otherwise.
+    has_config = any(os.environ.get(v) for v in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                                                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"))
+    has_config = has_config or (Path.home() / ".aws").exists()
+    if not has_config:
+        return None
+    import botocore.session
+
+    session = botocore.session.get_session()
+    creds = session.get_credentials()
+    if creds is None:
+        return None
+    frozen = creds.get_frozen_credentials()
+    if frozen.token:
+        # Session tokens are honoured by boto3's own chain; pyarrow gets them too below.
+        os.environ.setdefault("AWS_SESSION_TOKEN", frozen.token)
+    return frozen.access_key, frozen.secret_key, session.get_config_variable("region")
+
+
+def settings_fingerprint(settings: S3Settings) -> tuple:
+    return (settings.endpoint, settings.access_key, settings.secret_key, settings.region)
+
+
+def filesystem_for(location: Location, settings: S3Settings | None = None):
+    """The pyarrow filesystem for a location (S3 with our endpoint, or local)."""
+    import pyarrow.fs as pafs
+
+    if location.scheme == "file":
+        return pafs.LocalFileSystem()
+    return _s3_filesystem(settings_fingerprint(settings or resolve_s3_settings()))
+
+
+@lru_cache(maxsize=8)
+def _s3_filesystem(fingerprint: tuple):
+    import pyarrow.fs as pafs
+
+    endpoint, access_key, secret_key, region = fingerprint
+    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=5)}
+    if access_key and secret_key:
+        kwargs.update(access_key=access_key, secret_key=secret_key,
+                      session_token=os.environ.get("AWS_SESSION_TOKEN"))
+    if endpoint:
+        parsed = urlparse(endpoint)
+        # pyarrow does not read AWS_ENDPOINT_URL reliably (apache/arrow#49643): pass it.
+        kwargs.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+    return pafs.S3FileSystem(**kwargs)
+
+
+def s3_client(settings: S3Settings | None = None):
+    """A boto3 S3 client for the resolved endpoint and credentials."""
+    return _s3_client(settings_fingerprint(settings or resolve_s3_settings()))
+
+
+@lru_cache(maxsize=8)
+def _s3_client(fingerprint: tuple):
+    import boto3
+    from botocore.config import Config
+
+    endpoint, access_key, secret_key, region = fingerprint
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"},
+                      max_pool_connections=32),
+    )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One listed object: its full URI, size in bytes and ETag (or mtime for files)."""
+
+    uri: str
+    size: int
+    etag: str
+
+
+def list_objects(uri: str, suffixes: tuple[str, ...] | None = None) -> Iterator[StoredObject]:
+    """Yield the objects under a prefix (recursively), page by page, in key order.
+
+    Raises:
+        StorageError: when the prefix cannot be listed (no bucket, no permission, ...).
+    """
+    loc = parse_uri(uri).as_prefix()
+    wanted = tuple(s.lower() for s in suffixes) if suffixes else None
+    for obj in (_list_s3(loc) if loc.scheme == "s3" else _list_local(loc)):
+        name = obj.uri.rsplit("/", 1)[-1]
+        if name.startswith(".") or (wanted and not name.lower().endswith(wanted)):
+            continue
+        yield obj
+
+
+def _list_s3(loc: Location) -> Iterator[StoredObject]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = s3_client()
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key, PaginationConfig={"PageSize": 1000}):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/"):
+                    continue  # "directory" marker objects
+                yield StoredObject(f"s3://{loc.bucket}/{item['Key']}", int(item["Size"]), item["ETag"].strip('"'))
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"cannot list {loc.uri}: {describe_storage_error(exc)}") from None
+
+
+def _list_local(loc: Location) -> Iterator[StoredObject]:
+    root = Path(loc.key)
+    if not root.exists():
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            stat = path.stat()
+            yield StoredObject(str(path), stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
+
+
+def describe_storage_error(exc: BaseException) -> str:
+    """A one-line reason for a storage failure, with a hint for the common ones."""
+    code = ""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code", "")
+    hints = {
+        "NoSuchBucket": "the bucket does not exist; create it or fix the URI",
+        "AccessDenied": "access denied; check the credentials in the environment or AWS config",
+        "InvalidAccessKeyId": "unknown access key; check AWS_ACCESS_KEY_ID",
+        "SignatureDoesNotMatch": "wrong secret key; check AWS_SECRET_ACCESS_KEY",
+    }
+    if code in hints:
+        return f"{code}: {hints[code]}"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "Could not connect" in text or "Connect timeout" in text or "connection refused" in text.lower():
+        return f"{text} (is the S3 endpoint up? `mediajobs local status` shows the local one)"
+    if "Unable to locate credentials" in text:
+        return f"{text} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `mediajobs local up`)"
+    return text
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole content of one object or file."""
+    loc = parse_uri(uri)
+    fs = filesystem_for(loc)
+    with fs.open_input_stream(loc.fs_path) as stream:
+        return stream.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    loc = parse_uri(uri)
+    fs = filesystem_for(loc)
+    if loc.scheme == "file":
+        Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
+    with fs.open_output_stream(loc.fs_path) as stream:
+        stream.write(data)
+
+
+def exists(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    loc = parse_uri(uri)
+    return filesystem_for(loc).get_file_info(loc.fs_path).type != pafs.FileType.NotFound
+
+
+def ensure_bucket(uri: str) -> None:
+    """Create the bucket of an s3 URI if it is missing (the local stack starts empty)."""
+    from botocore.exceptions import ClientError
+
+    loc = parse_uri(uri)
+    if loc.scheme != "s3":
+        Path(loc.key).mkdir(parents=True, exist_ok=True)
+        return
+    client = s3_client()
+    try:
+        client.head_bucket(Bucket=loc.bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise StorageError(f"cannot use bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
+        try:
+            client.create_bucket(Bucket=loc.bucket)
+        except ClientError as exc2:
+            raise StorageError(f"cannot create bucket {loc.bucket!r}: {describe_storage_error(exc2)}") from None
+
+
+def delete_prefix(uri: str) -> int:
+    """Delete every object under a prefix; returns how many were deleted."""
+    loc = parse_uri(uri).as_prefix()
+    if loc.scheme == "file":
+        import shutil
+
+        if Path(loc.key).exists():
+            count = sum(1 for _ in _list_local(loc))
+            shutil.rmtree(loc.key)
+            return count
+        return 0
+    client = s3_client()
+    count, batch = 0, []
+    for obj in _list_s3(loc):
+        batch.append({"Key": parse_uri(obj.uri).key})
+        if len(batch) == 1000:
+            client.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch, "Quiet": True})
+            count, batch = count + len(batch), []
+    if batch:
+        client.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch, "Quiet": True})
+        count += len(batch)
+    return count
+
+
+def upload_file(path: str | Path, uri: str) -> None:
+    loc = parse_uri(uri)
+    if loc.scheme == "file":
+        import shutil
+
+        Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, loc.key)
+        return
+    s3_client().upload_file(str(path), loc.bucket, loc.key)
+
+
+def download_file(uri: str, path: str | Path) -> None:
+    loc = parse_uri(uri)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if loc.scheme == "file":
+        import shutil
+
+        shutil.copyfile(loc.key, path)
+        return
+    s3_client().download_file(loc.bucket, loc.key, str(path))
+
+
+def download_prefix(uri: str, dest: str | Path) -> Path:
+    """Copy every object under a prefix into a local directory, keeping relative keys."""
+    loc = parse_uri(uri).as_prefix()
+    dest = Path(dest)
+    for obj in list_objects(loc.uri):
+        rel = parse_uri(obj.uri).key[len(loc.key):]
+        target = (dest / rel).resolve()
+        if dest.resolve() not in target.parents:
+            raise StorageError(f"refusing to write {obj.uri} outside {dest}")
+        download_file(obj.uri, target)
+    return dest
+
+
+def upload_dir(src: str | Path, uri: str) -> int:
+    """Copy a local directory tree under a prefix; returns the number of files."""
+    src, loc, count = Path(src), parse_uri(uri).as_prefix(), 0
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        upload_file(path, loc.join(path.relative_to(src).as_posix()).uri)
+        count += 1
+    return count

@@ -1,0 +1,166 @@
+"""The CIFAR-10 style CNN image classifier: model, decoder, pre- and post-processing.
+
+The model takes uint8-range RGB (or grayscale) pixels at `input_shape` and rescales
+them itself, so training and scoring feed exactly what `decode_image` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from tasks.media import MediaDecodeError
+from tasks.registry import Task, register
+
+ARCHITECTURES = ("cifar10-cnn", "binary-cnn")
+DEFAULT_INPUT_SHAPES = {"cifar10-cnn": (32, 32, 3), "binary-cnn": (64, 64, 3)}
+# Larger images are refused before decoding: a small file can declare a huge canvas
+# (decompression bomb), and decoding it would exhaust a worker's memory.
+MAX_PIXELS = 64_000_000
+
+
+def build_cnn(architecture: str, input_shape: Sequence[int], num_classes: int, learning_rate: float = 1e-3):
+    """The seeds' CNN, compiled: Conv32-Pool-Conv64-Pool-Conv64-Dense64-head.
+
+    `cifar10-cnn` ends in a softmax over `num_classes` (sparse categorical cross-entropy);
+    `binary-cnn` ends in one sigmoid unit (binary cross-entropy) and needs exactly 2 classes.
+    Call it inside `strategy.scope()` for distributed training.
+    """
+    import tensorflow as tf
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    binary = architecture == "binary-cnn"
+    if binary and num_classes != 2:
+        raise ValueError(f"binary-cnn needs exactly 2 classes, got {num_classes}")
+    layers = tf.keras.layers
+    model = tf.keras.Sequential(
+        [
+            layers.Input(shape=tuple(input_shape)),
+            layers.Rescaling(1.0 / 255),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(1, activation="sigmoid") if binary else layers.Dense(num_classes, activation="softmax"),
+        ],
+        name=architecture.replace("-", "_"),
+    )
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def decode_image(data: bytes, input_shape: Sequence[int]) -> np.ndarray:
+    """JPEG/PNG/... bytes to a uint8 array of `input_shape` (H, W, C).
+
+    Normalization: EXIF orientation applied; grayscale is replicated to RGB; alpha is
+    dropped; 16-bit is scaled to 8-bit; then resized with area interpolation (the
+    right filter for shrinking). For C == 1 the image is converted to grayscale.
+
+    Raises:
+        MediaDecodeError: empty, undecodable, or too large objects.
+    """
+    import cv2
+
+    height, width, channels = (int(v) for v in input_shape)
+    if not data:
+        raise MediaDecodeError("empty object (0 bytes)")
+    _check_complete(data)
+    _check_declared_size(data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    image = cv2.imdecode(buffer, flag)
+    if image is None or image.size == 0:
+        raise MediaDecodeError(f"not a decodable image ({_sniff(data)})")
+    if channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[:2] != (height, width):
+        shrinking = image.shape[0] > height or image.shape[1] > width
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if channels == 1:
+        image = image[..., np.newaxis]
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _check_complete(data: bytes) -> None:
+    """Refuse truncated JPEG/PNG files: decoders fill the missing part with grey and
+    the model would score a half-picture as if it were whole."""
+    if data.startswith(b"\xff\xd8"):
+        # Entropy-coded data byte-stuffs 0xFF, so markers cannot appear inside it: the
+        # end-of-image marker must follow the last start-of-scan marker.
+        if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+            raise MediaDecodeError("truncated JPEG: no end-of-image marker after the last scan")
+    elif data.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in data[-64:]:
+        raise MediaDecodeError("truncated PNG: no IEND chunk at the end")
+
+
+def _check_declared_size(data: bytes) -> None:
+    """Refuse images whose header declares more than MAX_PIXELS, before decoding."""
+    from PIL import Image, UnidentifiedImageError
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return  # let the real decoder produce the error message (or decode what PIL can't)
+    if width * height > MAX_PIXELS:
+        raise MediaDecodeError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
+
+
+def _sniff(data: bytes) -> str:
+    """A short guess of what the bytes are, for error messages."""
+    head = data[:16]
+    if head.startswith(b"\xff\xd8"):
+        return "JPEG header but corrupt or truncated data"
+    if head.startswith(b"\x89PNG"):
+        return "PNG header but corrupt or truncated data"
+    if head[4:8] == b"ftyp":
+        return "looks like an MP4/MOV video"
+    if head.startswith(b"RIFF") and data[8:12] == b"WAVE":
+        return "looks like a WAV audio file"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in data[:256]):
+        return "looks like text"
+    return f"unknown format, first bytes {head[:8].hex()}"
+
+
+def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list[dict]:
+    """Rows of `label`, `score` and the top-k labels and scores, one per input row.
+
+    Binary models output one sigmoid probability p (of class_names[1]); it is expanded
+    to [1 - p, p] so both heads produce the same rows.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if probs.ndim == 2 and probs.shape[1] == 1:
+        probs = np.concatenate([1.0 - probs, probs], axis=1)
+    k = min(k, probs.shape[1])
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    rows = []
+    for row_probs, row_order in zip(probs, order):
+        labels = [class_names[i] for i in row_order]
+        scores = [float(row_probs[i]) for i in row_order]
+        rows.append({"label": labels[0], "score": scores[0], "top_labels": labels, "top_scores": scores})
+    return rows
+
+
+@dataclass(frozen=True)
+@register("image-classifier")
+class ImageClassifier(Task):
+    """Classifies still images with the CIFAR-10 style CNN."""
+
+    input_shape: tuple[int, int, int] = (32, 32, 3)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return decode_image(data, self.input_shape)
+
+    def build_model(self, architecture: str, num_classes: int, learning_rate: float):
+        return build_cnn(architecture, self.input_shape, num_classes, learning_rate)

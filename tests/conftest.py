@@ -1,0 +1,45 @@
+"""Shared fixtures. `local_stack` is the real embedded stack (SeaweedFS + Ray head) for the
+integration tier; tests that use it carry `@pytest.mark.integration`."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from jobs.localstate import LocalStack
+
+# Settings that would point the tests at a developer's own store or cluster.
+_FOREIGN_ENV_PREFIXES = ("AWS_",)
+_FOREIGN_ENV_NAMES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "MEDIAJOBS_HOME")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A local stack in its own MEDIAJOBS_HOME for the whole session, stopped at the end.
+
+    While it runs, os.environ has no AWS_* settings (so `jobs.storage` resolves to this
+    stack) and carries the Ray client settings of `ray_client_env` (auth mode and token
+    file), so a driver in this process can `ray.init(address=stack.ray_address)` as long as
+    `ray` is first imported after this fixture ran.
+    """
+    from cluster import local_stack as stack_module
+
+    home = tmp_path_factory.mktemp("mediajobs-home")
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(_FOREIGN_ENV_PREFIXES) or name in _FOREIGN_ENV_NAMES:
+            del os.environ[name]
+    os.environ["MEDIAJOBS_HOME"] = str(home)
+    try:
+        stack = stack_module.up(home)
+        client_env = stack_module.ray_client_env(stack, home)
+        os.environ.update({k: v for k, v in client_env.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")})
+        yield stack
+    finally:
+        try:
+            stack_module.down(home)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)

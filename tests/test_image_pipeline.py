@@ -1,0 +1,123 @@
+"""End to end on the real local stack: ingest, 2-worker MWMS training, scoring, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pytest
+
+from jobs.demo import folder_accuracy
+from jobs.ingest import ingest_folder
+from jobs.runner import run_spec
+from jobs.specs import load_spec
+from jobs.storage import exists, filesystem_for, list_objects, parse_uri, read_bytes, s3_client
+from jobs.synthetic import write_shapes_dataset
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
+
+
+@pytest.fixture(scope="module")
+def ray_driver(local_stack):
+    import ray
+
+    from jobs.ray_runtime import connect_ray
+
+    where = connect_ray()
+    assert local_stack.ray_address in where  # the test drives the stack's head, not an in-process Ray
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shapes_data(local_stack, tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_dataset(root, per_class_train=80, per_class_test=20, seed=1)
+    counts = ingest_folder(root, "s3://it-media/shapes/")
+    assert counts["uploaded"] == sum(1 for p in root.rglob("*") if p.is_file())
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(ray_driver, shapes_data):
+    spec = load_spec(EXAMPLES / "train-demo.yaml", [
+        "data.train=s3://it-media/shapes/train/", "data.validation=s3://it-media/shapes/test/",
+        "training.epochs=4", "output=s3://it-models/shapes-cnn/"])
+    return run_spec(spec)
+
+
+def _read_table(uri: str):
+    location = parse_uri(uri)
+    return pads.dataset(location.fs_path, filesystem=filesystem_for(location), format="parquet").to_table()
+
+
+def test_two_worker_training_learns_and_exports(trained):
+    assert trained.class_names == ["circle", "square", "triangle"]
+    assert trained.epochs_run == 4
+    # 3 balanced classes: chance is 0.33
+    assert trained.metrics["val_accuracy"] > 0.6, trained.metrics
+    metadata = json.loads(read_bytes("s3://it-models/shapes-cnn/model/metadata.json"))
+    assert metadata["class_names"] == trained.class_names
+    assert metadata["input_shape"] == [32, 32, 3]
+    assert len(metadata["history"]) == 4
+    assert exists("s3://it-models/shapes-cnn/model/model.keras")
+    checkpoints = {parse_uri(o.uri).key.split("/")[2] for o in list_objects("s3://it-models/shapes-cnn/train/")}
+    assert any(name.startswith("checkpoint_") for name in checkpoints)
+
+
+def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes/"])
+    result = run_spec(spec)
+    inputs = {o.uri for o in list_objects("s3://it-media/shapes/test/")}
+    predictions = _read_table(result.predictions_uri)
+    assert sorted(predictions.column("uri").to_pylist()) == sorted(inputs)
+    assert result.errors == 0 and not list(list_objects(result.errors_uri))
+    assert set(predictions.column("label").to_pylist()) <= {"circle", "square", "triangle"}
+    assert all(len(t) == 3 for t in predictions.column("top_labels").to_pylist())
+    assert folder_accuracy(result.predictions_uri) > 0.6
+    # readable with pandas too, and the summary is there
+    import pandas as pd
+
+    frame = pd.read_parquet(io.BytesIO(read_bytes(next(list_objects(result.predictions_uri)).uri)))
+    assert {"uri", "label", "score", "model_id"} <= set(frame.columns)
+    summary = json.loads(read_bytes(result.summary_uri))
+    assert summary["listed"] == len(inputs) and summary["predicted"] == len(inputs)
+
+
+def test_bad_objects_become_error_rows(trained, shapes_data):
+    client = s3_client()
+    good = sorted(p for p in (shapes_data / "test" / "circle").iterdir())[:3]
+    for path in good:
+        client.put_object(Bucket="it-media", Key=f"mixed/{path.name}", Body=path.read_bytes())
+    jpeg = good[0].read_bytes() if good[0].suffix == ".jpg" else next(
+        p for p in (shapes_data / "test").rglob("*.jpg")).read_bytes()
+    bad = {"mixed/corrupt.jpg": jpeg[: len(jpeg) // 3] + b"\x00" * 50, "mixed/empty.jpg": b"",
+           "mixed/notes.jpg": b"this is a text file, not a picture\n" * 20}
+    for key, body in bad.items():
+        client.put_object(Bucket="it-media", Key=key, Body=body)
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/"])
+    result = run_spec(spec)
+    errors = _read_table(result.errors_uri).to_pylist()
+    predictions = _read_table(result.predictions_uri).column("uri").to_pylist()
+    error_uris = {e["uri"] for e in errors}
+    assert error_uris == {"s3://it-media/mixed/" + name for name in ("corrupt.jpg", "empty.jpg", "notes.jpg")}
+    assert all(e["stage"] == "decode" and e["error"] for e in errors)
+    by_uri = {e["uri"]: e["error"] for e in errors}
+    assert "empty" in by_uri["s3://it-media/mixed/empty.jpg"]
+    assert "text" in by_uri["s3://it-media/mixed/notes.jpg"]
+    assert "truncated" in by_uri["s3://it-media/mixed/corrupt.jpg"]
+    # every object is in exactly one of the two tables
+    listed = {o.uri for o in list_objects("s3://it-media/mixed/")}
+    assert len(predictions) + len(errors) == len(listed)
+    assert set(predictions) | error_uris == listed and not set(predictions) & error_uris
+    assert result.predicted == 3

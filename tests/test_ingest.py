@@ -1,0 +1,296 @@
+"""Ingest: CIFAR-10 from its python tarball and local folders, into a local directory (fast
+tier) and into the real local S3 server (integration tier)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jobs import ingest, storage
+from jobs.ingest import IngestError, ingest_cifar10, ingest_folder
+from media import (CIFAR10_LABELS, cifar10_batches, pack_cifar10_tarball, read_cifar10_tarball, write_cifar10_tarball,
+                   write_image_folder)
+
+PER_BATCH, TEST_COUNT = 12, 10
+TOTAL = 5 * PER_BATCH + TEST_COUNT
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory) -> Path:
+    return write_cifar10_tarball(tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz",
+                                 per_batch=PER_BATCH, test_count=TEST_COUNT, seed=5)
+
+
+def _expected_images(tarball: Path) -> dict[str, np.ndarray]:
+    """`<split>/<label>/<filename>` -> (32, 32, 3) pixels, straight from the pickles."""
+    expected = {}
+    for member, batch in read_cifar10_tarball(tarball).items():
+        if member == "batches.meta":
+            continue
+        split = "test" if member == "test_batch" else "train"
+        for row, label, name in zip(batch[b"data"], batch[b"labels"], batch[b"filenames"]):
+            red, green, blue = row[:1024], row[1024:2048], row[2048:]
+            pixels = np.stack([red, green, blue], axis=-1).reshape(32, 32, 3)
+            expected[f"{split}/{CIFAR10_LABELS[label]}/{name.decode()}"] = pixels
+    return expected
+
+
+def _decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def _check_cifar_objects(dest: str, tarball: Path) -> None:
+    expected = _expected_images(tarball)
+    prefix = storage.parse_uri(dest).as_prefix().key
+    stored = {storage.parse_uri(o.uri).key[len(prefix):]: o for o in storage.list_objects(dest)}
+    assert sorted(stored) == sorted(expected)
+    assert {key.split("/")[1] for key in stored} <= set(CIFAR10_LABELS)
+    for key, pixels in expected.items():
+        image = _decode(storage.read_bytes(stored[key].uri))
+        assert (image.format, image.mode, image.size) == ("PNG", "RGB", (32, 32)), key
+        np.testing.assert_array_equal(np.asarray(image), pixels, err_msg=key)
+
+
+# --- CIFAR-10, local destination ----------------------------------------------------------
+
+
+def test_cifar10_tarball_to_local_dir_then_rerun_skips_everything(tarball, tmp_path):
+    dest = str(tmp_path / "cifar10")
+    calls: list[tuple[int, int]] = []
+    first = ingest_cifar10(dest, tarball, progress=lambda done, total: calls.append((done, total)))
+
+    assert first["uploaded"] == TOTAL and first["skipped"] == 0
+    assert first["images"] == {"train": 5 * PER_BATCH, "test": TEST_COUNT}
+    assert first["bytes"] == sum(p.stat().st_size for p in (tmp_path / "cifar10").rglob("*.png"))
+    assert calls[0] == (0, TOTAL) and calls[-1] == (TOTAL, TOTAL)
+    assert [done for done, _ in calls] == list(range(TOTAL + 1))
+    _check_cifar_objects(dest, tarball)
+
+    again = ingest_cifar10(dest, str(tarball))
+    assert again == {"uploaded": 0, "skipped": TOTAL, "bytes": 0, "images": first["images"]}
+
+
+def test_cifar10_rewrites_a_damaged_image(tarball, tmp_path):
+    dest = tmp_path / "cifar10"
+    ingest_cifar10(str(dest), tarball)
+    victim = sorted(dest.rglob("*.png"))[3]
+    data = bytearray(victim.read_bytes())
+    data[-20] ^= 0xFF  # same size, different content: only the MD5 tells
+    victim.write_bytes(bytes(data))
+
+    again = ingest_cifar10(str(dest), tarball)
+    assert (again["uploaded"], again["skipped"]) == (1, TOTAL - 1)
+    _check_cifar_objects(str(dest), tarball)
+
+
+def test_cifar10_repeated_file_names_keep_both_images(tmp_path):
+    batches = cifar10_batches(per_batch=4, test_count=2, seed=1)
+    batch = batches["data_batch_2"]
+    batch[b"labels"][1] = batch[b"labels"][0]
+    batch[b"filenames"][1] = batch[b"filenames"][0]
+    tarball = pack_cifar10_tarball(tmp_path / "dup.tar.gz", batches)
+
+    result = ingest_cifar10(str(tmp_path / "out"), tarball)
+    assert result["uploaded"] == 5 * 4 + 2
+    name = batch[b"filenames"][0].decode()
+    folder = tmp_path / "out" / "train" / CIFAR10_LABELS[batch[b"labels"][0]]
+    stem = name.removesuffix(".png")
+    assert (folder / name).exists() and (folder / f"{stem}_5.png").exists()  # 4 images in batch 1, so index 5
+
+
+def test_cifar10_without_source_uses_keras_arrays(tmp_path, monkeypatch):
+    # A fake for the download itself (needs internet and 170 MB); the arrays have the shapes
+    # and dtypes tf.keras.datasets.cifar10.load_data() returns.
+    rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+    y_train = np.array([[0], [1], [2], [9], [9], [3]], dtype=np.uint8)
+    x_test = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    y_test = np.array([[4], [5]], dtype=np.uint8)
+    monkeypatch.setattr(ingest, "_keras_cifar10", lambda: ((x_train, y_train), (x_test, y_test)))
+
+    result = ingest_cifar10(str(tmp_path))
+    assert (result["uploaded"], result["images"]) == (8, {"train": 6, "test": 2})
+    stored = _decode((tmp_path / "train" / "truck" / "train_00004.png").read_bytes())
+    np.testing.assert_array_equal(np.asarray(stored), x_train[4])
+    assert (tmp_path / "test" / "dog" / "test_00001.png").exists()
+
+
+def test_cifar10_download_failure_says_to_pass_source(tmp_path, monkeypatch):
+    # The network failure is faked: these machines have no internet, others do.
+    def offline():
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: "
+                        "None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(ingest, "_keras_cifar10", offline)
+    with pytest.raises(IngestError, match=r"could not download CIFAR-10.*internet.*--source PATH"):
+        ingest_cifar10(str(tmp_path))
+
+
+# --- CIFAR-10: bad tarballs ----------------------------------------------------------------------
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "absent.tar.gz", r"absent\.tar\.gz does not exist; pass the cifar-10-python\.tar\.gz"),
+    (lambda d: d, r"is a folder; pass the cifar-10-python\.tar\.gz"),
+    (lambda d: "s3://media/cifar-10-python.tar.gz", r"--source must be a local file, not s3://media/"),
+    (lambda d: _write(d / "notes.tar.gz", b"just text\n" * 100), r"not a readable tar\.gz archive"),
+    (lambda d: _write(d / "cut.tar.gz", (d.parent / "good.tar.gz").read_bytes()[:3000]),
+     r"not a readable tar\.gz archive"),
+    (lambda d: pack_cifar10_tarball(d / "partial.tar.gz", _without(cifar10_batches(2, 2), "test_batch")),
+     r"lacks the CIFAR-10 member\(s\) test_batch"),
+    (lambda d: pack_cifar10_tarball(d / "evil.tar.gz", {**cifar10_batches(2, 2),
+                                                         "data_batch_3": pickle.dumps(_RunsCode(), protocol=2)}),
+     r"data_batch_3 is not a CIFAR-10 python batch \(unexpected global posix\.system\)"),
+    (lambda d: pack_cifar10_tarball(d / "keys.tar.gz", {**cifar10_batches(2, 2), "test_batch": {b"images": []}}),
+     r"test_batch lacks the key\(s\) \[b'data', b'labels', b'filenames'\]"),
+    (lambda d: pack_cifar10_tarball(d / "path.tar.gz", _renamed(cifar10_batches(2, 2), b"../../escape.png")),
+     r"data_batch_1 has unusable file names, e\.g\. '\.\./\.\./escape\.png'"),
+])
+def test_bad_tarball_is_a_clear_error(tmp_path, make, message):
+    write_cifar10_tarball(tmp_path / "good.tar.gz", per_batch=2, test_count=2)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    with pytest.raises(IngestError, match=message):
+        ingest_cifar10(str(tmp_path / "out"), make(inputs))
+    assert not (tmp_path / "out").exists()  # nothing is written before the input is known good
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _without(batches: dict, member: str) -> dict:
+    return {name: batch for name, batch in batches.items() if name != member}
+
+
+def _renamed(batches: dict, filename: bytes) -> dict:
+    batches["data_batch_1"][b"filenames"][0] = filename
+    return batches
+
+
+# --- folders, local destination ------------------------------------------------------------------
+
+
+def _media_tree(root: Path) -> list[str]:
+    """A folder with nested images and hidden files; returns the relative paths to upload."""
+    write_image_folder(root / "photos", jpeg=3, png=2)
+    write_image_folder(root / "photos" / "2024" / "june", jpeg=2, png=1, seed=10)
+    (root / "notes.txt").write_text("not media, uploaded all the same\n")
+    (root / ".DS_Store").write_bytes(b"\x00hidden")
+    (root / ".cache").mkdir()
+    (root / ".cache" / "thumb.jpg").write_bytes(b"hidden folder")
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _relative_contents(dest: str) -> dict[str, bytes]:
+    prefix = storage.parse_uri(dest).as_prefix().key
+    return {storage.parse_uri(o.uri).key[len(prefix):]: storage.read_bytes(o.uri) for o in storage.list_objects(dest)}
+
+
+def test_folder_to_local_dir_skips_unchanged_and_reuploads_a_changed_file(tmp_path):
+    src, dest = tmp_path / "src", str(tmp_path / "dest")
+    wanted = _media_tree(src)
+    assert len(wanted) == 9
+
+    first = ingest_folder(src, dest)
+    assert first == {"uploaded": 9, "skipped": 0, "bytes": sum((src / rel).stat().st_size for rel in wanted)}
+    assert _relative_contents(dest) == {rel: (src / rel).read_bytes() for rel in wanted}
+    assert not (tmp_path / "dest" / ".DS_Store").exists() and not (tmp_path / "dest" / ".cache").exists()
+
+    assert ingest_folder(src, dest) == {"uploaded": 0, "skipped": 9, "bytes": 0}
+
+    changed = src / "photos" / "2024" / "june" / "photo_01.jpg"
+    data = bytearray(changed.read_bytes())
+    data[len(data) // 2] ^= 0x55  # same size: only the MD5 can tell
+    changed.write_bytes(bytes(data))
+    calls: list[tuple[int, int]] = []
+    third = ingest_folder(src, dest, progress=lambda done, total: calls.append((done, total)))
+    assert third == {"uploaded": 1, "skipped": 8, "bytes": len(data)}
+    assert (tmp_path / "dest" / "photos" / "2024" / "june" / "photo_01.jpg").read_bytes() == bytes(data)
+    assert calls[0] == (0, 9) and calls[-1] == (9, 9)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(IngestError, match=r"missing does not exist; pass the local folder"):
+        ingest_folder(tmp_path / "missing", str(tmp_path / "dest"))
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(IngestError, match=r"file\.jpg is not a folder"):
+        ingest_folder(tmp_path / "file.jpg", str(tmp_path / "dest"))
+    with pytest.raises(IngestError, match=r"destination .*inside the source folder"):
+        ingest_folder(tmp_path, str(tmp_path / "copy"))
+
+
+def test_multipart_etags_are_recognised():
+    # ETags as S3 computes them for an upload in 8 MiB parts and in 5 MiB parts (another tool's).
+    data = bytes(range(256)) * (20 * 1024 * 1024 // 256 + 7)
+
+    def multipart_etag(part_size: int) -> str:
+        parts = [data[i:i + part_size] for i in range(0, len(data), part_size)]
+        digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+        return f'"{digest}-{len(parts)}"'
+
+    chunks = lambda: [data[i:i + 1_000_000] for i in range(0, len(data), 1_000_000)]  # noqa: E731
+    assert ingest._etag_matches(multipart_etag(8 * 1024 * 1024), len(data), chunks)
+    assert ingest._etag_matches(multipart_etag(5 * 1024 * 1024), len(data), chunks)
+    assert ingest._etag_matches(hashlib.md5(data).hexdigest(), len(data), chunks)
+    assert not ingest._etag_matches(multipart_etag(8 * 1024 * 1024), len(data), lambda: [data[:-1] + b"?"])
+    assert not ingest._etag_matches("0123abcd-x", len(data), chunks)
+
+
+# --- the same against the real local S3 server -------------------------------------------------
+
+
+@pytest.mark.integration
+def test_cifar10_tarball_to_s3_then_rerun_skips_everything(local_stack, tarball):
+    dest = "s3://it-ingest-cifar10/cifar10/"
+    first = ingest_cifar10(dest, tarball)
+    assert (first["uploaded"], first["skipped"]) == (TOTAL, 0)
+    _check_cifar_objects(dest, tarball)
+    for obj in storage.list_objects(dest):
+        assert obj.etag == hashlib.md5(storage.read_bytes(obj.uri)).hexdigest()
+
+    again = ingest_cifar10(dest, tarball)
+    assert (again["uploaded"], again["skipped"], again["bytes"]) == (0, TOTAL, 0)
+
+
+@pytest.mark.integration
+def test_folder_to_s3_skips_unchanged_and_reuploads_a_changed_file(local_stack, tmp_path):
+    src, dest = tmp_path / "src", "s3://it-ingest-folder/media/"
+    wanted = _media_tree(src)
+    # Larger than the 8 MiB multipart threshold: its ETag is not a plain MD5.
+    big = src / "video" / "clip.mp4"
+    big.parent.mkdir()
+    big.write_bytes(np.random.default_rng(0).integers(0, 256, size=9 * 1024 * 1024 + 123, dtype=np.uint8).tobytes())
+    wanted.append("video/clip.mp4")
+
+    first = ingest_folder(src, dest)
+    assert (first["uploaded"], first["skipped"]) == (len(wanted), 0)
+    assert _relative_contents(dest) == {rel: (src / rel).read_bytes() for rel in wanted}
+    big_object = next(o for o in storage.list_objects(dest) if o.uri.endswith("clip.mp4"))
+    assert big_object.etag.endswith("-2")
+
+    assert ingest_folder(src, dest) == {"uploaded": 0, "skipped": len(wanted), "bytes": 0}
+
+    changed = src / "photos" / "drawing_00.png"
+    data = bytearray(changed.read_bytes())
+    data[-30] ^= 0x01
+    changed.write_bytes(bytes(data))
+    third = ingest_folder(src, dest)
+    assert (third["uploaded"], third["skipped"]) == (1, len(wanted) - 1)
+    assert storage.read_bytes(dest + "photos/drawing_00.png") == bytes(data)
