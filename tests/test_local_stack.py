@@ -111,6 +111,10 @@ def test_terminate_stops_only_marked_process_and_its_group(tmp_path):
             assert time.monotonic() < deadline, "the test's shell did not start its child"
             time.sleep(0.05)
         child = int(child_pid_file.read_text())
+        # Until exec() completes, /proc/<pid>/environ still shows the parent's environment.
+        while not _host.carries_marker(theirs.pid, other_marker):
+            assert time.monotonic() < deadline, "the other process never showed its marker"
+            time.sleep(0.05)
         assert _host.carries_marker(ours.pid, marker)
         assert not _host.carries_marker(theirs.pid, marker)
         assert _host.carries_marker(theirs.pid, other_marker)
