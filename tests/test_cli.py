@@ -1,0 +1,88 @@
+"""The CLI as a user runs it: exit codes, messages without tracebacks, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT / "jobs" / "examples"
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+
+
+def _run(args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*MEDIAJOBS, *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_bad_spec_exits_2_naming_file_and_field_without_traceback(tmp_path):
+    spec = tmp_path / "train.yaml"
+    spec.write_text((EXAMPLES / "train-demo.yaml").read_text().replace("epochs:", "epoch:"))
+    result = _run(["run", str(spec)])
+    assert result.returncode == 2
+    assert f"{spec}: training.epoch: unknown field; did you mean 'epochs'?" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_override_and_missing_file_exit_2(tmp_path):
+    result = _run(["run", str(EXAMPLES / "train-demo.yaml"), "--set", "training.epochs=zero"])
+    assert result.returncode == 2 and "training.epochs" in result.stderr
+    result = _run(["run", str(tmp_path / "missing.yaml")])
+    assert result.returncode == 2 and "missing.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    result = _run(["--verbose", "run", str(tmp_path / "missing.yaml")])
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_usage_errors_exit_2_and_help_works():
+    assert _run(["no-such-command"]).returncode == 2
+    for command in ([], ["run"], ["local"], ["ingest"], ["demo"], ["validate"]):
+        result = _run([*command, "--help"])
+        assert result.returncode == 0 and "Usage" in result.stdout, command
+
+
+def test_validate_prints_kind_and_hash():
+    result = _run(["validate", str(EXAMPLES / "score-demo.yaml")])
+    assert result.returncode == 0 and "valid score spec 'score-demo'" in result.stdout
+
+
+@pytest.mark.integration
+def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path):
+    from jobs.ingest import ingest_folder
+    from jobs.storage import exists, read_bytes
+    from jobs.synthetic import write_shapes_dataset
+
+    write_shapes_dataset(tmp_path / "data", per_class_train=40, per_class_test=10, seed=3)
+    ingest_folder(tmp_path / "data", "s3://it-media/resume/")
+    overrides = ["--set", "data.train=s3://it-media/resume/train/", "--set", "data.validation=s3://it-media/resume/test/",
+                 "--set", "training.epochs=6", "--set", "training.batch_size=16", "--set", "output=s3://it-models/resume/"]
+    args = [*MEDIAJOBS, "run", str(EXAMPLES / "train-demo.yaml"), *overrides]
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    snapshot = "s3://it-models/resume/train/checkpoint_manager_snapshot.json"
+    try:
+        deadline = time.monotonic() + 300
+        while not exists(snapshot):  # Ray Train records a checkpoint after each reported epoch
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.5)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver dies mid-run, as on a crash
+        first.wait()
+    assert not exists("s3://it-models/resume/model/metadata.json"), "the first run must not have finished"
+
+    second = _run(["run", str(EXAMPLES / "train-demo.yaml"), *overrides])
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    assert "resuming from checkpoint after epoch" in output
+    metadata = json.loads(read_bytes("s3://it-models/resume/model/metadata.json"))
+    assert [h["epoch"] for h in metadata["history"]] == [1, 2, 3, 4, 5, 6]
+    assert "model: s3://it-models/resume/model/" in second.stdout
