@@ -70,7 +70,7 @@ def demo(
     """The main job, end to end: local stack up, data ingested, 2 workers train, a held-out folder scored."""
     from jobs.demo import run_demo
 
-    run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo)
+    run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo, progress=_progress.bar("uploading"))
 
 
 @local_app.command("up")
@@ -155,11 +155,25 @@ class _progress:
     """A rich progress bar exposed as a `(done, total)` callback."""
 
     def __init__(self, description: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self._bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                              TimeRemainingColumn(), console=console, transient=False)
         self._task = self._bar.add_task(description, total=None)
+
+    @classmethod
+    def bar(cls, description: str):
+        """A callback that opens its bar on first use and closes it when done == total."""
+        holder: dict = {}
+
+        def update(done: int, total: int) -> None:
+            if "bar" not in holder:
+                holder["bar"] = cls(description).__enter__()
+            holder["bar"](done, total)
+            if done >= total:
+                holder.pop("bar").__exit__(None, None, None)
+
+        return update
 
     def __enter__(self):
         self._bar.__enter__()

@@ -17,7 +17,8 @@ EXAMPLES = Path(__file__).parent / "examples"
 DEMO_DATA_URI = "s3://media/demo/"
 
 
-def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str], None] = print) -> float:
+def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str], None] = print,
+             progress: Callable[[int, int], None] | None = None) -> float:
     """Run the demo; returns the accuracy of the scoring job on the held-out images."""
     from cluster.local_stack import up
     from jobs.ingest import ingest_folder
@@ -33,7 +34,7 @@ def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str],
     with tempfile.TemporaryDirectory(prefix="mediajobs-demo-") as tmp:
         write_shapes_dataset(Path(tmp), per_class_train=images_per_class,
                              per_class_test=max(10, images_per_class // 3), seed=0)
-        counts = ingest_folder(Path(tmp), DEMO_DATA_URI)
+        counts = ingest_folder(Path(tmp), DEMO_DATA_URI, progress=progress)
     echo(f"    {counts['uploaded']} uploaded, {counts['skipped']} unchanged")
 
     echo(f"3/4 training on 2 Ray Train workers ({epochs} epochs)")

@@ -48,6 +48,15 @@ def _use_local_stack_auth(stack) -> None:
         ray._raylet.Config.initialize("")
 
 
+def _show_data_progress() -> None:
+    """Ray Data progress as rich bars (rows, throughput, ETA) on a terminal; logged lines otherwise."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_rich_progress_bars = True
+    context.use_ray_tqdm = False
+
+
 def connect_ray(address: str | None = None) -> str:
     """Initialise Ray for this driver and say where it runs.
 
@@ -69,6 +78,7 @@ def connect_ray(address: str | None = None) -> str:
 
     if ray.is_initialized():
         return "ray (already initialised)"
+    _show_data_progress()
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True,
                  logging_level=logging.WARNING)

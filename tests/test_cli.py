@@ -86,3 +86,18 @@ def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path)
     metadata = json.loads(read_bytes("s3://it-models/resume/model/metadata.json"))
     assert [h["epoch"] for h in metadata["history"]] == [1, 2, 3, 4, 5, 6]
     assert "model: s3://it-models/resume/model/" in second.stdout
+
+
+@pytest.mark.integration
+def test_ingest_cifar10_from_a_tarball(local_stack, tmp_path):
+    from jobs.storage import list_objects
+    from media import write_cifar10_tarball
+
+    tarball = write_cifar10_tarball(tmp_path / "cifar-10-python.tar.gz", per_batch=4, test_count=6)
+    result = _run(["ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/"])
+    assert result.returncode == 0, result.stderr
+    keys = [o.uri for o in list_objects("s3://it-cifar/cifar10/")]
+    assert len([k for k in keys if "/train/" in k]) == 20 and len([k for k in keys if "/test/" in k]) == 6
+    assert all(k.endswith(".png") for k in keys)
+    again = _run(["ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/"])
+    assert again.returncode == 0 and "'skipped': 26" in again.stdout

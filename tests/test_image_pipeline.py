@@ -121,3 +121,25 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
     assert len(predictions) + len(errors) == len(listed)
     assert set(predictions) | error_uris == listed and not set(predictions) & error_uris
     assert result.predicted == 3
+
+
+def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
+    from jobs.synthetic import write_binary_dataset
+
+    write_binary_dataset(tmp_path, per_class_train=60, per_class_test=20, seed=2)
+    ingest_folder(tmp_path, "s3://it-media/binary/")
+    spec = load_spec(EXAMPLES / "train-demo.yaml", [
+        "model={architecture: binary-cnn}", "data.train=s3://it-media/binary/train/",
+        "data.validation=s3://it-media/binary/test/", "training.epochs=3", "training.batch_size=16",
+        "output=s3://it-models/binary-cnn/"])
+    assert tuple(spec.model.input_shape) == (64, 64, 3)
+    trained = run_spec(spec)
+    assert trained.metrics["val_accuracy"] > 0.7, trained.metrics  # 2 classes: chance is 0.5
+    score = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/binary-cnn/", "input=s3://it-media/binary/test/", "output=s3://it-scores/binary/"])
+    result = run_spec(score)
+    predictions = _read_table(result.predictions_uri).to_pylist()
+    assert len(predictions) == 40 and result.errors == 0
+    assert {p["label"] for p in predictions} <= {"circle", "square"}
+    assert all(abs(sum(p["top_scores"]) - 1.0) < 1e-4 for p in predictions)  # sigmoid expanded to 2 scores
+    assert folder_accuracy(result.predictions_uri) > 0.7
