@@ -2,70 +2,117 @@
 
 Runs inside Ray Data `map_batches` tasks. Each object is fetched and decoded on its
 own, so one bad object becomes an error row (`stage`, `error`) instead of failing the
-block: every listed object comes out of this stage exactly once.
+block: every listed object comes out of this stage, as one row per decoded example
+(an image, a sampled video frame, an audio window) or as one error row.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# Objects larger than this are refused before download: a "photo" this big is almost
-# surely not one, and reading it whole would starve a worker of memory.
-MAX_OBJECT_BYTES = 256 * 1024 * 1024
+# Objects larger than this are refused before download: reading it would starve a
+# worker of memory (bytes tasks) or disk (file tasks).
+MAX_OBJECT_BYTES = {"bytes": 256 * 1024 * 1024, "file": 16 * 1024 * 1024 * 1024}
 # Object fetches are I/O bound: overlap them within a batch.
 FETCH_THREADS = 16
+# A per-object decode budget, so a pathological file cannot hang a worker.
+DECODE_SECONDS = 300.0
+EXAMPLE = "example"
 
 
-def _fetch(uri: str, size: int) -> tuple[bytes | None, str | None]:
-    from jobs.storage import describe_storage_error, read_bytes
+def _fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None]:
+    """The object's bytes, or (reads == "file") a local temp copy of it, streamed."""
+    from jobs.storage import describe_storage_error, filesystem_for, parse_uri, read_bytes
 
-    if size > MAX_OBJECT_BYTES:
-        return None, f"object too large: {size:,} bytes (limit {MAX_OBJECT_BYTES:,})"
+    limit = MAX_OBJECT_BYTES[reads]
+    if size > limit:
+        return None, f"object too large: {size:,} bytes (limit {limit:,})"
     try:
-        return read_bytes(uri), None
+        if reads == "bytes":
+            return read_bytes(uri), None
+        location = parse_uri(uri)
+        if location.scheme == "file":
+            return location.key, None
+        suffix = os.path.splitext(location.key)[1][:16]
+        handle, path = tempfile.mkstemp(suffix=suffix, dir=spool_dir)
+        with os.fdopen(handle, "wb") as local, filesystem_for(location).open_input_stream(location.fs_path) as remote:
+            while chunk := remote.read(8 * 1024 * 1024):
+                local.write(chunk)
+        return path, None
     except OSError as exc:  # pyarrow raises OSError subclasses for missing/denied/network
         return None, describe_storage_error(exc)
 
 
-def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bool) -> dict[str, np.ndarray]:
-    """Fetch each `uri` in the batch and decode it with `task.decode`.
-
-    Adds `image` (uint8, task.input_shape) and, when `keep_errors`, `stage` and `error`
-    string columns ("" where decoding succeeded; the image is zeros where it failed).
-    Empty strings rather than None: Ray's block conversions may turn an all-None object
-    column into NaN floats.
-    Without `keep_errors`, failed rows are dropped (training skips bad examples).
-    """
+def _decode_one(task: Any, source: Any):
     from tasks.media import MediaDecodeError
 
+    try:
+        return task.decode(source, deadline=time.monotonic() + DECODE_SECONDS), None, None
+    except MediaDecodeError as exc:
+        return None, exc.stage, exc.reason
+    except Exception as exc:  # noqa: BLE001 - an exotic file must not kill the job; it is recorded
+        return None, "decode", f"{type(exc).__name__}: {exc}"
+
+
+def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bool) -> dict[str, np.ndarray]:
+    """Fetch and decode each `uri` in the batch with `task.decode`.
+
+    Output: one row per decoded example with the input columns repeated (e.g. `label`),
+    `example` (task.example_shape), the task's position columns and `object_info`
+    (JSON). With `keep_errors`, also `stage` and `error` string columns: "" on example
+    rows; an object that failed gets one row with a zero example, and an object that
+    decoded only partly (e.g. a truncated video) gets its examples plus one row with
+    stage "decode-partial". Without `keep_errors` failed objects are dropped (training).
+    Strings rather than None: Ray's block conversions may turn an all-None object
+    column into NaN floats.
+    """
     uris = [str(u) for u in batch["uri"]]
     sizes = [int(s) for s in batch["size"]] if "size" in batch else [0] * len(uris)
-    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(1, len(uris)))) as pool:
-        fetched = list(pool.map(_fetch, uris, sizes))
+    passthrough = {name: values for name, values in batch.items() if name not in ("uri", "size")}
+    rows: list[tuple[int, Any, dict, str, str, str]] = []  # (input index, example, position, info, stage, error)
+    zero = np.zeros(task.example_shape, dtype=task.example_dtype)
+    with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
+        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(1, len(uris)))) as pool:
+            fetched = list(pool.map(_fetch, uris, sizes, [task.reads] * len(uris), [spool_dir] * len(uris)))
+        for i, (source, fetch_error) in enumerate(fetched):
+            if fetch_error is not None:
+                rows.append((i, zero, {}, "", "read", fetch_error))
+                continue
+            decoded, stage, reason = _decode_one(task, source)
+            if task.reads == "file" and isinstance(source, str) and source.startswith(spool_dir):
+                os.unlink(source)  # free the disk as soon as the object is decoded
+            if decoded is None:
+                rows.append((i, zero, {}, "", stage, reason))
+                continue
+            info = json.dumps(getattr(decoded, "info", None) or {})
+            for example, position in zip(decoded.examples, decoded.positions):
+                rows.append((i, example, position, info, "", ""))
+            if len(decoded.examples) == 0:
+                rows.append((i, zero, {}, info, "decode", "no examples decoded"))
+            elif decoded.warning:
+                rows.append((i, zero, {}, info, "decode-partial", decoded.warning))
 
-    images = np.zeros((len(uris), *task.input_shape), dtype=np.uint8)
-    stages: list[str | None] = [None] * len(uris)
-    errors: list[str | None] = [None] * len(uris)
-    for i, (data, fetch_error) in enumerate(fetched):
-        if fetch_error is not None:
-            stages[i], errors[i] = "read", fetch_error
-            continue
-        try:
-            images[i] = task.decode(data)
-        except MediaDecodeError as exc:
-            stages[i], errors[i] = exc.stage, exc.reason
-        except Exception as exc:  # noqa: BLE001 - an exotic file must not kill the job; it is recorded
-            stages[i], errors[i] = "decode", f"{type(exc).__name__}: {exc}"
-
-    out = {name: np.asarray(values) for name, values in batch.items()}
-    out["image"] = images
+    if not keep_errors:
+        rows = [r for r in rows if not r[4]]
+    index = np.array([r[0] for r in rows], dtype=np.int64)
+    out: dict[str, np.ndarray] = {"uri": np.array([uris[i] for i in index], dtype=object)}
+    out.update({name: np.asarray(values)[index] for name, values in passthrough.items()})
+    out[EXAMPLE] = (np.stack([r[1] for r in rows]) if rows
+                    else np.zeros((0, *task.example_shape), dtype=task.example_dtype))
+    for column in task.position_columns:
+        integer = column.endswith("_index")
+        values = [r[2].get(column, -1 if integer else math.nan) for r in rows]
+        out[column] = np.array(values, dtype=np.int64 if integer else np.float64)
+    out["object_info"] = np.array([r[3] for r in rows], dtype=object)
     if keep_errors:
-        out["stage"] = np.array([s or "" for s in stages], dtype=object)
-        out["error"] = np.array([e or "" for e in errors], dtype=object)
-        return out
-    keep = np.array([e is None for e in errors], dtype=bool)
-    return {name: values[keep] for name, values in out.items()}
+        out["stage"] = np.array([r[4] for r in rows], dtype=object)
+        out["error"] = np.array([r[5] for r in rows], dtype=object)
+    return out

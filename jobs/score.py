@@ -1,11 +1,13 @@
 """The scoring runner: a score spec to a Ray Data batch-inference pipeline.
 
 Data flow: list the input prefix (every object, paged) -> `from_items` -> fetch+decode
-tasks (per-object try/except: bad objects become error rows) -> classifier actor pool
-(model loaded once per actor, large batches) -> Parquet rows under a staging prefix ->
-commit: `predictions/` (decoded and scored) and `errors/` (uri, stage, error), then
-`runs/<run_id>/summary.json`. Every listed object lands in exactly one of the two,
-and the commit checks it.
+(per-object try/except: bad objects become error rows; videos and audio expand to
+one row per sampled frame / window) -> classifier actor pool (model loaded once per
+actor, large batches) -> Parquet rows under a staging prefix -> commit
+(`jobs.score_commit`): the task's example table (`predictions/` or `frames/`), its
+per-object table for multi-example media (`videos/`, `files/`), `errors/`, and
+`runs/<run_id>/summary.json`. Every listed object lands in exactly one of the
+example table or errors, and the commit checks it.
 """
 
 from __future__ import annotations
@@ -13,36 +15,26 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from jobs.errors import JobFailedError, MediaJobsError
-from jobs.media_stage import fetch_and_decode
+from jobs.errors import MediaJobsError
+from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
-from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
-
-PREDICTION_COLUMNS = ["uri", "label", "score", "top_labels", "top_scores", "model_id", "run_id"]
-ERROR_COLUMNS = ["uri", "stage", "error", "run_id"]
-
-
-def prediction_schema():
-    import pyarrow as pa
-
-    return pa.schema([("uri", pa.string()), ("label", pa.string()), ("score", pa.float32()),
-                      ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float32())),
-                      ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
-                      ("error", pa.string())])
+from jobs.score_commit import commit_run, staged_schema
+from jobs.storage import ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
+from jobs.task_config import task_config_from_metadata
 
 
 class BatchClassifier:
     """A Ray Data actor: loads the model once, classifies decoded batches.
 
-    Rows that failed decoding pass through with their error, so one table carries
-    every object to the commit step.
+    Error rows pass through with their error, so one staged table carries every
+    object to the commit step.
     """
 
-    def __init__(self, model_uri: str, top_k: int, run_id: str) -> None:
+    def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...]) -> None:
         import tensorflow as tf
 
         from jobs.train import _enable_gpu_memory_growth
@@ -53,6 +45,8 @@ class BatchClassifier:
         self.model_id = metadata["model_id"]
         self.top_k = top_k
         self.run_id = run_id
+        self.position_columns = position_columns
+        self.schema = staged_schema(position_columns)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
@@ -62,22 +56,29 @@ class BatchClassifier:
         errors = [str(e) if e else "" for e in batch["error"]]
         ok = np.array([not e for e in errors], dtype=bool)
         n = len(errors)
-        rows = [None] * n
+        rows: list[dict | None] = [None] * n
+        probabilities: list[list[float] | None] = [None] * n
         if ok.any():
-            probabilities = self.model(batch["image"][ok], training=False).numpy()
-            for i, row in zip(np.flatnonzero(ok), top_k(probabilities, self.class_names, self.top_k)):
+            outputs = self.model(batch[EXAMPLE][ok], training=False).numpy()
+            for i, row, probs in zip(np.flatnonzero(ok), top_k(outputs, self.class_names, self.top_k), outputs):
                 rows[i] = row
-        return pa.Table.from_pydict({
+                p = [float(v) for v in probs]
+                probabilities[i] = [1.0 - p[0], p[0]] if len(p) == 1 else p
+        columns = {
             "uri": [str(u) for u in batch["uri"]],
+            **{name: batch[name].tolist() for name in self.position_columns},
             "label": [r["label"] if r else None for r in rows],
             "score": [r["score"] if r else None for r in rows],
             "top_labels": [r["top_labels"] if r else None for r in rows],
             "top_scores": [r["top_scores"] if r else None for r in rows],
+            "probabilities": probabilities,
+            "object_info": [str(v) for v in batch["object_info"]],
             "model_id": [self.model_id] * n,
             "run_id": [self.run_id] * n,
             "stage": [str(s) if e else None for s, e in zip(batch["stage"], errors)],
             "error": [e or None for e in errors],
-        }, schema=prediction_schema())
+        }
+        return pa.Table.from_pydict(columns, schema=self.schema)
 
 
 @dataclass
@@ -85,12 +86,15 @@ class ScoreResult:
     run_id: str
     model_id: str
     listed: int
-    predicted: int
-    errors: int
+    predicted: int  # objects with predictions (a partly decoded video counts here)
+    errors: int  # objects that failed entirely
     seconds: float
-    predictions_uri: str
+    predictions_uri: str  # the example table: predictions/ or frames/
     errors_uri: str
     summary_uri: str
+    tables: dict[str, str] = field(default_factory=dict)
+    examples: int = 0  # rows of the example table (frames, windows, images)
+    partial: int = 0  # objects decoded only in part (also listed in errors/)
 
     @property
     def throughput(self) -> float:
@@ -122,59 +126,30 @@ def run_score(spec, echo=print) -> ScoreResult:
     echo(f"scoring {len(objects)} objects from {parse_uri(spec.input).as_prefix().uri} with model "
          f"{metadata['model_id']} (run {run_id})")
 
-    task = get_task(spec.task)(tuple(metadata["input_shape"]))
+    task = get_task(spec.task)(**task_config_from_metadata(metadata, spec))
     items = [{"uri": o.uri, "size": o.size} for o in objects]
-    ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // 32, 1000)))
+    per_block = 32 if task.reads == "bytes" else 2  # a video expands to many frames
+    ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
     ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": True},
-                        batch_size=32, batch_format="numpy")
+                        batch_size=per_block, batch_format="numpy")
     gpu = spec.resources.num_gpus if spec.resources.use_gpu else 0
-    ds = ds.map_batches(BatchClassifier, fn_constructor_kwargs={"model_uri": spec.model, "top_k": spec.top_k,
-                                                                "run_id": run_id},
+    ds = ds.map_batches(BatchClassifier,
+                        fn_constructor_kwargs={"model_uri": spec.model, "top_k": spec.top_k, "run_id": run_id,
+                                               "position_columns": tuple(task.position_columns)},
                         batch_size=spec.batch_size, batch_format="numpy", concurrency=spec.resources.concurrency,
                         num_gpus=gpu or None)
-    fs = filesystem_for(output)
-    ds.write_parquet(staging.fs_path, filesystem=fs)
+    ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output))
 
-    counts = _commit(output, staging, run_id, expected={o.uri for o in objects})
+    committed = commit_run(output, staging, run_id, task, metadata["class_names"],
+                           expected={o.uri for o in objects})
     seconds = time.time() - started
-    result = ScoreResult(run_id, metadata["model_id"], len(objects), counts["predicted"], counts["errors"],
-                         seconds, output.join("predictions").uri + "/", output.join("errors").uri + "/",
-                         output.join("runs", run_id, "summary.json").uri)
+    tables = {name: output.join(name).uri + "/" for name in committed.tables}
+    result = ScoreResult(run_id, metadata["model_id"], len(objects), committed.scored_objects,
+                         committed.failed_objects, seconds, tables[task.output_tables[0]], tables["errors"],
+                         output.join("runs", run_id, "summary.json").uri, tables, committed.example_rows,
+                         committed.partial_objects)
     summary = {**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
                "throughput_per_s": round(result.throughput, 2),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())
     return result
-
-
-def _commit(output, staging, run_id: str, expected: set[str]) -> dict[str, int]:
-    """Split the staged rows into predictions/ and errors/, replacing the previous run's.
-
-    Checks the accounting invariant first: each listed object appears exactly once.
-    """
-    import pyarrow.compute as pc
-    import pyarrow.dataset as pads
-
-    fs = filesystem_for(output)
-    staged = pads.dataset(staging.fs_path, filesystem=fs, format="parquet")
-    uris = staged.to_table(columns=["uri"]).column("uri")
-    seen = set(uris.to_pylist())
-    if len(uris) != len(seen) or seen != expected:
-        missing, extra = len(expected - seen), len(seen - expected)
-        raise JobFailedError(f"accounting check failed for run {run_id}: {len(uris)} rows for {len(expected)} "
-                             f"objects ({missing} missing, {extra} unexpected, {len(uris) - len(seen)} duplicated); "
-                             f"nothing was committed, staged rows are under {staging.uri}/")
-    for table in ("predictions", "errors"):
-        delete_prefix(output.join(table).uri)
-    is_error = pc.field("error").is_valid()
-    counts = {}
-    for table, row_filter, columns in (("predictions", ~is_error, PREDICTION_COLUMNS),
-                                       ("errors", is_error, ERROR_COLUMNS)):
-        scanner = staged.scanner(columns=columns, filter=row_filter)
-        counts[table] = staged.count_rows(filter=row_filter)
-        if counts[table]:
-            pads.write_dataset(scanner, output.join(table).fs_path, filesystem=fs, format="parquet",
-                               basename_template=f"part-{run_id}-{{i}}.parquet",
-                               existing_data_behavior="overwrite_or_ignore")
-    delete_prefix(staging.uri)
-    return {"predicted": counts["predictions"], "errors": counts["errors"]}

@@ -25,7 +25,8 @@ from typing import Any
 
 from jobs.errors import JobFailedError, MediaJobsError
 from jobs.model_store import METADATA_FILE, MODEL_DIR, MODEL_FILE
-from jobs.media_stage import IMAGE_SUFFIXES, fetch_and_decode
+from jobs.media_stage import EXAMPLE, fetch_and_decode
+from jobs.task_config import task_config_for
 from jobs.storage import ensure_bucket, filesystem_for, list_objects, parse_uri, upload_file, write_bytes
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ class LabelledObjects:
     class_names: list[str]
 
 
-def list_labelled(uri: str, class_names: list[str] | None = None, field: str = "data.train") -> LabelledObjects:
-    """List images in class-named folders: `<uri>/<class>/<...>/<file>`.
+def list_labelled(uri: str, suffixes: tuple[str, ...], class_names: list[str] | None = None,
+                  field: str = "data.train") -> LabelledObjects:
+    """List media objects in class-named folders: `<uri>/<class>/<...>/<file>`.
 
     Args:
         uri: the prefix holding one folder per class.
@@ -54,15 +56,15 @@ def list_labelled(uri: str, class_names: list[str] | None = None, field: str = "
     """
     prefix = parse_uri(uri).as_prefix()
     found: list[tuple[str, int, str]] = []
-    for obj in list_objects(prefix.uri, IMAGE_SUFFIXES):
+    for obj in list_objects(prefix.uri, suffixes):
         parts = parse_uri(obj.uri).key[len(prefix.key):].strip("/").split("/")
         if len(parts) < 2:
             log.warning("skipping %s: not inside a class folder", obj.uri)
             continue
         found.append((obj.uri, obj.size, parts[0]))
     if not found:
-        raise MediaJobsError(f"{field}: no images found in class folders under {prefix.uri} "
-                             f"(expected {prefix.uri}<class>/<image>.jpg|png)")
+        raise MediaJobsError(f"{field}: no media found in class folders under {prefix.uri} "
+                             f"(expected {prefix.uri}<class>/<file> with a suffix in {', '.join(suffixes)})")
     folders = sorted({c for _, _, c in found})
     if class_names is None:
         if len(folders) < 2:
@@ -86,9 +88,8 @@ def _decoded_dataset(objects: LabelledObjects, task: Any, seed: int):
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": False},
                         batch_size=64, batch_format="numpy")
-    # Decode once: epochs then stream uint8 blocks from the object store, not from S3.
-    ds = ds.select_columns(["image", "label"]).random_shuffle(seed=seed).materialize()
-    return ds
+    # Decode once: epochs then stream decoded blocks from the object store, not from S3.
+    return ds.select_columns(["uri", EXAMPLE, "label"]).random_shuffle(seed=seed).materialize()
 
 
 @dataclass
@@ -111,32 +112,32 @@ def run_train(spec, echo=print) -> TrainResult:
     from tasks import get_task
 
     started = time.time()
-    task_cls = get_task(spec.task)
-    task = task_cls(tuple(spec.model.input_shape))
+    task_config = task_config_for(spec)
+    task = get_task(spec.task)(**task_config)
     output = parse_uri(spec.output).as_prefix()
     ensure_bucket(output.uri)
 
-    train_objects = list_labelled(spec.data.train)
+    train_objects = list_labelled(spec.data.train, task.suffixes)
     if spec.model.architecture == "binary-cnn" and len(train_objects.class_names) != 2:
         raise MediaJobsError(f"model.architecture: binary-cnn needs exactly 2 class folders, found "
                              f"{train_objects.class_names} under {spec.data.train}; use cifar10-cnn")
-    val_objects = (list_labelled(spec.data.validation, train_objects.class_names, "data.validation")
+    val_objects = (list_labelled(spec.data.validation, task.suffixes, train_objects.class_names, "data.validation")
                    if spec.data.validation else None)
-    echo(f"training data: {len(train_objects.uris)} images in {len(train_objects.class_names)} classes "
-         f"{train_objects.class_names}" + (f"; validation: {len(val_objects.uris)} images" if val_objects else ""))
+    echo(f"training data: {len(train_objects.uris)} objects in {len(train_objects.class_names)} classes "
+         f"{train_objects.class_names}" + (f"; validation: {len(val_objects.uris)} objects" if val_objects else ""))
 
     datasets = {"train": _decoded_dataset(train_objects, task, spec.training.seed)}
     examples = datasets["train"].count()
-    skipped = len(train_objects.uris) - examples
+    skipped = len(train_objects.uris) - len(datasets["train"].unique("uri"))
     if val_objects:
         datasets["validation"] = _decoded_dataset(val_objects, task, spec.training.seed)
-        skipped += len(val_objects.uris) - datasets["validation"].count()
+        skipped += len(val_objects.uris) - len(datasets["validation"].unique("uri"))
     if skipped:
-        echo(f"warning: {skipped} images could not be decoded and were left out of training")
+        echo(f"warning: {skipped} objects could not be decoded and were left out of training")
     if examples // spec.resources.num_workers < spec.training.batch_size:
         raise MediaJobsError(
             f"training.batch_size: {spec.training.batch_size} is larger than each worker's share of the "
-            f"{examples} decodable training images ({examples // spec.resources.num_workers}); "
+            f"{examples} decoded training examples ({examples // spec.resources.num_workers}); "
             "lower training.batch_size or resources.num_workers")
 
     fs = filesystem_for(output)
@@ -179,7 +180,8 @@ def run_train(spec, echo=print) -> TrainResult:
         model_id = f"{spec.name}-{_file_digest(model_path)[:12]}"
         metadata = {
             "model_id": model_id, "task": spec.task, "architecture": spec.model.architecture,
-            "input_shape": list(spec.model.input_shape), "class_names": train_objects.class_names,
+            "task_config": task_config, "input_shape": list(task.example_shape),
+            "class_names": train_objects.class_names,
             "epochs": state["epoch"] + 1, "metrics": state["metrics"], "history": state["history"],
             "examples": examples, "skipped": skipped, "spec_name": spec.name,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -238,7 +240,7 @@ def train_loop_per_worker(config: dict) -> None:
     # batch smaller than the replica count leaves a replica an empty batch, which
     # fails inside the convolution kernels. The local shuffle varies what is dropped.
     train_data = ray.train.get_dataset_shard("train").to_tf(
-        feature_columns="image", label_columns="label", batch_size=batch_size, drop_last=True,
+        feature_columns=EXAMPLE, label_columns="label", batch_size=batch_size, drop_last=True,
         local_shuffle_buffer_size=batch_size * 8)
     validation = ray.train.get_dataset_shard("validation") if config["has_validation"] else None
 
@@ -275,7 +277,7 @@ def evaluate_examples(model, shard, batch_size: int, architecture: str) -> dict[
 
     losses, correct, count = 0.0, 0, 0
     for batch in shard.iter_batches(batch_size=max(batch_size, 256), batch_format="numpy"):
-        probabilities = model(batch["image"], training=False).numpy().astype(np.float64)
+        probabilities = model(batch[EXAMPLE], training=False).numpy().astype(np.float64)
         labels = batch["label"].astype(np.int64)
         if architecture == "binary-cnn":
             p = np.clip(probabilities[:, 0], 1e-7, 1 - 1e-7)

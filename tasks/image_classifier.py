@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from tasks.media import MediaDecodeError
-from tasks.registry import Task, register
+from tasks.registry import DecodedMedia, Task, register
 
 ARCHITECTURES = ("cifar10-cnn", "binary-cnn")
 DEFAULT_INPUT_SHAPES = {"cifar10-cnn": (32, 32, 3), "binary-cnn": (64, 64, 3)}
@@ -71,7 +71,7 @@ def decode_image(data: bytes, input_shape: Sequence[int]) -> np.ndarray:
     """
     import cv2
 
-    height, width, channels = (int(v) for v in input_shape)
+    channels = int(input_shape[2])
     if not data:
         raise MediaDecodeError("empty object (0 bytes)")
     _check_complete(data)
@@ -81,8 +81,23 @@ def decode_image(data: bytes, input_shape: Sequence[int]) -> np.ndarray:
     image = cv2.imdecode(buffer, flag)
     if image is None or image.size == 0:
         raise MediaDecodeError(f"not a decodable image ({_sniff(data)})")
-    if channels == 3:
+    return fit_to_input(image, input_shape)
+
+
+def fit_to_input(image: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
+    """A decoded OpenCV image (BGR, or 2-D grayscale) to a uint8 model input of `input_shape`.
+
+    The pixel pipeline shared by every task that feeds this CNN (still images, video
+    frames): BGR to RGB (or to grayscale for C == 1), then area interpolation when
+    shrinking and bilinear when enlarging.
+    """
+    import cv2
+
+    height, width, channels = (int(v) for v in input_shape)
+    if image.ndim == 3 and channels == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if image.shape[:2] != (height, width):
         shrinking = image.shape[0] > height or image.shape[1] > width
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -152,15 +167,29 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list
     return rows
 
 
-@dataclass(frozen=True)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
 @register("image-classifier")
+@dataclass(frozen=True)
 class ImageClassifier(Task):
-    """Classifies still images with the CIFAR-10 style CNN."""
+    """Classifies still images with the CIFAR-10 style CNN: one example per object."""
 
     input_shape: tuple[int, int, int] = (32, 32, 3)
 
-    def decode(self, data: bytes) -> np.ndarray:
-        return decode_image(data, self.input_shape)
+    reads = "bytes"
+    suffixes = IMAGE_SUFFIXES
+    position_columns = ()
+    example_dtype = "uint8"
+    output_tables = ("predictions", None)  # (one row per example, one row per object)
+    count_column = ""
+
+    @property
+    def example_shape(self) -> tuple[int, int, int]:
+        return tuple(self.input_shape)
+
+    def decode(self, data: bytes, deadline: float | None = None) -> DecodedMedia:
+        return DecodedMedia(decode_image(data, self.input_shape)[np.newaxis], [{}])
 
     def build_model(self, architecture: str, num_classes: int, learning_rate: float):
         return build_cnn(architecture, self.input_shape, num_classes, learning_rate)

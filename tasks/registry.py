@@ -1,9 +1,27 @@
-"""Task names to task classes, through one explicit registry."""
+"""Task names to task classes, through one explicit registry, and the Task protocol.
+
+A task owns everything model-specific and nothing about Ray or storage:
+
+- `reads`: "bytes" when `decode` takes the object's bytes (images, audio), "file" when
+  it needs a local file path (video: OpenCV's VideoCapture cannot read from memory,
+  and a video must never be held in memory whole).
+- `suffixes`: the object name suffixes the task reads (lower case, with the dot).
+- `example_shape`, `example_dtype`: one model input example (an image, a frame, an
+  MFCC window); `decode` returns a stack of them.
+- `decode(source, deadline=None) -> DecodedMedia`: bytes or path to examples plus one
+  `positions` dict per example (e.g. `{"frame_index": 3, "timestamp_s": 1.5}`); raises
+  `tasks.media.MediaDecodeError` for unusable media. `deadline` is a `time.monotonic()`
+  value: long decodes check it and stop with a MediaDecodeError (or a partial result
+  with a `warning`) instead of hanging a worker.
+- `position_columns`: the names of the keys in `positions` (the extra prediction columns).
+- `build_model(architecture, num_classes, learning_rate)`: a compiled tf-keras model.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 # Task modules register themselves on import; this maps a name to its module so the
 # registry can import lazily (TensorFlow-heavy modules load only when used).
@@ -13,10 +31,27 @@ _MODULES = {
 _REGISTRY: dict[str, type] = {}
 
 
+@dataclass(frozen=True)
+class DecodedMedia:
+    """What one media object decodes to.
+
+    `examples` has shape `(n, *example_shape)`; `positions` has n dicts. `warning` is
+    set when decoding stopped early but kept what it had (e.g. a truncated video): the
+    examples are scored and the object also gets an errors row with this text.
+    """
+
+    examples: Any  # numpy array
+    positions: list[dict] = field(default_factory=list)
+    warning: str | None = None
+
+
 class Task:
     """Base of all tasks: model-specific knowledge, nothing about Ray or storage."""
 
     name: str = ""
+    reads: str = "bytes"
+    suffixes: tuple[str, ...] = ()
+    position_columns: tuple[str, ...] = ()
 
 
 def register(name: str) -> Callable[[type], type]:

@@ -1,0 +1,37 @@
+"""From a spec to the keyword arguments of its task class (recorded in the model metadata).
+
+Scoring rebuilds the task from the model's recorded config, so features are computed
+exactly as in training; a score spec may only change what does not affect the model
+(e.g. how often video frames are sampled).
+"""
+
+from __future__ import annotations
+
+
+def task_config_for(spec) -> dict:
+    """The task's constructor arguments for a train spec."""
+    config: dict = {}
+    shape = getattr(spec.model, "input_shape", None)
+    if shape is not None:
+        config["input_shape"] = tuple(shape)
+    config.update(scoring_overrides(spec))
+    audio = getattr(spec, "audio", None)
+    if audio is not None:
+        config.update(audio.model_dump())
+    return config
+
+
+def scoring_overrides(spec) -> dict:
+    """Task arguments a spec may set that do not change what the model sees."""
+    frames = getattr(spec, "frames", None)
+    return frames.model_dump() if frames is not None else {}
+
+
+def task_config_from_metadata(metadata: dict, spec=None) -> dict:
+    """The task arguments to score with: the model's, plus the score spec's overrides."""
+    config = dict(metadata.get("task_config") or {"input_shape": metadata["input_shape"]})
+    if spec is not None:
+        config.update(scoring_overrides(spec))
+    if "input_shape" in config:
+        config["input_shape"] = tuple(config["input_shape"])
+    return config
