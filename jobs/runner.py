@@ -23,9 +23,10 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
     from jobs.score import run_score
 
     result = run_score(spec, echo=echo)
-    echo(f"scored {result.listed} objects in {result.seconds:.1f}s ({result.throughput:.1f}/s): "
-         f"{result.predicted} predictions, {result.errors} errors")
-    echo(f"predictions: {result.predictions_uri}")
-    echo(f"errors:      {result.errors_uri}")
-    echo(f"summary:     {result.summary_uri}")
+    partial = f" ({result.partial} only in part, also in errors)" if result.partial else ""
+    echo(f"scored {result.listed} objects in {result.seconds:.1f}s ({result.throughput:.1f} objects/s): "
+         f"{result.predicted} with predictions{partial}, {result.errors} errors; {result.examples} example rows")
+    for name, uri in result.tables.items():
+        echo(f"{name + ':':<12} {uri}")
+    echo(f"{'summary:':<12} {result.summary_uri}")
     return result

@@ -142,13 +142,22 @@ def run_score(spec, echo=print) -> ScoreResult:
 
     committed = commit_run(output, staging, run_id, task, metadata["class_names"],
                            expected={o.uri for o in objects})
-    seconds = time.time() - started
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
+    annotated: list[dict] = []
+    if getattr(spec, "annotate", False) and committed.example_rows:
+        from jobs.annotate_stage import ANNOTATED, annotate_videos
+
+        echo("drawing predictions on the sampled frames (annotate: true)")
+        annotated = annotate_videos(tables[task.output_tables[0]], {o.uri: o.size for o in objects}, task,
+                                    output.uri, parse_uri(spec.input).as_prefix().uri)
+        tables[ANNOTATED] = output.join(ANNOTATED).uri + "/"
+    seconds = time.time() - started
     result = ScoreResult(run_id, metadata["model_id"], len(objects), committed.scored_objects,
                          committed.failed_objects, seconds, tables[task.output_tables[0]], tables["errors"],
                          output.join("runs", run_id, "summary.json").uri, tables, committed.example_rows,
                          committed.partial_objects)
     summary = {**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
+               "annotated": annotated,
                "throughput_per_s": round(result.throughput, 2),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -30,6 +31,12 @@ __all__ = [
 ]
 
 DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"binary-cnn": (64, 64, 3), "cifar10-cnn": (32, 32, 3)}
+# Which architectures each task can train; the first is what a spec gets when it names none.
+TASK_ARCHITECTURES: dict[str, tuple[str, ...]] = {
+    "image-classifier": ("cifar10-cnn", "binary-cnn"),
+    "video-classifier": ("cifar10-cnn", "binary-cnn"),
+    "audio-classifier": ("mfcc-lstm",),
+}
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _SECRET_KEY = re.compile(r"access[_-]?key|secret|passw(or)?d|token|credential|api[_-]?key|private[_-]?key", re.I)
@@ -115,13 +122,18 @@ class _Strict(BaseModel):
 class ImageModelConfig(_Strict):
     """The network a train job builds; `input_shape` defaults by architecture."""
 
-    architecture: Literal["binary-cnn", "cifar10-cnn"] = Field(
-        description="the network to build: binary-cnn or cifar10-cnn")
-    input_shape: _InputShape = Field(description="[height, width, channels] of the model input")
+    architecture: Literal["binary-cnn", "cifar10-cnn", "mfcc-lstm"] = Field(
+        description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio)")
+    input_shape: _InputShape | None = Field(None, description="[height, width, channels] of the model input")
 
     @model_validator(mode="before")
     @classmethod
     def _default_input_shape(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("architecture") == "mfcc-lstm":
+            if data.get("input_shape") is not None:
+                raise _fail("input_shape: mfcc-lstm takes its input shape from the `audio` section; "
+                            "delete input_shape")
+            return data
         if isinstance(data, Mapping) and "input_shape" not in data:
             # An unknown architecture is reported on its own field; any shape here keeps the
             # missing input_shape from adding a second, misleading problem.
@@ -130,6 +142,27 @@ class ImageModelConfig(_Strict):
                                              DEFAULT_INPUT_SHAPES["cifar10-cnn"])
             return {**data, "input_shape": shape}
         return data
+
+
+class FramesConfig(_Strict):
+    """How video frames are sampled: every `every_n_frames` frames if set, else every `every_seconds`."""
+
+    every_seconds: Annotated[float, Field(strict=False, gt=0, allow_inf_nan=False)] | None = 1.0
+    every_n_frames: _Count | None = None
+    max_frames: _Count = 300
+
+
+class AudioConfig(_Strict):
+    """How audio is turned into model input: resampled mono, cut into windows, MFCCs per window."""
+
+    sample_rate: Annotated[int, Field(strict=True, ge=4000, le=96000)] = 16000
+    n_mfcc: Annotated[int, Field(strict=True, ge=1, le=128)] = 13
+    window_seconds: Annotated[float, Field(strict=False, gt=0, le=60, allow_inf_nan=False)] = 1.0
+
+
+def _only_for(task_name: str | None, wanted: str, section: str) -> None:
+    if task_name is not None and task_name != wanted:
+        raise _fail(f"{section} applies to task {wanted} only (this spec's task is {task_name}); delete it")
 
 
 class TrainData(_Strict):
@@ -164,9 +197,44 @@ class TrainSpec(_Strict):
     task: _TaskName = Field(description="the task to run, e.g. image-classifier")
     model: ImageModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
     data: TrainData = Field(description="the training data, e.g. {train: s3://media/cifar10/train/}")
+    frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
+    audio: AudioConfig | None = Field(None, description="audio features (audio-classifier)")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     resources: TrainResources = Field(default_factory=TrainResources)
     output: _Uri = Field(description="where to write the trained model, e.g. s3://models/cifar10-cnn/")
+
+    @field_validator("model")
+    @classmethod
+    def _architecture_fits_task(cls, model: ImageModelConfig, info: ValidationInfo) -> ImageModelConfig:
+        task = info.data.get("task")
+        allowed = TASK_ARCHITECTURES.get(task or "", ())
+        if allowed and model.architecture not in allowed:
+            raise _fail(f"architecture: task {task} trains {' or '.join(allowed)}, not {model.architecture}")
+        return model
+
+    @field_validator("frames")
+    @classmethod
+    def _frames_for_video(cls, frames, info: ValidationInfo):
+        if frames is not None:
+            _only_for(info.data.get("task"), "video-classifier", "frames")
+        return frames
+
+    @field_validator("audio")
+    @classmethod
+    def _audio_for_audio(cls, audio, info: ValidationInfo):
+        if audio is not None:
+            _only_for(info.data.get("task"), "audio-classifier", "audio")
+        return audio
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> "TrainSpec":
+        # Fill the media section of the task with its defaults, so the spec hash and the
+        # model metadata record what was actually used.
+        if self.task == "video-classifier" and self.frames is None:
+            object.__setattr__(self, "frames", FramesConfig())
+        if self.task == "audio-classifier" and self.audio is None:
+            object.__setattr__(self, "audio", AudioConfig())
+        return self
 
 
 class ScoreSpec(_Strict):
@@ -179,7 +247,16 @@ class ScoreSpec(_Strict):
     output: _Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
     batch_size: _BatchSize = 256
     top_k: _Count = 3
+    frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
+    annotate: _Flag = Field(False, description="write annotated videos and contact sheets (video-classifier)")
     resources: ScoreResources = Field(default_factory=ScoreResources)
+
+    @field_validator("frames", "annotate")
+    @classmethod
+    def _video_only(cls, value, info: ValidationInfo):
+        if value:
+            _only_for(info.data.get("task"), "video-classifier", info.field_name)
+        return value
 
 
 Spec = Annotated[Union[TrainSpec, ScoreSpec], Field(discriminator="kind")]

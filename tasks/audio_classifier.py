@@ -64,7 +64,7 @@ def build_mfcc_lstm(example_shape: tuple[int, int], num_classes: int, learning_r
     model = tf.keras.Sequential(
         [
             layers.Input(shape=tuple(example_shape)),
-            layers.Masking(mask_value=PAD_VALUE),
+            layers.Masking(mask_value=PAD_VALUE + 1),
             # MFCC coefficients differ in scale (c0 ~ -1100..0, the rest ~ +-50): a
             # per-coefficient normalisation learnt from the data. It is mask-aware in
             # tf-keras (batch moments weight out padded frames) and works per frame at

@@ -27,6 +27,8 @@ from typing import Any, Callable
 # registry can import lazily (TensorFlow-heavy modules load only when used).
 _MODULES = {
     "image-classifier": "tasks.image_classifier",
+    "video-classifier": "tasks.video_classifier",
+    "audio-classifier": "tasks.audio_classifier",
 }
 _REGISTRY: dict[str, type] = {}
 

@@ -6,6 +6,7 @@ sampled frame goes through exactly the image task's pixel pipeline (`fit_to_inpu
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -91,7 +92,7 @@ class FrameSampler:
                 raise MediaDecodeError(f"video too long: {duration:,.0f} s ({count} frames at {fps:g} fps), "
                                        f"limit max_seconds={self.max_seconds:g}")
             gap = self.every_n_frames or (self.every_seconds or 0) * fps
-            seeking = bool(fps and count and gap >= self.seek_min_gap)
+            seeking = bool(fps and count and gap >= max(2, self.seek_min_gap))
             self.info = {"duration_s": duration, "fps": fps or None, "frame_count": count or None,
                          "width": int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                          "height": int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -134,9 +135,9 @@ class FrameSampler:
     def _seek(self, capture, fps: float, count: int) -> Iterator[SampledFrame]:
         import cv2
 
-        step = self.every_n_frames or self.every_seconds * fps
+        step = self.every_n_frames or self.every_seconds * fps  # seconds to frames: assumes a constant rate
         t = 0.0
-        for k in range(count):
+        for k in itertools.count():  # left only by return (done) or break (could not decode)
             target = round(k * step)
             if target >= count or self._deadline_passed(t):
                 return
@@ -188,7 +189,8 @@ class FrameSampler:
 def check_sampling(every_seconds: float | None, every_n_frames: int | None, max_frames: int,
                    max_seconds: float) -> None:
     """Raises ValueError, naming the field, for sampling settings that cannot work."""
-    if every_n_frames is not None and (isinstance(every_n_frames, bool) or every_n_frames < 1):
+    if every_n_frames is not None and (isinstance(every_n_frames, bool) or not isinstance(every_n_frames, int)
+                                       or every_n_frames < 1):
         raise ValueError(f"every_n_frames must be a whole number >= 1, got {every_n_frames!r}")
     if every_n_frames is None:
         if every_seconds is None:
@@ -202,8 +204,8 @@ def check_sampling(every_seconds: float | None, every_n_frames: int | None, max_
 
 
 def sample_frames(path: str, every_seconds: float | None = 1.0, every_n_frames: int | None = None,
-                  max_frames: int = 300, display_width: int = 320,
-                  deadline: float | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+                  max_frames: int = 300, display_width: int = 320, deadline: float | None = None,
+                  max_seconds: float = 4 * 3600) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yields `(frame_index, timestamp_s, display_frame_rgb)` for each sampled frame.
 
     Display frames are `display_width` wide (even, with the video's aspect ratio). A
@@ -212,7 +214,7 @@ def sample_frames(path: str, every_seconds: float | None = 1.0, every_n_frames: 
     Raises:
         MediaDecodeError: as `FrameSampler`.
     """
-    sampler = FrameSampler(path, every_seconds, every_n_frames, max_frames, deadline=deadline)
+    sampler = FrameSampler(path, every_seconds, every_n_frames, max_frames, max_seconds, deadline)
     for frame in sampler:
         yield frame.frame_index, frame.timestamp_s, to_display(frame.bgr, display_width)
 

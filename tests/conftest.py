@@ -4,6 +4,7 @@ integration tier; tests that use it carry `@pytest.mark.integration`."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Iterator
 
 import pytest
@@ -39,6 +40,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         yield stack
     finally:
         try:
+            # A driver still connected when the head stops is ended by Ray itself
+            # (exit code 1, no test summary): disconnect first.
+            ray = sys.modules.get("ray")
+            if ray is not None and ray.is_initialized():
+                ray.shutdown()
             stack_module.down(home)
         finally:
             os.environ.clear()

@@ -92,12 +92,14 @@ def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def spoken_word_wavs(root: Path, words: Sequence[str] = ("yes", "no"), per_word: int = 30,
-                     seed: int = 0) -> dict[str, list[Path]]:
+def spoken_word_wavs(root: Path, words: Sequence[str] = ("yes", "no"), per_word: int = 30, seed: int = 0,
+                     variants: Sequence[str] = ESPEAK_VARIANTS) -> dict[str, list[Path]]:
     """`per_word` spoken WAVs per word in `root/<word>/`, by espeak-ng (22.05 kHz, 16-bit).
 
-    Each file has its own voice (en + m1..m7 / f1..f5), speed (120-200 words per minute)
-    and pitch (20-80). Needs the `espeak-ng` program (Debian package espeak-ng).
+    Each file has its own voice (English with a random one of `variants`, by default
+    m1..m7 and f1..f5), speed (120-200 words per minute) and pitch (20-80). Disjoint
+    `variants` give a test set spoken by voices the model never heard. Needs the
+    `espeak-ng` program (Debian package espeak-ng).
 
     Returns:
         word -> the paths written.
@@ -111,7 +113,7 @@ def spoken_word_wavs(root: Path, words: Sequence[str] = ("yes", "no"), per_word:
         folder.mkdir(parents=True, exist_ok=True)
         written[word] = []
         for i in range(per_word):
-            variant = ESPEAK_VARIANTS[int(rng.integers(len(ESPEAK_VARIANTS)))]
+            variant = variants[int(rng.integers(len(variants)))]
             speed, pitch = int(rng.integers(120, 201)), int(rng.integers(20, 81))
             path = folder / f"{word}_{i:03d}.wav"
             subprocess.run(["espeak-ng", "-v", f"en+{variant}", "-s", str(speed), "-p", str(pitch),

@@ -205,7 +205,7 @@ def test_unknown_task_suggests_a_registered_one():
 def test_unknown_architecture_suggests():
     message = spec_error(with_changes(MINIMAL_TRAIN, model={"architecture": "cifar-cnn"}))
     assert message == ("specs/train.yaml: model.architecture: unknown architecture 'cifar-cnn'; "
-                       "did you mean 'cifar10-cnn'? valid architectures: binary-cnn, cifar10-cnn")
+                       "did you mean 'cifar10-cnn'? valid architectures: binary-cnn, cifar10-cnn, mfcc-lstm")
 
 
 @pytest.mark.parametrize("shape, expected", [
@@ -383,3 +383,19 @@ def test_override_with_invalid_yaml_value():
 def test_non_string_key_is_reported_on_its_mapping():
     message = spec_error(with_changes(MINIMAL_TRAIN, training={7: 1}))
     assert message == "specs/train.yaml: training: field names must be strings (got 7)"
+
+
+def test_media_sections_belong_to_their_task():
+    base = {"version": 1, "kind": "train", "name": "v", "output": "s3://m/v/", "data": {"train": "s3://m/t/"}}
+    video = parse_spec({**base, "task": "video-classifier", "model": {"architecture": "cifar10-cnn"}})
+    assert video.frames.every_seconds == 1.0 and video.frames.max_frames == 300  # defaults filled in
+    audio = parse_spec({**base, "task": "audio-classifier", "model": {"architecture": "mfcc-lstm"},
+                        "audio": {"sample_rate": 8000}})
+    assert audio.audio.sample_rate == 8000 and audio.audio.n_mfcc == 13 and audio.model.input_shape is None
+    with pytest.raises(SpecError, match=r"spec>: frames: frames applies to task video-classifier only"):
+        parse_spec({**base, "task": "image-classifier", "model": {"architecture": "cifar10-cnn"},
+                    "frames": {"every_seconds": 2}})
+    with pytest.raises(SpecError, match=r"model: architecture: task audio-classifier trains mfcc-lstm, not cifar10-cnn"):
+        parse_spec({**base, "task": "audio-classifier", "model": {"architecture": "cifar10-cnn"}})
+    with pytest.raises(SpecError, match=r"input_shape: mfcc-lstm takes its input shape from the `audio` section"):
+        parse_spec({**base, "task": "audio-classifier", "model": {"architecture": "mfcc-lstm", "input_shape": [8, 8, 1]}})

@@ -1,0 +1,96 @@
+"""Video end to end on the real local stack: train on class folders of MP4s, score with annotation."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+from PIL import Image
+
+from jobs.ingest import ingest_folder
+from jobs.runner import run_spec
+from jobs.specs import load_spec
+from jobs.storage import download_file, filesystem_for, list_objects, parse_uri, read_bytes
+from media_video import (write_audio_only_mp4, write_empty_file, write_text_as_video, write_truncated_faststart_mp4,
+                         write_truncated_mp4, write_video, write_video_dataset, write_zero_frame_mp4)
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
+
+
+def _table(uri: str):
+    location = parse_uri(uri)
+    return pads.dataset(location.fs_path.rstrip("/"), filesystem=filesystem_for(location), format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def video_model(local_stack, tmp_path_factory):
+    from jobs.ray_runtime import connect_ray
+
+    connect_ray()
+    root = tmp_path_factory.mktemp("videos")
+    write_video_dataset(root, per_class_train=6, per_class_test=2, seed=5, seconds=4.0)
+    ingest_folder(root, "s3://it-media/videos/")
+    spec = load_spec(EXAMPLES / "train-video.yaml", [
+        "data.train=s3://it-media/videos/train/", "data.validation=s3://it-media/videos/test/",
+        "training.epochs=4", "training.batch_size=16", "output=s3://it-models/video-cnn/"])
+    return run_spec(spec)
+
+
+def test_video_training_learns_frames(video_model):
+    assert video_model.class_names == ["blue-box", "green-stripes", "red-ball"]
+    assert video_model.examples == 3 * 6 * 8  # 4 s videos sampled every 0.5 s
+    assert video_model.metrics["val_accuracy"] > 0.7, video_model.metrics
+
+
+def test_video_scoring_writes_frames_videos_and_annotations(video_model, tmp_path):
+    spec = load_spec(EXAMPLES / "score-video.yaml", [
+        "model=s3://it-models/video-cnn/", "input=s3://it-media/videos/test/", "output=s3://it-scores/videos/"])
+    result = run_spec(spec)
+    frames = _table(result.tables["frames"]).to_pandas()
+    videos = _table(result.tables["videos"]).to_pandas()
+    assert len(videos) == 6 and result.errors == 0
+    assert len(frames) == 6 * 8
+    assert sorted(frames[frames.uri == videos.uri[0]].frame_index) == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert {"uri", "frame_index", "timestamp_s", "label", "score"} <= set(frames.columns)
+    assert set(videos.frames_scored) == {8} and all(abs(d - 4.0) < 0.2 for d in videos.duration_s)
+    truth = videos.uri.str.split("/").str[-2]
+    assert (videos.label == truth).mean() >= 4 / 6, videos[["uri", "label"]]
+    # annotation: an MP4 per video that OpenCV reads back, and a contact sheet PNG
+    annotated = sorted(o.uri for o in list_objects(result.tables["annotated"]))
+    assert len([u for u in annotated if u.endswith(".mp4")]) == 6
+    assert len([u for u in annotated if u.endswith(".png")]) == 6
+    local = tmp_path / "a.mp4"
+    download_file(next(u for u in annotated if u.endswith(".mp4")), local)
+    capture = cv2.VideoCapture(str(local))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8 and capture.read()[0]
+    sheet = Image.open(io.BytesIO(read_bytes(next(u for u in annotated if u.endswith(".png")))))
+    assert sheet.width > 160 and sheet.height > 100
+
+
+def test_bad_videos_are_accounted_for(video_model, tmp_path):
+    bad = tmp_path / "bad"
+    write_video(bad / "good.mp4", "red-ball", 2.0, seed=9)
+    write_truncated_mp4(bad / "truncated.mp4")
+    write_truncated_faststart_mp4(bad / "truncated-faststart.mp4", seconds=4, keep=0.5)
+    write_zero_frame_mp4(bad / "zero-frames.mp4")
+    write_empty_file(bad / "empty.mp4")
+    write_text_as_video(bad / "notes.mp4")
+    ingest_folder(bad, "s3://it-media/bad-videos/")
+    spec = load_spec(EXAMPLES / "score-video.yaml", [
+        "model=s3://it-models/video-cnn/", "input=s3://it-media/bad-videos/", "output=s3://it-scores/bad-videos/",
+        "annotate=false"])
+    result = run_spec(spec)
+    errors = {row["uri"].rsplit("/", 1)[-1]: row for row in _table(result.errors_uri).to_pylist()}
+    videos = set(_table(result.tables["videos"]).column("uri").to_pylist())
+    assert {u.rsplit("/", 1)[-1] for u in videos} == {"good.mp4", "truncated-faststart.mp4"}
+    assert errors["truncated-faststart.mp4"]["stage"] == "decode-partial"
+    assert "stopped at frame" in errors["truncated-faststart.mp4"]["error"]
+    for name in ("truncated.mp4", "zero-frames.mp4", "empty.mp4", "notes.mp4"):
+        assert errors[name]["stage"] == "decode" and errors[name]["error"], name
+    assert result.listed == 6 and result.predicted == 2 and result.errors == 4 and result.partial == 1
