@@ -24,11 +24,22 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The audio tests speak real words with Debian's espeak-ng, and one video test makes an
+# audio-only MP4 with ffmpeg: install them when this machine can (root + apt-get).
+need_tools() {
+  local missing=()
+  for tool in espeak-ng ffmpeg; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} with apt-get (test media)" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 export PATH="$VENV/bin:$PATH"
 cmd="${1:-}"
 shift || true
 case "$cmd" in
   demo) exec mediajobs demo "$@" ;;
-  test) cd "$ROOT" && exec python -m pytest "$@" ;;
+  test) need_tools; cd "$ROOT" && exec python -m pytest "$@" ;;
   *) echo "usage: bash cluster/dev.sh demo|test [args...]" >&2; exit 2 ;;
 esac

@@ -64,7 +64,7 @@ def build_mfcc_lstm(example_shape: tuple[int, int], num_classes: int, learning_r
     model = tf.keras.Sequential(
         [
             layers.Input(shape=tuple(example_shape)),
-            layers.Masking(mask_value=PAD_VALUE + 1),
+            layers.Masking(mask_value=PAD_VALUE),
             # MFCC coefficients differ in scale (c0 ~ -1100..0, the rest ~ +-50): a
             # per-coefficient normalisation learnt from the data. It is mask-aware in
             # tf-keras (batch moments weight out padded frames) and works per frame at
@@ -214,8 +214,8 @@ class AudioClassifier(Task):
     suffixes = AUDIO_SUFFIXES
     position_columns = ("window_start_s", "window_end_s")
     example_dtype = "float32"
-    output_tables = ("windows", "files")  # (one row per window, one row per audio file)
-    count_column = "windows"
+    output_tables = ("predictions", "files")  # (one row per window, one row per audio file)
+    count_column = "windows_scored"
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_mfcc", "window_seconds", "hop_length", "n_fft", "max_seconds"):

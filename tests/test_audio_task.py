@@ -221,6 +221,19 @@ def test_padded_frames_do_not_influence_the_model():
     assert real == 41
 
 
+def test_batch_normalization_statistics_ignore_padded_frames():
+    model = TASK.build_model("mfcc-lstm", 2, 1e-3)
+    masking, norm = model.layers[0], model.layers[1]
+    batch = np.random.default_rng(0).normal(-50.0, 30.0, (3, FRAMES, N_MFCC)).astype(np.float32)
+    batch[0, 40:] = PAD_VALUE
+    masked = masking(batch)
+
+    normalised = norm(masked, training=True, mask=masked._keras_mask).numpy()
+    real = np.concatenate([batch[0, :40], batch[1], batch[2]])
+    expected = (batch[1] - real.mean(axis=0)) / np.sqrt(real.var(axis=0) + norm.epsilon)
+    np.testing.assert_allclose(normalised[1], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_model_builds_under_multi_worker_mirrored_strategy():
     import tensorflow as tf
 
