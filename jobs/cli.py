@@ -73,6 +73,23 @@ def demo(
     run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo, progress=_progress.bar("uploading"))
 
 
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="A trained model: the output URI of a train job."),
+    source: str = typer.Argument(..., help="An image or video (path or s3:// URI), or a camera index (0, 1, ...)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the annotated video (MP4) here."),
+    show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (needs a display)."),
+    every_n_frames: int = typer.Option(1, min=1, help="Classify every n-th frame."),
+    batch: int = typer.Option(8, min=1, help="Frames per model call."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many classified frames."),
+) -> None:
+    """Classify one image, video file or camera stream, printing predictions as they come."""
+    from jobs.predict import predict_source
+
+    predict_source(model, source, echo=echo, batch=batch, every_n_frames=every_n_frames, max_frames=max_frames,
+                   out=str(out) if out else None, show=show)
+
+
 @local_app.command("up")
 def local_up() -> None:
     """Start (or keep) the local Ray head and S3 server."""

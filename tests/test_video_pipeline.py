@@ -94,3 +94,20 @@ def test_bad_videos_are_accounted_for(video_model, tmp_path):
     for name in ("truncated.mp4", "zero-frames.mp4", "empty.mp4", "notes.mp4"):
         assert errors[name]["stage"] == "decode" and errors[name]["error"], name
     assert result.listed == 6 and result.predicted == 2 and result.errors == 4 and result.partial == 1
+
+
+def test_predict_streams_batched_frame_predictions(video_model, tmp_path):
+    from jobs.errors import UsageError
+    from jobs.predict import predict_source
+
+    video = write_video(tmp_path / "clip.mp4", "blue-box", 3.0, seed=42)
+    lines: list[str] = []
+    predictions = predict_source("s3://it-models/video-cnn/", str(video), echo=lines.append, batch=4,
+                                 every_n_frames=3, out=str(tmp_path / "annotated.mp4"))
+    assert [p.frame_index for p in predictions] == list(range(0, 30, 3))
+    assert sum(p.label == "blue-box" for p in predictions) >= 7
+    assert lines[0].startswith("frame      0  t=    0.00s")
+    capture = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    with pytest.raises(UsageError, match="--show needs a display"):
+        predict_source("s3://it-models/video-cnn/", str(video), echo=lines.append, show=True)
