@@ -159,6 +159,14 @@ class AudioConfig(_Strict):
     n_mfcc: Annotated[int, Field(strict=True, ge=1, le=128)] = 13
     window_seconds: Annotated[float, Field(strict=False, gt=0, le=60, allow_inf_nan=False)] = 1.0
 
+    @model_validator(mode="after")
+    def _window_holds_an_fft_frame(self) -> "AudioConfig":
+        # The MFCC frame is 25 ms at 16 kHz (n_fft 400); a window must hold one.
+        if self.window_seconds * self.sample_rate < 400:
+            raise _fail(f"window_seconds: {self.window_seconds} s at {self.sample_rate} Hz is shorter than one "
+                        f"MFCC frame (400 samples); use at least {400 / self.sample_rate:.3f}")
+        return self
+
 
 def _only_for(task_name: str | None, wanted: str, section: str) -> None:
     if task_name is not None and task_name != wanted:
