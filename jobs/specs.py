@@ -168,6 +168,9 @@ class AudioConfig(_Strict):
         return self
 
 
+SECTION_TASKS = {"frames": "video-classifier", "annotate": "video-classifier", "audio": "audio-classifier"}
+
+
 def _only_for(task_name: str | None, wanted: str, section: str) -> None:
     if task_name is not None and task_name != wanted:
         raise _fail(f"{section} applies to task {wanted} only (this spec's task is {task_name}); delete it")
@@ -220,19 +223,12 @@ class TrainSpec(_Strict):
             raise _fail(f"architecture: task {task} trains {' or '.join(allowed)}, not {model.architecture}")
         return model
 
-    @field_validator("frames")
+    @field_validator("frames", "audio")
     @classmethod
-    def _frames_for_video(cls, frames, info: ValidationInfo):
-        if frames is not None:
-            _only_for(info.data.get("task"), "video-classifier", "frames")
-        return frames
-
-    @field_validator("audio")
-    @classmethod
-    def _audio_for_audio(cls, audio, info: ValidationInfo):
-        if audio is not None:
-            _only_for(info.data.get("task"), "audio-classifier", "audio")
-        return audio
+    def _section_fits_task(cls, section, info: ValidationInfo):
+        if section is not None:
+            _only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
+        return section
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "TrainSpec":
@@ -263,7 +259,7 @@ class ScoreSpec(_Strict):
     @classmethod
     def _video_only(cls, value, info: ValidationInfo):
         if value:
-            _only_for(info.data.get("task"), "video-classifier", info.field_name)
+            _only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
         return value
 
 

@@ -49,3 +49,13 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def ray_driver(local_stack: LocalStack) -> Iterator[None]:
+    """This process as a Ray driver on the session's stack (disconnected by `local_stack`)."""
+    from jobs.ray_runtime import connect_ray
+
+    where = connect_ray()
+    assert local_stack.ray_address in where  # the stack's head, not an in-process Ray
+    yield

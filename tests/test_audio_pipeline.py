@@ -6,14 +6,13 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as pads
 import pytest
 import soundfile
 
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import filesystem_for, parse_uri
+from jobs.storage import read_table
 from media_audio import (header_only_wav_bytes, spoken_word_wavs, text_as_wav_bytes, tone_wav_bytes)
 
 pytestmark = pytest.mark.integration
@@ -22,16 +21,8 @@ TRAIN_VOICES = ("m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3")
 TEST_VOICES = ("m6", "m7", "f4", "f5")  # voices the model never hears in training
 
 
-def _table(uri: str):
-    location = parse_uri(uri)
-    return pads.dataset(location.fs_path.rstrip("/"), filesystem=filesystem_for(location), format="parquet").to_table()
-
-
 @pytest.fixture(scope="module")
-def audio_model(local_stack, tmp_path_factory):
-    from jobs.ray_runtime import connect_ray
-
-    connect_ray()
+def audio_model(ray_driver, tmp_path_factory):
     root = tmp_path_factory.mktemp("speech")
     spoken_word_wavs(root / "train", per_word=40, seed=1, variants=TRAIN_VOICES)
     spoken_word_wavs(root / "test", per_word=10, seed=2, variants=TEST_VOICES)
@@ -51,8 +42,8 @@ def test_audio_scoring_writes_windows_and_files(audio_model):
     spec = load_spec(EXAMPLES / "score-audio.yaml", [
         "model=s3://it-models/audio-lstm/", "input=s3://it-media/speech/test/", "output=s3://it-scores/speech/"])
     result = run_spec(spec)
-    windows = _table(result.tables["predictions"]).to_pandas()
-    files = _table(result.tables["files"]).to_pandas()
+    windows = read_table(result.tables["predictions"]).to_pandas()
+    files = read_table(result.tables["files"]).to_pandas()
     assert len(files) == 20 and result.errors == 0
     assert {"uri", "window_start_s", "window_end_s", "label", "score"} <= set(windows.columns)
     assert (windows.window_end_s > windows.window_start_s).all() and (windows.window_start_s == 0).any()
@@ -77,8 +68,8 @@ def test_bad_and_long_audio_is_accounted_for(audio_model, tmp_path):
     spec = load_spec(EXAMPLES / "score-audio.yaml", [
         "model=s3://it-models/audio-lstm/", "input=s3://it-media/bad-audio/", "output=s3://it-scores/bad-audio/"])
     result = run_spec(spec)
-    errors = {row["uri"].rsplit("/", 1)[-1]: row["error"] for row in _table(result.errors_uri).to_pylist()}
-    files = {row["uri"].rsplit("/", 1)[-1]: row for row in _table(result.tables["files"]).to_pylist()}
+    errors = {row["uri"].rsplit("/", 1)[-1]: row["error"] for row in read_table(result.errors_uri).to_pylist()}
+    files = {row["uri"].rsplit("/", 1)[-1]: row for row in read_table(result.tables["files"]).to_pylist()}
     assert set(errors) == {"header-only.wav", "notes.wav", "empty.wav"}
     assert "no audio samples" in errors["header-only.wav"] and "text" in errors["notes.wav"]
     assert set(files) == {"tone.wav", "stereo-44k.flac", "long.wav"}

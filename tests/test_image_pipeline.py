@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pyarrow.dataset as pads
 import pytest
 
 from jobs.demo import folder_accuracy
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import exists, filesystem_for, list_objects, parse_uri, read_bytes, s3_client
+from jobs.storage import exists, list_objects, parse_uri, read_bytes, read_table, s3_client
 from jobs.synthetic import write_shapes_dataset
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
-
-
-@pytest.fixture(scope="module")
-def ray_driver(local_stack):
-    import ray
-
-    from jobs.ray_runtime import connect_ray
-
-    where = connect_ray()
-    assert local_stack.ray_address in where  # the test drives the stack's head, not an in-process Ray
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +34,6 @@ def trained(ray_driver, shapes_data):
         "data.train=s3://it-media/shapes/train/", "data.validation=s3://it-media/shapes/test/",
         "training.epochs=4", "output=s3://it-models/shapes-cnn/"])
     return run_spec(spec)
-
-
-def _read_table(uri: str):
-    location = parse_uri(uri)
-    return pads.dataset(location.fs_path, filesystem=filesystem_for(location), format="parquet").to_table()
 
 
 def test_two_worker_training_learns_and_exports(trained):
@@ -78,7 +55,7 @@ def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
         "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes/"])
     result = run_spec(spec)
     inputs = {o.uri for o in list_objects("s3://it-media/shapes/test/")}
-    predictions = _read_table(result.predictions_uri)
+    predictions = read_table(result.predictions_uri)
     assert sorted(predictions.column("uri").to_pylist()) == sorted(inputs)
     assert result.errors == 0 and not list(list_objects(result.errors_uri))
     assert set(predictions.column("label").to_pylist()) <= {"circle", "square", "triangle"}
@@ -107,8 +84,8 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
     spec = load_spec(EXAMPLES / "score-demo.yaml", [
         "model=s3://it-models/shapes-cnn/", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/"])
     result = run_spec(spec)
-    errors = _read_table(result.errors_uri).to_pylist()
-    predictions = _read_table(result.predictions_uri).column("uri").to_pylist()
+    errors = read_table(result.errors_uri).to_pylist()
+    predictions = read_table(result.predictions_uri).column("uri").to_pylist()
     error_uris = {e["uri"] for e in errors}
     assert error_uris == {"s3://it-media/mixed/" + name for name in ("corrupt.jpg", "empty.jpg", "notes.jpg")}
     assert all(e["stage"] == "decode" and e["error"] for e in errors)
@@ -138,7 +115,7 @@ def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
     score = load_spec(EXAMPLES / "score-demo.yaml", [
         "model=s3://it-models/binary-cnn/", "input=s3://it-media/binary/test/", "output=s3://it-scores/binary/"])
     result = run_spec(score)
-    predictions = _read_table(result.predictions_uri).to_pylist()
+    predictions = read_table(result.predictions_uri).to_pylist()
     assert len(predictions) == 40 and result.errors == 0
     assert {p["label"] for p in predictions} <= {"circle", "square"}
     assert all(abs(sum(p["top_scores"]) - 1.0) < 1e-4 for p in predictions)  # sigmoid expanded to 2 scores

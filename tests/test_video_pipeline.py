@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import cv2
-import numpy as np
-import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import download_file, filesystem_for, list_objects, parse_uri, read_bytes
-from media_video import (write_audio_only_mp4, write_empty_file, write_text_as_video, write_truncated_faststart_mp4,
+from jobs.storage import download_file, list_objects, read_bytes, read_table
+from media_video import (write_empty_file, write_text_as_video, write_truncated_faststart_mp4,
                          write_truncated_mp4, write_video, write_video_dataset, write_zero_frame_mp4)
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
 
 
-def _table(uri: str):
-    location = parse_uri(uri)
-    return pads.dataset(location.fs_path.rstrip("/"), filesystem=filesystem_for(location), format="parquet").to_table()
-
-
 @pytest.fixture(scope="module")
-def video_model(local_stack, tmp_path_factory):
-    from jobs.ray_runtime import connect_ray
-
-    connect_ray()
+def video_model(ray_driver, tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
     write_video_dataset(root, per_class_train=6, per_class_test=2, seed=5, seconds=4.0)
     ingest_folder(root, "s3://it-media/videos/")
@@ -52,8 +41,8 @@ def test_video_scoring_writes_frames_videos_and_annotations(video_model, tmp_pat
     spec = load_spec(EXAMPLES / "score-video.yaml", [
         "model=s3://it-models/video-cnn/", "input=s3://it-media/videos/test/", "output=s3://it-scores/videos/"])
     result = run_spec(spec)
-    frames = _table(result.tables["frames"]).to_pandas()
-    videos = _table(result.tables["videos"]).to_pandas()
+    frames = read_table(result.tables["frames"]).to_pandas()
+    videos = read_table(result.tables["videos"]).to_pandas()
     assert len(videos) == 6 and result.errors == 0
     assert len(frames) == 6 * 8
     assert sorted(frames[frames.uri == videos.uri[0]].frame_index) == [0, 5, 10, 15, 20, 25, 30, 35]
@@ -86,8 +75,8 @@ def test_bad_videos_are_accounted_for(video_model, tmp_path):
         "model=s3://it-models/video-cnn/", "input=s3://it-media/bad-videos/", "output=s3://it-scores/bad-videos/",
         "annotate=false"])
     result = run_spec(spec)
-    errors = {row["uri"].rsplit("/", 1)[-1]: row for row in _table(result.errors_uri).to_pylist()}
-    videos = set(_table(result.tables["videos"]).column("uri").to_pylist())
+    errors = {row["uri"].rsplit("/", 1)[-1]: row for row in read_table(result.errors_uri).to_pylist()}
+    videos = set(read_table(result.tables["videos"]).column("uri").to_pylist())
     assert {u.rsplit("/", 1)[-1] for u in videos} == {"good.mp4", "truncated-faststart.mp4"}
     assert errors["truncated-faststart.mp4"]["stage"] == "decode-partial"
     assert "stopped at frame" in errors["truncated-faststart.mp4"]["error"]
