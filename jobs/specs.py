@@ -77,6 +77,10 @@ def _check_name(name: str) -> str:
 def _check_task(name: str) -> str:
     if name not in task_names():
         raise _fail(_unknown_choice("task", name, task_names()))
+    if name not in TASK_ARCHITECTURES:
+        # The model code exists, the train/generate/stylize runners do not yet.
+        runnable = ", ".join(sorted(TASK_ARCHITECTURES))
+        raise _fail(f"task {name} cannot run in a train or score job yet; use one of {runnable}")
     return name
 
 

@@ -29,6 +29,8 @@ _MODULES = {
     "image-classifier": "tasks.image_classifier",
     "video-classifier": "tasks.video_classifier",
     "audio-classifier": "tasks.audio_classifier",
+    "gan": "tasks.gan",
+    "style-transfer": "tasks.style_transfer",
 }
 _REGISTRY: dict[str, type] = {}
 

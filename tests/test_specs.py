@@ -399,3 +399,9 @@ def test_media_sections_belong_to_their_task():
         parse_spec({**base, "task": "audio-classifier", "model": {"architecture": "cifar10-cnn"}})
     with pytest.raises(SpecError, match=r"input_shape: mfcc-lstm takes its input shape from the `audio` section"):
         parse_spec({**base, "task": "audio-classifier", "model": {"architecture": "mfcc-lstm", "input_shape": [8, 8, 1]}})
+
+
+def test_tasks_without_a_runner_are_refused():
+    with pytest.raises(SpecError, match="task: task gan cannot run in a train or score job yet"):
+        parse_spec({"version": 1, "kind": "train", "name": "g", "task": "gan", "output": "s3://m/g/",
+                    "model": {"architecture": "cifar10-cnn"}, "data": {"train": "s3://m/t/"}})

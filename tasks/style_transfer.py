@@ -1,0 +1,201 @@
+"""The style-transfer task: stylize images with a module that has the TF Hub
+arbitrary-image-stylization signature, and train our own (AdaIN, in `tasks._adain`).
+
+TensorFlow loads only when a module is loaded or a model built; the AdaIN names
+(`AdaINTrainer`, `adain`, `channel_stats`, `export_stylizer`) are importable from here and
+load it on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+# decode_full refuses what decode_image refuses: truncated files and decompression bombs.
+from tasks.image_classifier import IMAGE_SUFFIXES, _check_complete, _check_declared_size, _sniff, fit_to_input
+from tasks.media import MediaDecodeError
+from tasks.registry import DecodedMedia, Task, register
+
+if TYPE_CHECKING:  # loaded lazily by __getattr__ below: they need TensorFlow
+    from tasks._adain import AdaINTrainer, adain, channel_stats, export_stylizer
+
+__all__ = ["ARCHITECTURES", "ENCODER_DOWNSAMPLING", "HUB_STYLE_SIZE", "AdaINTrainer", "StyleTransferTask",
+           "StylizerLoadError", "adain", "center_square", "channel_stats", "decode_full", "export_stylizer",
+           "load_stylizer", "stylize", "stylize_batch"]
+
+ARCHITECTURES = ("adain",)
+# Encoder name -> how many times it shrinks an image (2 ** pooling layers); AdaIN content
+# sizes are padded to a multiple of it, training sizes must be one.
+ENCODER_DOWNSAMPLING = {"vgg19": 8, "tiny": 4}
+# The TF Hub module was trained with 256x256 style images and works best with them.
+HUB_STYLE_SIZE = 256
+_FROM_ADAIN = ("AdaINTrainer", "adain", "channel_stats", "export_stylizer")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_ADAIN:
+        from tasks import _adain
+
+        return getattr(_adain, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class StylizerLoadError(RuntimeError):
+    """A stylization module could not be loaded (missing, not a SavedModel, or no network)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.message,))
+
+
+def load_stylizer(path_or_handle: str) -> Callable:
+    """A stylization module, called as `module(content, style) -> [stylized]`.
+
+    `path_or_handle` is a local SavedModel directory (one written by `export_stylizer`, or a
+    downloaded TF Hub module) or a tfhub.dev/Kaggle handle, which needs internet.
+
+    Raises:
+        StylizerLoadError: with the cause and the fix, when it cannot be loaded.
+    """
+    import tensorflow_hub as hub
+
+    try:
+        return hub.load(str(path_or_handle))
+    except Exception as error:  # hub and TF raise OSError, ValueError, URLError, NotFoundError, ...
+        raise StylizerLoadError(
+            f"cannot load the stylization module {str(path_or_handle)!r}: {type(error).__name__}: "
+            f"{_first_line(error)}. Download the module "
+            "(e.g. TF Hub's arbitrary-image-stylization-v1-256) where there is internet and pass its local "
+            "SavedModel directory or an S3 copy of it; hub handles only load with internet access.") from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0].rstrip(".") if lines else ""
+
+
+def stylize(module: Callable, content: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """One uint8 RGB content image (H, W, 3) in the style of a uint8 RGB image: uint8 (H, W, 3).
+
+    The style image is resized to 256x256 (area interpolation), as the hub module expects.
+    """
+    content = np.asarray(content)
+    if content.ndim != 3:
+        raise ValueError(f"content must be one (H, W, 3) image, got shape {content.shape}")
+    return stylize_batch(module, content[np.newaxis], style)[0]
+
+
+def stylize_batch(module: Callable, contents: np.ndarray, style: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """uint8 RGB content images of one size (N, H, W, 3) in one style: uint8 (N, H, W, 3).
+
+    Calls the module on at most `batch_size` images at a time, to bound memory.
+    """
+    import cv2
+    import tensorflow as tf
+
+    contents, style = np.asarray(contents), np.asarray(style)
+    if contents.ndim != 4 or contents.shape[-1] != 3 or contents.dtype != np.uint8:
+        raise ValueError(f"contents must be uint8 (N, H, W, 3), got {contents.dtype} {contents.shape}")
+    if style.ndim != 3 or style.shape[-1] != 3 or style.dtype != np.uint8:
+        raise ValueError(f"style must be uint8 (H, W, 3), got {style.dtype} {style.shape}")
+    shrinking = style.shape[0] > HUB_STYLE_SIZE or style.shape[1] > HUB_STYLE_SIZE
+    style = cv2.resize(style, (HUB_STYLE_SIZE, HUB_STYLE_SIZE),
+                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    style01 = style[np.newaxis].astype(np.float32) / 255.0
+    height, width = contents.shape[1:3]
+    result = np.empty_like(contents)
+    for start in range(0, len(contents), batch_size):
+        chunk = contents[start:start + batch_size]
+        # One style row per content row: the hub module is documented for equal batch sizes.
+        styles = tf.constant(np.repeat(style01, len(chunk), axis=0))
+        stylized = np.asarray(module(tf.constant(chunk.astype(np.float32) / 255.0), styles)[0])
+        for offset, image in enumerate(stylized):
+            if image.shape[:2] != (height, width):  # a module may round odd sizes in strided convs
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+            result[start + offset] = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return result
+
+
+def decode_full(data: bytes) -> np.ndarray:
+    """Image bytes to uint8 RGB (H, W, 3) at the image's own size (EXIF orientation applied,
+    grayscale to RGB, alpha dropped, 16-bit to 8-bit), for stylizing.
+
+    Raises:
+        MediaDecodeError: empty, truncated, undecodable, or too large objects.
+    """
+    import cv2
+
+    if not data:
+        raise MediaDecodeError("empty object (0 bytes)")
+    _check_complete(data)
+    _check_declared_size(data)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise MediaDecodeError(f"not a decodable image ({_sniff(data)})")
+    return fit_to_input(image, (image.shape[0], image.shape[1], 3))
+
+
+def center_square(image: np.ndarray, size: int) -> np.ndarray:
+    """The largest centred square of an (H, W, 3) image, resized to (size, size, 3)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = image[top:top + side, left:left + side]
+    if side != size:
+        square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(square, dtype=np.uint8)
+
+
+@register("style-transfer")
+@dataclass(frozen=True)
+class StyleTransferTask(Task):
+    """Trains AdaIN stylizers on content and style images (one centred square crop per
+    object, `image_size` pixels a side) with a frozen `encoder` ("tiny" or "vgg19")."""
+
+    image_size: int = 64
+    encoder: str = "tiny"
+
+    reads = "bytes"
+    suffixes = IMAGE_SUFFIXES
+    position_columns = ()
+    example_dtype = "uint8"
+    output_tables = ("results", None)  # (one row per example, one row per object)
+    count_column = ""
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODER_DOWNSAMPLING:
+            raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODER_DOWNSAMPLING)}")
+        factor = ENCODER_DOWNSAMPLING[self.encoder]
+        if self.image_size < factor or self.image_size % factor:
+            raise ValueError(f"image_size must be a positive multiple of {factor} for the {self.encoder} encoder, "
+                             f"got {self.image_size}")
+
+    @property
+    def example_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+    def decode(self, data: bytes, deadline: float | None = None) -> DecodedMedia:
+        return DecodedMedia(center_square(decode_full(data), self.image_size)[np.newaxis], [{}])
+
+    def decode_full(self, data: bytes) -> np.ndarray:
+        """The image at its own size, for stylizing (see the module's `decode_full`)."""
+        return decode_full(data)
+
+    def build_model(self, architecture: str, num_classes: int, learning_rate: float):
+        """A compiled `AdaINTrainer` (`num_classes` is ignored: there are no classes)."""
+        import tensorflow as tf
+
+        from tasks._adain import AdaINTrainer
+
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+        trainer = AdaINTrainer(encoder=self.encoder)
+        trainer.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate))
+        return trainer
