@@ -31,7 +31,7 @@ def output_key_for(uri: str, input_prefix: str) -> str:
 
 def annotate_video(row: dict[str, Any], *, task: Any, output_prefix: str, input_prefix: str) -> dict[str, Any]:
     """Write the annotated MP4 and contact sheet of one video; returns their URIs (or an error)."""
-    from jobs.media_stage import _fetch
+    from jobs.media_stage import fetch_object
     from jobs.storage import parse_uri, upload_file, write_bytes
     from tasks.annotate import contact_sheet, draw_label, write_annotated_mp4
     from tasks.media import MediaDecodeError
@@ -42,7 +42,7 @@ def annotate_video(row: dict[str, Any], *, task: Any, output_prefix: str, input_
     key = output_key_for(uri, input_prefix)
     base = parse_uri(output_prefix).as_prefix().join(ANNOTATED, key)
     with tempfile.TemporaryDirectory(prefix="mediajobs-annotate-") as tmp:
-        source, error = _fetch(uri, int(row["size"]), "file", tmp)
+        source, error = fetch_object(uri, int(row["size"]), "file", tmp)
         if error:
             return {"uri": uri, "video_uri": None, "sheet_uri": None, "error": error}
         frames, captions = [], []

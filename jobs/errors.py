@@ -44,6 +44,12 @@ class StackError(MediaJobsError):
     headline = "local stack error"
 
 
+class IngestError(MediaJobsError):
+    """The input of an ingest (a tarball or a folder) is missing or not what it should be."""
+
+    headline = "cannot ingest"
+
+
 class JobFailedError(MediaJobsError):
     """A job ran and failed (training crashed, error budget exceeded, ...)."""
 

@@ -28,7 +28,7 @@ DECODE_SECONDS = 300.0
 EXAMPLE = "example"
 
 
-def _fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None]:
+def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None]:
     """The object's bytes, or (reads == "file") a local temp copy of it, streamed."""
     from jobs.storage import describe_storage_error, filesystem_for, parse_uri, read_bytes
 
@@ -81,7 +81,7 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
     zero = np.zeros(task.example_shape, dtype=task.example_dtype)
     with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
         with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(1, len(uris)))) as pool:
-            fetched = list(pool.map(_fetch, uris, sizes, [task.reads] * len(uris), [spool_dir] * len(uris)))
+            fetched = list(pool.map(fetch_object, uris, sizes, [task.reads] * len(uris), [spool_dir] * len(uris)))
         for i, (source, fetch_error) in enumerate(fetched):
             if fetch_error is not None:
                 rows.append((i, zero, {}, "", "read", fetch_error))

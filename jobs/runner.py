@@ -17,7 +17,7 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
         result = run_train(spec, echo=echo)
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
                             if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-        echo(f"trained {result.epochs_run} epochs on {result.examples} images in {result.seconds:.0f}s: {metrics}")
+        echo(f"trained {result.epochs_run} epochs on {result.examples} examples in {result.seconds:.0f}s: {metrics}")
         echo(f"model: {result.model_uri}")
         return result
     from jobs.score import run_score

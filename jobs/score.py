@@ -37,9 +37,9 @@ class BatchClassifier:
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...]) -> None:
         import tensorflow as tf
 
-        from jobs.train import _enable_gpu_memory_growth
+        from jobs.train import enable_gpu_memory_growth
 
-        _enable_gpu_memory_growth(tf)
+        enable_gpu_memory_growth(tf)
         self.model, metadata = load_keras_model(model_uri)
         self.class_names = metadata["class_names"]
         self.model_id = metadata["model_id"]

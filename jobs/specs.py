@@ -6,21 +6,20 @@ problem becomes one line of a `SpecError` that names the file, the field path an
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
-from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from jobs._spec_errors import (_USERINFO, _describe_error, _Loc, _Problem, _show, _spec_error, _starts_with,
+                               _unknown_choice)
+from jobs._spec_yaml import _SECRET_KEY, _apply_overrides, _plain, _read_yaml
 from jobs.errors import SpecError, StorageError
 from jobs.storage import parse_uri
 from tasks.registry import task_names
@@ -39,9 +38,6 @@ TASK_ARCHITECTURES: dict[str, tuple[str, ...]] = {
 }
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-_SECRET_KEY = re.compile(r"access[_-]?key|secret|passw(or)?d|token|credential|api[_-]?key|private[_-]?key", re.I)
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
-_OVERRIDE_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _CREDENTIALS_FIX = ("provide them through the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "
                     "or the AWS config (~/.aws/credentials, AWS_PROFILE)")
 _SECRET_KEY_PROBLEM = f"credentials do not belong in a spec; remove this key and {_CREDENTIALS_FIX}"
@@ -51,12 +47,6 @@ _SECRET_URI_PROBLEM = f"credentials do not belong in a URI; remove the 'user:sec
 def _fail(message: str) -> PydanticCustomError:
     # The "spec" error type carries a finished message; _describe_error passes it through.
     return PydanticCustomError("spec", "{message}", {"message": message})
-
-
-def _unknown_choice(what: str, value: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(value, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ";"
-    return f"unknown {what} {value!r}{hint} valid {what}s: {', '.join(valid)}"
 
 
 def _check_version(value: Any) -> Any:
@@ -270,8 +260,6 @@ class ScoreSpec(_Strict):
 Spec = Annotated[Union[TrainSpec, ScoreSpec], Field(discriminator="kind")]
 _KINDS: dict[str, type[TrainSpec] | type[ScoreSpec]] = {"score": ScoreSpec, "train": TrainSpec}
 
-_Loc = tuple[Union[str, int], ...]
-_Problem = tuple[_Loc, str]
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
@@ -320,7 +308,7 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
             # A non-string key is a problem of the mapping that holds it, not a path of its own.
             loc = err["loc"][:-1] if err["type"] == "invalid_key" else err["loc"]
             if not any(_starts_with(loc, prefix) for prefix in hidden):
-                problems.append((loc, _describe_error(model, err)))
+                problems.append((loc, _describe_error(model, err, _KINDS)))
     if problems:
         raise _spec_error(source, problems, overridden)
     return spec
@@ -335,106 +323,6 @@ def spec_hash(spec: Spec) -> str:
     """12 hex characters of the sha256 of the canonical JSON of the spec (defaults included)."""
     canonical = json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads `1e-3` as a float (as YAML 1.2 does)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = self.construct_object(key_node, deep=True)
-                if key in seen:
-                    raise _DuplicateKey(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    pass
-
-
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-
-
-def _read_yaml(path: Path, source: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{source}: no such file; check the path (examples are in jobs/examples/)") from None
-    except IsADirectoryError:
-        raise SpecError(f"{source}: is a directory; pass the path of a .yaml spec file") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{source}: is not UTF-8 text; save the spec as UTF-8 YAML") from None
-    except OSError as exc:
-        raise SpecError(f"{source}: cannot read the file ({exc.strerror}); check the path and permissions") from None
-    try:
-        return yaml.load(text, Loader=_SpecLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        if isinstance(exc, _DuplicateKey):
-            raise SpecError(f"{source}: {where}{exc.problem}; keep only one of them") from None
-        context = ""
-        if exc.context and exc.context_mark and exc.context_mark is not mark:
-            start = exc.context_mark
-            context = f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
-        raise SpecError(f"{source}: {where}invalid YAML: {exc.problem}{context}; fix the syntax there") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: invalid YAML: {exc}; fix the syntax") from None
-
-
-def _plain(value: Any) -> Any:
-    """A fresh copy with plain dicts and lists, so validation never touches the caller's data."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _apply_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple[dict, list[_Loc]]:
-    problems: list[_Problem] = []
-    overridden: list[_Loc] = []
-    for text in overrides:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not _OVERRIDE_KEY.fullmatch(key):
-            problems.append(((), f"override {_show_override(text)} is not key.path=value; "
-                                 "write it like training.epochs=3"))
-            continue
-        try:
-            value = yaml.load(raw, Loader=_SpecLoader)
-        except yaml.YAMLError as exc:
-            reason = getattr(exc, "problem", None) or "cannot be parsed"
-            problems.append(((), f"override {_show_override(text)}: the value is not valid YAML ({reason}); "
-                                 "quote it or fix it"))
-            continue
-        path = tuple(key.split("."))
-        node = data
-        for depth, part in enumerate(path[:-1]):
-            if node.get(part) is None:
-                node[part] = {}
-            if not isinstance(node[part], dict):
-                problems.append(((), f"override {_show_override(text)}: {'.'.join(path[:depth + 1])} is "
-                                     f"{_show(node[part])}, not a mapping; set it as a whole instead"))
-                break
-            node = node[part]
-        else:
-            node[path[-1]] = value
-            overridden.append(path)
-    if problems:
-        raise _spec_error(source, problems, [])
-    return data, overridden
-
-
-def _show_override(text: str) -> str:
-    key, sep, value = text.partition("=")
-    if sep and (_SECRET_KEY.search(key) or _USERINFO.search(value)):
-        return repr(f"{key}=***")
-    return repr(text)
 
 
 def _credential_problems(value: Any, loc: _Loc) -> list[_Problem]:
@@ -460,117 +348,3 @@ def _kind_problem(kind: Any, present: bool) -> str:
     if not isinstance(kind, str):
         return f"must be one of {', '.join(valid)} (got {_show(kind)})"
     return _unknown_choice("kind", kind, valid)
-
-
-def _describe_error(root: type[BaseModel], err: Mapping[str, Any]) -> str:
-    """Pydantic's error as one sentence in our words: what is wrong, and the fix."""
-    loc, error_type, value = err["loc"], err["type"], err.get("input")
-    if error_type == "spec":
-        return err["ctx"]["message"]
-    field = _field_at(root, loc)
-    if error_type == "missing":
-        return f"required field is missing ({field.description})" if field and field.description else \
-            "required field is missing"
-    if error_type == "extra_forbidden":
-        return _unknown_field(root, loc)
-    if error_type == "invalid_key":
-        return f"field names must be strings (got {_show(loc[-1])})"
-    if field is None:
-        return f"invalid value (got {_show(value)})"
-    if error_type == "literal_error" and isinstance(value, str):
-        return _unknown_choice(str(loc[-1]), value, get_args(_unwrap(field.annotation)))
-    message = f"must be {_expectation(field)} (got {_show(value)})"
-    if value is None and not field.is_required():
-        message += "; delete the line to use the default"
-    elif error_type == "string_type" and field.description:
-        message += f"; expected {field.description}"
-    return message
-
-
-def _unknown_field(root: type[BaseModel], loc: _Loc) -> str:
-    parent = _model_at(root, loc[:-1])
-    if parent is None:
-        return "unknown field"
-    valid = list(parent.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-    if close:
-        return f"unknown field; did you mean {close[0]!r}?"
-    elsewhere = [kind for kind, model in _KINDS.items() if model is not root and loc[-1] in model.model_fields]
-    where = f" (it is a field of kind {elsewhere[0]})" if len(loc) == 1 and elsewhere else ""
-    return f"unknown field{where}; valid fields: {', '.join(valid)}"
-
-
-def _model_at(root: type[BaseModel], loc: _Loc) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = root
-    for part in loc:
-        field = model.model_fields.get(part) if model and isinstance(part, str) else None
-        if field is None:
-            return None
-        model = _unwrap(field.annotation)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            model = None
-    return model
-
-
-def _field_at(root: type[BaseModel], loc: _Loc) -> FieldInfo | None:
-    parent = _model_at(root, loc[:-1]) if loc else None
-    return parent.model_fields.get(loc[-1]) if parent and isinstance(loc[-1], str) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        return next(arg for arg in get_args(annotation) if arg is not type(None))
-    return annotation
-
-
-def _expectation(field: FieldInfo) -> str:
-    annotation = _unwrap(field.annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return f"a mapping with fields {', '.join(annotation.model_fields)}"
-    if annotation is bool:
-        return "true or false"
-    if get_origin(annotation) is Literal:
-        return f"one of {', '.join(map(str, get_args(annotation)))}"
-    noun = {int: "an integer", float: "a number", str: "a string"}.get(annotation, "a valid value")
-    bounds = {name: getattr(m, name) for m in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
-    if "ge" in bounds and "le" in bounds:
-        return f"{noun} between {bounds['ge']} and {bounds['le']}"
-    words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    return " ".join([noun, " and ".join(f"{words[name]} {bound}" for name, bound in bounds.items())]).strip()
-
-
-def _show(value: Any) -> str:
-    """A short rendering of a user's value for an error message; never a credential."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        if _USERINFO.search(value):
-            return "a URI with credentials (not shown)"
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return str(value)
-
-
-def _starts_with(loc: _Loc, prefix: _Loc) -> bool:
-    return loc[:len(prefix)] == prefix
-
-
-def _dotted(loc: _Loc) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
-
-
-def _spec_error(source: str, problems: list[_Problem], overridden: list[_Loc]) -> SpecError:
-    lines = []
-    for loc, message in problems:
-        origin = next((key for key in overridden if _starts_with(loc, key) or _starts_with(key, loc)), None)
-        note = f" (set by override {'.'.join(origin)})" if origin and loc else ""
-        lines.append(f"{source}: {_dotted(loc)}: {message}{note}" if loc else f"{source}: {message}")
-    return SpecError("\n".join(lines))

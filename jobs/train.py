@@ -214,7 +214,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import tensorflow as tf
 
-    _enable_gpu_memory_growth(tf)
+    enable_gpu_memory_growth(tf)
     tf.get_logger().setLevel("ERROR")  # MWMS logs every collective at INFO
     context = ray.train.get_context()
     rank = context.get_world_rank()
@@ -291,7 +291,7 @@ def evaluate_examples(model, shard, batch_size: int, architecture: str) -> dict[
     return {"val_loss": losses / max(count, 1), "val_accuracy": correct / max(count, 1)}
 
 
-def _enable_gpu_memory_growth(tf) -> None:
+def enable_gpu_memory_growth(tf) -> None:
     # Without this TensorFlow grabs all GPU memory in every worker process.
     for gpu in tf.config.list_physical_devices("GPU"):
         try:

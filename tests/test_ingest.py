@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs import ingest, storage
+from jobs import cifar10, ingest, storage
 from jobs.ingest import IngestError, ingest_cifar10, ingest_folder
 from media import (CIFAR10_LABELS, cifar10_batches, pack_cifar10_tarball, read_cifar10_tarball, write_cifar10_tarball,
                    write_image_folder)
@@ -115,7 +115,7 @@ def test_cifar10_without_source_uses_keras_arrays(tmp_path, monkeypatch):
     y_train = np.array([[0], [1], [2], [9], [9], [3]], dtype=np.uint8)
     x_test = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     y_test = np.array([[4], [5]], dtype=np.uint8)
-    monkeypatch.setattr(ingest, "_keras_cifar10", lambda: ((x_train, y_train), (x_test, y_test)))
+    monkeypatch.setattr(cifar10, "_keras_cifar10", lambda: ((x_train, y_train), (x_test, y_test)))
 
     result = ingest_cifar10(str(tmp_path))
     assert (result["uploaded"], result["images"]) == (8, {"train": 6, "test": 2})
@@ -130,7 +130,7 @@ def test_cifar10_download_failure_says_to_pass_source(tmp_path, monkeypatch):
         raise Exception("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: "
                         "None -- [Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(ingest, "_keras_cifar10", offline)
+    monkeypatch.setattr(cifar10, "_keras_cifar10", offline)
     with pytest.raises(IngestError, match=r"could not download CIFAR-10.*internet.*--source PATH"):
         ingest_cifar10(str(tmp_path))
 

@@ -1,0 +1,139 @@
+"""Pydantic's validation errors, told in our words: the field path, what is wrong, the fix."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from jobs.errors import SpecError
+
+_Loc = tuple[Union[str, int], ...]
+_Problem = tuple[_Loc, str]
+# `scheme://user:secret@...`: a URI carrying credentials, never echoed back.
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
+
+
+def _unknown_choice(what: str, value: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"unknown {what} {value!r}{hint} valid {what}s: {', '.join(valid)}"
+
+
+def _describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mapping[str, type[BaseModel]]) -> str:
+    """Pydantic's error as one sentence in our words: what is wrong, and the fix."""
+    loc, error_type, value = err["loc"], err["type"], err.get("input")
+    if error_type == "spec":
+        return err["ctx"]["message"]
+    field = _field_at(root, loc)
+    if error_type == "missing":
+        return f"required field is missing ({field.description})" if field and field.description else \
+            "required field is missing"
+    if error_type == "extra_forbidden":
+        return _unknown_field(root, loc, kinds)
+    if error_type == "invalid_key":
+        return f"field names must be strings (got {_show(loc[-1])})"
+    if field is None:
+        return f"invalid value (got {_show(value)})"
+    if error_type == "literal_error" and isinstance(value, str):
+        return _unknown_choice(str(loc[-1]), value, get_args(_unwrap(field.annotation)))
+    message = f"must be {_expectation(field)} (got {_show(value)})"
+    if value is None and not field.is_required():
+        message += "; delete the line to use the default"
+    elif error_type == "string_type" and field.description:
+        message += f"; expected {field.description}"
+    return message
+
+
+def _unknown_field(root: type[BaseModel], loc: _Loc, kinds: Mapping[str, type[BaseModel]]) -> str:
+    parent = _model_at(root, loc[:-1])
+    if parent is None:
+        return "unknown field"
+    valid = list(parent.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    if close:
+        return f"unknown field; did you mean {close[0]!r}?"
+    elsewhere = [kind for kind, model in kinds.items() if model is not root and loc[-1] in model.model_fields]
+    where = f" (it is a field of kind {elsewhere[0]})" if len(loc) == 1 and elsewhere else ""
+    return f"unknown field{where}; valid fields: {', '.join(valid)}"
+
+
+def _model_at(root: type[BaseModel], loc: _Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    for part in loc:
+        field = model.model_fields.get(part) if model and isinstance(part, str) else None
+        if field is None:
+            return None
+        model = _unwrap(field.annotation)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = None
+    return model
+
+
+def _field_at(root: type[BaseModel], loc: _Loc) -> FieldInfo | None:
+    parent = _model_at(root, loc[:-1]) if loc else None
+    return parent.model_fields.get(loc[-1]) if parent and isinstance(loc[-1], str) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next(arg for arg in get_args(annotation) if arg is not type(None))
+    return annotation
+
+
+def _expectation(field: FieldInfo) -> str:
+    annotation = _unwrap(field.annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"a mapping with fields {', '.join(annotation.model_fields)}"
+    if annotation is bool:
+        return "true or false"
+    if get_origin(annotation) is Literal:
+        return f"one of {', '.join(map(str, get_args(annotation)))}"
+    noun = {int: "an integer", float: "a number", str: "a string"}.get(annotation, "a valid value")
+    bounds = {name: getattr(m, name) for m in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
+    if "ge" in bounds and "le" in bounds:
+        return f"{noun} between {bounds['ge']} and {bounds['le']}"
+    words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return " ".join([noun, " and ".join(f"{words[name]} {bound}" for name, bound in bounds.items())]).strip()
+
+
+def _show(value: Any) -> str:
+    """A short rendering of a user's value for an error message; never a credential."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if _USERINFO.search(value):
+            return "a URI with credentials (not shown)"
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return str(value)
+
+
+def _starts_with(loc: _Loc, prefix: _Loc) -> bool:
+    return loc[:len(prefix)] == prefix
+
+
+def _dotted(loc: _Loc) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _spec_error(source: str, problems: list[_Problem], overridden: list[_Loc]) -> SpecError:
+    lines = []
+    for loc, message in problems:
+        origin = next((key for key in overridden if _starts_with(loc, key) or _starts_with(key, loc)), None)
+        note = f" (set by override {'.'.join(origin)})" if origin and loc else ""
+        lines.append(f"{source}: {_dotted(loc)}: {message}{note}" if loc else f"{source}: {message}")
+    return SpecError("\n".join(lines))
