@@ -103,11 +103,11 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
 def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
     from jobs.synthetic import write_binary_dataset
 
-    write_binary_dataset(tmp_path, per_class_train=60, per_class_test=20, seed=2)
+    write_binary_dataset(tmp_path, per_class_train=120, per_class_test=20, seed=2)
     ingest_folder(tmp_path, "s3://it-media/binary/")
     spec = load_spec(EXAMPLES / "train-demo.yaml", [
         "model={architecture: binary-cnn}", "data.train=s3://it-media/binary/train/",
-        "data.validation=s3://it-media/binary/test/", "training.epochs=3", "training.batch_size=16",
+        "data.validation=s3://it-media/binary/test/", "training.epochs=4", "training.batch_size=16",
         "output=s3://it-models/binary-cnn/"])
     assert tuple(spec.model.input_shape) == (64, 64, 3)
     trained = run_spec(spec)
