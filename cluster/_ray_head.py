@@ -31,6 +31,7 @@ import http.client
 import os
 import secrets
 import socket
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -110,6 +111,9 @@ def head_environment(base: dict[str, str], s3_env: dict[str, str], token_file: P
            if not k.startswith("AWS_") and k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_API_SERVER_ADDRESS")}
     env.update(s3_env)
     env["TF_USE_LEGACY_KERAS"] = "1"  # tf-keras everywhere: Keras 3 breaks MWMS (shared/FACTS.md)
+    # Submitted jobs run `python -m jobs.cli ...`: this interpreter (the venv's), even when
+    # `mediajobs local up` was run without activating the venv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     env["RAY_AUTH_MODE"] = "token"
     env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     # SIGTERM would first drain the node (for Serve on Kubernetes) for up to 30 s, and that

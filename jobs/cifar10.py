@@ -47,7 +47,7 @@ def _encode_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image), "RGB").save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")  # (H, W, 3) RGB or (H, W) grey
     return buffer.getvalue()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
+from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,7 +23,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Copy datasets into object s
 app.add_typer(local_app, name="local")
 app.add_typer(ingest_app, name="ingest")
 
-console = Console(stderr=False, highlight=False)
+console = Console(stderr=False, highlight=False, soft_wrap=True)  # whole lines: ids and URIs stay greppable
 _state = {"verbose": False}
 
 
@@ -42,7 +44,7 @@ def run(
     address: Optional[str] = typer.Option(None, help="Ray address; default RAY_ADDRESS, then the local stack, "
                                                      "else an in-process Ray."),
 ) -> None:
-    """Run a job spec (train or score) on the local Ray."""
+    """Run a job spec (train, score, generate or stylize) with this process as the Ray driver."""
     from jobs.runner import run_spec
     from jobs.specs import load_spec
 
@@ -60,6 +62,123 @@ def validate(
 
     job = load_spec(spec, set_ or [])
     echo(f"{spec}: valid {job.kind} spec {job.name!r} (hash {spec_hash(job)})")
+
+
+_ADDRESS_HELP = "The cluster's Jobs API (dashboard) URL, e.g. http://HEAD:8265; default RAY_ADDRESS, then the local stack."
+
+
+@app.command()
+def submit(
+    spec: Path = typer.Argument(..., help="The job spec (YAML)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    wait: bool = typer.Option(False, "--wait", help="Stream the job's log and exit with its outcome "
+                                                    "(0 succeeded, 1 failed or stopped)."),
+    submission_id: Optional[str] = typer.Option(None, "--submission-id", help="Use this id instead of "
+                                                "<name>-<run date>-<spec hash>."),
+    force: bool = typer.Option(False, "--force", help="Start another run even if this spec was already "
+                                                      "submitted for the run date."),
+    run_date: Optional[datetime] = typer.Option(None, "--run-date", formats=["%Y-%m-%d"],
+                                                help="The run date (UTC) in the submission id; default today."),
+) -> None:
+    """Submit a job spec to a Ray cluster through Ray's Jobs API (exit 3: already submitted)."""
+    from jobs.cluster_client import jobs_client, resolve_target
+    from jobs.job_control import follow_logs, outcome, wait_for_job
+    from jobs.specs import load_spec
+    from jobs.submit import submit_spec
+
+    job = load_spec(spec, set_ or [])
+    target = resolve_target(address)
+    job_id = submit_spec(job, target, run_date=run_date.date() if run_date else None, submission_id=submission_id,
+                         force=force, echo=echo)
+    echo(f"submitted {job_id}; follow it with `mediajobs logs {job_id} --follow`")
+    if wait:
+        client = jobs_client(target)
+        follow_logs(client, target, job_id, _write_raw)
+        view = wait_for_job(client, target, job_id)
+        echo(f"job {job_id} {view.state}")
+        outcome(view)
+
+
+@app.command()
+def status(
+    job_id: str = typer.Argument(..., metavar="JOB", help="A submission id (see `mediajobs list`)."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a submitted job: spec name, kind, state, start and end times."""
+    from jobs.cluster_client import jobs_client, resolve_target
+    from jobs.job_control import describe_job
+
+    target = resolve_target(address)
+    view = describe_job(jobs_client(target), target, job_id)
+    if as_json:
+        typer.echo(json.dumps(view.to_json(), indent=2))
+        return
+    for name, value in view.to_json().items():
+        echo(f"{name + ':':<15} {value if value not in (None, '') else '-'}")
+
+
+@app.command()
+def logs(
+    job_id: str = typer.Argument(..., metavar="JOB", help="A submission id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+) -> None:
+    """Print a submitted job's log."""
+    from jobs.cluster_client import jobs_client, resolve_target
+    from jobs.job_control import follow_logs, job_logs
+
+    target = resolve_target(address)
+    client = jobs_client(target)
+    if follow:
+        follow_logs(client, target, job_id, _write_raw)
+    else:
+        _write_raw(job_logs(client, target, job_id))
+
+
+@app.command()
+def stop(
+    job_id: str = typer.Argument(..., metavar="JOB", help="A submission id."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+) -> None:
+    """Stop a submitted job and wait until it has stopped."""
+    from jobs.cluster_client import jobs_client, resolve_target
+    from jobs.job_control import stop_job
+
+    target = resolve_target(address)
+    view = stop_job(jobs_client(target), target, job_id)
+    echo(f"job {job_id} {view.state}")
+
+
+@app.command("list")
+def list_(
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (a list of jobs)."),
+) -> None:
+    """List the cluster's jobs, newest first: id, spec name, kind, state, start and end (UTC)."""
+    from rich.table import Table
+
+    from jobs.cluster_client import jobs_client, resolve_target
+    from jobs.job_control import list_jobs
+
+    target = resolve_target(address)
+    views = list_jobs(jobs_client(target), target)
+    if as_json:
+        typer.echo(json.dumps([v.to_json() for v in views], indent=2))
+        return
+    table = Table(title=f"jobs on {target.address}")
+    for column in ("job", "spec", "kind", "state", "start", "end"):
+        table.add_column(column, overflow="fold")
+    for v in views:
+        table.add_row(v.submission_id, v.spec_name or "-", v.kind or "-", v.state, v.start_time or "-",
+                      v.end_time or "-")
+    console.print(table)
+
+
+def _write_raw(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 @app.command()
@@ -153,6 +272,21 @@ def ingest_cifar10_cmd(
     with _progress("ingesting CIFAR-10") as progress:
         counts = ingest_cifar10(dest, str(source) if source else None, progress=progress)
     echo(f"CIFAR-10 -> {dest}: {counts}")
+
+
+@ingest_app.command("digits")
+def ingest_digits_cmd(
+    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/digits/"),
+    source: str = typer.Option("sklearn", "--source", help="sklearn: 1,797 real handwritten digits shipped with "
+                                                           "scikit-learn (no download); mnist: MNIST (downloads)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Write at most this many images."),
+) -> None:
+    """Write real handwritten digits as 28x28 grayscale PNGs in class folders (0/ ... 9/), for the GAN."""
+    from jobs.ingest import ingest_digits
+
+    with _progress(f"ingesting digits ({source})") as progress:
+        counts = ingest_digits(dest, source, limit, progress=progress)
+    echo(f"digits -> {dest}: {counts}")
 
 
 @ingest_app.command("folder")

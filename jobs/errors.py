@@ -54,3 +54,25 @@ class JobFailedError(MediaJobsError):
     """A job ran and failed (training crashed, error budget exceeded, ...)."""
 
     headline = "job failed"
+
+
+def root_cause(exc: BaseException) -> str:
+    """`Type: last line of the message` of the innermost cause: what a Ray-wrapped worker
+    failure was really about, without Ray's layers of tracebacks."""
+    while exc.__cause__ is not None:
+        # Ray Data chains an empty `SystemException()` marker as the cause of failures it
+        # thinks are internal; the exception it marks is the one that says what happened.
+        if type(exc.__cause__).__name__ == "SystemException" and not str(exc.__cause__):
+            break
+        exc = exc.__cause__
+    # Ray Data appends advice on retry settings to I/O errors ("Failed to write ... after
+    # 10/10 attempts" and how to configure retries): keep the error and the attempt count.
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(_RAY_HINTS)]
+    if kept and kept[-1].startswith(_RAY_RETRY_SUMMARY) and len(kept) > 1:
+        return f"{type(exc).__name__}: {kept[0]} ({kept[-1]})"
+    return f"{type(exc).__name__}: {kept[-1] if kept else ''}"
+
+
+_RAY_HINTS = ("To change retry attempts", "This looks like an AWS S3 permissions error")
+_RAY_RETRY_SUMMARY = "Failed to "

@@ -1,4 +1,5 @@
-"""Copy media into object storage: CIFAR-10 from its python tarball, or a local folder.
+"""Copy media into object storage: CIFAR-10 from its python tarball, handwritten digits,
+or a local folder.
 
 Uploads run in parallel and are incremental: an object that already exists with the
 same size and MD5 is skipped, so an interrupted ingest resumes where it stopped.
@@ -22,7 +23,7 @@ from jobs.cifar10 import (CIFAR10_LABELS, _download_cifar10, _encode_png, _image
                           _read_cifar10_tarball)
 from jobs.errors import IngestError, StorageError
 
-__all__ = ["CIFAR10_LABELS", "IngestError", "ProgressCallback", "ingest_cifar10", "ingest_folder"]
+__all__ = ["CIFAR10_LABELS", "IngestError", "ProgressCallback", "ingest_cifar10", "ingest_digits", "ingest_folder"]
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` from the calling thread, once at 0 and after each object."""
@@ -73,6 +74,30 @@ def ingest_cifar10(dest: str, source: str | Path | None = None,
              for index, rel in enumerate(_image_keys(split_name, split, label_names)))
     result = _run_uploads(tasks, total, progress)
     result["images"] = {name: len(split.labels) for name, split in splits.items()}
+    return result
+
+
+def ingest_digits(dest: str, source: str = "sklearn", limit: int | None = None,
+                  progress: ProgressCallback | None = None) -> dict:
+    """Write real handwritten digits as 28x28 grayscale PNGs under `dest/<digit>/`.
+
+    `source` "sklearn" needs no download (1,797 digits shipped with scikit-learn, upscaled
+    from 8x8); "mnist" downloads MNIST with tf.keras. See `jobs.digits`.
+
+    Returns:
+        `{"uploaded": n, "skipped": m, "bytes": bytes uploaded, "images": n}`.
+
+    Raises:
+        IngestError: an unknown source, or MNIST cannot be downloaded.
+        StorageError: when the destination cannot be listed or written.
+    """
+    from jobs.digits import digit_images
+
+    images = list(digit_images(source, limit))
+    destination = _Destination(dest)
+    tasks = (partial(_store_png, destination, rel, image) for rel, image in images)
+    result = _run_uploads(tasks, len(images), progress)
+    result["images"] = len(images)
     return result
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from jobs.errors import MediaJobsError
-from jobs.storage import download_file, exists, parse_uri
+from jobs.storage import download_file, download_prefix, exists, is_file, parse_uri
 
 MODEL_DIR = "model"
 MODEL_FILE = "model.keras"
@@ -43,12 +43,18 @@ def read_model_metadata(uri: str) -> dict:
 
 @lru_cache(maxsize=4)
 def fetch_model(uri: str) -> Path:
-    """Download the model files to a per-process local cache; returns the local dir."""
+    """Download the model (metadata.json and the files it lists: `model.keras` by default,
+    `generator.keras` of a GAN, the `stylizer/` SavedModel of a style-transfer model) to a
+    per-process local cache; returns the local dir."""
     loc = model_location(uri)
     cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
     local = cache / hashlib.sha256(loc.uri.encode()).hexdigest()[:16] / str(os.getpid())
-    for name in (MODEL_FILE, METADATA_FILE):
-        download_file(loc.join(name).uri, local / name)
+    download_file(loc.join(METADATA_FILE).uri, local / METADATA_FILE)
+    for name in json.loads((local / METADATA_FILE).read_text()).get("files", [MODEL_FILE]):
+        if is_file(loc.join(name).uri):
+            download_file(loc.join(name).uri, local / name)
+        else:  # a directory tree (SavedModel)
+            download_prefix(loc.join(name).uri, local / name)
     return local
 
 

@@ -23,6 +23,10 @@ WORKER_ENV = {
 }
 
 
+# Set by Ray's job supervisor in the driver of a job submitted through the Jobs API.
+SUBMITTED_JOB_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
 def _reachable(address: str, timeout: float = 1.0) -> bool:
     host, _, port = address.rpartition(":")
     try:
@@ -67,6 +71,10 @@ def connect_ray(address: str | None = None) -> str:
         A short description of the cluster, for the user.
     """
     runtime_env = {"env_vars": dict(WORKER_ENV)}
+    if os.environ.get(SUBMITTED_JOB_VARIABLE):
+        # A submitted job (`mediajobs submit`): its runtime_env already carries WORKER_ENV,
+        # and Ray refuses a driver runtime_env that sets the same variables again.
+        runtime_env = None
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         stack = read_local_stack()

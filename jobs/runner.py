@@ -8,7 +8,7 @@ from jobs.ray_runtime import connect_ray
 
 
 def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = print):
-    """Run a train or score spec and print its summary; returns the runner's result."""
+    """Run a spec (train, score, generate, stylize) and print its summary; returns the runner's result."""
     where = connect_ray(address)
     echo(f"{spec.kind} job {spec.name!r} on {where}")
     if spec.kind == "train":
@@ -16,9 +16,28 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
 
         result = run_train(spec, echo=echo)
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
-                            if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+                            if k not in ("epoch", "epoch_seconds"))
         echo(f"trained {result.epochs_run} epochs on {result.examples} examples in {result.seconds:.0f}s: {metrics}")
+        nodes = {w["node_id"] for w in result.workers}
+        echo(f"workers: {len(result.workers)} on {len(nodes)} node{'s' if len(nodes) != 1 else ''}")
         echo(f"model: {result.model_uri}")
+        return result
+    if spec.kind == "generate":
+        from jobs.generate import run_generate
+
+        result = run_generate(spec, echo=echo)
+        echo(f"generated {result.count} images in {result.seconds:.1f}s ({result.throughput:.1f} images/s)")
+        for name, uri in (("images:", result.images_uri), ("index:", result.index_uri), ("grid:", result.grid_uri)):
+            echo(f"{name:<12} {uri}")
+        return result
+    if spec.kind == "stylize":
+        from jobs.stylize import run_stylize
+
+        result = run_stylize(spec, echo=echo)
+        echo(f"stylized {result.contents - result.errors} of {result.contents} images in {len(spec.styles)} styles "
+             f"in {result.seconds:.1f}s: {result.results} results, {result.errors} errors")
+        for name, uri in result.tables.items():
+            echo(f"{name + ':':<14} {uri}")
         return result
     from jobs.score import run_score
 

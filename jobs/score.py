@@ -22,6 +22,7 @@ import numpy as np
 from jobs.errors import MediaJobsError
 from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
+from jobs.resources import actor_pool_options
 from jobs.score_commit import commit_run, staged_schema
 from jobs.storage import ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
 from jobs.task_config import task_config_from_metadata
@@ -35,6 +36,7 @@ class BatchClassifier:
     """
 
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...]) -> None:
+        import ray
         import tensorflow as tf
 
         from jobs.train import enable_gpu_memory_growth
@@ -47,6 +49,7 @@ class BatchClassifier:
         self.run_id = run_id
         self.position_columns = position_columns
         self.schema = staged_schema(position_columns)
+        self.node_id = ray.get_runtime_context().get_node_id()  # summary.json: which nodes scored
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
@@ -77,6 +80,7 @@ class BatchClassifier:
             "run_id": [self.run_id] * n,
             "stage": [str(s) if e else None for s, e in zip(batch["stage"], errors)],
             "error": [e or None for e in errors],
+            "node_id": [self.node_id] * n,
         }
         return pa.Table.from_pydict(columns, schema=self.schema)
 
@@ -132,12 +136,10 @@ def run_score(spec, echo=print) -> ScoreResult:
     ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
     ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": True},
                         batch_size=per_block, batch_format="numpy")
-    gpu = spec.resources.num_gpus if spec.resources.use_gpu else 0
     ds = ds.map_batches(BatchClassifier,
                         fn_constructor_kwargs={"model_uri": spec.model, "top_k": spec.top_k, "run_id": run_id,
                                                "position_columns": tuple(task.position_columns)},
-                        batch_size=spec.batch_size, batch_format="numpy", concurrency=spec.resources.concurrency,
-                        num_gpus=gpu or None)
+                        batch_size=spec.batch_size, batch_format="numpy", **actor_pool_options(spec.resources))
     ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output))
 
     committed = commit_run(output, staging, run_id, task, metadata["class_names"],
@@ -157,7 +159,7 @@ def run_score(spec, echo=print) -> ScoreResult:
                          output.join("runs", run_id, "summary.json").uri, tables, committed.example_rows,
                          committed.partial_objects)
     summary = {**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
-               "annotated": annotated,
+               "annotated": annotated, "rows_per_node": committed.rows_per_node,
                "throughput_per_s": round(result.throughput, 2),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())

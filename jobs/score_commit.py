@@ -26,7 +26,7 @@ def staged_schema(position_columns: tuple[str, ...]):
                       ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float32())),
                       ("probabilities", pa.list_(pa.float32())), ("object_info", pa.string()),
                       ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
-                      ("error", pa.string())])
+                      ("error", pa.string()), ("node_id", pa.string())])
 
 
 def example_columns(task) -> list[str]:
@@ -43,6 +43,7 @@ class Committed:
     failed_objects: int
     partial_objects: int
     example_rows: int
+    rows_per_node: dict[str, int]  # staged rows per Ray node that scored them (the actor pool's spread)
 
 
 def commit_run(output, staging, run_id: str, task, class_names: list[str], expected: set[str]) -> Committed:
@@ -77,16 +78,18 @@ def commit_run(output, staging, run_id: str, task, class_names: list[str], expec
     tables = [examples_table, "errors"] + ([objects_table] if objects_table else [])
     for table in tables:
         delete_prefix(output.join(table).uri)
-    _write(staged, is_example, example_columns(task), output.join(examples_table), fs, run_id)
-    _write(staged, pc.field("error").is_valid(), ERROR_COLUMNS, output.join("errors"), fs, run_id)
+    publish_rows(staged, is_example, example_columns(task), output.join(examples_table), fs, run_id)
+    publish_rows(staged, pc.field("error").is_valid(), ERROR_COLUMNS, output.join("errors"), fs, run_id)
     if objects_table:
         _write_objects(staged, is_example, task, class_names, output.join(objects_table), fs, run_id)
     example_rows = staged.count_rows(filter=is_example)
+    per_node = staged.to_table(columns=["node_id"]).column("node_id").value_counts().to_pylist()
     delete_prefix(staging.uri)
-    return Committed(tables, len(scored), len(failed), len(partial), example_rows)
+    return Committed(tables, len(scored), len(failed), len(partial), example_rows,
+                     {str(entry["values"]): entry["counts"] for entry in per_node})
 
 
-def _write(staged, row_filter, columns, location, fs, run_id: str) -> None:
+def publish_rows(staged, row_filter, columns, location, fs, run_id: str) -> None:
     import pyarrow.dataset as pads
 
     if staged.count_rows(filter=row_filter):

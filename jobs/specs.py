@@ -1,4 +1,4 @@
-"""Job specs: the strict YAML files that describe one train or score job.
+"""Job specs: the strict YAML files that describe one train, score, generate or stylize job.
 
 `load_spec` reads a file, applies `key.path=value` overrides and validates once; every
 problem becomes one line of a `SpecError` that names the file, the field path and the fix.
@@ -25,8 +25,9 @@ from jobs.storage import parse_uri
 from tasks.registry import task_names
 
 __all__ = [
-    "DEFAULT_INPUT_SHAPES", "ImageModelConfig", "ScoreResources", "ScoreSpec", "Spec", "TrainData",
-    "TrainResources", "TrainSpec", "TrainingConfig", "load_spec", "parse_spec", "spec_hash", "spec_to_dict",
+    "DEFAULT_INPUT_SHAPES", "GenerateSpec", "ImageModelConfig", "ModelConfig", "ScoreResources", "ScoreSpec", "Spec",
+    "StylizeSpec", "TrainData", "TrainResources", "TrainSpec", "TrainingConfig", "load_spec", "parse_spec",
+    "spec_hash", "spec_to_dict",
 ]
 
 DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"binary-cnn": (64, 64, 3), "cifar10-cnn": (32, 32, 3)}
@@ -35,6 +36,16 @@ TASK_ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "image-classifier": ("cifar10-cnn", "binary-cnn"),
     "video-classifier": ("cifar10-cnn", "binary-cnn"),
     "audio-classifier": ("mfcc-lstm",),
+    "gan": ("dcgan",),
+    "style-transfer": ("adain",),
+}
+# The tasks a score job classifies with; the others have their own job kinds.
+CLASSIFIER_TASKS = ("image-classifier", "video-classifier", "audio-classifier")
+# Model fields that only some architectures take (the rest are refused, so a typo'd spec
+# cannot silently train something else than its author meant).
+_ARCHITECTURE_FIELDS = {
+    "cifar10-cnn": ("input_shape",), "binary-cnn": ("input_shape",), "mfcc-lstm": (),
+    "dcgan": ("image_shape", "latent_dim"), "adain": ("image_size", "encoder"),
 }
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -67,11 +78,16 @@ def _check_name(name: str) -> str:
 def _check_task(name: str) -> str:
     if name not in task_names():
         raise _fail(_unknown_choice("task", name, task_names()))
-    if name not in TASK_ARCHITECTURES:
-        # The model code exists, the train/generate/stylize runners do not yet.
-        runnable = ", ".join(sorted(TASK_ARCHITECTURES))
-        raise _fail(f"task {name} cannot run in a train or score job yet; use one of {runnable}")
     return name
+
+
+def _check_model_source(value: str) -> str:
+    # A stylization module: a TF Hub / Kaggle handle (https://...), an s3:// prefix or a local dir.
+    if value.startswith(("https://", "http://")):
+        if _USERINFO.search(value):
+            raise _fail(_SECRET_URI_PROBLEM)
+        return value
+    return _check_uri(value)
 
 
 def _check_uri(uri: str) -> str:
@@ -113,29 +129,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ImageModelConfig(_Strict):
-    """The network a train job builds; `input_shape` defaults by architecture."""
+class ModelConfig(_Strict):
+    """The network a train job builds. `input_shape` (classifiers) defaults by architecture;
+    `image_shape` and `latent_dim` are the DCGAN's, `image_size` and `encoder` AdaIN's."""
 
-    architecture: Literal["binary-cnn", "cifar10-cnn", "mfcc-lstm"] = Field(
-        description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio)")
+    architecture: Literal["binary-cnn", "cifar10-cnn", "mfcc-lstm", "dcgan", "adain"] = Field(
+        description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio), "
+                    "dcgan (gan), adain (style-transfer)")
     input_shape: _InputShape | None = Field(None, description="[height, width, channels] of the model input")
+    image_shape: _InputShape | None = Field(None, description="[height, width, channels] of the generated images")
+    latent_dim: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = None
+    image_size: Annotated[int, Field(strict=True, ge=8, le=1024)] | None = None
+    encoder: Literal["vgg19", "tiny"] | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _default_input_shape(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("architecture") == "mfcc-lstm":
-            if data.get("input_shape") is not None:
-                raise _fail("input_shape: mfcc-lstm takes its input shape from the `audio` section; "
-                            "delete input_shape")
+    def _fields_of_the_architecture(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
             return data
-        if isinstance(data, Mapping) and "input_shape" not in data:
-            # An unknown architecture is reported on its own field; any shape here keeps the
-            # missing input_shape from adding a second, misleading problem.
-            architecture = data.get("architecture")
-            shape = DEFAULT_INPUT_SHAPES.get(architecture if isinstance(architecture, str) else "cifar10-cnn",
-                                             DEFAULT_INPUT_SHAPES["cifar10-cnn"])
-            return {**data, "input_shape": shape}
-        return data
+        architecture = data.get("architecture")
+        if not isinstance(architecture, str) or architecture not in _ARCHITECTURE_FIELDS:
+            # Reported on its own field; a default shape keeps a missing input_shape quiet.
+            return {**data, "input_shape": data.get("input_shape", DEFAULT_INPUT_SHAPES["cifar10-cnn"])}
+        allowed = _ARCHITECTURE_FIELDS[architecture]
+        for name in ("input_shape", "image_shape", "latent_dim", "image_size", "encoder"):
+            if data.get(name) is not None and name not in allowed:  # null: as written back by spec_to_dict
+                fix = {"mfcc-lstm": "mfcc-lstm takes its input shape from the `audio` section",
+                       "dcgan": "dcgan sets the image size with image_shape"}.get(architecture, "")
+                fields = f"; {architecture} takes {', '.join(allowed)}" if allowed else ""
+                raise _fail(f"{name}: {fix or f'{architecture} has no {name}'}{fields}; delete {name}")
+        defaults = {"input_shape": DEFAULT_INPUT_SHAPES.get(architecture), "image_shape": (28, 28, 1),
+                    "latent_dim": 100, "image_size": 256, "encoder": "vgg19"}
+        return {**data, **{name: defaults[name] for name in allowed if data.get(name) is None}}
+
+    @model_validator(mode="after")
+    def _sizes_fit_the_network(self) -> "ModelConfig":
+        if self.image_shape is not None and (self.image_shape[0] % 4 or self.image_shape[1] % 4):
+            raise _fail(f"image_shape: height and width must be multiples of 4 (the generator upsamples twice "
+                        f"by 2), got {list(self.image_shape)}; e.g. [28, 28, 1] or [32, 32, 3]")
+        if self.image_size is not None and self.encoder is not None:
+            factor = {"vgg19": 8, "tiny": 4}[self.encoder]
+            if self.image_size % factor:
+                raise _fail(f"image_size: must be a multiple of {factor} for the {self.encoder} encoder "
+                            f"(got {self.image_size}); e.g. {self.image_size // factor * factor or factor}")
+        return self
+
+
+ImageModelConfig = ModelConfig  # the name before GAN and style-transfer models existed
 
 
 class FramesConfig(_Strict):
@@ -163,6 +203,7 @@ class AudioConfig(_Strict):
 
 
 SECTION_TASKS = {"frames": "video-classifier", "annotate": "video-classifier", "audio": "audio-classifier"}
+_STYLE_TRAINING_IMAGES = 4096  # style images travel to every worker: bounded by design
 
 
 def _only_for(task_name: str | None, wanted: str, section: str) -> None:
@@ -172,7 +213,9 @@ def _only_for(task_name: str | None, wanted: str, section: str) -> None:
 
 class TrainData(_Strict):
     train: _Uri = Field(description="the URI of the training images, e.g. s3://media/cifar10/train/")
-    validation: _Uri | None = Field(None, description="the URI of the validation images")
+    validation: _Uri | None = Field(None, description="the URI of the validation images (classifiers)")
+    style: _Uri | None = Field(None, description="the URI of the style images (style-transfer), "
+                                                 "e.g. s3://media/styles/")
 
 
 class TrainingConfig(_Strict):
@@ -183,16 +226,47 @@ class TrainingConfig(_Strict):
     max_failures: Annotated[int, Field(strict=True, ge=0)] = 2
 
 
+_GpuShare = Annotated[float, Field(strict=False, ge=0, le=64, allow_inf_nan=False)]
+
+
+def _gpu_share(value: float | None, use_gpu: bool, field: str) -> float:
+    """GPUs per worker or actor: 1 by default with use_gpu, else 0; a contradiction is refused."""
+    if value and not use_gpu:
+        raise _fail(f"{field}: set use_gpu: true as well, or delete {field}")
+    if use_gpu and value == 0:
+        raise _fail(f"{field}: use_gpu is true but {field} is 0; set it above 0 (e.g. 1) or use_gpu: false")
+    return float(value if value is not None else (1 if use_gpu else 0))
+
+
 class TrainResources(_Strict):
+    """Ray Train's ScalingConfig (see jobs.resources): one worker per MWMS replica."""
+
     num_workers: _Count = 2
     use_gpu: _Flag = False
     cpus_per_worker: _Count = 1
+    gpus_per_worker: _GpuShare | None = Field(None, description="GPUs per worker with use_gpu (default 1)")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how workers are placed on nodes: PACK (fewest nodes), SPREAD, STRICT_SPREAD "
+                            "(one worker per node), STRICT_PACK (one node)")
+
+    @model_validator(mode="after")
+    def _gpus_need_use_gpu(self) -> "TrainResources":
+        object.__setattr__(self, "gpus_per_worker", _gpu_share(self.gpus_per_worker, self.use_gpu, "gpus_per_worker"))
+        return self
 
 
 class ScoreResources(_Strict):
+    """The model actor pool (see jobs.resources): `concurrency` actors, spread over the nodes."""
+
     concurrency: _Count = 2
     use_gpu: _Flag = False
-    num_gpus: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = 0
+    num_gpus: _GpuShare | None = Field(None, description="GPUs per actor with use_gpu (default 1; 0.5 shares one)")
+    cpus_per_actor: Annotated[float, Field(strict=False, gt=0, le=256, allow_inf_nan=False)] = 1
+
+    @model_validator(mode="after")
+    def _gpus_need_use_gpu(self) -> "ScoreResources":
+        object.__setattr__(self, "num_gpus", _gpu_share(self.num_gpus, self.use_gpu, "num_gpus"))
+        return self
 
 
 class TrainSpec(_Strict):
@@ -200,7 +274,7 @@ class TrainSpec(_Strict):
     kind: Literal["train"]
     name: _JobName = Field(description="the job name, e.g. cifar10-cnn")
     task: _TaskName = Field(description="the task to run, e.g. image-classifier")
-    model: ImageModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
+    model: ModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
     data: TrainData = Field(description="the training data, e.g. {train: s3://media/cifar10/train/}")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     audio: AudioConfig | None = Field(None, description="audio features (audio-classifier)")
@@ -210,7 +284,7 @@ class TrainSpec(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _architecture_fits_task(cls, model: ImageModelConfig, info: ValidationInfo) -> ImageModelConfig:
+    def _architecture_fits_task(cls, model: ModelConfig, info: ValidationInfo) -> ModelConfig:
         task = info.data.get("task")
         allowed = TASK_ARCHITECTURES.get(task or "", ())
         if allowed and model.architecture not in allowed:
@@ -223,6 +297,19 @@ class TrainSpec(_Strict):
         if section is not None:
             _only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
         return section
+
+    @field_validator("data")
+    @classmethod
+    def _data_fits_task(cls, data: TrainData, info: ValidationInfo) -> TrainData:
+        task = info.data.get("task")
+        if task == "style-transfer" and data.style is None:
+            raise _fail("style: style-transfer trains on content images (train) and style images (style); "
+                        "add style: s3://bucket/styles/")
+        if task is not None and task != "style-transfer" and data.style is not None:
+            raise _fail(f"style: applies to task style-transfer only (this spec's task is {task}); delete it")
+        if task in ("gan", "style-transfer") and data.validation is not None:
+            raise _fail(f"validation: applies to classifier tasks only (this spec's task is {task}); delete it")
+        return data
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "TrainSpec":
@@ -249,6 +336,14 @@ class ScoreSpec(_Strict):
     annotate: _Flag = Field(False, description="write annotated videos and contact sheets (video-classifier)")
     resources: ScoreResources = Field(default_factory=ScoreResources)
 
+    @field_validator("task")
+    @classmethod
+    def _classifier_task(cls, task: str) -> str:
+        if task not in CLASSIFIER_TASKS:
+            other = {"gan": "kind: generate samples a trained GAN", "style-transfer": "kind: stylize restyles images"}
+            raise _fail(f"a score job classifies ({', '.join(CLASSIFIER_TASKS)}); {other.get(task, '')}".rstrip("; "))
+        return task
+
     @field_validator("frames", "annotate")
     @classmethod
     def _video_only(cls, value, info: ValidationInfo):
@@ -257,8 +352,53 @@ class ScoreSpec(_Strict):
         return value
 
 
-Spec = Annotated[Union[TrainSpec, ScoreSpec], Field(discriminator="kind")]
-_KINDS: dict[str, type[TrainSpec] | type[ScoreSpec]] = {"score": ScoreSpec, "train": TrainSpec}
+class GenerateSpec(_Strict):
+    """Sample images from a trained GAN: `count` images, image i from latent vector (seed, i)."""
+
+    version: _Version = Field(description='the spec format version; add "version: 1"')
+    kind: Literal["generate"]
+    name: _JobName = Field(description="the job name, e.g. digits-samples")
+    task: Literal["gan"] = Field("gan", description="the task: gan (the only one that generates)")
+    model: _Uri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/")
+    count: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] = Field(
+        description="how many images to generate, e.g. 10000")
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
+    output: _Uri = Field(description="where to write the images and their index, e.g. s3://samples/digits/")
+    batch_size: _BatchSize = 256
+    grid_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
+    resources: ScoreResources = Field(default_factory=ScoreResources)
+
+
+class StylizeSpec(_Strict):
+    """Restyle every image under `input` in each style of `styles`, keeping each image's size."""
+
+    version: _Version = Field(description='the spec format version; add "version: 1"')
+    kind: Literal["stylize"]
+    name: _JobName = Field(description="the job name, e.g. stylize-photos")
+    task: Literal["style-transfer"] = Field("style-transfer", description="the task: style-transfer")
+    model: Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_model_source)] = Field(
+        description="a stylization module: the output URI of a style-transfer train job, an s3:// or local "
+                    "SavedModel directory, or a TF Hub handle (needs internet)")
+    input: _Uri = Field(description="the URI of the content images, e.g. s3://photos/2026/")
+    styles: list[_Uri] = Field(description="a list of style image URIs, e.g. [s3://media/styles/wave.jpg]")
+    output: _Uri = Field(description="where to write the stylized images and tables, e.g. s3://stylized/photos/")
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=256)] = 4
+    image_format: Literal["png", "jpeg"] = "jpeg"
+    max_side: Annotated[int, Field(strict=True, ge=16, le=16384)] | None = None
+    resources: ScoreResources = Field(default_factory=ScoreResources)
+
+    @field_validator("styles")
+    @classmethod
+    def _some_styles(cls, styles: list[str]) -> list[str]:
+        if not 1 <= len(styles) <= 64:
+            raise _fail(f"must list 1 to 64 style image URIs (got {len(styles)}), "
+                        "e.g. [s3://media/styles/wave.jpg]")
+        return styles
+
+
+Spec = Annotated[Union[TrainSpec, ScoreSpec, GenerateSpec, StylizeSpec], Field(discriminator="kind")]
+_KINDS: dict[str, type[BaseModel]] = {"generate": GenerateSpec, "score": ScoreSpec, "stylize": StylizeSpec,
+                                      "train": TrainSpec}
 
 
 
@@ -271,7 +411,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
             `resources={num_workers: 1}`) and missing intermediate mappings are created.
 
     Returns:
-        A `TrainSpec` or `ScoreSpec`, by the spec's `kind`.
+        A `TrainSpec`, `ScoreSpec`, `GenerateSpec` or `StylizeSpec`, by the spec's `kind`.
 
     Raises:
         SpecError: naming the file, the field path, what is wrong and the fix; one line per problem.
@@ -279,7 +419,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     source = str(path)
     data = _read_yaml(Path(path), source)
     if data is None:
-        raise SpecError(f'{source}: the file is empty; start it with "version: 1" and "kind: train" or "kind: score"')
+        raise SpecError(f'{source}: the file is empty; start it with "version: 1" and a job kind '
+                        f'("kind: train", "kind: score", "kind: generate" or "kind: stylize")')
     return parse_spec(data, source, overrides)
 
 
@@ -344,7 +485,7 @@ def _credential_problems(value: Any, loc: _Loc) -> list[_Problem]:
 def _kind_problem(kind: Any, present: bool) -> str:
     valid = sorted(_KINDS)
     if not present:
-        return f"required field is missing (the job kind: {' or '.join(valid)}); add \"kind: train\" or \"kind: score\""
+        return f"required field is missing (the job kind: {', '.join(valid)}); add e.g. \"kind: train\""
     if not isinstance(kind, str):
         return f"must be one of {', '.join(valid)} (got {_show(kind)})"
     return _unknown_choice("kind", kind, valid)

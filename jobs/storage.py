@@ -105,7 +105,7 @@ def resolve_s3_settings() -> S3Settings:
     return S3Settings(endpoint, None, None, region or DEFAULT_REGION, "none")
 
 
-def _aws_config_credentials() -> tuple[str, str, str | None] | None:
+def _aws_config_credentials() -> tuple[str | None, str | None, str | None] | None:
     # Only consult botocore when a profile or config file could exist: it is slow to
     # import and probes the instance metadata service otherwise.
     has_config = any(os.environ.get(v) for v in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
@@ -119,11 +119,15 @@ def _aws_config_credentials() -> tuple[str, str, str | None] | None:
     creds = session.get_credentials()
     if creds is None:
         return None
+    region = session.get_config_variable("region")
+    if creds.token or getattr(creds, "refresh_needed", None) is not None:
+        # Temporary credentials (IRSA web identity, assumed roles, SSO, instance and
+        # container roles) expire: frozen copies would fail mid-job, and boto3 given bare
+        # keys drops the session token. No keys here lets boto3 and pyarrow use their own
+        # refreshing credential chains.
+        return None, None, region
     frozen = creds.get_frozen_credentials()
-    if frozen.token:
-        # Session tokens are honoured by boto3's own chain; pyarrow gets them too below.
-        os.environ.setdefault("AWS_SESSION_TOKEN", frozen.token)
-    return frozen.access_key, frozen.secret_key, session.get_config_variable("region")
+    return frozen.access_key, frozen.secret_key, region
 
 
 def settings_fingerprint(settings: S3Settings) -> tuple:
@@ -168,7 +172,7 @@ def _s3_client(fingerprint: tuple):
     endpoint, access_key, secret_key, region = fingerprint
     return boto3.client(
         "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-        region_name=region,
+        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") if access_key else None, region_name=region,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"},
                       max_pool_connections=32),
     )
@@ -215,14 +219,20 @@ def _list_s3(loc: Location) -> Iterator[StoredObject]:
 
 def _list_local(loc: Location) -> Iterator[StoredObject]:
     root = Path(loc.key)
-    if not root.exists():
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            stat = path.stat()
-            yield StoredObject(str(path), stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
+    if root.is_dir():
+        yield from _walk_in_key_order(root)
+
+
+def _walk_in_key_order(folder: Path) -> Iterator[StoredObject]:
+    """Files below `folder` in the order S3 lists keys (by full path, '/' as a character):
+    a folder sorts as its name + '/', so `a-b` < `a/x` < `a0`."""
+    entries = sorted(os.scandir(folder), key=lambda e: e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_in_key_order(Path(entry.path))
+        elif entry.is_file():
+            stat = entry.stat()
+            yield StoredObject(entry.path, stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
 
 
 def describe_storage_error(exc: BaseException) -> str:
@@ -269,6 +279,14 @@ def exists(uri: str) -> bool:
 
     loc = parse_uri(uri)
     return filesystem_for(loc).get_file_info(loc.fs_path).type != pafs.FileType.NotFound
+
+
+def is_file(uri: str) -> bool:
+    """True for an object (or local file), False for a prefix (directory) or nothing."""
+    import pyarrow.fs as pafs
+
+    loc = parse_uri(uri)
+    return filesystem_for(loc).get_file_info(loc.fs_path).type == pafs.FileType.File
 
 
 def ensure_bucket(uri: str) -> None:

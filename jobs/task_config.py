@@ -11,9 +11,10 @@ from __future__ import annotations
 def task_config_for(spec) -> dict:
     """The task's constructor arguments for a train spec."""
     config: dict = {}
-    shape = getattr(spec.model, "input_shape", None)
-    if shape is not None:
-        config["input_shape"] = tuple(shape)
+    for name in ("input_shape", "image_shape", "latent_dim", "image_size", "encoder"):
+        value = getattr(spec.model, name, None)
+        if value is not None:
+            config[name] = tuple(value) if isinstance(value, (list, tuple)) else value
     config.update(scoring_overrides(spec))
     audio = getattr(spec, "audio", None)
     if audio is not None:
@@ -32,6 +33,7 @@ def task_config_from_metadata(metadata: dict, spec=None) -> dict:
     config = dict(metadata.get("task_config") or {"input_shape": metadata["input_shape"]})
     if spec is not None:
         config.update(scoring_overrides(spec))
-    if "input_shape" in config:
-        config["input_shape"] = tuple(config["input_shape"])
+    for name in ("input_shape", "image_shape"):
+        if name in config:
+            config[name] = tuple(config[name])
     return config

@@ -1,11 +1,12 @@
 """The training runner: a train spec to a Ray Train `TensorflowTrainer` job under MWMS.
 
-Data flow: list class folders (labels = sorted folder names) -> Ray Data fetch+decode
-(materialized once, uint8) -> `streaming_split` to workers -> each worker builds the
-model under `MultiWorkerMirroredStrategy`, fits one epoch at a time, evaluates, and
-saves a checkpoint (every rank saves: MWMS save is collective; only rank 0's is
-reported) -> Ray Train persists checkpoints under `<output>/train/` -> the driver
-exports the best-known final model to `<output>/model/` with `metadata.json`.
+Data flow: list the task's objects (class folders for classifiers; see
+`jobs.train_plans` for GAN and style transfer) -> Ray Data fetch+decode (materialized
+once, uint8) -> `streaming_split` of `train` to workers -> each worker builds the model
+under `MultiWorkerMirroredStrategy`, fits one epoch at a time, evaluates, and saves a
+checkpoint (every rank saves: MWMS save is collective; only rank 0's is reported) ->
+Ray Train persists checkpoints under `<output>/train/` -> the driver exports the
+final model (the plan's files) to `<output>/model/` with `metadata.json`.
 
 Re-running a spec whose output already holds checkpoints resumes from the latest
 (Ray Train V2 restores the run named `train` under the output URI).
@@ -16,74 +17,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import JobFailedError, MediaJobsError
-from jobs.model_store import METADATA_FILE, MODEL_DIR, MODEL_FILE
+from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import EXAMPLE, fetch_and_decode
+from jobs.model_store import METADATA_FILE, MODEL_DIR
+from jobs.resources import scaling_config
+from jobs.storage import ensure_bucket, filesystem_for, parse_uri, upload_dir, upload_file, write_bytes
 from jobs.task_config import task_config_for
-from jobs.storage import ensure_bucket, filesystem_for, list_objects, parse_uri, upload_file, write_bytes
+from jobs.train_plans import extra_metadata, plan_for
 
 log = logging.getLogger(__name__)
 
 RUN_NAME = "train"  # Ray Train run folder under the output URI (checkpoints live here)
+WORKERS_DIR = "workers"  # one placement record per training worker (rank, node, devices)
 
 
-@dataclass(frozen=True)
-class LabelledObjects:
-    uris: list[str]
-    sizes: list[int]
-    labels: list[int]
-    class_names: list[str]
-
-
-def list_labelled(uri: str, suffixes: tuple[str, ...], class_names: list[str] | None = None,
-                  field: str = "data.train") -> LabelledObjects:
-    """List media objects in class-named folders: `<uri>/<class>/<...>/<file>`.
-
-    Args:
-        uri: the prefix holding one folder per class.
-        class_names: the training classes, to map validation folders to the same ids.
-        field: the spec field, for error messages.
-
-    Raises:
-        MediaJobsError: no images, fewer than 2 classes, or a class the model does not know.
-    """
-    prefix = parse_uri(uri).as_prefix()
-    found: list[tuple[str, int, str]] = []
-    for obj in list_objects(prefix.uri, suffixes):
-        parts = parse_uri(obj.uri).key[len(prefix.key):].strip("/").split("/")
-        if len(parts) < 2:
-            log.warning("skipping %s: not inside a class folder", obj.uri)
-            continue
-        found.append((obj.uri, obj.size, parts[0]))
-    if not found:
-        raise MediaJobsError(f"{field}: no media found in class folders under {prefix.uri} "
-                             f"(expected {prefix.uri}<class>/<file> with a suffix in {', '.join(suffixes)})")
-    folders = sorted({c for _, _, c in found})
-    if class_names is None:
-        if len(folders) < 2:
-            raise MediaJobsError(f"{field}: found only class folder {folders} under {prefix.uri}; "
-                                 "a classifier needs at least 2 class folders")
-        class_names = folders
-    unknown = sorted(set(folders) - set(class_names))
-    if unknown:
-        raise MediaJobsError(f"{field}: class folders {unknown} under {prefix.uri} are not among the "
-                             f"training classes {class_names}")
-    index = {name: i for i, name in enumerate(class_names)}
-    return LabelledObjects([u for u, _, _ in found], [s for _, s, _ in found],
-                           [index[c] for _, _, c in found], list(class_names))
-
-
-def _decoded_dataset(objects: LabelledObjects, task: Any, seed: int):
+def _decoded_dataset(uris: list[str], sizes: list[int], labels: list[int], task: Any, seed: int):
     import ray.data
 
-    items = [{"uri": u, "size": s, "label": lab} for u, s, lab in zip(objects.uris, objects.sizes, objects.labels)]
+    items = [{"uri": u, "size": s, "label": lab} for u, s, lab in zip(uris, sizes, labels)]
     blocks = max(2, min(len(items) // 64, 200))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": False},
@@ -101,12 +58,13 @@ class TrainResult:
     examples: int
     skipped: int
     seconds: float
+    workers: list[dict] = field(default_factory=list)  # placement records: rank, node_id, hostname, gpu_ids
 
 
 def run_train(spec, echo=print) -> TrainResult:
     """Train the spec's model on the cluster `ray` is connected to; export it to the output."""
     import ray.train
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.tensorflow import TensorflowTrainer
 
     from tasks import get_task
@@ -117,23 +75,19 @@ def run_train(spec, echo=print) -> TrainResult:
     output = parse_uri(spec.output).as_prefix()
     ensure_bucket(output.uri)
 
-    train_objects = list_labelled(spec.data.train, task.suffixes)
-    if spec.model.architecture == "binary-cnn" and len(train_objects.class_names) != 2:
-        raise MediaJobsError(f"model.architecture: binary-cnn needs exactly 2 class folders, found "
-                             f"{train_objects.class_names} under {spec.data.train}; use cifar10-cnn")
-    val_objects = (list_labelled(spec.data.validation, task.suffixes, train_objects.class_names, "data.validation")
-                   if spec.data.validation else None)
-    echo(f"training data: {len(train_objects.uris)} objects in {len(train_objects.class_names)} classes "
-         f"{train_objects.class_names}" + (f"; validation: {len(val_objects.uris)} objects" if val_objects else ""))
+    plan = plan_for(spec.task)
+    objects = plan.list_objects(spec, task)
+    echo(f"training data: {objects.describe()}")
 
-    datasets = {"train": _decoded_dataset(train_objects, task, spec.training.seed)}
-    examples = datasets["train"].count()
-    skipped = len(train_objects.uris) - len(datasets["train"].unique("uri"))
-    if val_objects:
-        datasets["validation"] = _decoded_dataset(val_objects, task, spec.training.seed)
-        skipped += len(val_objects.uris) - len(datasets["validation"].unique("uri"))
+    datasets, decoded, skipped = {}, {}, 0
+    for name, uris in objects.uris.items():
+        datasets[name] = _decoded_dataset(uris, objects.sizes[name], objects.labels[name], task, spec.training.seed)
+        decoded[name] = datasets[name].count()
+        skipped += len(uris) - (len(datasets[name].unique("uri")) if decoded[name] else 0)
+    examples = decoded["train"]
     if skipped:
         echo(f"warning: {skipped} objects could not be decoded and were left out of training")
+    plan.check_decoded(decoded)
     if examples // spec.resources.num_workers < spec.training.batch_size:
         raise MediaJobsError(
             f"training.batch_size: {spec.training.batch_size} is larger than each worker's share of the "
@@ -142,21 +96,17 @@ def run_train(spec, echo=print) -> TrainResult:
 
     fs = filesystem_for(output)
     config = {
-        "task": task, "architecture": spec.model.architecture, "num_classes": len(train_objects.class_names),
-        "epochs": spec.training.epochs, "batch_size": spec.training.batch_size,
-        "learning_rate": spec.training.learning_rate, "class_names": train_objects.class_names,
-        "has_validation": val_objects is not None,
+        "task": task, "architecture": spec.model.architecture, "epochs": spec.training.epochs,
+        "batch_size": spec.training.batch_size, "learning_rate": spec.training.learning_rate,
+        "class_names": objects.class_names, "datasets": sorted(datasets), "output": output.uri,
+        "seed": spec.training.seed,
     }
-    resources = {"CPU": spec.resources.cpus_per_worker}
-    if spec.resources.use_gpu:
-        resources["GPU"] = 1
     trainer = TensorflowTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=spec.resources.num_workers, use_gpu=spec.resources.use_gpu,
-                                     resources_per_worker=resources),
+        scaling_config=scaling_config(spec.resources),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(datasets_to_split=list(plan.split)),
         run_config=RunConfig(
             name=RUN_NAME, storage_path=output.fs_path.rstrip("/"), storage_filesystem=fs,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
@@ -170,43 +120,51 @@ def run_train(spec, echo=print) -> TrainResult:
     except MediaJobsError:
         raise
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; show their root cause
-        raise JobFailedError(f"training failed: {_root_cause(exc)}") from exc
+        raise JobFailedError(f"training failed: {root_cause(exc)}") from exc
     if result.checkpoint is None:
         raise JobFailedError("training finished without a checkpoint; see the worker logs above")
 
+    workers = read_placements(output, spec.resources.num_workers)
     with result.checkpoint.as_directory() as checkpoint_dir:
         state = json.loads((Path(checkpoint_dir) / "state.json").read_text())
-        model_path = Path(checkpoint_dir) / MODEL_FILE
-        model_id = f"{spec.name}-{_file_digest(model_path)[:12]}"
+        model_id = f"{spec.name}-{_digest(Path(checkpoint_dir) / plan.exported[0])[:12]}"
         metadata = {
             "model_id": model_id, "task": spec.task, "architecture": spec.model.architecture,
             "task_config": task_config, "input_shape": list(task.example_shape),
-            "class_names": train_objects.class_names,
+            "class_names": objects.class_names, "files": list(plan.exported),
             "epochs": state["epoch"] + 1, "metrics": state["metrics"], "history": state["history"],
             "examples": examples, "skipped": skipped, "spec_name": spec.name,
+            "workers": workers,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **extra_metadata(spec.task, checkpoint_dir),
         }
         model_dir = output.join(MODEL_DIR)
-        upload_file(model_path, model_dir.join(MODEL_FILE).uri)
+        for name in plan.exported:
+            _upload(Path(checkpoint_dir) / name, model_dir.join(name))
         write_bytes(model_dir.join(METADATA_FILE).uri, json.dumps(metadata, indent=2).encode())
         write_bytes(model_dir.join("training_curve.svg").uri, training_curve_svg(state["history"]).encode())
-    return TrainResult(model_dir.uri + "/", state["metrics"], train_objects.class_names, state["epoch"] + 1,
-                       examples, skipped, time.time() - started)
+    return TrainResult(model_dir.uri + "/", state["metrics"], objects.class_names, state["epoch"] + 1,
+                       examples, skipped, time.time() - started, workers)
 
 
-def _file_digest(path: Path) -> str:
+def _upload(local: Path, target) -> None:
+    """A checkpoint file, or a directory tree (a SavedModel), to `target`."""
+    if local.is_file():
+        upload_file(local, target.uri)
+    else:
+        upload_dir(local, target.uri)
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and contents, in order)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1] if text else ''}"
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -218,53 +176,76 @@ def train_loop_per_worker(config: dict) -> None:
     tf.get_logger().setLevel("ERROR")  # MWMS logs every collective at INFO
     context = ray.train.get_context()
     rank = context.get_world_rank()
+    _record_placement(config["output"], rank, context.get_world_size())
+    # The same seed on every rank: identical initial weights, and reruns that repeat.
+    tf.keras.utils.set_random_seed(config.get("seed", 0))
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
+    plan = plan_for(config["task"].name)
     history: list[dict] = []
     start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
     with strategy.scope():
         if checkpoint is not None:
             with checkpoint.as_directory() as checkpoint_dir:
-                model = tf.keras.models.load_model(os.path.join(checkpoint_dir, MODEL_FILE))
+                model = plan.load(checkpoint_dir, config)
                 state = json.loads(Path(checkpoint_dir, "state.json").read_text())
             start_epoch, history = state["epoch"] + 1, state["history"]
             if rank == 0:
                 print(f"resuming from checkpoint after epoch {start_epoch}", flush=True)
         else:
-            model = config["task"].build_model(config["architecture"], config["num_classes"],
-                                               config["learning_rate"])
+            model = plan.build(config["task"], config)
 
-    batch_size = config["batch_size"]
-    # drop_last: under MWMS each global batch is split across replicas, and a final
-    # batch smaller than the replica count leaves a replica an empty batch, which
-    # fails inside the convolution kernels. The local shuffle varies what is dropped.
-    train_data = ray.train.get_dataset_shard("train").to_tf(
-        feature_columns=EXAMPLE, label_columns="label", batch_size=batch_size, drop_last=True,
-        local_shuffle_buffer_size=batch_size * 8)
-    validation = ray.train.get_dataset_shard("validation") if config["has_validation"] else None
+    whole = {name: ray.train.get_dataset_shard(name) for name in config["datasets"] if name != "train"}
+    train_data = plan.train_data(ray.train.get_dataset_shard("train"), config, whole)
 
     for epoch in range(start_epoch, config["epochs"]):
         began = time.time()
         fit = model.fit(train_data, epochs=1, verbose=0)
-        metrics = {"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]),
-                   "accuracy": float(fit.history["accuracy"][-1])}
-        if validation is not None:
-            metrics.update(evaluate_examples(model, validation, batch_size, config["architecture"]))
+        metrics = {"epoch": epoch + 1, **{name: float(values[-1]) for name, values in fit.history.items()}}
+        metrics.update(plan.evaluate(model, whole, config))
         metrics["epoch_seconds"] = round(time.time() - began, 2)
         history.append(metrics)
         with tempfile.TemporaryDirectory() as checkpoint_dir:
             # Every rank must save: MWMS saving runs collective ops (FACTS.md), and a
             # rank that skips it leaves the others waiting forever.
-            model.save(os.path.join(checkpoint_dir, MODEL_FILE))
+            plan.save(model, checkpoint_dir)
             Path(checkpoint_dir, "state.json").write_text(
                 json.dumps({"epoch": epoch, "metrics": metrics, "history": history}))
             if rank == 0:
                 print("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                           for k, v in metrics.items()), flush=True)
+                plan.after_epoch(checkpoint_dir, epoch, config)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
             else:
                 ray.train.report(metrics)
+
+
+def _record_placement(output_uri: str, rank: int, world_size: int) -> None:
+    """Write where this worker runs to `<output>/workers/rank-<rank>.json` (the driver puts
+    all of them in metadata.json: which nodes trained, on which devices)."""
+    import os
+    import socket
+
+    import ray
+
+    runtime = ray.get_runtime_context()
+    placement = {"rank": rank, "world_size": world_size, "node_id": runtime.get_node_id(),
+                 "hostname": socket.gethostname(), "pid": os.getpid(),
+                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+    write_bytes(parse_uri(output_uri).join(WORKERS_DIR, f"rank-{rank}.json").uri, json.dumps(placement).encode())
+
+
+def read_placements(output, world_size: int) -> list[dict]:
+    """The placement records of ranks 0..world_size-1 (those that were written)."""
+    from jobs.storage import exists, read_bytes
+
+    records = []
+    for rank in range(world_size):
+        uri = output.join(WORKERS_DIR, f"rank-{rank}.json").uri
+        if exists(uri):
+            records.append(json.loads(read_bytes(uri)))
+    return records
 
 
 def evaluate_examples(model, shard, batch_size: int, architecture: str) -> dict[str, float]:

@@ -29,13 +29,15 @@ def audio_model(ray_driver, tmp_path_factory):
     ingest_folder(root, "s3://it-media/speech/")
     spec = load_spec(EXAMPLES / "train-audio.yaml", [
         "data.train=s3://it-media/speech/train/", "data.validation=s3://it-media/speech/test/",
-        "training.epochs=12", "training.batch_size=8", "output=s3://it-models/audio-lstm/"])
+        "training.epochs=30", "training.batch_size=8", "output=s3://it-models/audio-lstm/"])
     return run_spec(spec)
 
 
 def test_audio_training_learns_spoken_words(audio_model):
     assert audio_model.class_names == ["no", "yes"]
-    assert audio_model.metrics["val_accuracy"] > 0.65, audio_model.metrics  # chance 0.5, unseen voices
+    # Chance is 0.5 (unseen voices). At 12 epochs this model was still near chance in some
+    # runs (0.60); by 20 it separates the words, by 30 it reached 1.0 here.
+    assert audio_model.metrics["val_accuracy"] > 0.75, audio_model.metrics
 
 
 def test_audio_scoring_writes_windows_and_files(audio_model):
@@ -49,7 +51,7 @@ def test_audio_scoring_writes_windows_and_files(audio_model):
     assert (windows.window_end_s > windows.window_start_s).all() and (windows.window_start_s == 0).any()
     assert files.windows_scored.sum() == len(windows)
     truth = files.uri.str.split("/").str[-2]
-    assert (files.label == truth).mean() > 0.65, files[["uri", "label"]]
+    assert (files.label == truth).mean() > 0.75, files[["uri", "label"]]
 
 
 def test_bad_and_long_audio_is_accounted_for(audio_model, tmp_path):

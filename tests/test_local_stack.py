@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -42,8 +43,8 @@ print(json.dumps({"task_env": seen, "listed_jobs": isinstance(jobs, list)}))
 """
 
 
-def _s3(endpoint: str, access_key: str | None = None, secret_key: str | None = None):
-    config = Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"})
+def _s3(endpoint: str, access_key: str | None = None, secret_key: str | None = None, attempts: int = 1):
+    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, s3={"addressing_style": "path"})
     if access_key is None:
         config = config.merge(Config(signature_version=UNSIGNED))
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=access_key,
@@ -174,10 +175,28 @@ def test_s3_refuses_anonymous_and_wrong_secret_and_serves_the_key_pair(local_sta
     with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
         _s3(local_stack.s3_endpoint, local_stack.access_key, "not-the-secret").list_buckets()
 
-    client = _s3(local_stack.s3_endpoint, local_stack.access_key, local_stack.secret_key)
+    # Retries as jobs.storage has them: SeaweedFS may answer a new bucket's first write with a
+    # transient InternalError while it grows the bucket's first volume (seen in CI).
+    client = _s3(local_stack.s3_endpoint, local_stack.access_key, local_stack.secret_key, attempts=5)
     client.create_bucket(Bucket="stack-test")
     client.put_object(Bucket="stack-test", Key="dir/hello.txt", Body=b"hello stack")
     assert client.get_object(Bucket="stack-test", Key="dir/hello.txt")["Body"].read() == b"hello stack"
+
+
+@pytest.mark.integration
+def test_many_buckets_each_take_writes(local_stack):
+    # Each bucket is a SeaweedFS collection; with the default growth (7 volumes per
+    # collection) the store ran out of volume slots after about ten buckets.
+    client = _s3(local_stack.s3_endpoint, local_stack.access_key, local_stack.secret_key, attempts=5)
+    for i in range(16):
+        client.create_bucket(Bucket=f"many-buckets-{i:02d}")
+        client.put_object(Bucket=f"many-buckets-{i:02d}", Key="x", Body=b"x")
+    master = json.loads((mediajobs_home() / "stack.json").read_text())["ports"]["seaweedfs"]["master"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{master}/dir/status", timeout=10) as answer:
+        assert json.load(answer)["Topology"]["Free"] > 100  # room for hundreds more buckets
+    for i in range(16):
+        client.delete_object(Bucket=f"many-buckets-{i:02d}", Key="x")
+        client.delete_bucket(Bucket=f"many-buckets-{i:02d}")
 
 
 @pytest.mark.integration
@@ -233,7 +252,7 @@ def test_second_stack_runs_beside_and_down_stops_only_its_own(local_stack, tmp_p
         second = stack_api.up(home)
         assert {second.s3_endpoint, second.ray_address, second.dashboard_url}.isdisjoint(
             {local_stack.s3_endpoint, local_stack.ray_address, local_stack.dashboard_url})
-        client = _s3(second.s3_endpoint, second.access_key, second.secret_key)
+        client = _s3(second.s3_endpoint, second.access_key, second.secret_key, attempts=5)
         client.create_bucket(Bucket="kept")
         client.put_object(Bucket="kept", Key="k", Body=b"survives down")
         pids = [c.pid for c in stack_api.status(home).components]
@@ -252,7 +271,7 @@ def test_second_stack_runs_beside_and_down_stops_only_its_own(local_stack, tmp_p
 
         again = stack_api.up(home)  # same ports, keys and data after a restart
         assert again == second
-        client = _s3(again.s3_endpoint, again.access_key, again.secret_key)
+        client = _s3(again.s3_endpoint, again.access_key, again.secret_key, attempts=5)
         assert client.get_object(Bucket="kept", Key="k")["Body"].read() == b"survives down"
         assert read_local_stack(home.resolve()) == again
     finally:

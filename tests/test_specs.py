@@ -69,7 +69,7 @@ def spec_error(data, source: str = "specs/train.yaml", overrides=()) -> str:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_loads(path):
     spec = load_spec(path)
-    assert spec.kind in ("train", "score")
+    assert spec.kind in ("train", "score", "generate", "stylize")
     assert path.stem.startswith(spec.kind)
 
 
@@ -92,7 +92,8 @@ def test_train_defaults_apply():
     assert spec.data.validation is None
     assert spec.training.model_dump() == {
         "epochs": 10, "batch_size": 64, "learning_rate": 0.001, "seed": 0, "max_failures": 2}
-    assert spec.resources.model_dump() == {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1}
+    assert spec.resources.model_dump() == {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1,
+                                           "gpus_per_worker": 0, "placement_strategy": "PACK"}
 
 
 def test_input_shape_default_depends_on_architecture():
@@ -104,7 +105,7 @@ def test_score_defaults_apply():
     spec = parse_spec(MINIMAL_SCORE)
     assert isinstance(spec, ScoreSpec)
     assert (spec.batch_size, spec.top_k) == (256, 3)
-    assert spec.resources.model_dump() == {"concurrency": 2, "use_gpu": False, "num_gpus": 0}
+    assert spec.resources.model_dump() == {"concurrency": 2, "use_gpu": False, "num_gpus": 0, "cpus_per_actor": 1}
 
 
 def test_round_trip_and_hash():
@@ -155,7 +156,7 @@ def test_unknown_field_suggests_the_closest_key_of_that_model():
 def test_unknown_field_without_close_match_lists_valid_keys():
     message = spec_error(with_changes(MINIMAL_TRAIN, resources={"gpus_total": 3}))
     assert message == ("specs/train.yaml: resources.gpus_total: unknown field; "
-                       "valid fields: num_workers, use_gpu, cpus_per_worker")
+                       "valid fields: num_workers, use_gpu, cpus_per_worker, gpus_per_worker, placement_strategy")
 
 
 def test_field_of_the_other_kind_says_so():
@@ -187,7 +188,7 @@ def test_empty_section_suggests_deleting_it():
 
 def test_unknown_kind_suggests_and_lists():
     message = spec_error(with_changes(MINIMAL_TRAIN, kind="trian"))
-    assert message == "specs/train.yaml: kind: unknown kind 'trian'; did you mean 'train'? valid kinds: score, train"
+    assert message == "specs/train.yaml: kind: unknown kind 'trian'; did you mean 'train'? valid kinds: generate, score, stylize, train"
 
 
 def test_missing_kind():
@@ -205,7 +206,7 @@ def test_unknown_task_suggests_a_registered_one():
 def test_unknown_architecture_suggests():
     message = spec_error(with_changes(MINIMAL_TRAIN, model={"architecture": "cifar-cnn"}))
     assert message == ("specs/train.yaml: model.architecture: unknown architecture 'cifar-cnn'; "
-                       "did you mean 'cifar10-cnn'? valid architectures: binary-cnn, cifar10-cnn, mfcc-lstm")
+                       "did you mean 'cifar10-cnn'? valid architectures: binary-cnn, cifar10-cnn, mfcc-lstm, dcgan, adain")
 
 
 @pytest.mark.parametrize("shape, expected", [
@@ -401,7 +402,66 @@ def test_media_sections_belong_to_their_task():
         parse_spec({**base, "task": "audio-classifier", "model": {"architecture": "mfcc-lstm", "input_shape": [8, 8, 1]}})
 
 
-def test_tasks_without_a_runner_are_refused():
-    with pytest.raises(SpecError, match="task: task gan cannot run in a train or score job yet"):
-        parse_spec({"version": 1, "kind": "train", "name": "g", "task": "gan", "output": "s3://m/g/",
-                    "model": {"architecture": "cifar10-cnn"}, "data": {"train": "s3://m/t/"}})
+GAN_TRAIN = {"version": 1, "kind": "train", "name": "g", "task": "gan", "output": "s3://m/g/",
+             "model": {"architecture": "dcgan"}, "data": {"train": "s3://m/t/"}}
+STYLE_TRAIN = {"version": 1, "kind": "train", "name": "s", "task": "style-transfer", "output": "s3://m/s/",
+               "model": {"architecture": "adain"}, "data": {"train": "s3://m/c/", "style": "s3://m/st/"}}
+
+
+def test_gan_and_style_transfer_train_specs_fill_their_model_defaults():
+    gan = parse_spec(GAN_TRAIN)
+    assert (gan.model.image_shape, gan.model.latent_dim, gan.model.input_shape) == ((28, 28, 1), 100, None)
+    style = parse_spec(STYLE_TRAIN)
+    assert (style.model.encoder, style.model.image_size, style.data.style) == ("vgg19", 256, "s3://m/st/")
+    assert parse_spec(with_changes(GAN_TRAIN, model={"architecture": "dcgan", "image_shape": [32, 32, 3]})
+                      ).model.image_shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model": {"architecture": "dcgan", "input_shape": [28, 28, 1]}},
+     "model: input_shape: dcgan sets the image size with image_shape; dcgan takes image_shape, latent_dim; "
+     "delete input_shape"),
+    ({"model": {"architecture": "dcgan", "image_shape": [30, 30, 1]}},
+     "model: image_shape: height and width must be multiples of 4"),
+    ({"model": {"architecture": "cifar10-cnn"}}, "model: architecture: task gan trains dcgan, not cifar10-cnn"),
+    ({"data": {"train": "s3://m/t/", "validation": "s3://m/v/"}},
+     "data: validation: applies to classifier tasks only (this spec's task is gan); delete it"),
+    ({"data": {"train": "s3://m/t/", "style": "s3://m/v/"}},
+     "data: style: applies to task style-transfer only (this spec's task is gan); delete it"),
+])
+def test_gan_train_spec_problems_name_the_field(changes, message):
+    assert message in spec_error(with_changes(GAN_TRAIN, **changes))
+
+
+def test_style_train_spec_needs_style_images_and_a_size_the_encoder_can_take():
+    assert "data: style: style-transfer trains on content images (train) and style images (style); add style:" in \
+        spec_error(with_changes(STYLE_TRAIN, data={"train": "s3://m/c/"}))
+    assert "model: image_size: must be a multiple of 8 for the vgg19 encoder (got 60); e.g. 56" in \
+        spec_error(with_changes(STYLE_TRAIN, model={"architecture": "adain", "image_size": 60}))
+    assert parse_spec(with_changes(STYLE_TRAIN, model={"architecture": "adain", "encoder": "tiny", "image_size": 60})
+                      ).model.image_size == 60
+
+
+def test_score_refuses_generative_tasks_and_names_their_kind():
+    score = {"version": 1, "kind": "score", "name": "s", "model": "s3://m/g/", "input": "s3://a/", "output": "s3://o/"}
+    assert "task: a score job classifies (image-classifier, video-classifier, audio-classifier); kind: generate" \
+        in spec_error({**score, "task": "gan"})
+    assert "kind: stylize restyles images" in spec_error({**score, "task": "style-transfer"})
+
+
+def test_generate_and_stylize_specs():
+    generate = parse_spec({"version": 1, "kind": "generate", "name": "g", "model": "s3://m/g/", "count": 10,
+                           "output": "s3://o/"})
+    assert (generate.task, generate.seed, generate.batch_size, generate.grid_size) == ("gan", 0, 256, 64)
+    assert "count: required field is missing (how many images to generate" in spec_error(
+        {"version": 1, "kind": "generate", "name": "g", "model": "s3://m/g/", "output": "s3://o/"})
+    stylize = {"version": 1, "kind": "stylize", "name": "s", "input": "s3://in/", "styles": ["s3://st/a.jpg"],
+               "output": "s3://o/"}
+    handle = "https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2"
+    assert parse_spec({**stylize, "model": handle}).model == handle
+    assert parse_spec({**stylize, "model": "/models/adain"}).image_format == "jpeg"
+    assert "styles: must list 1 to 64 style image URIs (got 0)" in spec_error({**stylize, "model": handle,
+                                                                              "styles": []})
+    assert "model: credentials do not belong in a URI" in spec_error({**stylize, "model": "https://u:pw@hub/x"})
+    assert "pw" not in spec_error({**stylize, "model": "https://u:pw@hub/x"})
+    assert "unknown kind 'stylise'; did you mean 'stylize'?" in spec_error({**stylize, "kind": "stylise"})

@@ -56,6 +56,26 @@ def _encode(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.parametrize("profile, keys", [
+    ("aws_access_key_id = AKIASTATIC\naws_secret_access_key = static-secret\n", ("AKIASTATIC", "static-secret")),
+    # Temporary credentials: no frozen keys, boto3 and pyarrow keep refreshing them themselves.
+    ("aws_access_key_id = ASIATEMP\naws_secret_access_key = temp-secret\naws_session_token = tok\n", (None, None)),
+])
+def test_aws_config_credentials_are_passed_on_only_when_static(tmp_path, monkeypatch, profile, keys):
+    from jobs.storage import resolve_s3_settings
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL",
+                 "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\n" + profile)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("MEDIAJOBS_HOME", str(tmp_path / "no-stack"))
+    settings = resolve_s3_settings()
+    assert (settings.access_key, settings.secret_key, settings.source) == (*keys, "aws-config")
+
+
 def test_decode_normalizes_grayscale_rgba_and_size():
     gray = _encode(np.full((50, 70), 200, np.uint8), "PNG")
     rgba = _encode(np.dstack([np.full((40, 40, 3), (255, 0, 0), np.uint8), np.full((40, 40), 128, np.uint8)]), "PNG")
@@ -124,3 +144,20 @@ def test_layers_import_alone_without_tensorflow():
 def test_tf_uses_legacy_keras():
     code = "import jobs, tensorflow as tf; assert tf.keras.__name__.startswith('tf_keras'), tf.keras.__name__"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_root_cause_names_the_innermost_error_without_ray_retry_advice():
+    from jobs.errors import root_cause
+
+    inner = OSError("When initiating multiple part upload: AWS Error SLOW_DOWN\n"
+                    "Failed to write s3://b/x.parquet after 10/10 attempts (total backoff 40.2s).\n"
+                    "To change retry attempts, backoff, or which errors are retried, configure `ray.data...`")
+    try:
+        try:
+            raise inner
+        except OSError as exc:
+            raise RuntimeError("Ray wrapper\ntraceback lines") from exc
+    except RuntimeError as outer:
+        assert root_cause(outer) == ("OSError: When initiating multiple part upload: AWS Error SLOW_DOWN "
+                                     "(Failed to write s3://b/x.parquet after 10/10 attempts (total backoff 40.2s).)")
+    assert root_cause(ValueError("first\nlast line says it")) == "ValueError: last line says it"

@@ -1,0 +1,167 @@
+"""The generation runner: a generate spec to images sampled from a trained GAN.
+
+Data flow: index ranges of `batch_size` images (`from_items`: no read tasks, which on a
+small cluster could wait forever behind the actors for a CPU) -> `ImageGenerator` actor pool (the
+generator is loaded once per actor; image i comes from latent vector (seed, i), so its
+bytes do not depend on batching or on which actor made it) -> one PNG per image under
+`<output>/images/seed-<seed>/<index>.png`, written by the actor -> one index row per image
+(`uri`, `seed`, `index`, `model_id`, `run_id`) staged as Parquet -> commit: the check that
+every index 0..count-1 is there exactly once, `index/` replaced, a `grid.png` of the
+first `grid_size` images and `runs/<run_id>/summary.json`.
+
+Re-running writes the same bytes to the same keys, so a killed run is finished by
+running it again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from jobs.errors import JobFailedError, MediaJobsError, root_cause
+from jobs.model_store import fetch_model, read_model_metadata
+from jobs.resources import actor_pool_options
+from jobs.score import new_run_id
+from jobs.score_commit import publish_rows
+from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, parse_uri, read_bytes, write_bytes
+
+IMAGES, INDEX, GRID = "images", "index", "grid.png"
+
+
+def image_key(seed: int, index: int) -> str:
+    """The key of image `index` of `seed` under the output: sorted listings follow the index."""
+    return f"{IMAGES}/seed-{seed}/{index:09d}.png"
+
+
+def index_schema():
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("seed", pa.int64()), ("index", pa.int64()),
+                      ("model_id", pa.string()), ("run_id", pa.string())])
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 (H, W, 1 or 3) to PNG bytes; the same pixels always give the same bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class ImageGenerator:
+    """A Ray Data actor: loads the generator once, turns batches of indices into PNGs in storage."""
+
+    def __init__(self, model_uri: str, seed: int, output_uri: str, run_id: str) -> None:
+        import tensorflow as tf
+
+        from jobs.train import enable_gpu_memory_growth
+        from tasks.gan import load_generator
+
+        enable_gpu_memory_growth(tf)
+        local = fetch_model(model_uri)
+        metadata = json.loads((local / "metadata.json").read_text())
+        self.generator = load_generator(str(local / metadata.get("generator", "generator.keras")))
+        self.latent_dim = int(self.generator.input_shape[-1])
+        self.model_id = metadata["model_id"]
+        self.seed, self.run_id = seed, run_id
+        self.output = parse_uri(output_uri).as_prefix()
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+
+        from tasks.gan import generate_images
+
+        indices = [i for start, stop in zip(batch["start"], batch["stop"]) for i in range(int(start), int(stop))]
+        images = generate_images(self.generator, [(self.seed, i) for i in indices], self.latent_dim)
+        uris = [self.output.join(image_key(self.seed, i)).uri for i in indices]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # uploads are I/O bound
+            list(pool.map(write_bytes, uris, [encode_png(image) for image in images]))
+        n = len(indices)
+        return pa.Table.from_pydict({"uri": uris, "seed": [self.seed] * n, "index": indices,
+                                     "model_id": [self.model_id] * n, "run_id": [self.run_id] * n},
+                                    schema=index_schema())
+
+
+@dataclass
+class GenerateResult:
+    run_id: str
+    model_id: str
+    count: int
+    seed: int
+    seconds: float
+    images_uri: str
+    index_uri: str
+    grid_uri: str
+    summary_uri: str
+
+    @property
+    def throughput(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+
+def run_generate(spec, echo=print) -> GenerateResult:
+    """Sample `spec.count` images from the GAN at `spec.model` into `spec.output`."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import ray.data
+
+    from tasks.gan import sample_grid_png
+
+    started = time.time()
+    metadata = read_model_metadata(spec.model)
+    if metadata.get("task") != "gan":
+        raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.get('task')!r}; "
+                             "a generate job needs the output of a train job with task: gan")
+    output = parse_uri(spec.output).as_prefix()
+    ensure_bucket(output.uri)
+    run_id = new_run_id()
+    staging = output.join("_staging", run_id)
+    echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata['model_id']} (run {run_id})")
+
+    ranges = [{"start": start, "stop": min(start + spec.batch_size, spec.count)}
+              for start in range(0, spec.count, spec.batch_size)]
+    ds = ray.data.from_items(ranges, override_num_blocks=max(1, min(len(ranges), 1000)))
+    ds = ds.map_batches(ImageGenerator, fn_constructor_kwargs={"model_uri": spec.model, "seed": spec.seed,
+                                                               "output_uri": output.uri, "run_id": run_id},
+                        batch_size=1, batch_format="numpy", **actor_pool_options(spec.resources))
+    fs = filesystem_for(output)
+    try:
+        ds.write_parquet(staging.fs_path, filesystem=fs)
+    except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures; show their root cause
+        raise JobFailedError(f"generation failed: {root_cause(exc)}") from exc
+
+    staged = pads.dataset(staging.fs_path, filesystem=fs, format="parquet")
+    indices = staged.to_table(columns=["index"]).column("index").to_numpy()
+    if len(indices) != spec.count or not np.array_equal(np.sort(indices), np.arange(spec.count)):
+        raise JobFailedError(f"generated {len(indices)} index rows for {spec.count} images (some missing or "
+                             f"repeated); nothing was committed, the staged rows are under {staging.uri}/")
+    delete_prefix(output.join(INDEX).uri)
+    publish_rows(staged, pc.scalar(True), index_schema().names, output.join(INDEX), fs, run_id)
+    delete_prefix(staging.uri)
+
+    shown = min(spec.grid_size, spec.count)
+    images = np.stack([_decode_png(read_bytes(output.join(image_key(spec.seed, i)).uri)) for i in range(shown)])
+    grid_uri = output.join(GRID).uri
+    write_bytes(grid_uri, sample_grid_png(images, columns=min(16, max(1, int(np.ceil(np.sqrt(shown))))), scale=2))
+
+    result = GenerateResult(run_id, metadata["model_id"], spec.count, spec.seed, time.time() - started,
+                            output.join(IMAGES).uri + "/", output.join(INDEX).uri + "/", grid_uri,
+                            output.join("runs", run_id, "summary.json").uri)
+    summary = {**asdict(result), "spec_name": spec.name, "images_per_s": round(result.throughput, 2),
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())
+    return result
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(data)))
+    return image[..., np.newaxis] if image.ndim == 2 else image

@@ -1,0 +1,413 @@
+"""The stylization runner: a stylize spec to every content image in every style.
+
+Data flow: resolve the module (a style-transfer train output -> its `model/stylizer/`;
+an s3:// or local SavedModel directory; a TF Hub handle) -> fetch and decode the style
+images on the driver (job parameters, not inputs: a bad one stops the job before any
+work) -> list the content images -> `from_items` -> `BatchStylizer` actor pool (module
+loaded once per actor, an s3:// module downloaded once per process): per batch, fetch
+and decode each content image at its own size, group the images by size, stylize each
+group in every style, write each result under `<output>/images/<style>/<content key>`
+-> one staged row per (content, style) result or per failed content -> commit: every
+content image in `results/` once per style or in `errors/` once, the tables replaced,
+a contact sheet (content | result per style) and `runs/<run_id>/summary.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jobs.annotate_stage import output_key_for
+from jobs.errors import JobFailedError, MediaJobsError, root_cause
+from jobs.media_stage import FETCH_THREADS, fetch_object
+from jobs.resources import actor_pool_options
+from jobs.score import new_run_id
+from jobs.score_commit import publish_rows
+from jobs.storage import (delete_prefix, ensure_bucket, filesystem_for, is_file, list_objects, parse_uri, read_bytes,
+                          write_bytes)
+
+IMAGES, RESULTS, ERRORS, SHEET = "images", "results", "errors", "contact_sheet.png"
+SAVED_MODEL_FILE = "saved_model.pb"
+SHEET_ROWS, SHEET_CELL = 8, 160  # contact sheet: first 8 content images, 160-pixel cells
+_EXTENSIONS = {"png": "png", "jpeg": "jpg"}
+
+
+@dataclass(frozen=True)
+class StylizerSource:
+    """Where the module comes from: `kind` is "handle" (TF Hub/Kaggle URL), "s3" or "local"."""
+
+    kind: str
+    location: str
+    model_id: str
+
+
+def resolve_stylizer(model: str) -> StylizerSource:
+    """The stylization module a spec's `model` names.
+
+    Raises:
+        MediaJobsError: nothing loadable there, or a model of another task.
+    """
+    from jobs.model_store import METADATA_FILE, model_location
+
+    if model.startswith(("https://", "http://")):
+        return StylizerSource("handle", model, model)
+    loc = parse_uri(model).as_prefix()
+    kind = "s3" if loc.scheme == "s3" else "local"
+    if is_file(loc.join(SAVED_MODEL_FILE).uri):
+        return StylizerSource(kind, loc.uri, loc.uri)
+    trained = model_location(model)
+    if is_file(trained.join(METADATA_FILE).uri):
+        metadata = json.loads(read_bytes(trained.join(METADATA_FILE).uri))
+        if metadata.get("task") != "style-transfer":
+            raise MediaJobsError(f"model: the model at {trained.uri} was trained for task {metadata.get('task')!r}; "
+                                 "a stylize job needs a style-transfer model or a TF Hub stylization module")
+        return StylizerSource(kind, trained.join(metadata.get("stylizer", "stylizer")).as_prefix().uri,
+                              metadata["model_id"])
+    raise MediaJobsError(f"model: no stylization module at {loc.uri} (expected {SAVED_MODEL_FILE}, or the output "
+                         "of a style-transfer train job); use a SavedModel directory, its s3:// copy, or a TF Hub "
+                         "handle such as https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2")
+
+
+def _load_module(source: StylizerSource):
+    """The module, loaded with `hub.load`; an s3:// module is first copied to a local cache."""
+    from jobs.storage import download_prefix
+    from tasks.style_transfer import load_stylizer
+
+    if source.kind != "s3":
+        return load_stylizer(parse_uri(source.location).key if source.kind == "local" else source.location)
+    cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
+    local = cache / hashlib.sha256(source.location.encode()).hexdigest()[:16] / f"stylizer-{os.getpid()}"
+    if not (local / SAVED_MODEL_FILE).exists():
+        download_prefix(source.location, local)
+    return load_stylizer(str(local))
+
+
+def style_names(uris: list[str]) -> list[str]:
+    """A folder name per style image: its file stem, made unique with the position when needed."""
+    stems = [re.sub(r"[^A-Za-z0-9._-]", "_", os.path.splitext(uri.rstrip("/").rsplit("/", 1)[-1])[0]) or "style"
+             for uri in uris]
+    return [stem if stems.count(stem) == 1 else f"{i}-{stem}" for i, stem in enumerate(stems)]
+
+
+def output_key(content_uri: str, input_prefix: str, style_name: str, image_format: str) -> str:
+    """`images/<style>/<content key below the input>[.ext]`, never outside the output prefix."""
+    key = output_key_for(content_uri, input_prefix)
+    extension = _EXTENSIONS[image_format]
+    if not key.lower().endswith("." + extension):
+        key += "." + extension
+    return f"{IMAGES}/{style_name}/{key}"
+
+
+def encode_image(image: np.ndarray, image_format: str) -> bytes:
+    import cv2
+
+    flag = [cv2.IMWRITE_JPEG_QUALITY, 92] if image_format == "jpeg" else []
+    ok, encoded = cv2.imencode("." + _EXTENSIONS[image_format], image[..., ::-1], flag)
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} image as {image_format}")
+    return encoded.tobytes()
+
+
+def staged_schema():
+    import pyarrow as pa
+
+    return pa.schema([("content_uri", pa.string()), ("style_uri", pa.string()), ("output_uri", pa.string()),
+                      ("height", pa.int32()), ("width", pa.int32()), ("seconds", pa.float32()),
+                      ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
+                      ("error", pa.string())])
+
+
+RESULT_COLUMNS = ["content_uri", "style_uri", "output_uri", "height", "width", "seconds", "model_id", "run_id"]
+ERROR_COLUMNS = ["content_uri", "stage", "error", "run_id"]
+
+
+class BatchStylizer:
+    """A Ray Data actor: loads the module once; stylizes batches of content images in every style."""
+
+    def __init__(self, source: StylizerSource, styles: list[np.ndarray], style_uris: list[str], run_id: str,
+                 output_uri: str, input_prefix: str, image_format: str, batch_size: int,
+                 max_side: int | None) -> None:
+        import tensorflow as tf
+
+        from jobs.train import enable_gpu_memory_growth
+
+        enable_gpu_memory_growth(tf)
+        self.module = _load_module(source)
+        self.model_id, self.run_id = source.model_id, run_id
+        self.styles, self.style_uris, self.names = styles, style_uris, style_names(style_uris)
+        self.output, self.input_prefix = parse_uri(output_uri).as_prefix(), input_prefix
+        self.image_format, self.batch_size, self.max_side = image_format, batch_size, max_side
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+
+        uris = [str(u) for u in batch["uri"]]
+        rows: list[dict] = []
+        images: dict[str, np.ndarray] = {}
+        with tempfile.TemporaryDirectory(prefix="mediajobs-stylize-") as spool, \
+                ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(uris))) as pool:
+            fetched = list(pool.map(fetch_object, uris, [int(s) for s in batch["size"]], ["bytes"] * len(uris),
+                                    [spool] * len(uris)))
+        for uri, (data, error) in zip(uris, fetched):
+            if error:
+                rows.append(self._error(uri, "read", error))
+                continue
+            image, stage, reason = _decode(data)
+            if image is None:
+                rows.append(self._error(uri, stage, reason))
+            else:
+                images[uri] = image
+        by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
+        for uri, image in images.items():
+            by_size[image.shape[:2]].append(uri)  # one module call per size: shapes must match in a batch
+        writes: list[tuple[str, bytes]] = []
+        for (height, width), group in by_size.items():
+            try:
+                outputs = self._stylize(np.stack([images[u] for u in group]))
+            except Exception as exc:  # noqa: BLE001 - one bad group must not kill the job; recorded per image
+                rows.extend(self._error(u, "stylize", f"{type(exc).__name__}: {exc}") for u in group)
+                continue
+            for style_index, (stylized, seconds) in enumerate(outputs):
+                for uri, image in zip(group, stylized):
+                    key = output_key(uri, self.input_prefix, self.names[style_index], self.image_format)
+                    writes.append((self.output.join(key).uri, encode_image(image, self.image_format)))
+                    rows.append({"content_uri": uri, "style_uri": self.style_uris[style_index],
+                                 "output_uri": self.output.join(key).uri, "height": height, "width": width,
+                                 "seconds": seconds / len(group)})
+        failed_writes = set()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for (uri, _), outcome in zip(writes, pool.map(_write, writes)):
+                if outcome:
+                    failed_writes.add(uri)
+        if failed_writes:  # a content image whose results are not all written is an error, whole
+            broken = {r["content_uri"] for r in rows if r.get("output_uri") in failed_writes}
+            rows = [r for r in rows if r["content_uri"] not in broken]
+            rows += [self._error(u, "write", "could not write a stylized image") for u in sorted(broken)]
+        n = len(rows)
+        columns = {name: [r.get(name) for r in rows] for name in staged_schema().names}
+        columns["model_id"], columns["run_id"] = [self.model_id] * n, [self.run_id] * n
+        return pa.Table.from_pydict(columns, schema=staged_schema())
+
+    def _stylize(self, contents: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """The contents in every style: [(uint8 (N, H, W, 3), seconds)], at the contents' size."""
+        import cv2
+
+        from tasks.style_transfer import stylize_batch
+
+        height, width = contents.shape[1:3]
+        scale = min(1.0, self.max_side / max(height, width)) if self.max_side else 1.0
+        if scale < 1.0:  # stylize smaller, return at the content's size
+            small = (max(1, round(width * scale)), max(1, round(height * scale)))
+            contents = np.stack([cv2.resize(c, small, interpolation=cv2.INTER_AREA) for c in contents])
+        results = []
+        for style in self.styles:
+            began = time.perf_counter()
+            stylized = stylize_batch(self.module, contents, style, self.batch_size)
+            if scale < 1.0:
+                stylized = np.stack([cv2.resize(s, (width, height), interpolation=cv2.INTER_LINEAR) for s in stylized])
+            results.append((stylized, time.perf_counter() - began))
+        return results
+
+    @staticmethod
+    def _error(uri: str, stage: str, reason: str) -> dict:
+        return {"content_uri": uri, "stage": stage, "error": reason}
+
+
+def _decode(data: bytes) -> tuple[np.ndarray | None, str, str]:
+    from tasks.media import MediaDecodeError
+    from tasks.style_transfer import decode_full
+
+    try:
+        return decode_full(data), "", ""
+    except MediaDecodeError as exc:
+        return None, exc.stage, exc.reason
+    except Exception as exc:  # noqa: BLE001 - an exotic file must not kill the job; it is recorded
+        return None, "decode", f"{type(exc).__name__}: {exc}"
+
+
+def _write(item: tuple[str, bytes]) -> str:
+    try:
+        write_bytes(*item)
+        return ""
+    except OSError as exc:
+        return str(exc)
+
+
+def load_styles(uris: list[str]) -> list[np.ndarray]:
+    """The style images, decoded and resized to the module's 256x256 style input.
+
+    Raises:
+        MediaJobsError: naming the style (`styles[i]`) that cannot be read or decoded.
+    """
+    import cv2
+
+    from tasks.media import MediaDecodeError
+    from tasks.style_transfer import HUB_STYLE_SIZE, decode_full
+
+    styles = []
+    for i, uri in enumerate(uris):
+        try:
+            image = decode_full(read_bytes(uri))
+        except MediaDecodeError as exc:
+            raise MediaJobsError(f"styles[{i}]: {uri} is not a usable image ({exc.reason}); use a JPEG or PNG") from None
+        except OSError as exc:
+            raise MediaJobsError(f"styles[{i}]: cannot read {uri} ({exc}); check the URI") from None
+        shrinking = max(image.shape[:2]) > HUB_STYLE_SIZE
+        styles.append(cv2.resize(image, (HUB_STYLE_SIZE, HUB_STYLE_SIZE),
+                                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR))
+    return styles
+
+
+@dataclass
+class StylizeResult:
+    run_id: str
+    model_id: str
+    contents: int
+    results: int
+    errors: int
+    seconds: float
+    tables: dict[str, str] = field(default_factory=dict)
+
+
+def run_stylize(spec, echo=print) -> StylizeResult:
+    """Stylize every image under `spec.input` in every style of `spec.styles`."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import ray.data
+
+    from tasks.image_classifier import IMAGE_SUFFIXES
+
+    started = time.time()
+    source = resolve_stylizer(spec.model)
+    if source.kind == "handle":
+        # Fail before any work when the hub cannot be reached (it also warms hub's cache).
+        from tasks.style_transfer import StylizerLoadError, load_stylizer
+
+        try:
+            load_stylizer(source.location)
+        except StylizerLoadError as exc:
+            raise MediaJobsError(f"model: {exc.message}") from None
+    styles = load_styles(spec.styles)
+    output = parse_uri(spec.output).as_prefix()
+    ensure_bucket(output.uri)
+    input_prefix = parse_uri(spec.input).as_prefix()
+    objects = list(list_objects(input_prefix.uri, IMAGE_SUFFIXES))
+    if not objects:
+        raise MediaJobsError(f"input: no images under {input_prefix.uri} (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    run_id = new_run_id()
+    staging = output.join("_staging", run_id)
+    echo(f"stylizing {len(objects)} images from {input_prefix.uri} in {len(styles)} styles with {source.model_id} "
+         f"(run {run_id})")
+
+    per_block = 8
+    ds = ray.data.from_items([{"uri": o.uri, "size": o.size} for o in objects],
+                             override_num_blocks=max(2, min(len(objects) // per_block, 1000)))
+    ds = ds.map_batches(
+        BatchStylizer, batch_size=per_block, batch_format="numpy", **actor_pool_options(spec.resources),
+        fn_constructor_kwargs={"source": source, "styles": styles, "style_uris": list(spec.styles), "run_id": run_id,
+                               "output_uri": output.uri, "input_prefix": input_prefix.uri,
+                               "image_format": spec.image_format, "batch_size": spec.batch_size,
+                               "max_side": spec.max_side})
+    fs = filesystem_for(output)
+    try:
+        ds.write_parquet(staging.fs_path, filesystem=fs)
+    except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures (e.g. the module not loading)
+        raise JobFailedError(f"stylize failed: {_reason(exc)}") from exc
+
+    staged = pads.dataset(staging.fs_path, filesystem=fs, format="parquet")
+    is_result, is_error = pc.field("error").is_null(), pc.field("error").is_valid()
+    _check_accounting(staged, {o.uri for o in objects}, list(spec.styles), staging, run_id)
+    for table in (RESULTS, ERRORS):
+        delete_prefix(output.join(table).uri)
+    publish_rows(staged, is_result, RESULT_COLUMNS, output.join(RESULTS), fs, run_id)
+    publish_rows(staged, is_error, ERROR_COLUMNS, output.join(ERRORS), fs, run_id)
+    results = staged.to_table(columns=RESULT_COLUMNS, filter=is_result)
+    errors = staged.count_rows(filter=is_error)
+    delete_prefix(staging.uri)
+
+    tables = {"images": output.join(IMAGES).uri + "/", "results": output.join(RESULTS).uri + "/",
+              "errors": output.join(ERRORS).uri + "/"}
+    if results.num_rows:
+        write_bytes(output.join(SHEET).uri, contact_sheet_png(results, list(spec.styles), styles))
+        tables["contact sheet"] = output.join(SHEET).uri
+    result = StylizeResult(run_id, source.model_id, len(objects), results.num_rows, errors, time.time() - started,
+                           tables)
+    tables["summary"] = output.join("runs", run_id, "summary.json").uri
+    summary = {**asdict(result), "spec_name": spec.name, "styles": list(spec.styles), "input": spec.input,
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_bytes(tables["summary"], json.dumps(summary, indent=2).encode())
+    return result
+
+
+def _reason(exc: BaseException) -> str:
+    # A module that does not load fails every actor; its message says what to do.
+    found = re.search(r"StylizerLoadError: (.*)", str(exc))
+    return found.group(1).strip() if found else root_cause(exc)
+
+
+def _check_accounting(staged, expected: set[str], style_uris: list[str], staging, run_id: str) -> None:
+    """Every content image has one result per style, or one error row and no results."""
+    import pyarrow.compute as pc
+
+    results = staged.to_table(columns=["content_uri", "style_uri"], filter=pc.field("error").is_null())
+    failed = staged.to_table(columns=["content_uri"], filter=pc.field("error").is_valid()).column(0).to_pylist()
+    per_content: dict[str, list[str]] = defaultdict(list)
+    for content, style in zip(*(results.column(i).to_pylist() for i in range(2))):
+        per_content[content].append(style)
+    wanted = sorted(style_uris)
+    problems = {
+        "missing": expected - set(per_content) - set(failed),
+        "unexpected": (set(per_content) | set(failed)) - expected,
+        "both stylized and failed": set(per_content) & set(failed),
+        "failed twice": len(failed) - len(set(failed)),
+        "wrong set of styles": {c for c, s in per_content.items() if sorted(s) != wanted},
+    }
+    if any(problems.values()):
+        detail = ", ".join(f"{name}: {len(v) if isinstance(v, set) else v}" for name, v in problems.items() if v)
+        raise JobFailedError(f"accounting check failed for run {run_id} ({detail}); nothing was committed, "
+                             f"the staged rows are under {staging.uri}/")
+
+
+def contact_sheet_png(results, style_uris: list[str], styles: list[np.ndarray]) -> bytes:
+    """A PNG: a header row of the styles, then per content image (the first SHEET_ROWS, by URI)
+    the content and its result in each style, each fitted into a SHEET_CELL square."""
+    from PIL import Image
+
+    from tasks.style_transfer import decode_full
+
+    by_content: dict[str, dict[str, str]] = defaultdict(dict)
+    for content, style, out in zip(*(results.column(name).to_pylist()
+                                     for name in ("content_uri", "style_uri", "output_uri"))):
+        by_content[content][style] = out
+    contents = sorted(by_content)[:SHEET_ROWS]
+    pad = 4
+    sheet = Image.new("RGB", ((len(style_uris) + 1) * (SHEET_CELL + pad) + pad,
+                              (len(contents) + 1) * (SHEET_CELL + pad) + pad), (32, 32, 32))
+
+    def place(image: Image.Image, row: int, column: int) -> None:
+        image.thumbnail((SHEET_CELL, SHEET_CELL))
+        x = pad + column * (SHEET_CELL + pad) + (SHEET_CELL - image.width) // 2
+        y = pad + row * (SHEET_CELL + pad) + (SHEET_CELL - image.height) // 2
+        sheet.paste(image, (x, y))
+
+    for column, style in enumerate(styles, start=1):
+        place(Image.fromarray(style), 0, column)
+    for row, content in enumerate(contents, start=1):
+        place(Image.fromarray(decode_full(read_bytes(content))), row, 0)
+        for column, style_uri in enumerate(style_uris, start=1):
+            place(Image.open(io.BytesIO(read_bytes(by_content[content][style_uri]))).convert("RGB"), row, column)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,286 @@
+"""What differs between tasks inside one train job: its data, its model on disk, its exports.
+
+`jobs.train` runs the same job for every task (decode once, Ray Train + MWMS, per-epoch
+checkpoints every rank writes, resume, export); a `TrainingPlan` fills in the parts that
+depend on the task:
+
+- classifiers: labelled class folders (+ optional validation), `model.keras`, exported as is;
+- gan: every image under the prefix (class folders allowed, labels unused), `save_gan`
+  checkpoints (both networks and both optimizers), a sample grid per epoch under
+  `<output>/samples/`, the generator exported;
+- style-transfer: content images (`data.train`) paired on the fly with random style
+  images (`data.style`, held whole by every worker), the AdaIN trainer checkpointed as
+  `model.keras`, a hub-signature SavedModel exported as `stylizer/`.
+
+Plans are stateless and named, so workers look them up by the task name they are given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.errors import MediaJobsError
+from jobs.media_stage import EXAMPLE
+from jobs.model_store import MODEL_FILE
+from jobs.storage import list_objects, parse_uri
+
+log = logging.getLogger(__name__)
+
+SAMPLES_DIR = "samples"  # GAN sample grids, one PNG per epoch
+SAMPLE_SEED, SAMPLE_COUNT = 0, 64  # the same latent vectors every epoch: progress is comparable
+STYLIZER_DIR = "stylizer"  # the exported SavedModel of a style-transfer job
+STYLE_STATE = "adain"  # a style-transfer checkpoint: networks and optimizer (TF checkpoint), config
+MAX_STYLE_IMAGES = 2048  # every worker holds all decoded style images in memory
+
+
+@dataclass(frozen=True)
+class TrainingObjects:
+    """The objects a train job reads, per dataset name, with the labels a classifier learns."""
+
+    uris: dict[str, list[str]]
+    sizes: dict[str, list[int]]
+    labels: dict[str, list[int]]
+    class_names: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        counts = "; ".join(f"{name}: {len(uris)} objects" for name, uris in self.uris.items())
+        return counts + (f" in {len(self.class_names)} classes {self.class_names}" if self.class_names else "")
+
+
+def list_labelled(uri: str, suffixes: tuple[str, ...], class_names: list[str] | None = None,
+                  field: str = "data.train") -> tuple[list[str], list[int], list[int], list[str]]:
+    """Media objects in class-named folders `<uri>/<class>/<...>/<file>`: (uris, sizes, labels, classes).
+
+    Args:
+        uri: the prefix holding one folder per class.
+        class_names: the training classes, to map validation folders to the same ids.
+        field: the spec field, for error messages.
+
+    Raises:
+        MediaJobsError: no media, fewer than 2 classes, or a class the model does not know.
+    """
+    prefix = parse_uri(uri).as_prefix()
+    found: list[tuple[str, int, str]] = []
+    for obj in list_objects(prefix.uri, suffixes):
+        parts = parse_uri(obj.uri).key[len(prefix.key):].strip("/").split("/")
+        if len(parts) < 2:
+            log.warning("skipping %s: not inside a class folder", obj.uri)
+            continue
+        found.append((obj.uri, obj.size, parts[0]))
+    if not found:
+        raise MediaJobsError(f"{field}: no media found in class folders under {prefix.uri} "
+                             f"(expected {prefix.uri}<class>/<file> with a suffix in {', '.join(suffixes)})")
+    folders = sorted({c for _, _, c in found})
+    if class_names is None:
+        if len(folders) < 2:
+            raise MediaJobsError(f"{field}: found only class folder {folders} under {prefix.uri}; "
+                                 "a classifier needs at least 2 class folders")
+        class_names = folders
+    unknown = sorted(set(folders) - set(class_names))
+    if unknown:
+        raise MediaJobsError(f"{field}: class folders {unknown} under {prefix.uri} are not among the "
+                             f"training classes {class_names}")
+    index = {name: i for i, name in enumerate(class_names)}
+    return [u for u, _, _ in found], [s for _, s, _ in found], [index[c] for _, _, c in found], list(class_names)
+
+
+def list_all(uri: str, suffixes: tuple[str, ...], field: str) -> tuple[list[str], list[int]]:
+    """Every media object under `uri`, at any depth: (uris, sizes).
+
+    Raises:
+        MediaJobsError: when there is none.
+    """
+    prefix = parse_uri(uri).as_prefix()
+    objects = list(list_objects(prefix.uri, suffixes))
+    if not objects:
+        raise MediaJobsError(f"{field}: no media found under {prefix.uri} (expected files with a suffix in "
+                             f"{', '.join(suffixes)})")
+    return [o.uri for o in objects], [o.size for o in objects]
+
+
+class TrainingPlan:
+    """The classifier plan; the others override what differs."""
+
+    exported: tuple[str, ...] = (MODEL_FILE,)  # checkpoint entries copied to `<output>/model/`
+    split: tuple[str, ...] = ("train",)  # datasets split across workers; the others are read whole
+
+    # --- on the driver ---------------------------------------------------------------------
+
+    def list_objects(self, spec, task) -> TrainingObjects:
+        uris, sizes, labels, classes = list_labelled(spec.data.train, task.suffixes)
+        if spec.model.architecture == "binary-cnn" and len(classes) != 2:
+            raise MediaJobsError(f"model.architecture: binary-cnn needs exactly 2 class folders, found "
+                                 f"{classes} under {spec.data.train}; use cifar10-cnn")
+        objects = TrainingObjects({"train": uris}, {"train": sizes}, {"train": labels}, classes)
+        if spec.data.validation:
+            v_uris, v_sizes, v_labels, _ = list_labelled(spec.data.validation, task.suffixes, classes,
+                                                         "data.validation")
+            objects.uris["validation"], objects.sizes["validation"] = v_uris, v_sizes
+            objects.labels["validation"] = v_labels
+        return objects
+
+    def check_decoded(self, counts: dict[str, int]) -> None:
+        """Refuse data the job cannot learn from (after decoding)."""
+
+    # --- on every worker -----------------------------------------------------------------
+
+    def build(self, task, config: dict):
+        return task.build_model(config["architecture"], len(config["class_names"]), config["learning_rate"])
+
+    def load(self, checkpoint_dir: str, config: dict):
+        import tensorflow as tf
+
+        return tf.keras.models.load_model(os.path.join(checkpoint_dir, MODEL_FILE))
+
+    def save(self, model, directory: str) -> None:
+        """Write the checkpoint. Runs on EVERY rank: MWMS saving is collective (FACTS.md)."""
+        model.save(os.path.join(directory, MODEL_FILE))
+
+    def train_data(self, shard, config: dict, datasets: dict):
+        batch_size = config["batch_size"]
+        # drop_last: under MWMS each global batch is split across replicas, and a final
+        # batch smaller than the replica count leaves a replica an empty batch, which
+        # fails inside the convolution kernels. The local shuffle varies what is dropped.
+        return shard.to_tf(feature_columns=EXAMPLE, label_columns="label", batch_size=batch_size, drop_last=True,
+                           local_shuffle_buffer_size=batch_size * 8)
+
+    def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
+        if "validation" not in datasets:
+            return {}
+        from jobs.train import evaluate_examples
+
+        return evaluate_examples(model, datasets["validation"], config["batch_size"], config["architecture"])
+
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: dict) -> None:
+        """Rank 0 only, from the checkpoint just written: what people look at during training.
+
+        It must not touch the live model: outside `fit`, reading MWMS variables (e.g.
+        batch-norm statistics) runs collectives the other ranks never join, and hangs.
+        """
+
+
+class GanPlan(TrainingPlan):
+    exported = ("generator.keras",)
+
+    def list_objects(self, spec, task) -> TrainingObjects:
+        uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
+        return TrainingObjects({"train": uris}, {"train": sizes}, {"train": [0] * len(uris)})
+
+    def build(self, task, config: dict):
+        return task.build_model(config["architecture"], 0, config["learning_rate"])
+
+    def load(self, checkpoint_dir: str, config: dict):
+        from tasks.gan import load_gan
+
+        return load_gan(checkpoint_dir, config["learning_rate"])
+
+    def save(self, model, directory: str) -> None:
+        from tasks.gan import save_gan
+
+        save_gan(model, directory)
+
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: dict) -> None:
+        from jobs.storage import write_bytes
+        from tasks.gan import generate_images, load_generator, sample_grid_png
+
+        generator = load_generator(checkpoint_dir)  # a plain, local copy (see TrainingPlan.after_epoch)
+        images = generate_images(generator, (SAMPLE_SEED, 0, SAMPLE_COUNT), int(generator.input_shape[-1]))
+        uri = parse_uri(config["output"]).as_prefix().join(SAMPLES_DIR, f"epoch-{epoch + 1:03d}.png").uri
+        write_bytes(uri, sample_grid_png(images, columns=8, scale=2))
+        print(f"sample grid: {uri}", flush=True)
+
+
+class StylePlan(TrainingPlan):
+    exported = (STYLIZER_DIR,)  # content ("train") is split; every worker reads all style images
+
+    def list_objects(self, spec, task) -> TrainingObjects:
+        uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
+        style_uris, style_sizes = list_all(spec.data.style, task.suffixes, "data.style")
+        if len(style_uris) > MAX_STYLE_IMAGES:
+            raise MediaJobsError(f"data.style: {len(style_uris)} style images under {spec.data.style}; every worker "
+                                 f"holds all of them, so at most {MAX_STYLE_IMAGES}: point data.style at a "
+                                 "smaller folder")
+        return TrainingObjects({"train": uris, "style": style_uris}, {"train": sizes, "style": style_sizes},
+                               {"train": [0] * len(uris), "style": [0] * len(style_uris)})
+
+    def check_decoded(self, counts: dict[str, int]) -> None:
+        if not counts.get("style"):
+            raise MediaJobsError("data.style: none of the style images could be decoded")
+
+    def load(self, checkpoint_dir: str, config: dict):
+        import tensorflow as tf
+
+        from tasks._adain import AdaINTrainer
+
+        state = os.path.join(checkpoint_dir, STYLE_STATE)
+        with open(os.path.join(state, "config.json")) as handle:
+            saved = json.load(handle)
+        # The encoder's weights come from the checkpoint: never fetch ImageNet weights again.
+        model = AdaINTrainer(encoder=saved["encoder"], style_weight=saved["style_weight"], encoder_weights="random")
+        model.encoder_weights = saved["encoder_weights"]
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=config["learning_rate"]))
+        model.optimizer.build(model.decoder.trainable_variables)  # slots first: restored in place
+        _style_checkpoint(model).read(os.path.join(state, "state")).assert_existing_objects_matched()
+        model.optimizer.learning_rate = config["learning_rate"]
+        return model
+
+    def save(self, model, directory: str) -> None:
+        # Not `model.save(...keras)`: a .keras AdaINTrainer does not load back inside an MWMS
+        # scope (its SyncOnRead metric variables fail to restore), and after
+        # `tf.saved_model.save` tf-keras silently switches `.keras` saving to HDF5, which
+        # refuses subclassed models. A TF checkpoint of the networks and optimizer does both.
+        from tasks._adain import export_stylizer
+
+        state = os.path.join(directory, STYLE_STATE)
+        _style_checkpoint(model).write(os.path.join(state, "state"))
+        with open(os.path.join(state, "config.json"), "w") as handle:
+            json.dump(model.get_config(), handle)
+        export_stylizer(model, os.path.join(directory, STYLIZER_DIR))
+
+    def train_data(self, shard, config: dict, datasets: dict):
+        import numpy as np
+        import tensorflow as tf
+
+        styles = np.concatenate([batch[EXAMPLE] for batch in datasets["style"].iter_batches(
+            batch_size=256, batch_format="numpy")])
+        styles = tf.constant(styles)
+        count = styles.shape[0]
+        content = super().train_data(shard, config, datasets)
+
+        def with_random_styles(images, _labels):
+            # A fresh random style for every content image in every epoch.
+            picks = tf.random.uniform([tf.shape(images)[0]], 0, count, dtype=tf.int32)
+            return images, tf.gather(styles, picks)
+
+        return content.map(with_random_styles)
+
+    def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
+        return {}
+
+
+def _style_checkpoint(model):
+    import tensorflow as tf
+
+    return tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder, optimizer=model.optimizer)
+
+
+_PLANS: dict[str, TrainingPlan] = {"gan": GanPlan(), "style-transfer": StylePlan()}
+
+
+def plan_for(task_name: str) -> TrainingPlan:
+    """The plan of a task; classifiers share the default one."""
+    return _PLANS.get(task_name, TrainingPlan())
+
+
+def extra_metadata(task_name: str, checkpoint_dir: str) -> dict[str, Any]:
+    """What a task's exported model records beyond the common metadata."""
+    if task_name == "style-transfer":
+        info = json.loads(open(os.path.join(checkpoint_dir, STYLIZER_DIR, "assets.extra", "stylizer.json")).read())
+        return {"encoder_weights": info["encoder_weights"], "stylizer": STYLIZER_DIR}
+    if task_name == "gan":
+        return {"generator": "generator.keras", "samples": SAMPLES_DIR}
+    return {}

@@ -1,0 +1,90 @@
+"""Fast tests of the generate/stylize runners' pure parts and the digits source (no Ray, no S3)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jobs.digits import digit_images, upscale_digit
+from jobs.errors import IngestError, MediaJobsError
+from jobs.generate import encode_png, image_key
+from jobs.ingest import ingest_digits
+from jobs.stylize import encode_image, output_key, resolve_stylizer, style_names
+
+
+def test_image_keys_sort_by_index():
+    keys = [image_key(7, i) for i in (0, 9, 10, 123456789)]
+    assert keys == sorted(keys) and keys[0] == "images/seed-7/000000000.png"
+
+
+def test_png_encoding_is_byte_stable_for_grey_and_rgb():
+    rng = np.random.default_rng(0)
+    grey, rgb = rng.integers(0, 256, (28, 28, 1), np.uint8), rng.integers(0, 256, (8, 6, 3), np.uint8)
+    assert encode_png(grey) == encode_png(grey.copy())
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(grey)))), grey[..., 0])
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb)))), rgb)
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("s3://in/photos/a.jpg", "images/wave/a.jpg"),
+    ("s3://in/photos/sub dir/b.PNG", "images/wave/sub_dir/b.PNG.jpg"),
+    ("s3://in/photos/../../etc/passwd", "images/wave/_/_/etc/passwd.jpg"),
+    ("s3://in/photos/%2e%2e/x#y.jpeg", "images/wave/_2e_2e/x_y.jpeg.jpg"),
+    ("s3://elsewhere/c.jpg", "images/wave/c.jpg"),
+])
+def test_stylized_keys_stay_inside_the_output_prefix(uri, expected):
+    key = output_key(uri, "s3://in/photos/", "wave", "jpeg")
+    assert key == expected
+    assert ".." not in key.split("/") and not key.startswith("/")
+
+
+def test_style_names_are_stems_made_unique():
+    assert style_names(["s3://a/wave.jpg", "s3://b/stripes.png"]) == ["wave", "stripes"]
+    assert style_names(["s3://a/wave.jpg", "s3://b/wave.png", "s3://c/odd name!.jpg"]) == [
+        "0-wave", "1-wave", "odd_name_"]
+
+
+def test_encode_image_keeps_colours_in_png_and_roughly_in_jpeg():
+    image = np.zeros((16, 24, 3), np.uint8)
+    image[..., 0] = 200  # red
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_image(image, "png")))), image)
+    jpeg = np.asarray(Image.open(io.BytesIO(encode_image(image, "jpeg")))).astype(int)
+    assert jpeg.shape == (16, 24, 3) and abs(jpeg[..., 0].mean() - 200) < 4 and jpeg[..., 2].mean() < 4
+
+
+def test_resolve_stylizer_takes_handles_and_refuses_what_is_not_a_module(tmp_path):
+    handle = "https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2"
+    assert resolve_stylizer(handle).kind == "handle"
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"x")
+    assert resolve_stylizer(str(tmp_path / "saved")).kind == "local"
+    with pytest.raises(MediaJobsError, match="no stylization module at .*expected saved_model.pb"):
+        resolve_stylizer(str(tmp_path / "empty"))
+
+
+def test_digits_are_real_handwriting_centred_like_mnist():
+    pairs = list(digit_images("sklearn", limit=30))
+    assert len(pairs) == 30 and pairs[0][0] == "0/sklearn-00000.png"
+    images = np.stack([image for _, image in pairs])
+    assert images.shape == (30, 28, 28) and images.dtype == np.uint8
+    assert images[:, :4].max() == 0 and images[:, :, -4:].max() == 0  # a 4-pixel empty frame
+    assert images.max() >= 200 and 0.1 < (images > 64).mean() < 0.5  # bright strokes on black
+    # The upscaling keeps the digit: the 8x8 original is the 20x20 centre shrunk back.
+    original = np.zeros((8, 8))
+    original[2:6, 3:5] = 16
+    centre = upscale_digit(original, 16.0)[4:24, 4:24]
+    assert centre[8:12, 8:12].min() > 200 and centre[:3].max() < 40
+
+
+def test_ingest_digits_writes_class_folders_and_refuses_unknown_sources(tmp_path):
+    counts = ingest_digits(str(tmp_path / "digits"), "sklearn", limit=25)
+    assert counts["images"] == counts["uploaded"] == 25
+    files = sorted(p.relative_to(tmp_path / "digits").as_posix() for p in (tmp_path / "digits").rglob("*.png"))
+    assert len(files) == 25 and {f.split("/")[0] for f in files} == {str(d) for d in range(10)}
+    assert Image.open(tmp_path / "digits" / files[0]).mode == "L"
+    assert ingest_digits(str(tmp_path / "digits"), "sklearn", limit=25)["skipped"] == 25  # incremental
+    with pytest.raises(IngestError, match="unknown digits source 'emnist'; valid: sklearn, mnist"):
+        ingest_digits(str(tmp_path / "x"), "emnist")
