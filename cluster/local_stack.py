@@ -104,7 +104,9 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
         _seaweed.write_identities(identities, creds["access_key"], creds["secret_key"])
         cpus = num_cpus or os.cpu_count() or 1
 
-        weed_fp = _fingerprint(creds["access_key"], creds["secret_key"])
+        # The volume settings are part of the fingerprint: a stack started with older ones restarts.
+        weed_fp = _fingerprint(creds["access_key"], creds["secret_key"], *_seaweed.VOLUME_FLAGS,
+                               *(f"{k}={v}" for k, v in sorted(_seaweed.VOLUME_ENV.items())))
         weed_ok = _seaweed.NAME in ports and _keep_if_current(home, procs, _seaweed.NAME, weed_fp, lambda: (
             _seaweed.is_healthy(_seaweed.s3_endpoint(ports[_seaweed.NAME]), *_key_pair(creds),
                                 master_port=ports[_seaweed.NAME]["master"])))
@@ -128,7 +130,7 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
         if not weed_ok:
             launches[_seaweed.NAME] = _Launch(
                 _seaweed.server_command(home / "seaweed", identities, runtime, ports[_seaweed.NAME]),
-                {**os.environ, MARKER_VAR: str(home)}, weed_fp,
+                _seaweed.server_environment({**os.environ, MARKER_VAR: str(home)}), weed_fp,
                 lambda: _seaweed.is_healthy(endpoint, *_key_pair(creds), master_port=ports[_seaweed.NAME]["master"]))
         if not ray_ok:
             rp = ports[_ray_head.NAME]
