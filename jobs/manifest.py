@@ -1,0 +1,214 @@
+"""The scoring ledger of an incremental score job: one row per input object ever scored.
+
+Layout under `<output>/_manifest/`:
+
+    CURRENT                          the name of the current snapshot (written last)
+    snapshot-<run_id>/index.json     its parts in key order: file, first/last key, rows
+    snapshot-<run_id>/part-00000.parquet ...
+
+A snapshot is the whole ledger sorted by object URI, cut into parts of at most
+`PART_ROWS` rows. Writing a new snapshot and then `CURRENT` makes a run's ledger update
+one atomic switch; a crash before it leaves the previous snapshot current. A snapshot is
+written as a stream (memory for one part): at 10 million objects, some hundreds of MB of
+Parquet per run.
+
+Both the listing of the input (S3 lists in key order) and a snapshot are sorted, so
+`classify` merge-joins them in one pass with memory for one listing page and one part,
+whatever the archive's size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Iterable, Iterator
+
+from jobs.errors import MediaJobsError
+from jobs.storage import StoredObject, exists, filesystem_for, parse_uri, read_bytes, write_bytes
+
+__all__ = ["Decision", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "merge_ledger",
+           "read_ledger", "write_snapshot", "ledger_schema"]
+
+MANIFEST_DIR = "_manifest"
+CURRENT = "CURRENT"
+PART_ROWS = 1_000_000  # ~40-60 MB of Parquet: a part fits comfortably in a driver's memory
+
+# Why an object is (not) scored in a run.
+NEW, CHANGED, OTHER_MODEL, RETRY, UNCHANGED, DELETED = "new", "changed", "other-model", "retry", "unchanged", "deleted"
+# Outcomes of an object in the ledger.
+PREDICTED, ERROR, SKIPPED, GONE = "predicted", "error", "skipped", "deleted"
+# Failure stages worth another try on the next run: the object may be fine, the read was not.
+RETRIED_STAGES = ("read",)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows of one object: its identity when last seen and the outcome."""
+
+    uri: str
+    etag: str
+    size: int
+    model_id: str
+    run_id: str
+    run_date: str
+    outcome: str  # predicted | error | skipped | deleted
+    stage: str = ""  # for errors: the stage that failed
+
+
+def ledger_schema():
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()), ("model_id", pa.string()),
+                      ("run_id", pa.string()), ("run_date", pa.string()), ("outcome", pa.string()),
+                      ("stage", pa.string())])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One object of a run: `score` says whether to score it, `reason` why (see the constants)."""
+
+    uri: str
+    reason: str
+    listed: StoredObject | None
+    known: LedgerEntry | None
+
+    @property
+    def score(self) -> bool:
+        return self.reason in (NEW, CHANGED, OTHER_MODEL, RETRY)
+
+
+def current_snapshot(output_uri: str) -> str | None:
+    """The URI of the current snapshot folder, or None before the first committed run."""
+    manifest = parse_uri(output_uri).as_prefix().join(MANIFEST_DIR)
+    pointer = manifest.join(CURRENT).uri
+    if not exists(pointer):
+        return None
+    return manifest.join(read_bytes(pointer).decode().strip()).uri
+
+
+def _index(snapshot_uri: str) -> list[dict]:
+    return json.loads(read_bytes(parse_uri(snapshot_uri).join("index.json").uri))["parts"]
+
+
+def read_ledger(snapshot_uri: str | None, batch_rows: int = 65_536) -> Iterator[LedgerEntry]:
+    """The ledger's entries in key order, streamed part by part, batch by batch."""
+    import pyarrow.parquet as pq
+
+    if snapshot_uri is None:
+        return
+    location = parse_uri(snapshot_uri)
+    fs = filesystem_for(location)
+    for part in _index(snapshot_uri):
+        with fs.open_input_file(location.join(part["file"]).fs_path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows):
+                for row in batch.to_pylist():
+                    yield LedgerEntry(**row)
+
+
+def _check_order(previous: str | None, current: str, what: str) -> None:
+    if previous is not None and current <= previous:
+        raise MediaJobsError(f"{what} is not in key order ({current!r} after {previous!r}); the manifest merge "
+                             "needs sorted keys")
+
+
+def classify(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry], model_id: str) -> Iterator[Decision]:
+    """Merge-join a sorted listing with the sorted ledger: one decision per object in either.
+
+    Listed and unknown: new. Known with another ETag or size: changed. Known with the same
+    identity but scored by another model: other-model. Failed last time at a stage worth a
+    retry (a read): retry. Otherwise unchanged. Known but no longer listed: deleted
+    (already-deleted entries are passed over).
+    """
+    listed_iter, known_iter = iter(listing), iter(ledger)
+    obj, entry = next(listed_iter, None), next(known_iter, None)
+    last_listed: str | None = None
+    last_known: str | None = None
+    while obj is not None or entry is not None:
+        if obj is not None:
+            _check_order(last_listed, obj.uri, "the input listing")
+        if entry is not None:
+            _check_order(last_known, entry.uri, "the manifest")
+        if entry is None or (obj is not None and obj.uri < entry.uri):
+            yield Decision(obj.uri, NEW, obj, None)
+            last_listed, obj = obj.uri, next(listed_iter, None)
+        elif obj is None or entry.uri < obj.uri:
+            if entry.outcome != GONE:
+                yield Decision(entry.uri, DELETED, None, entry)
+            last_known, entry = entry.uri, next(known_iter, None)
+        else:
+            yield Decision(obj.uri, _reason(obj, entry, model_id), obj, entry)
+            last_listed, obj = obj.uri, next(listed_iter, None)
+            last_known, entry = entry.uri, next(known_iter, None)
+
+
+def _reason(obj: StoredObject, entry: LedgerEntry, model_id: str) -> str:
+    if entry.outcome == GONE:
+        return NEW  # deleted once, back now: a new object under an old key
+    if (obj.etag, obj.size) != (entry.etag, entry.size):
+        return CHANGED
+    if entry.outcome == ERROR and entry.stage in RETRIED_STAGES:
+        return RETRY
+    if entry.outcome != SKIPPED and entry.model_id != model_id:
+        return OTHER_MODEL
+    return UNCHANGED
+
+
+def merge_ledger(ledger: Iterable[LedgerEntry], updates: Iterable[LedgerEntry]) -> Iterator[LedgerEntry]:
+    """The ledger with a run's entries applied (an update replaces the entry of its URI);
+    both inputs sorted by URI, the output too."""
+    known_iter, update_iter = iter(ledger), iter(updates)
+    entry, update = next(known_iter, None), next(update_iter, None)
+    while entry is not None or update is not None:
+        if update is None or (entry is not None and entry.uri < update.uri):
+            yield entry
+            entry = next(known_iter, None)
+        else:
+            if entry is not None and entry.uri == update.uri:
+                entry = next(known_iter, None)
+            yield update
+            update = next(update_iter, None)
+
+
+def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], part_rows: int = PART_ROWS) -> str:
+    """Write a sorted ledger as snapshot `name` and make it current; returns its URI.
+
+    Raises:
+        MediaJobsError: the entries are not in key order.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    manifest = parse_uri(output_uri).as_prefix().join(MANIFEST_DIR)
+    snapshot = manifest.join(name)
+    fs = filesystem_for(snapshot)
+    if snapshot.scheme == "file":
+        fs.create_dir(snapshot.fs_path, recursive=True)  # S3 needs no folders (and would get markers)
+    parts: list[dict] = []
+    rows: list[dict] = []
+    previous: str | None = None
+
+    def flush() -> None:
+        if not rows:
+            return
+        file = f"part-{len(parts):05d}.parquet"
+        table = pa.Table.from_pylist(rows, schema=ledger_schema())
+        with fs.open_output_stream(snapshot.join(file).fs_path) as handle:
+            pq.write_table(table, handle, compression="zstd")
+        parts.append({"file": file, "first_uri": rows[0]["uri"], "last_uri": rows[-1]["uri"], "rows": len(rows)})
+        rows.clear()
+
+    for entry in entries:
+        _check_order(previous, entry.uri, "the new ledger")
+        previous = entry.uri
+        rows.append(asdict(entry))
+        if len(rows) >= part_rows:
+            flush()
+    flush()
+    write_bytes(snapshot.join("index.json").uri, json.dumps({"parts": parts}, indent=1).encode())
+    write_bytes(manifest.join(CURRENT).uri, name.encode())  # the switch: last, one small object
+    return snapshot.uri
+
+
+def deleted_entry(entry: LedgerEntry, run_id: str, run_date: str) -> LedgerEntry:
+    """The ledger entry of an object no longer listed: kept (its predictions stay), marked deleted."""
+    return replace(entry, run_id=run_id, run_date=run_date, outcome=GONE)

@@ -1,0 +1,190 @@
+"""A lease on an output location: at most one run of a job writes there at a time.
+
+The lease is one small object, `<output>/_lock.json` (run id, owner, expiry), taken and
+renewed with conditional writes, so two runs racing for it cannot both win: creating it
+uses `If-None-Match: *`, taking over an expired one or renewing uses `If-Match: <ETag>`
+(S3 and SeaweedFS both honour these). A run that dies stops renewing; its lease expires
+and the next run takes it over. Local output folders use exclusive file creation and an
+atomic rename of the expired file instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from jobs.errors import MediaJobsError
+from jobs.storage import Location, parse_uri, s3_client
+
+__all__ = ["LOCK_FILE", "Lease", "LockHeldError", "acquire_lease", "release_lease", "renew_lease"]
+
+LOCK_FILE = "_lock.json"
+DEFAULT_TTL_SECONDS = 15 * 60  # renewed well within this while the run is alive
+
+
+class LockHeldError(MediaJobsError):
+    """Another run holds the output's lease."""
+
+    headline = "run refused"
+
+
+@dataclass(frozen=True)
+class Lease:
+    uri: str
+    run_id: str
+    owner: str
+    expires_at: float
+    etag: str  # the lock object's version this lease wrote (for conditional renewal)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _record(run_id: str, owner: str, expires_at: float) -> bytes:
+    import secrets
+
+    # The nonce makes every write's content, hence its ETag, unique: a stale holder of an
+    # identical-looking record can never pass the If-Match of a newer one.
+    return json.dumps({"run_id": run_id, "owner": owner, "expires_at": expires_at,
+                       "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)),
+                       "nonce": secrets.token_hex(8)}).encode()
+
+
+def acquire_lease(output_uri: str, run_id: str, ttl_seconds: float = DEFAULT_TTL_SECONDS,
+                  now: Callable[[], float] = time.time) -> Lease:
+    """Take the output's lease for `run_id`.
+
+    Raises:
+        LockHeldError: another run holds an unexpired lease (the message names it and says
+            when it expires), or won a race for it just now.
+    """
+    location = parse_uri(output_uri).as_prefix().join(LOCK_FILE)
+    store = _S3Lock(location) if location.scheme == "s3" else _FileLock(location)
+    current = store.read()
+    expires_at = now() + ttl_seconds
+    record = _record(run_id, _owner(), expires_at)
+    if current is None:
+        etag = store.create(record)
+    else:
+        held, held_etag = current
+        if held["expires_at"] > now() and held["run_id"] != run_id:
+            raise LockHeldError(
+                f"another run ({held['run_id']} on {held['owner']}) is writing to {output_uri} until "
+                f"{held.get('expires', held['expires_at'])} UTC; wait for it, or, if it died, for its lease to "
+                f"expire (or delete {location.uri} by hand)")
+        etag = store.replace(record, held_etag)
+    if etag is None:
+        raise LockHeldError(f"another run took the lease on {output_uri} at the same moment; try again later")
+    return Lease(location.uri, run_id, _owner(), expires_at, etag)
+
+
+def renew_lease(lease: Lease, ttl_seconds: float = DEFAULT_TTL_SECONDS,
+                now: Callable[[], float] = time.time) -> Lease:
+    """Extend a held lease. Raises LockHeldError when it was lost (expired and taken over)."""
+    location = parse_uri(lease.uri)
+    store = _S3Lock(location) if location.scheme == "s3" else _FileLock(location)
+    expires_at = now() + ttl_seconds
+    etag = store.replace(_record(lease.run_id, lease.owner, expires_at), lease.etag)
+    if etag is None:
+        raise LockHeldError(f"run {lease.run_id} lost its lease on {lease.uri} (it expired and another run took "
+                            "it); stop writing")
+    return Lease(lease.uri, lease.run_id, lease.owner, expires_at, etag)
+
+
+def release_lease(lease: Lease) -> None:
+    """Give the lease up, if it is still ours (a lease taken over by another run is left alone)."""
+    location = parse_uri(lease.uri)
+    store = _S3Lock(location) if location.scheme == "s3" else _FileLock(location)
+    current = store.read()
+    if current is not None and current[1] == lease.etag:
+        store.delete()
+
+
+class _S3Lock:
+    def __init__(self, location: Location) -> None:
+        self.location, self.client = location, s3_client()
+
+    def read(self) -> tuple[dict, str] | None:
+        try:
+            response = self.client.get_object(Bucket=self.location.bucket, Key=self.location.key)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return json.loads(response["Body"].read()), response["ETag"]
+
+    def create(self, record: bytes) -> str | None:
+        return self._put(record, IfNoneMatch="*")
+
+    def replace(self, record: bytes, etag: str) -> str | None:
+        return self._put(record, IfMatch=etag)
+
+    def delete(self) -> None:
+        self.client.delete_object(Bucket=self.location.bucket, Key=self.location.key)
+
+    def _put(self, record: bytes, **condition) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.put_object(Bucket=self.location.bucket, Key=self.location.key, Body=record,
+                                          ContentType="application/json", **condition)["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None  # someone else wrote first
+            raise
+
+
+class _FileLock:
+    """The same protocol on a local folder; the 'ETag' is a digest of the file's content."""
+
+    def __init__(self, location: Location) -> None:
+        self.path = location.key
+
+    @staticmethod
+    def _etag(data: bytes) -> str:
+        import hashlib
+
+        return hashlib.sha256(data).hexdigest()
+
+    def read(self) -> tuple[dict, str] | None:
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        return json.loads(data), self._etag(data)
+
+    def create(self, record: bytes) -> str | None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(record)
+        return self._etag(record)
+
+    def replace(self, record: bytes, etag: str) -> str | None:
+        current = self.read()
+        if current is None or current[1] != etag:
+            return None
+        aside = f"{self.path}.{os.getpid()}.{time.monotonic_ns()}"
+        try:
+            os.rename(self.path, aside)  # atomic: of two racers, one moves the file, the other fails
+        except FileNotFoundError:
+            return None
+        with open(aside, "rb") as handle:
+            moved = handle.read()
+        os.unlink(aside)
+        if self._etag(moved) != etag:  # a third run renewed it in between: ours is stale
+            return None
+        return self.create(record)
+
+    def delete(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
