@@ -43,13 +43,16 @@ def run(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
     address: Optional[str] = typer.Option(None, help="Ray address; default RAY_ADDRESS, then the local stack, "
                                                      "else an in-process Ray."),
+    run_date: Optional[str] = typer.Option(None, "--run-date", help="Incremental score jobs: the date to score as "
+                                                                    "of, YYYY-MM-DD (default today, UTC)."),
 ) -> None:
     """Run a job spec (train, score, generate or stylize) with this process as the Ray driver."""
+    from jobs.nightly import check_run_date
     from jobs.runner import run_spec
     from jobs.specs import load_spec
 
     job = load_spec(spec, set_ or [])
-    run_spec(job, address=address, echo=echo)
+    run_spec(job, address=address, echo=echo, run_date=check_run_date(run_date) if run_date else None)
 
 
 @app.command()

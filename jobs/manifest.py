@@ -21,38 +21,41 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from jobs.errors import MediaJobsError
 from jobs.storage import StoredObject, exists, filesystem_for, parse_uri, read_bytes, write_bytes
 
-__all__ = ["Decision", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "merge_ledger",
-           "read_ledger", "write_snapshot", "ledger_schema"]
+__all__ = ["Decision", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "deleted_entry",
+           "ledger_schema", "merge_ledger", "read_ledger", "restored_entry", "snapshot_index", "write_snapshot"]
 
 MANIFEST_DIR = "_manifest"
 CURRENT = "CURRENT"
 PART_ROWS = 1_000_000  # ~40-60 MB of Parquet: a part fits comfortably in a driver's memory
 
 # Why an object is (not) scored in a run.
-NEW, CHANGED, OTHER_MODEL, RETRY, UNCHANGED, DELETED = "new", "changed", "other-model", "retry", "unchanged", "deleted"
+NEW, CHANGED, OTHER_MODEL, RETRY, UNCHANGED = "new", "changed", "other-model", "retry", "unchanged"
+DELETED, RESTORED = "deleted", "restored"  # gone from the listing; back, as it was when deleted
 # Outcomes of an object in the ledger.
-PREDICTED, ERROR, SKIPPED, GONE = "predicted", "error", "skipped", "deleted"
+PREDICTED, ERROR, SKIPPED = "predicted", "error", "skipped"
 # Failure stages worth another try on the next run: the object may be fine, the read was not.
 RETRIED_STAGES = ("read",)
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """What the ledger knows of one object: its identity when last seen and the outcome."""
+    """What the ledger knows of one object: its identity when last seen, the run that last
+    scored (or skipped) it, the outcome, and whether it has been deleted since."""
 
     uri: str
     etag: str
     size: int
     model_id: str
     run_id: str
-    run_date: str
-    outcome: str  # predicted | error | skipped | deleted
-    stage: str = ""  # for errors: the stage that failed
+    run_date: str  # the partition holding its prediction, error or skipped row
+    outcome: str  # predicted | error | skipped
+    stage: str = ""  # for errors: the stage that failed; for skipped objects: why
+    deleted_on: str = ""  # the run date that found it gone; "" while it is listed
 
 
 def ledger_schema():
@@ -60,7 +63,7 @@ def ledger_schema():
 
     return pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()), ("model_id", pa.string()),
                       ("run_id", pa.string()), ("run_date", pa.string()), ("outcome", pa.string()),
-                      ("stage", pa.string())])
+                      ("stage", pa.string()), ("deleted_on", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,15 @@ def current_snapshot(output_uri: str) -> str | None:
     return manifest.join(read_bytes(pointer).decode().strip()).uri
 
 
+def snapshot_index(snapshot_uri: str | None) -> dict:
+    """The snapshot's index.json (its parts and what the run stored with them); {} for no snapshot."""
+    if snapshot_uri is None:
+        return {}
+    return json.loads(read_bytes(parse_uri(snapshot_uri).join("index.json").uri))
+
+
 def _index(snapshot_uri: str) -> list[dict]:
-    return json.loads(read_bytes(parse_uri(snapshot_uri).join("index.json").uri))["parts"]
+    return snapshot_index(snapshot_uri)["parts"]
 
 
 def read_ledger(snapshot_uri: str | None, batch_rows: int = 65_536) -> Iterator[LedgerEntry]:
@@ -111,14 +121,20 @@ def _check_order(previous: str | None, current: str, what: str) -> None:
                              "needs sorted keys")
 
 
-def classify(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry], model_id: str) -> Iterator[Decision]:
+def classify(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry],
+             model_id: str | Callable[[str], str | None]) -> Iterator[Decision]:
     """Merge-join a sorted listing with the sorted ledger: one decision per object in either.
 
     Listed and unknown: new. Known with another ETag or size: changed. Known with the same
-    identity but scored by another model: other-model. Failed last time at a stage worth a
-    retry (a read): retry. Otherwise unchanged. Known but no longer listed: deleted
-    (already-deleted entries are passed over).
+    identity but scored by another model (or skipped before, and a model takes it now):
+    other-model. Failed last time at a stage worth a retry (a read): retry. Otherwise
+    unchanged. Known but no longer listed: deleted (already-deleted entries are passed over).
+    Deleted and listed again as it was: restored (its rows from before still stand).
+
+    `model_id` is the model that scores an object now: one id for every object, or a
+    function of the URI (mixed archives route by media), None when no model takes it.
     """
+    model_for = model_id if callable(model_id) else (lambda uri: model_id)
     listed_iter, known_iter = iter(listing), iter(ledger)
     obj, entry = next(listed_iter, None), next(known_iter, None)
     last_listed: str | None = None
@@ -132,23 +148,30 @@ def classify(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry], mod
             yield Decision(obj.uri, NEW, obj, None)
             last_listed, obj = obj.uri, next(listed_iter, None)
         elif obj is None or entry.uri < obj.uri:
-            if entry.outcome != GONE:
+            if not entry.deleted_on:
                 yield Decision(entry.uri, DELETED, None, entry)
             last_known, entry = entry.uri, next(known_iter, None)
         else:
-            yield Decision(obj.uri, _reason(obj, entry, model_id), obj, entry)
+            yield Decision(obj.uri, _reason(obj, entry, model_for(obj.uri)), obj, entry)
             last_listed, obj = obj.uri, next(listed_iter, None)
             last_known, entry = entry.uri, next(known_iter, None)
 
 
-def _reason(obj: StoredObject, entry: LedgerEntry, model_id: str) -> str:
-    if entry.outcome == GONE:
-        return NEW  # deleted once, back now: a new object under an old key
+def _reason(obj: StoredObject, entry: LedgerEntry, model_id: str | None) -> str:
+    reason = _reason_listed(obj, entry, model_id)
+    return RESTORED if reason == UNCHANGED and entry.deleted_on else reason
+
+
+def _reason_listed(obj: StoredObject, entry: LedgerEntry, model_id: str | None) -> str:
     if (obj.etag, obj.size) != (entry.etag, entry.size):
         return CHANGED
+    if model_id is None:
+        return UNCHANGED  # no model takes it now: what the ledger knows stands
+    if entry.outcome == SKIPPED:
+        return OTHER_MODEL  # skipped before, a route takes it now
     if entry.outcome == ERROR and entry.stage in RETRIED_STAGES:
         return RETRY
-    if entry.outcome != SKIPPED and entry.model_id != model_id:
+    if entry.model_id != model_id:
         return OTHER_MODEL
     return UNCHANGED
 
@@ -169,8 +192,12 @@ def merge_ledger(ledger: Iterable[LedgerEntry], updates: Iterable[LedgerEntry]) 
             update = next(update_iter, None)
 
 
-def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], part_rows: int = PART_ROWS) -> str:
+def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], part_rows: int = PART_ROWS,
+                   index_extra: dict | None = None) -> str:
     """Write a sorted ledger as snapshot `name` and make it current; returns its URI.
+
+    `index_extra` is stored in the snapshot's index.json next to its parts (incremental runs
+    keep the committed run dates there, so the switch to `CURRENT` commits them too).
 
     Raises:
         MediaJobsError: the entries are not in key order.
@@ -204,11 +231,18 @@ def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], p
         if len(rows) >= part_rows:
             flush()
     flush()
-    write_bytes(snapshot.join("index.json").uri, json.dumps({"parts": parts}, indent=1).encode())
+    index = {**(index_extra or {}), "parts": parts}
+    write_bytes(snapshot.join("index.json").uri, json.dumps(index, indent=1).encode())
     write_bytes(manifest.join(CURRENT).uri, name.encode())  # the switch: last, one small object
     return snapshot.uri
 
 
-def deleted_entry(entry: LedgerEntry, run_id: str, run_date: str) -> LedgerEntry:
-    """The ledger entry of an object no longer listed: kept (its predictions stay), marked deleted."""
-    return replace(entry, run_id=run_id, run_date=run_date, outcome=GONE)
+def deleted_entry(entry: LedgerEntry, run_date: str) -> LedgerEntry:
+    """The ledger entry of an object no longer listed: kept as it was (its rows stay in the
+    outputs, under the run date that wrote them), marked deleted on `run_date`."""
+    return replace(entry, deleted_on=run_date)
+
+
+def restored_entry(entry: LedgerEntry) -> LedgerEntry:
+    """The ledger entry of a deleted object listed again, unchanged: its earlier rows stand."""
+    return replace(entry, deleted_on="")

@@ -51,6 +51,12 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
         return None, describe_storage_error(exc)
 
 
+def _timed_fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None, float]:
+    began = time.perf_counter()
+    source, error = fetch_object(uri, size, reads, spool_dir)
+    return source, error, time.perf_counter() - began
+
+
 def _decode_one(task: Any, source: Any):
     from tasks.media import MediaDecodeError
 
@@ -81,18 +87,21 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
     zero = np.zeros(task.example_shape, dtype=task.example_dtype)
     with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
         with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, max(1, len(uris)))) as pool:
-            fetched = list(pool.map(fetch_object, uris, sizes, [task.reads] * len(uris), [spool_dir] * len(uris)))
-        for i, (source, fetch_error) in enumerate(fetched):
+            fetched = list(pool.map(_timed_fetch, uris, sizes, [task.reads] * len(uris), [spool_dir] * len(uris)))
+        for i, (source, fetch_error, fetch_seconds) in enumerate(fetched):
+            # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
             if fetch_error is not None:
-                rows.append((i, zero, {}, "", "read", fetch_error))
+                rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
                 continue
+            began = time.perf_counter()
             decoded, stage, reason = _decode_one(task, source)
+            seconds = round(fetch_seconds + time.perf_counter() - began, 4)
             if task.reads == "file" and isinstance(source, str) and source.startswith(spool_dir):
                 os.unlink(source)  # free the disk as soon as the object is decoded
             if decoded is None:
-                rows.append((i, zero, {}, "", stage, reason))
+                rows.append((i, zero, {}, json.dumps({"seconds": seconds}), stage, reason))
                 continue
-            info = json.dumps(getattr(decoded, "info", None) or {})
+            info = json.dumps({**(getattr(decoded, "info", None) or {}), "seconds": seconds})
             for example, position in zip(decoded.examples, decoded.positions):
                 rows.append((i, example, position, info, "", ""))
             if len(decoded.examples) == 0:

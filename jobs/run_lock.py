@@ -4,7 +4,8 @@ The lease is one small object, `<output>/_lock.json` (run id, owner, expiry), ta
 renewed with conditional writes, so two runs racing for it cannot both win: creating it
 uses `If-None-Match: *`, taking over an expired one or renewing uses `If-Match: <ETag>`
 (S3 and SeaweedFS both honour these). A run that dies stops renewing; its lease expires
-and the next run takes it over. Local output folders use exclusive file creation and an
+and the next run takes it over (at once when the dead run was on the same host: its
+process is checked). Local output folders use exclusive file creation and an
 atomic rename of the expired file instead.
 """
 
@@ -30,6 +31,7 @@ class LockHeldError(MediaJobsError):
     """Another run holds the output's lease."""
 
     headline = "run refused"
+    exit_code = 3  # like a duplicate submission: the same job is already at work
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,21 @@ class Lease:
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_gone(owner: str) -> bool:
+    """True when the holder ran on this host and its process is gone: a killed run's lease
+    need not block a re-run on the same machine until it expires."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
 
 
 def _record(run_id: str, owner: str, expires_at: float) -> bytes:
@@ -72,7 +89,7 @@ def acquire_lease(output_uri: str, run_id: str, ttl_seconds: float = DEFAULT_TTL
         etag = store.create(record)
     else:
         held, held_etag = current
-        if held["expires_at"] > now() and held["run_id"] != run_id:
+        if held["expires_at"] > now() and held["run_id"] != run_id and not _owner_gone(held["owner"]):
             raise LockHeldError(
                 f"another run ({held['run_id']} on {held['owner']}) is writing to {output_uri} until "
                 f"{held.get('expires', held['expires_at'])} UTC; wait for it, or, if it died, for its lease to "

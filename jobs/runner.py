@@ -7,8 +7,17 @@ from typing import Callable
 from jobs.ray_runtime import connect_ray
 
 
-def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = print):
-    """Run a spec (train, score, generate, stylize) and print its summary; returns the runner's result."""
+def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = print, run_date: str | None = None):
+    """Run a spec (train, score, generate, stylize) and print its summary; returns the runner's result.
+
+    `run_date` (YYYY-MM-DD, default today UTC) is the date an incremental score job scores as of.
+    """
+    from jobs.errors import UsageError
+
+    incremental = spec.kind == "score" and spec.incremental
+    if run_date is not None and not incremental:
+        raise UsageError(f"--run-date applies to incremental score jobs; {spec.name!r} is a {spec.kind} job"
+                         + (" without incremental: true" if spec.kind == "score" else ""))
     where = connect_ray(address)
     echo(f"{spec.kind} job {spec.name!r} on {where}")
     if spec.kind == "train":
@@ -39,6 +48,8 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
         for name, uri in result.tables.items():
             echo(f"{name + ':':<14} {uri}")
         return result
+    if incremental:
+        return _run_incremental(spec, run_date, echo)
     from jobs.score import run_score
 
     result = run_score(spec, echo=echo)
@@ -48,4 +59,22 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
     for name, uri in result.tables.items():
         echo(f"{name + ':':<12} {uri}")
     echo(f"{'summary:':<12} {result.summary_uri}")
+    return result
+
+
+def _run_incremental(spec, run_date: str | None, echo: Callable[[str], None]):
+    from jobs.nightly import run_incremental
+
+    result = run_incremental(spec, run_date, echo=echo)
+    if not result.committed:
+        return result
+    resumed = f" ({result.resumed} finished by an earlier attempt)" if result.resumed else ""
+    echo(f"run date {result.run_date}: {result.scored} objects with predictions, {result.errors} errors{resumed}, "
+         f"{result.skipped} skipped, {result.unchanged} unchanged, {result.deleted} deleted, of {result.listed} "
+         f"listed, in {result.seconds:.1f}s; error rate {result.error_rate:.1%}")
+    for name, uri in result.tables.items():
+        echo(f"{name + ':':<12} {uri}run_date={result.run_date}/")
+    echo(f"{'summary:':<12} {result.summary_uri}")
+    if result.report_uri:
+        echo(f"{'report:':<12} {result.report_uri}")
     return result

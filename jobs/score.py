@@ -81,6 +81,9 @@ class BatchClassifier:
             "stage": [str(s) if e else None for s, e in zip(batch["stage"], errors)],
             "error": [e or None for e in errors],
             "node_id": [self.node_id] * n,
+            # Incremental runs list objects with their ETag: staged rows keep it, so a resumed
+            # run can tell a finished object from one that changed since.
+            "etag": [str(e) for e in batch["etag"]] if "etag" in batch else [None] * n,
         }
         return pa.Table.from_pydict(columns, schema=self.schema)
 

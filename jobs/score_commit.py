@@ -26,7 +26,7 @@ def staged_schema(position_columns: tuple[str, ...]):
                       ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float32())),
                       ("probabilities", pa.list_(pa.float32())), ("object_info", pa.string()),
                       ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
-                      ("error", pa.string()), ("node_id", pa.string())])
+                      ("error", pa.string()), ("node_id", pa.string()), ("etag", pa.string())])
 
 
 def example_columns(task) -> list[str]:

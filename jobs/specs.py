@@ -322,19 +322,35 @@ class TrainSpec(_Strict):
         return self
 
 
-class ScoreSpec(_Strict):
+MEDIA_TASKS = {"image": "image-classifier", "video": "video-classifier", "audio": "audio-classifier"}
+_ErrorRate = Annotated[float, Field(strict=False, ge=0, le=1, allow_inf_nan=False)]
+_Extension = Annotated[str, Field(strict=True, pattern=r"^\.[A-Za-z0-9]{1,16}$")]
+
+
+class _ScoreCommon(_Strict):
     version: _Version = Field(description='the spec format version; add "version: 1"')
     kind: Literal["score"]
     name: _JobName = Field(description="the job name, e.g. score-images")
-    task: _TaskName = Field(description="the task to run, e.g. image-classifier")
-    model: _Uri = Field(description="the output URI of a train job, e.g. s3://models/cifar10-cnn/")
     input: _Uri = Field(description="the URI of the objects to score, e.g. s3://archive/images/")
     output: _Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
     batch_size: _BatchSize = 256
     top_k: _Count = 3
+    incremental: _Flag = Field(False, description="score only new or changed objects, tables partitioned by run date")
+    max_error_rate: _ErrorRate | None = Field(
+        None, description="the share of scored objects that may fail before the run exits 1 "
+                          "(default 0.05 with incremental: true, no limit otherwise)")
+    resources: ScoreResources = Field(default_factory=ScoreResources)
+
+    @property
+    def error_budget(self) -> float | None:
+        return self.max_error_rate if self.max_error_rate is not None or not self.incremental else 0.05
+
+
+class ScoreSpec(_ScoreCommon):
+    task: _TaskName = Field(description="the task to run, e.g. image-classifier")
+    model: _Uri = Field(description="the output URI of a train job, e.g. s3://models/cifar10-cnn/")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     annotate: _Flag = Field(False, description="write annotated videos and contact sheets (video-classifier)")
-    resources: ScoreResources = Field(default_factory=ScoreResources)
 
     @field_validator("task")
     @classmethod
@@ -350,6 +366,70 @@ class ScoreSpec(_Strict):
         if value:
             _only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
         return value
+
+    @model_validator(mode="after")
+    def _no_annotation_in_incremental_runs(self) -> "ScoreSpec":
+        if self.annotate and self.incremental:
+            raise _fail("annotate: annotated videos are not written by incremental runs; delete annotate or "
+                        "incremental")
+        return self
+
+
+class Route(_Strict):
+    """One modality of a mixed archive: which objects (by extension), scored by which model."""
+
+    media: Literal["image", "video", "audio"] = Field(description="the kind of media this route scores")
+    model: _Uri = Field(description="the output URI of a train job for this media, e.g. s3://models/cifar10-cnn/")
+    name: _JobName | None = Field(None, description="the route's name in the tables (default: the media)")
+    extensions: list[_Extension] | None = Field(
+        None, description="object name suffixes this route takes, e.g. [.jpg, .png] (default: the media's)")
+    frames: FramesConfig | None = Field(None, description="video frame sampling (media: video)")
+
+    @property
+    def task(self) -> str:
+        return MEDIA_TASKS[self.media]
+
+    @property
+    def route_name(self) -> str:
+        return self.name or self.media
+
+    @model_validator(mode="after")
+    def _frames_for_video(self) -> "Route":
+        if self.frames is not None and self.media != "video":
+            raise _fail(f"frames applies to media: video only (this route's media is {self.media}); delete it")
+        return self
+
+
+class RoutedScoreSpec(_ScoreCommon):
+    """A score job over a mixed archive: `routes` send each object to the model for its media."""
+
+    routes: list[Route] = Field(description="one entry per media, e.g. [{media: image, model: s3://models/cnn/}]")
+
+    @field_validator("routes")
+    @classmethod
+    def _distinct_routes(cls, routes: list[Route]) -> list[Route]:
+        from tasks import get_task
+
+        if not routes:
+            raise _fail("must list at least one route, e.g. [{media: image, model: s3://models/cnn/}]")
+        names = [r.route_name for r in routes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise _fail(f"route names must differ ({', '.join(twice)} used twice); give each route a name")
+        claimed: dict[str, str] = {}
+        for route in routes:
+            for extension in route.extensions or get_task(route.task).suffixes:
+                other = claimed.setdefault(extension.lower(), route.route_name)
+                if other != route.route_name:
+                    raise _fail(f"{extension} is taken by routes {other} and {route.route_name}; "
+                                "list it under one route's extensions")
+        return routes
+
+    @model_validator(mode="after")
+    def _incremental_only(self) -> "RoutedScoreSpec":
+        if not self.incremental:
+            raise _fail("routes: a mixed-media archive is scored incrementally; add incremental: true")
+        return self
 
 
 class GenerateSpec(_Strict):
@@ -396,7 +476,7 @@ class StylizeSpec(_Strict):
         return styles
 
 
-Spec = Annotated[Union[TrainSpec, ScoreSpec, GenerateSpec, StylizeSpec], Field(discriminator="kind")]
+Spec = Union[TrainSpec, ScoreSpec, RoutedScoreSpec, GenerateSpec, StylizeSpec]
 _KINDS: dict[str, type[BaseModel]] = {"generate": GenerateSpec, "score": ScoreSpec, "stylize": StylizeSpec,
                                       "train": TrainSpec}
 
@@ -439,7 +519,7 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
     if kind not in _KINDS:
         problems.append((("kind",), _kind_problem(kind, "kind" in plain)))
         raise _spec_error(source, problems, overridden)
-    model = _KINDS[kind]
+    model = RoutedScoreSpec if kind == "score" and "routes" in plain else _KINDS[kind]
     try:
         spec = model.model_validate(plain)
     except ValidationError as exc:

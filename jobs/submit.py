@@ -78,6 +78,7 @@ def _cluster_uri_problems(spec) -> list[str]:
         if data is not None and getattr(data, name, None):
             fields.append((f"data.{name}", getattr(data, name)))
     fields += [(f"styles[{i}]", uri) for i, uri in enumerate(getattr(spec, "styles", None) or [])]
+    fields += [(f"routes[{i}].model", route.model) for i, route in enumerate(getattr(spec, "routes", None) or [])]
     problems = []
     for field, value in fields:
         if value.startswith(("https://", "http://")):
@@ -110,13 +111,15 @@ def plan_submission(spec, run_date: dt.date, *, submission_id: str | None = None
     metadata = {
         f"{METADATA_PREFIX}spec_name": spec.name,
         f"{METADATA_PREFIX}kind": spec.kind,
-        f"{METADATA_PREFIX}task": spec.task,
+        f"{METADATA_PREFIX}task": getattr(spec, "task", None) or ",".join(r.task for r in spec.routes),
         f"{METADATA_PREFIX}spec_hash": spec_hash(spec),
         f"{METADATA_PREFIX}run_date": run_date.isoformat(),
     }
     return Submission(
         submission_id=submission_id or submission_id_for(spec, run_date, force),
-        entrypoint=f"python -m jobs.cli run {SPEC_FILE}",
+        # An incremental job scores as of the run date it was submitted for, even if it starts after midnight.
+        entrypoint=f"python -m jobs.cli run {SPEC_FILE}" + (
+            f" --run-date {run_date.isoformat()}" if getattr(spec, "incremental", False) else ""),
         env_vars=env_vars,
         metadata=metadata,
         spec_yaml=yaml.safe_dump(spec_to_dict(spec), sort_keys=False),

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.errors import MediaJobsError
 from jobs.manifest import (Decision, LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger,
-                           read_ledger, write_snapshot)
+                           read_ledger, restored_entry, write_snapshot)
 from jobs.storage import StoredObject, list_objects
 
 
@@ -16,8 +16,8 @@ def _obj(name: str, etag: str = "e1", size: int = 10) -> StoredObject:
 
 
 def _entry(name: str, etag: str = "e1", size: int = 10, model: str = "m1", outcome: str = "predicted",
-           stage: str = "") -> LedgerEntry:
-    return LedgerEntry(f"s3://b/in/{name}", etag, size, model, "run-1", "2026-11-20", outcome, stage)
+           stage: str = "", deleted_on: str = "") -> LedgerEntry:
+    return LedgerEntry(f"s3://b/in/{name}", etag, size, model, "run-1", "2026-11-20", outcome, stage, deleted_on)
 
 
 def _reasons(decisions) -> dict[str, str]:
@@ -26,17 +26,18 @@ def _reasons(decisions) -> dict[str, str]:
 
 def test_every_object_in_listing_or_ledger_gets_one_decision():
     listing = [_obj("a.jpg"), _obj("b.jpg", etag="e2"), _obj("c.jpg"), _obj("d.jpg"), _obj("e.jpg"),
-               _obj("f.jpg", size=11), _obj("g.jpg"), _obj("h.jpg")]
+               _obj("f.jpg", size=11), _obj("g.jpg"), _obj("h.jpg"), _obj("i.jpg", etag="e2")]
+    gone = {"deleted_on": "2026-11-21"}
     ledger = [_entry("b.jpg"), _entry("c.jpg", model="m0"), _entry("d.jpg"), _entry("e.jpg", outcome="error",
               stage="read"), _entry("f.jpg"), _entry("fa.jpg"), _entry("g.jpg", outcome="error", stage="decode"),
-              _entry("h.jpg", outcome="deleted"), _entry("z.jpg", outcome="deleted")]
+              _entry("h.jpg", **gone), _entry("i.jpg", **gone), _entry("z.jpg", **gone)]
     decisions = list(classify(listing, ledger, model_id="m1"))
     assert _reasons(decisions) == {"a.jpg": "new", "b.jpg": "changed", "c.jpg": "other-model", "d.jpg": "unchanged",
                                    "e.jpg": "retry", "f.jpg": "changed", "fa.jpg": "deleted", "g.jpg": "unchanged",
-                                   "h.jpg": "new"}
+                                   "h.jpg": "restored", "i.jpg": "changed"}
     assert [d.uri for d in decisions] == sorted(d.uri for d in decisions)
     assert {d.uri.rsplit("/", 1)[-1] for d in decisions if d.score} == {"a.jpg", "b.jpg", "c.jpg", "e.jpg", "f.jpg",
-                                                                         "h.jpg"}
+                                                                         "i.jpg"}
 
 
 def test_unsorted_input_is_refused_not_misjoined():
@@ -48,12 +49,12 @@ def test_unsorted_input_is_refused_not_misjoined():
 
 def test_merge_replaces_updated_entries_and_keeps_the_rest_in_order():
     ledger = [_entry("a.jpg"), _entry("c.jpg"), _entry("e.jpg")]
-    updates = [_entry("b.jpg", model="m2"), _entry("c.jpg", model="m2"), deleted_entry(_entry("e.jpg"), "run-2",
-                                                                                        "2026-11-21")]
+    updates = [_entry("b.jpg", model="m2"), _entry("c.jpg", model="m2"), deleted_entry(_entry("e.jpg"), "2026-11-21")]
     merged = list(merge_ledger(ledger, updates))
-    assert [(e.uri.rsplit("/", 1)[-1], e.model_id, e.outcome) for e in merged] == [
-        ("a.jpg", "m1", "predicted"), ("b.jpg", "m2", "predicted"), ("c.jpg", "m2", "predicted"),
-        ("e.jpg", "m1", "deleted")]
+    assert [(e.uri.rsplit("/", 1)[-1], e.model_id, e.outcome, e.deleted_on) for e in merged] == [
+        ("a.jpg", "m1", "predicted", ""), ("b.jpg", "m2", "predicted", ""), ("c.jpg", "m2", "predicted", ""),
+        ("e.jpg", "m1", "predicted", "2026-11-21")]
+    assert restored_entry(merged[-1]) == _entry("e.jpg")
 
 
 def test_snapshot_round_trip_across_parts_and_the_current_pointer(tmp_path):

@@ -50,3 +50,20 @@ def test_lease_on_s3_with_conditional_writes(local_stack):
 
     ensure_bucket("s3://it-locks/")
     _lease_protocol("s3://it-locks/nightly/")
+
+
+def test_a_dead_holder_on_this_host_does_not_block_the_next_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    output = str(tmp_path / "out") + "/"
+    acquire_lease(output, "run-a", ttl_seconds=3600)
+    with pytest.raises(LockHeldError):
+        acquire_lease(output, "run-b", ttl_seconds=3600)  # the holder (this process) is alive
+    lock = tmp_path / "out" / "_lock.json"
+    record = json.loads(lock.read_text())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record["owner"] = record["owner"].rsplit(":", 1)[0] + ":" + gone.stdout.strip()  # a process that has exited
+    lock.write_text(json.dumps(record))
+    assert acquire_lease(output, "run-b", ttl_seconds=3600).run_id == "run-b"

@@ -1,0 +1,604 @@
+"""Incremental scoring of a growing archive: each run date scores only what is new.
+
+Data flow of `mediajobs run nightly.yaml --run-date D` (a score spec with `incremental: true`):
+
+    lease `_lock.json` ─▶ CURRENT ledger snapshot ─▶ D committed already? stop (no-op)
+      ─▶ drop what an uncommitted attempt left visible (partitions of dates never committed)
+      ─▶ classify: the input listing (paged, key order) merge-joined with the ledger ─▶ per
+         object: new / changed / other-model / retry → route by extension → todo; no route →
+         skipped; unchanged → nothing; gone from the listing → deleted (its rows stay); back
+         as it was → restored (its old rows stand again)
+      ─▶ per route, the todo objects no earlier attempt of D finished ─▶ Ray Data: fetch +
+         decode ─▶ classifier actors ─▶ Parquet under `_staging/run_date=D/scored/`
+      ─▶ commit: the staged rows of every attempt of D, checked (each todo object once) ─▶
+         `predictions/ frames/ windows/ errors/ skipped/` `run_date=D/part-*.parquet`
+         ─▶ `runs/<run_id>/summary.json` + `report.html` ─▶ the new ledger snapshot and its
+         `CURRENT` pointer: the commit point ─▶ staging dropped, lease released.
+
+A run killed anywhere before the commit point leaves D uncommitted: the next run of D
+first deletes D's partitions (only a kill while publishing can have left any), then
+reuses every staged file an earlier attempt finished, scoring only the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from jobs.errors import JobFailedError, MediaJobsError, UsageError
+from jobs.manifest import (CHANGED, DELETED, ERROR, NEW, OTHER_MODEL, PREDICTED, RESTORED, RETRY, SKIPPED, UNCHANGED,
+                           LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger, read_ledger,
+                           restored_entry, snapshot_index, write_snapshot)
+from jobs.run_lock import LockHeldError, acquire_lease, release_lease, renew_lease
+from jobs.score_commit import PARTIAL
+from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
+
+STAGING = "_staging"
+TABLES = ("predictions", "frames", "windows", "errors", "skipped")
+DETAIL_TABLE = {"video": "frames", "audio": "windows"}  # per-example rows of multi-example media
+TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
+PART_ROWS = 1_000_000  # rows per published Parquet file
+LEASE_SECONDS = 10 * 60
+MEDIA_OF_TASK = {"image-classifier": "image", "video-classifier": "video", "audio-classifier": "audio"}
+
+
+@dataclass
+class RoutePlan:
+    """A route, resolved: the model's metadata and the task object that decodes for it."""
+
+    name: str
+    media: str
+    task_name: str
+    model_uri: str
+    model_id: str
+    class_names: list[str]
+    extensions: tuple[str, ...]
+    task: object = field(repr=False)
+
+
+@dataclass
+class NightlyResult:
+    run_id: str
+    run_date: str
+    committed: bool  # False: the date was committed already and nothing ran
+    listed: int = 0
+    scored: int = 0  # objects with predictions
+    errors: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    resumed: int = 0  # objects an earlier attempt of this date had already finished
+    error_rate: float = 0.0
+    seconds: float = 0.0
+    summary_uri: str = ""
+    report_uri: str = ""
+    tables: dict[str, str] = field(default_factory=dict)
+
+
+def plan_routes(spec) -> list[RoutePlan]:
+    """The spec's routes (a single-task spec is one route), with their models checked."""
+    from jobs.model_store import read_model_metadata
+    from jobs.task_config import task_config_from_metadata
+    from tasks import get_task
+
+    routes = getattr(spec, "routes", None)
+    wanted = ([(r.route_name, r.media, r.task, r.model, r.extensions, r) for r in routes] if routes else
+              [(MEDIA_OF_TASK[spec.task], MEDIA_OF_TASK[spec.task], spec.task, spec.model, None, spec)])
+    plans = []
+    for i, (name, media, task_name, model, extensions, section) in enumerate(wanted):
+        where = f"routes[{i}].model" if routes else "model"
+        metadata = read_model_metadata(model)
+        if metadata.get("task") != task_name:
+            raise MediaJobsError(f"{where}: the model at {model} was trained for task {metadata.get('task')!r}, "
+                                 f"not {task_name!r} (media: {media})")
+        task = get_task(task_name)(**task_config_from_metadata(metadata, section))
+        plans.append(RoutePlan(name, media, task_name, model, metadata["model_id"], metadata["class_names"],
+                               tuple(e.lower() for e in (extensions or task.suffixes)), task))
+    return plans
+
+
+def route_for(uri: str, routes: list[RoutePlan]) -> RoutePlan | None:
+    name = uri.rsplit("/", 1)[-1].lower()
+    return next((r for r in routes if name.endswith(r.extensions)), None)
+
+
+def check_run_date(text: str | None) -> str:
+    """The run date as YYYY-MM-DD (default today, UTC). Raises UsageError for a bad one."""
+    if text is None:
+        return dt.datetime.now(dt.timezone.utc).date().isoformat()
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise UsageError(f"--run-date: {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-21") from None
+
+
+class _LeaseKeeper:
+    """Renews the output's lease in the background; `check()` raises once it was lost."""
+
+    def __init__(self, output_uri: str, run_id: str) -> None:
+        self.lease = acquire_lease(output_uri, run_id, ttl_seconds=LEASE_SECONDS)
+        self._lost: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="mediajobs-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 5):
+            try:
+                self.lease = renew_lease(self.lease, ttl_seconds=LEASE_SECONDS)
+            except LockHeldError as exc:
+                self._lost = exc
+                return
+            except Exception:  # noqa: BLE001 - a transient store error: try again next tick
+                continue
+
+    def check(self) -> None:
+        if self._lost is not None:
+            raise JobFailedError(f"{self._lost}; nothing was committed")
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._lost is None:
+            release_lease(self.lease)
+
+
+def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], None] = print) -> NightlyResult:
+    """Score what is new under `spec.input` as of `run_date`; see the module docstring."""
+    from jobs.score import new_run_id
+
+    run_date = check_run_date(run_date)
+    started = time.time()
+    output = parse_uri(spec.output).as_prefix()
+    ensure_bucket(output.uri)
+    routes = plan_routes(spec)
+    run_id = new_run_id()
+    keeper = _LeaseKeeper(output.uri, run_id)
+    try:
+        snapshot = current_snapshot(output.uri)
+        committed = dict(snapshot_index(snapshot).get("committed", {}))
+        if run_date in committed:
+            echo(f"run date {run_date} was committed by run {committed[run_date]}; nothing to do "
+                 f"(summary: {output.join('runs', committed[run_date], 'summary.json').uri})")
+            return NightlyResult(committed[run_date], run_date, committed=False)
+        later = sorted(d for d in committed if d > run_date)
+        if later:
+            raise UsageError(f"--run-date: {run_date} is before the last committed run date {later[-1]}; "
+                                 "run dates move forward (objects it would score were scored on later dates)")
+        _drop_uncommitted(output, committed, run_date)
+        echo(f"scoring {parse_uri(spec.input).as_prefix().uri} as of {run_date} (run {run_id}); routes: "
+             + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
+        night = _Night(spec, output, run_date, run_id, routes, echo)
+        night.classify(read_ledger(snapshot))
+        night.score()
+        keeper.check()
+        result = night.commit(snapshot, committed, keeper, started)
+    finally:
+        keeper.release()
+    if result.error_rate > (spec.error_budget if spec.error_budget is not None else 1.0):
+        raise JobFailedError(f"error budget exceeded: {result.errors} of {result.scored + result.errors} scored "
+                             f"objects failed ({result.error_rate:.1%} > max_error_rate {spec.error_budget:.1%}); "
+                             f"the run was committed, see {result.tables.get('errors', '')} and {result.report_uri}")
+    return result
+
+
+def _drop_uncommitted(output, committed: dict[str, str], run_date: str) -> None:
+    """Delete partitions and staging of dates never committed, except this date's staging
+    (what an earlier attempt finished is reused). Runs under the lease, so nothing is
+    writing there."""
+    for table in TABLES:
+        dates = {_partition_date(o.uri) for o in list_objects(output.join(table).uri)}
+        for date in sorted(d for d in dates if d and d not in committed):
+            delete_prefix(output.join(table, f"run_date={date}").uri)
+    staged = {_partition_date(o.uri) for o in list_objects(output.join(STAGING).uri)}
+    for date in sorted(d for d in staged if d and d != run_date):
+        delete_prefix(output.join(STAGING, f"run_date={date}").uri)
+
+
+def _partition_date(uri: str) -> str | None:
+    for part in uri.split("/"):
+        if part.startswith("run_date="):
+            return part.split("=", 1)[1]
+    return None
+
+
+class _Night:
+    """One attempt at one run date: classify, score, commit."""
+
+    def __init__(self, spec, output, run_date: str, run_id: str, routes: list[RoutePlan], echo) -> None:
+        self.spec, self.output, self.run_date, self.run_id = spec, output, run_date, run_id
+        self.routes, self.echo = routes, echo
+        self.staging = output.join(STAGING, f"run_date={run_date}")
+        self.fs = filesystem_for(output)
+        self.decisions: Counter = Counter()
+        self.listed = 0
+        self.pending: dict[str, int] = {}  # route -> objects this attempt scores
+        self.resumed = 0
+        self.passthrough: list[LedgerEntry] = []  # skipped, deleted, restored: ledger updates, nothing scored
+
+    # -- classify ---------------------------------------------------------------------------
+
+    def classify(self, ledger) -> None:
+        """Stream the listing against the ledger; write each route's todo and pending objects."""
+        for folder in ("todo", "pending"):
+            delete_prefix(self.staging.join(folder).uri)  # an earlier attempt's lists are stale
+        finished = self._finished_by_earlier_attempts()
+        writers = {(folder, r.name): _RowWriter(self.fs, self.staging.join(folder, r.name), self.run_id)
+                   for folder in ("todo", "pending") for r in self.routes}
+        model_for = {r.name: r.model_id for r in self.routes}
+        listing = list_objects(self.spec.input)
+        for decision in classify(listing, ledger,
+                                 lambda uri: model_for[r.name] if (r := route_for(uri, self.routes)) else None):
+            if decision.listed is not None:
+                self.listed += 1
+            obj = decision.listed
+            if decision.reason == DELETED:
+                self.decisions[DELETED] += 1
+                self.passthrough.append(deleted_entry(decision.known, self.run_date))
+                continue
+            if decision.reason == RESTORED:
+                self.decisions[RESTORED] += 1
+                self.passthrough.append(restored_entry(decision.known))
+                continue
+            if decision.reason == UNCHANGED:
+                self.decisions[UNCHANGED] += 1
+                continue
+            route = route_for(obj.uri, self.routes)
+            if route is None:  # new or changed, and no route takes it
+                self.decisions[SKIPPED] += 1
+                suffix = obj.uri.rsplit("/", 1)[-1].rpartition(".")[2]
+                reason = f"no route takes .{suffix.lower()} objects" if "." in obj.uri.rsplit("/", 1)[-1] else \
+                    "no route takes objects without an extension"
+                self.passthrough.append(LedgerEntry(obj.uri, obj.etag, obj.size, "", self.run_id, self.run_date,
+                                                    SKIPPED, reason))
+                continue
+            self.decisions[decision.reason] += 1
+            row = {"uri": obj.uri, "size": obj.size, "etag": obj.etag, "reason": decision.reason}
+            writers["todo", route.name].add(row)
+            if finished.get(obj.uri) == obj.etag:
+                self.resumed += 1
+            else:
+                writers["pending", route.name].add(row)
+        for (folder, name), writer in writers.items():
+            writer.close()
+            if folder == "pending":
+                self.pending[name] = writer.rows
+
+    def _finished_by_earlier_attempts(self) -> dict[str, str]:
+        """uri -> etag of the objects whose rows an earlier attempt of this date staged."""
+        finished: dict[str, str] = {}
+        for route in self.routes:
+            staged = self._staged_dataset(route)
+            if staged is not None:
+                table = staged.to_table(columns=["uri", "etag"])
+                finished.update(zip(table.column("uri").to_pylist(), table.column("etag").to_pylist()))
+        return finished
+
+    def _staged_dataset(self, route: RoutePlan):
+        """The route's staged rows from every attempt of this date (each attempt, a folder)."""
+        import pyarrow.dataset as pads
+
+        scored = self.staging.join("scored", route.name)
+        if not any(True for _ in list_objects(scored.uri)):
+            return None
+        return pads.dataset(scored.fs_path, filesystem=self.fs, format="parquet", partitioning=None)
+
+    # -- score ------------------------------------------------------------------------------
+
+    def score(self) -> None:
+        counts = ", ".join(f"{self.decisions[r]} {r}" for r in (NEW, CHANGED, OTHER_MODEL, RETRY) if self.decisions[r])
+        self.echo(f"listed {self.listed} objects: {counts or 'nothing new'}; {self.decisions[UNCHANGED]} unchanged, "
+                  f"{self.decisions[SKIPPED]} skipped (no route), {self.decisions[DELETED]} deleted"
+                  + (f", {self.decisions[RESTORED]} restored" if self.decisions[RESTORED] else "")
+                  + (f"; {self.resumed} already scored by an earlier attempt of {self.run_date}" if self.resumed
+                     else ""))
+        for route in self.routes:
+            rows = self.pending.get(route.name, 0)
+            if rows:
+                self.echo(f"route {route.name}: scoring {rows} objects with {route.model_id}")
+                self._score_route(route)
+
+    def _score_route(self, route: RoutePlan) -> None:
+        """Score the route's pending objects, one pending file (at most TODO_FLUSH_ROWS
+        objects) per Ray Data run, so the driver never holds more than one file's rows.
+
+        The rows go in with `from_items`, not `read_parquet`: a read task needs a CPU, and on
+        a small cluster the classifier actors hold them all (seen: the run hung)."""
+        import pyarrow.parquet as pq
+        import ray.data
+
+        from jobs.media_stage import fetch_and_decode
+        from jobs.resources import actor_pool_options
+        from jobs.score import BatchClassifier
+
+        per_block = 32 if route.task.reads == "bytes" else 2  # a video expands to many frames
+        pending = sorted(o.uri for o in list_objects(self.staging.join("pending", route.name).uri)
+                         if o.uri.endswith(".parquet"))
+        for uri in pending:
+            items = pq.read_table(parse_uri(uri).fs_path, filesystem=self.fs).to_pylist()
+            ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
+            ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": route.task, "keep_errors": True},
+                                batch_size=per_block, batch_format="numpy")
+            ds = ds.map_batches(BatchClassifier, fn_constructor_kwargs={
+                "model_uri": route.model_uri, "top_k": self.spec.top_k, "run_id": self.run_id,
+                "position_columns": tuple(route.task.position_columns)},
+                batch_size=self.spec.batch_size, batch_format="numpy", **actor_pool_options(self.spec.resources))
+            # One folder per route and attempt: a resumed run adds files, never rewrites one.
+            ds.write_parquet(self.staging.join("scored", route.name, self.run_id).fs_path, filesystem=self.fs)
+
+    # -- commit -----------------------------------------------------------------------------
+
+    def commit(self, snapshot, committed: dict[str, str], keeper: _LeaseKeeper, started: float) -> NightlyResult:
+        tables, updates = self._build_tables()
+        keeper.check()
+        rows = {}
+        for name, table in tables.items():
+            rows[name] = table.num_rows
+            if table.num_rows:
+                _publish(table, self.output.join(name, f"run_date={self.run_date}"), self.fs)
+        errors = tables["errors"].num_rows
+        scored = tables["predictions"].num_rows
+        result = NightlyResult(
+            self.run_id, self.run_date, committed=True, listed=self.listed, scored=scored, errors=errors,
+            skipped=rows["skipped"], deleted=self.decisions[DELETED], unchanged=self.decisions[UNCHANGED],
+            resumed=self.resumed, error_rate=errors / (scored + errors) if scored + errors else 0.0,
+            seconds=time.time() - started)
+        result.tables = {name: self.output.join(name).uri + "/" for name in TABLES}
+        run_folder = self.output.join("runs", self.run_id)
+        result.summary_uri = run_folder.join("summary.json").uri
+        summary = self._summary(result, tables, rows)
+        write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())
+        try:
+            from jobs.report import read_run_tables, write_report
+
+            result.report_uri = write_report(self.output.uri, summary, read_run_tables(self.output.uri, self.run_date))
+        except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
+            self.echo(f"warning: the report could not be written ({type(exc).__name__}: {exc})")
+        keeper.check()
+        ledger = merge_ledger(read_ledger(snapshot), sorted(updates, key=lambda e: e.uri))
+        write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
+            "run_id": self.run_id, "run_date": self.run_date, "committed": {**committed, self.run_date: self.run_id}})
+        delete_prefix(self.staging.uri)
+        return result
+
+    def _build_tables(self):
+        """The run's tables from the staged rows of every attempt, after the accounting check;
+        and the ledger updates (one per todo, skipped or deleted object)."""
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        todo_folder = self.staging.join("todo")
+        todo = (pads.dataset(todo_folder.fs_path, filesystem=self.fs, format="parquet",
+                             partitioning=pads.partitioning(pa.schema([("route", pa.string())])))
+                .to_table() if any(True for _ in list_objects(todo_folder.uri)) else None)
+        wanted = {} if todo is None else {u: (e, s, r) for u, e, s, r in zip(
+            *(todo.column(c).to_pylist() for c in ("uri", "etag", "size", "route")))}
+        by_route: dict[str, list[dict]] = defaultdict(list)
+        first_file: dict[str, str] = {}
+        for route in self.routes:
+            staged = self._staged_dataset(route)
+            if staged is None:
+                continue
+            # Keep the rows of objects this date scores (an object changed since an earlier
+            # attempt scored it is not one of them), from one staged file per object: a
+            # retried Ray task may have written an object's rows twice.
+            for row in staged.to_table(columns=[*staged.schema.names, "__filename"]).to_pylist():
+                uri = row["uri"]
+                if uri not in wanted or row["etag"] != wanted[uri][0] or wanted[uri][2] != route.name:
+                    continue
+                if first_file.setdefault(uri, row["__filename"]) == row["__filename"]:
+                    by_route[route.name].append(row)
+        self._check_accounting(wanted, by_route)
+        routes = {r.name: r for r in self.routes}
+        parts: dict[str, list] = defaultdict(list)
+        updates: list[LedgerEntry] = list(self.passthrough)
+        for name, staged_rows in by_route.items():
+            route = routes[name]
+            predictions, detail, errors, outcomes = _route_tables(route, staged_rows, wanted, self.run_id,
+                                                                  min(self.spec.top_k, len(route.class_names)))
+            parts["predictions"].append(predictions)
+            parts["errors"].append(errors)
+            if detail is not None:
+                parts[DETAIL_TABLE[route.media]].append(detail)
+            for uri, (outcome, stage) in outcomes.items():
+                etag, size, _ = wanted[uri]
+                updates.append(LedgerEntry(uri, etag, size, route.model_id, self.run_id, self.run_date, outcome, stage))
+        skipped = [e for e in self.passthrough if e.outcome == SKIPPED]
+        parts["skipped"].append(pa.table({
+            "uri": pa.array([e.uri for e in skipped], pa.string()), "etag": pa.array([e.etag for e in skipped], pa.string()),
+            "size": pa.array([e.size for e in skipped], pa.int64()),
+            "reason": pa.array([e.stage for e in skipped], pa.string()),
+            "run_id": pa.array([self.run_id] * len(skipped), pa.string())}))
+        tables = {}
+        for name in TABLES:
+            schema = SCHEMAS[name]()
+            pieces = [t.select(schema.names).cast(schema) for t in parts.get(name, []) if t.num_rows]
+            tables[name] = (pa.concat_tables(pieces) if pieces else schema.empty_table())
+            if tables[name].num_rows:
+                tables[name] = tables[name].sort_by([(c, "ascending") for c in SORT_KEYS[name]])
+        return tables, updates
+
+    def _check_accounting(self, wanted: dict, by_route: dict[str, list[dict]]) -> None:
+        scored, failed = set(), []
+        for rows in by_route.values():
+            for row in rows:
+                if row["error"] is None:
+                    scored.add(row["uri"])
+                elif row["stage"] != PARTIAL:
+                    failed.append(row["uri"])
+        problems = {"missing": set(wanted) - scored - set(failed), "both scored and failed": scored & set(failed),
+                    "failed twice": len(failed) - len(set(failed))}
+        if any(problems.values()):
+            detail = ", ".join(f"{k}: {len(v) if isinstance(v, set) else v}" for k, v in problems.items() if v)
+            raise JobFailedError(f"accounting check failed for run date {self.run_date} ({detail}); nothing was "
+                                 f"committed, the staged rows are under {self.staging.uri}/; run it again")
+
+    def _summary(self, result: NightlyResult, tables: dict, rows: dict[str, int]) -> dict:
+        counts: dict[str, dict[str, int]] = {}
+        for table, outcome in (("predictions", "predicted"), ("errors", "errors")):
+            for media in tables[table].column("modality").to_pylist():
+                counts.setdefault(media, {"predicted": 0, "errors": 0})[outcome] += 1
+        seconds = max(result.seconds, 1e-9)
+        budget = self.spec.error_budget
+        return {
+            "run_id": self.run_id, "run_date": self.run_date, "spec_name": self.spec.name,
+            "input": self.spec.input, "output": self.output.uri,
+            "started_at": _iso(time.time() - result.seconds), "finished_at": _iso(time.time()),
+            "seconds": round(result.seconds, 3), "listed": self.listed,
+            "objects_per_s": round((result.scored + result.errors) / seconds, 3),
+            "counts": counts, "skipped": result.skipped, "resumed": self.resumed,
+            "decisions": {k: self.decisions[k] for k in (NEW, CHANGED, OTHER_MODEL, RETRY, UNCHANGED, DELETED,
+                                                        RESTORED)},
+            "model_ids": {r.name: r.model_id for r in self.routes},
+            "error_rate": round(result.error_rate, 6), "max_error_rate": budget,
+            "error_budget_exceeded": budget is not None and result.error_rate > budget,
+            "tables": rows,
+        }
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+class _RowWriter:
+    """Appends dict rows to Parquet files under a folder, a file per TODO_FLUSH_ROWS rows."""
+
+    def __init__(self, fs, folder, run_id: str) -> None:
+        self.fs, self.folder, self.run_id = fs, folder, run_id
+        self.buffer: list[dict] = []
+        self.rows = self.files = 0
+
+    def add(self, row: dict) -> None:
+        self.buffer.append(row)
+        if len(self.buffer) >= TODO_FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.buffer:
+            return
+        if self.folder.scheme == "file":
+            self.fs.create_dir(self.folder.fs_path, recursive=True)
+        table = pa.Table.from_pylist(self.buffer, schema=TODO_SCHEMA())
+        pq.write_table(table, f"{self.folder.fs_path}/part-{self.run_id}-{self.files:05d}.parquet", filesystem=self.fs)
+        self.rows += len(self.buffer)
+        self.files += 1
+        self.buffer.clear()
+
+    def close(self) -> None:
+        self.flush()
+
+
+def TODO_SCHEMA():  # noqa: N802 - a schema constant, built lazily (pyarrow is imported on use)
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("reason", pa.string())])
+
+
+def _route_tables(route: RoutePlan, rows: list[dict], wanted: dict, run_id: str, k: int):
+    """predictions (one row per object), the detail table (frames/windows) and errors of one
+    route's staged rows, and each object's ledger outcome."""
+    import pyarrow as pa
+
+    examples: dict[str, list[dict]] = defaultdict(list)
+    warnings: dict[str, str] = {}
+    failures: dict[str, dict] = {}
+    for row in rows:
+        if row["error"] is None:
+            examples[row["uri"]].append(row)
+        elif row["stage"] == PARTIAL:
+            warnings[row["uri"]] = row["error"]
+        else:
+            failures[row["uri"]] = row
+    predictions = []
+    for uri, object_rows in examples.items():
+        label, score, top_labels, top_scores = _object_label(object_rows, route.class_names, k)
+        etag, size, _ = wanted[uri]
+        predictions.append({
+            "uri": uri, "etag": etag, "size": size, "modality": route.media, "route": route.name, "label": label,
+            "score": score, "top_labels": top_labels, "top_scores": top_scores, "examples": len(object_rows),
+            "seconds": _seconds(object_rows[0]), "warning": warnings.get(uri),
+            "model_id": route.model_id, "run_id": run_id})
+    errors = [{"uri": uri, "etag": wanted[uri][0], "size": wanted[uri][1], "modality": route.media,
+               "route": route.name, "stage": row["stage"], "error": row["error"], "seconds": _seconds(row),
+               "model_id": route.model_id, "run_id": run_id} for uri, row in failures.items()]
+    detail = None
+    if route.media in DETAIL_TABLE:
+        schema = SCHEMAS[DETAIL_TABLE[route.media]]()
+        detail = pa.Table.from_pylist([{**r, "run_id": run_id} for rs in examples.values() for r in rs],
+                                      schema=schema) if examples else None
+    outcomes = {uri: (PREDICTED, "") for uri in examples}
+    outcomes.update({uri: (ERROR, row["stage"]) for uri, row in failures.items()})
+    return (pa.Table.from_pylist(predictions, schema=SCHEMAS["predictions"]()),
+            detail, pa.Table.from_pylist(errors, schema=SCHEMAS["errors"]()), outcomes)
+
+
+def _object_label(rows: list[dict], class_names: list[str], k: int):
+    """One label per object: the majority of its examples' labels (ties broken by the mean
+    class scores); its score and top-k are the mean class scores. An image has one example."""
+    means = np.mean([np.asarray(r["probabilities"], dtype=np.float64) for r in rows], axis=0)
+    votes = np.bincount([int(np.argmax(r["probabilities"])) for r in rows], minlength=len(means))
+    tied = np.flatnonzero(votes == votes.max())
+    best = int(tied[np.argmax(means[tied])])
+    order = np.argsort(-means)[:k]
+    return (class_names[best], float(means[best]), [class_names[i] for i in order],
+            [float(means[i]) for i in order])
+
+
+def _seconds(row: dict) -> float | None:
+    try:
+        return json.loads(row.get("object_info") or "{}").get("seconds")
+    except ValueError:
+        return None
+
+
+def _publish(table, location, fs) -> None:
+    """The table as `part-NNNNN.parquet` files of at most PART_ROWS rows under `location`.
+
+    File names depend only on the row order, so publishing a date again replaces the files."""
+    import pyarrow.parquet as pq
+
+    if location.scheme == "file":
+        fs.create_dir(location.fs_path, recursive=True)
+    for i, start in enumerate(range(0, table.num_rows, PART_ROWS)):
+        pq.write_table(table.slice(start, PART_ROWS), f"{location.fs_path}/part-{i:05d}.parquet", filesystem=fs,
+                       compression="zstd")
+
+
+# The data contract: the columns of each table, in order (run_date is the partition folder).
+def _schemas():
+    import pyarrow as pa
+
+    prediction = [("label", pa.string()), ("score", pa.float32()), ("top_labels", pa.list_(pa.string())),
+                  ("top_scores", pa.list_(pa.float32()))]
+    return {
+        "predictions": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
+                                  ("modality", pa.string()), ("route", pa.string()), *prediction,
+                                  ("examples", pa.int32()), ("seconds", pa.float32()), ("warning", pa.string()),
+                                  ("model_id", pa.string()), ("run_id", pa.string())]),
+        "frames": pa.schema([("uri", pa.string()), ("frame_index", pa.int64()), ("timestamp_s", pa.float64()),
+                             *prediction, ("model_id", pa.string()), ("run_id", pa.string())]),
+        "windows": pa.schema([("uri", pa.string()), ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
+                              *prediction, ("model_id", pa.string()), ("run_id", pa.string())]),
+        "errors": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
+                             ("modality", pa.string()), ("route", pa.string()), ("stage", pa.string()),
+                             ("error", pa.string()), ("seconds", pa.float32()), ("model_id", pa.string()),
+                             ("run_id", pa.string())]),
+        "skipped": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
+                              ("reason", pa.string()), ("run_id", pa.string())]),
+    }
+
+
+SCHEMAS = {name: (lambda name=name: _schemas()[name]) for name in TABLES}
+SORT_KEYS = {"predictions": ["uri"], "frames": ["uri", "frame_index"], "windows": ["uri", "window_start_s"],
+             "errors": ["uri"], "skipped": ["uri"]}
+__all__ = ["NightlyResult", "SCHEMAS", "TABLES", "check_run_date", "plan_routes", "route_for", "run_incremental"]

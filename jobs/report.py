@@ -1,0 +1,413 @@
+"""The morning report of a nightly scoring run: one self-contained HTML page per run.
+
+It answers what the on-call engineer asks first: did the run stay within its error budget,
+how much did it do and how fast, did the class mix or the model's confidence shift (label
+bars and score histograms per modality), which objects were slow, which failed and why, and
+what the least confident images and video frames look like. Charts and thumbnails are inline
+PNGs, so the page opens from the bucket or a mail without anything else; every string from
+the data is escaped, because object keys and error messages are untrusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from jobs.errors import StorageError
+from jobs.storage import describe_storage_error, filesystem_for, parse_uri, read_bytes, write_bytes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+TABLES = ("predictions", "frames", "windows", "errors", "skipped")
+MODALITIES = ("image", "video", "audio")  # display order; other modalities follow, sorted
+DECISIONS = ("new", "changed", "other-model", "retry", "unchanged", "deleted", "restored")
+EXAMPLE_NAMES = {"image": "images", "video": "frames", "audio": "windows"}
+SLOWEST_ROWS = 20
+MAX_ERROR_ROWS = 200
+MAX_BARS = 25  # beyond this a bar chart is unreadable: the rarest labels are summed as "other"
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A small PNG of one low-confidence item and what the model said about it."""
+
+    uri: str
+    label: str
+    score: float
+    png: bytes
+    detail: str  # where in the object: "image", or "frame 12 at 6.0 s"
+
+
+def read_run_tables(output_uri: str, run_date: str) -> dict[str, pa.Table]:
+    """The tables a run committed for one date, from `<output>/<table>/run_date=<run_date>/`.
+
+    Returns:
+        Table name -> table. A table without a folder for that date (e.g. no video route)
+        has no entry. The partition folder itself is read, so `run_date` is not a column.
+    """
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    tables = {}
+    for name in TABLES:
+        location = parse_uri(output_uri).join(name, f"run_date={run_date}")
+        fs = filesystem_for(location)
+        if fs.get_file_info(location.fs_path).type == pafs.FileType.Directory:
+            tables[name] = pads.dataset(location.fs_path, filesystem=fs, format="parquet").to_table()
+    return tables
+
+
+def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table]) -> str:
+    """Render the report with thumbnails and write it to `<output>/runs/<run_id>/report.html`.
+
+    Returns:
+        The URI of the written report.
+    """
+    page = render_report(summary, tables, lowest_confidence_thumbnails(tables))
+    uri = parse_uri(output_uri).join("runs", str(summary["run_id"]), "report.html").uri
+    write_bytes(uri, page.encode("utf-8"))
+    return uri
+
+
+# --- thumbnails -------------------------------------------------------------------------------
+
+
+def lowest_confidence_thumbnails(tables: dict[str, pa.Table], n: int = 20, side: int = 128) -> list[Thumbnail]:
+    """Thumbnails of the `n` lowest-score images and video frames, by score ascending.
+
+    The `n` candidates are chosen first; one whose object cannot be fetched or decoded is
+    left out (and logged), so fewer than `n` may come back. Not backfilling keeps the cost
+    bounded when the store is unreachable. Each video is fetched once for all its frames.
+    """
+    candidates = _lowest_confidence_candidates(tables, n)
+    pngs: dict[int, bytes] = {}  # candidate position -> thumbnail PNG
+    frames_wanted: dict[str, list[int]] = {}  # video uri -> candidate positions
+    for position, item in enumerate(candidates):
+        if item["frame_index"] is None:
+            png = _image_thumbnail(item["uri"], side)
+            if png is not None:
+                pngs[position] = png
+        else:
+            frames_wanted.setdefault(item["uri"], []).append(position)
+    for uri, positions in frames_wanted.items():
+        decoded = _video_thumbnails(uri, {candidates[p]["frame_index"] for p in positions}, side)
+        pngs.update({p: decoded[candidates[p]["frame_index"]] for p in positions
+                     if candidates[p]["frame_index"] in decoded})
+    return [Thumbnail(item["uri"], item["label"] or "", item["score"], pngs[p], _detail(item))
+            for p, item in enumerate(candidates) if p in pngs]
+
+
+def _lowest_confidence_candidates(tables: dict[str, pa.Table], n: int) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = pa.schema([("uri", pa.string()), ("label", pa.string()), ("score", pa.float64()),
+                        ("frame_index", pa.int64()), ("timestamp_s", pa.float64())])
+    parts = []
+    images = _modality_rows(tables, "image")
+    if images is not None:
+        no_position = pa.nulls(images.num_rows)
+        parts.append(pa.table([images["uri"], images["label"], images["score"], no_position, no_position],
+                              names=schema.names).cast(schema))
+    if _has_rows(tables, "frames"):
+        parts.append(tables["frames"].select(schema.names).cast(schema))
+    if not parts:
+        return []
+    items = pa.concat_tables(parts).filter(pc.is_valid(pc.field("score")))
+    # uri and frame break ties, so the same run always shows the same thumbnails.
+    items = items.sort_by([("score", "ascending"), ("uri", "ascending"), ("frame_index", "ascending")])
+    return items.slice(0, n).to_pylist()
+
+
+def _fetch(uri: str) -> bytes | None:
+    try:
+        return read_bytes(uri)
+    except (OSError, StorageError) as exc:  # pyarrow raises OSError subclasses for missing/denied/network
+        log.warning("report: no thumbnail for %s: cannot fetch it (%s)", uri, describe_storage_error(exc))
+        return None
+
+
+def _image_thumbnail(uri: str, side: int) -> bytes | None:
+    from PIL import Image
+
+    data = _fetch(uri)
+    if data is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, far faster for large photos
+            return _thumbnail_png(image.convert("RGB"), side)
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes; a decoder failure must not stop the report
+        log.warning("report: no thumbnail for %s: cannot decode it (%s: %s)", uri, type(exc).__name__, exc)
+        return None
+
+
+def _video_thumbnails(uri: str, frame_indices: set[int], side: int) -> dict[int, bytes]:
+    """Thumbnails of the wanted frames of one video, by frame index; frames that do not decode are missing."""
+    import cv2
+    from PIL import Image
+
+    data = _fetch(uri)
+    if data is None:
+        return {}
+    pngs = {}
+    # OpenCV cannot read a video from memory: it needs a file.
+    with tempfile.TemporaryDirectory(prefix="mediajobs-report-") as scratch:
+        path = os.path.join(scratch, "video" + os.path.splitext(uri)[1][:16])
+        with open(path, "wb") as local:
+            local.write(data)
+        # CAP_FFMPEG only: the default backends include CAP_IMAGES, which reads "%" in names as a pattern.
+        capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        try:
+            for index in sorted(frame_indices):  # in file order: one forward pass
+                if not capture.isOpened() or (index and not capture.set(cv2.CAP_PROP_POS_FRAMES, index)):
+                    break
+                ok, frame = capture.read()
+                if ok:
+                    pngs[index] = _thumbnail_png(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), side)
+        except cv2.error as exc:
+            log.warning("report: cannot decode frames of %s (%s)", uri, exc)
+        finally:
+            capture.release()
+    if len(pngs) < len(frame_indices):
+        log.warning("report: no thumbnail for %d frame(s) of %s: they do not decode",
+                    len(frame_indices) - len(pngs), uri)
+    return pngs
+
+
+def _thumbnail_png(picture: Image.Image, side: int) -> bytes:
+    picture.thumbnail((side, side))  # keeps the aspect ratio; never enlarges
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _detail(item: dict) -> str:
+    if item["frame_index"] is None:
+        return "image"
+    at = f" at {item['timestamp_s']:.1f} s" if item["timestamp_s"] is not None else ""
+    return f"frame {item['frame_index']}{at}"
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def _has_rows(tables: dict[str, pa.Table], name: str) -> bool:
+    return name in tables and tables[name].num_rows > 0
+
+
+def _modality_rows(tables: dict[str, pa.Table], modality: str) -> pa.Table | None:
+    """The predictions of one modality, or None when there are none."""
+    import pyarrow.compute as pc
+
+    if not _has_rows(tables, "predictions"):
+        return None
+    rows = tables["predictions"].filter(pc.field("modality") == modality)
+    return rows if rows.num_rows else None
+
+
+def _modalities(summary: dict, tables: dict[str, pa.Table]) -> list[str]:
+    found = {m for m, counts in (summary.get("counts") or {}).items() if isinstance(counts, dict)}
+    for name in ("predictions", "errors"):
+        if _has_rows(tables, name):
+            found.update(m for m in tables[name]["modality"].unique().to_pylist() if m)
+    return [m for m in MODALITIES if m in found] + sorted(found - set(MODALITIES))
+
+
+def _top_rows(table: pa.Table, columns: list[str], sort: list[tuple[str, str]], limit: int) -> list[dict]:
+    return table.select(columns).sort_by(sort).slice(0, limit).to_pylist()
+
+
+# --- charts -----------------------------------------------------------------------------------
+
+
+def _label_chart(labels: pa.ChunkedArray) -> bytes:
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg renders the PNG
+    from matplotlib.ticker import MaxNLocator
+
+    counted = sorted(((entry["values"] or "(none)", entry["counts"]) for entry in labels.value_counts().to_pylist()),
+                     key=lambda pair: (-pair[1], pair[0]))
+    if len(counted) > MAX_BARS:
+        rest = counted[MAX_BARS - 1:]
+        counted = counted[:MAX_BARS - 1] + [(f"other ({len(rest)} labels)", sum(c for _, c in rest))]
+    figure = Figure(figsize=(6, 1 + 0.25 * len(counted)), dpi=90, layout="constrained")
+    axes = figure.subplots()
+    axes.barh(range(len(counted)), [count for _, count in counted], color="#4c72b0")
+    # "$" would start matplotlib's math mode: a label such as "$x^{$" fails to render.
+    axes.set_yticks(range(len(counted)), labels=[name[:40].replace("$", r"\$") for name, _ in counted])
+    axes.invert_yaxis()
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no "2.5 objects" ticks
+    axes.set_xlabel("objects")
+    return _png_of_figure(figure)
+
+
+def _score_histogram(scores: pa.ChunkedArray) -> bytes:
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(6, 2.5), dpi=90, layout="constrained")
+    axes = figure.subplots()
+    axes.hist(np.clip(scores.drop_null().to_numpy(), 0, 1), bins=20, range=(0, 1), color="#dd8452")
+    axes.set_xlabel("score (confidence of the label)")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("objects")
+    return _png_of_figure(figure)
+
+
+def _png_of_figure(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+def render_report(summary: dict, tables: dict[str, pa.Table], thumbnails: list[Thumbnail]) -> str:
+    """The report as one self-contained HTML page (inline CSS and PNGs, no JavaScript).
+
+    Args:
+        summary: the run's `summary.json`.
+        tables: what `read_run_tables` returns; missing or empty tables render as "none".
+        thumbnails: the lowest-confidence items to show, in display order.
+    """
+    modalities = _modalities(summary, tables)
+    sections = [_header(summary), _counts_section(summary, modalities, tables),
+                *(_modality_section(m, tables) for m in modalities),
+                _slowest_section(tables), _errors_section(summary, tables), _thumbnails_section(thumbnails)]
+    title = _e(f"{summary.get('spec_name', '?')} {summary.get('run_date', '')}: morning report")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_STYLE}</style></head>\n<body>\n" + "\n".join(sections) + "\n</body></html>\n")
+
+
+_NONE = '<p class="none">none</p>'
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
+td{overflow-wrap:anywhere}td.n{text-align:right}.badge{padding:.1em .6em;border-radius:.3em;color:#fff;font-weight:bold}
+.ok{background:#2a7d2a}.exceeded{background:#c0392b}.none{color:#777;font-style:italic}
+.grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;width:160px;font-size:.8em;word-break:break-all}"""
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _number(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else _e(value if value is not None else "?")
+
+
+def _percent(value: object) -> str:
+    return f"{value:.2%}" if isinstance(value, (int, float)) else "?"
+
+
+def _table(headers: list[str] | None, rows: list[list[object]]) -> str:
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>" if headers else ""
+    body = "".join("<tr>" + "".join(f'<td class="n">{_number(v)}</td>' if isinstance(v, (int, float))
+                                    else f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{_e(anchor)}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def _png_img(png: bytes, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{_e(alt)}">'
+
+
+def _header(summary: dict) -> str:
+    exceeded = bool(summary.get("error_budget_exceeded"))
+    badge = '<span class="badge exceeded">EXCEEDED</span>' if exceeded else '<span class="badge ok">OK</span>'
+    seconds, speed = summary.get("seconds"), summary.get("objects_per_s")
+    facts = [
+        ["run date", summary.get("run_date")], ["run id", summary.get("run_id")],
+        ["input", summary.get("input")], ["output", summary.get("output")],
+        ["started", summary.get("started_at")], ["finished", summary.get("finished_at")],
+        ["duration", _duration(seconds) if isinstance(seconds, (int, float)) else "?"],
+        ["throughput", f"{speed:,.2f} objects/s" if isinstance(speed, (int, float)) else "?"],
+        ["listed", summary.get("listed")],
+        *([f"model ({route})", model] for route, model in sorted((summary.get("model_ids") or {}).items())),
+    ]
+    return (f"<header><h1>{_e(summary.get('spec_name', '?'))}: nightly scoring report</h1>"
+            f"<p>error rate {_percent(summary.get('error_rate'))} of objects "
+            f"(budget {_percent(summary.get('max_error_rate'))}) {badge}</p>{_table(None, facts)}</header>")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _counts_section(summary: dict, modalities: list[str], tables: dict[str, pa.Table]) -> str:
+    counts, decisions = summary.get("counts") or {}, summary.get("decisions") or {}
+    per_modality = [[m, counts.get(m, {}).get("predicted"), counts.get(m, {}).get("errors")] for m in modalities]
+    skipped = f"<p>skipped: {_number(counts.get('skipped'))} objects</p>"
+    if _has_rows(tables, "skipped"):
+        reasons = tables["skipped"]["reason"].value_counts().to_pylist()
+        skipped += _table(["skip reason", "objects"], sorted(([r["values"], r["counts"]] for r in reasons),
+                                                               key=lambda row: -row[1]))
+    return _section("counts", "Counts", _table(["modality", "predicted", "errors"], per_modality) + skipped
+                    + f"<h3>Decisions</h3>{_table(list(DECISIONS), [[decisions.get(d) for d in DECISIONS]])}")
+
+
+def _modality_section(modality: str, tables: dict[str, pa.Table]) -> str:
+    import pyarrow.compute as pc
+
+    rows = _modality_rows(tables, modality)
+    if rows is None:
+        return _section(f"modality-{modality}", modality, '<p class="none">none: no predictions</p>')
+    examples = pc.sum(rows["examples"]).as_py() or 0
+    examples_name = EXAMPLE_NAMES.get(modality, "examples")
+    return _section(f"modality-{modality}", modality,
+                    f"<p>objects scored: {rows.num_rows:,} ({examples_name}: {examples:,})</p>"
+                    f"<h3>Class distribution</h3>{_png_img(_label_chart(rows['label']), f'labels of {modality}')}"
+                    f"<h3>Scores</h3>{_png_img(_score_histogram(rows['score']), f'scores of {modality}')}")
+
+
+def _slowest_section(tables: dict[str, pa.Table]) -> str:
+    """Fetch+decode time of scored and failed objects together: a slow failure costs as much."""
+    import pyarrow.compute as pc
+
+    slowest = []
+    for name, outcome in (("predictions", "scored"), ("errors", "failed")):
+        if _has_rows(tables, name):
+            timed = tables[name].filter(pc.is_valid(pc.field("seconds")))
+            slowest += [[row["uri"], row["modality"], outcome, round(float(row["seconds"]), 3)]
+                        for row in _top_rows(timed, ["uri", "modality", "seconds"], [("seconds", "descending")],
+                                             SLOWEST_ROWS)]
+    slowest = sorted(slowest, key=lambda row: -row[3])[:SLOWEST_ROWS]
+    return _section("slowest", f"Slowest {SLOWEST_ROWS} objects (fetch + decode)",
+                    _table(["uri", "modality", "outcome", "seconds"], slowest) if slowest else _NONE)
+
+
+def _errors_section(summary: dict, tables: dict[str, pa.Table]) -> str:
+    if not _has_rows(tables, "errors"):
+        return _section("errors", "Errors", _NONE)
+    errors = tables["errors"]
+    rows = _top_rows(errors, ["uri", "modality", "stage", "error"], [("stage", "ascending"), ("uri", "ascending")],
+                     MAX_ERROR_ROWS)
+    more = errors.num_rows - len(rows)
+    where = f"{str(summary.get('output', '<output>')).rstrip('/')}/errors/run_date={summary.get('run_date', '?')}/"
+    note = f"<p>… and {more:,} more errors, in {_e(where)}</p>" if more > 0 else ""
+    return _section("errors", f"Errors ({errors.num_rows:,})",
+                    _table(["uri", "modality", "stage", "error"], [list(r.values()) for r in rows]) + note)
+
+
+def _thumbnails_section(thumbnails: list[Thumbnail]) -> str:
+    if not thumbnails:
+        return _section("thumbnails", "Lowest confidence", _NONE)
+    figures = "".join(f"<figure>{_png_img(t.png, f'{t.label} {t.score:.3f}')}<figcaption><b>{_e(t.label)}</b> "
+                      f"{t.score:.3f}<br>{_e(t.detail)}<br>{_e(t.uri)}</figcaption></figure>" for t in thumbnails)
+    return _section("thumbnails", "Lowest confidence", f'<div class="grid">{figures}</div>')

@@ -1,0 +1,233 @@
+"""Incremental scoring of a growing mixed archive over several nights, on the real stack:
+routes by media, new/changed/deleted objects, a night killed part way and re-run, the
+exactly-once invariant over all nights, summaries that match the tables, the error budget
+and the lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import media
+import media_audio
+import media_video
+from jobs.ingest import ingest_folder
+from jobs.manifest import current_snapshot, read_ledger
+from jobs.runner import run_spec
+from jobs.specs import load_spec, parse_spec
+from jobs.storage import exists, list_objects, parse_uri, read_bytes, s3_client, write_bytes
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT / "jobs" / "examples"
+ARCHIVE = "s3://it-nightly/archive/"
+MODELS = "s3://it-nightly/models/"
+NIGHTS = ("2026-11-20", "2026-11-21", "2026-11-22")
+
+
+def save_untrained_model(train_example: str, classes: list[str], uri: str) -> None:
+    """An exported model as a train job writes it (model.keras + metadata.json), without the
+    training: these tests are about accounting, not accuracy."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from jobs.task_config import task_config_for
+    from jobs.train import MODEL_DIR
+    from tasks import get_task
+
+    spec = load_spec(EXAMPLES / train_example)
+    config = task_config_for(spec)
+    task = get_task(spec.task)(**config)
+    tf.keras.utils.set_random_seed(0)
+    model = task.build_model(spec.model.architecture, len(classes), 0.001)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        write_bytes(f"{uri}{MODEL_DIR}/model.keras", path.read_bytes())
+    metadata = {"model_id": f"{spec.name}-untrained", "task": spec.task, "architecture": spec.model.architecture,
+                "task_config": config, "input_shape": list(task.example_shape), "class_names": classes,
+                "files": ["model.keras"]}
+    write_bytes(f"{uri}{MODEL_DIR}/metadata.json", json.dumps(metadata).encode())
+
+
+@pytest.fixture(scope="module")
+def nightly_models(ray_driver):
+    save_untrained_model("train-demo.yaml", ["circle", "square", "triangle"], MODELS + "images/")
+    save_untrained_model("train-video.yaml", ["red-ball", "blue-box"], MODELS + "video/")
+    save_untrained_model("train-audio.yaml", ["no", "yes"], MODELS + "audio/")
+    return MODELS
+
+
+def _nightly_spec(output: str, **extra) -> object:
+    data = {
+        "version": 1, "kind": "score", "name": "nightly-media", "input": ARCHIVE, "output": output,
+        "incremental": True, "batch_size": 64,
+        "routes": [{"media": "image", "model": MODELS + "images/"},
+                   {"media": "video", "model": MODELS + "video/", "frames": {"every_seconds": 0.5}},
+                   {"media": "audio", "model": MODELS + "audio/"}],
+        **extra}
+    return parse_spec(data, "nightly.yaml")
+
+
+def _add_images(root: Path, start: int, count: int, seed: int = 0) -> None:
+    for i in range(start, start + count):
+        fmt = "PNG" if i % 3 else "JPEG"
+        folder = root / "images" / f"batch-{i // 250:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"img-{i:05d}.{'png' if fmt == 'PNG' else 'jpg'}").write_bytes(
+            media.image_bytes(fmt, size=(12, 12), seed=seed * 100_000 + i))
+
+
+def _sync(root: Path) -> None:
+    """Upload the local archive folder (unchanged files are skipped by ingest)."""
+    ingest_folder(root, ARCHIVE)
+
+
+def _read_all(output: str, table: str):
+    import pyarrow.dataset as pads
+
+    from jobs.storage import filesystem_for
+
+    location = parse_uri(output).as_prefix().join(table)
+    if not list(list_objects(location.uri)):
+        return []
+    dataset = pads.dataset(location.fs_path, filesystem=filesystem_for(location), format="parquet",
+                           partitioning="hive")
+    return dataset.to_table().to_pylist()
+
+
+def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            **kwargs)
+
+
+def _kill_when_scoring_has_staged_rows(proc: subprocess.Popen, output: str, run_date: str) -> None:
+    scored = f"{output}_staging/run_date={run_date}/scored/"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(o.uri.endswith(".parquet") for o in list_objects(scored)):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and anything it started in its group
+            proc.wait()
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the run ended (or never staged rows) before it could be killed: {proc.communicate()[0]}")
+
+
+def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_models, tmp_path):
+    output = "s3://it-nightly/scores/"
+    root = tmp_path / "archive"
+    _add_images(root, 0, 900)
+    (root / "video").mkdir()
+    for i, kind in enumerate(["red-ball", "blue-box", "green-stripes"]):
+        media_video.write_video(root / "video" / f"clip-{i}.mp4", kind, seconds=2, fps=8, size=(48, 36), seed=i)
+    (root / "audio").mkdir()
+    for i in range(3):
+        (root / "audio" / f"tone-{i}.wav").write_bytes(media_audio.tone_wav_bytes(300 + 200 * i, seconds=1.5))
+    (root / "bad").mkdir()
+    (root / "bad" / "corrupt.jpg").write_bytes(media.corrupt_jpeg_bytes())
+    (root / "bad" / "empty.png").write_bytes(b"")
+    (root / "bad" / "truncated.wav").write_bytes(media_audio.truncated_wav_bytes())
+    (root / "bad" / "not-a-video.mp4").write_bytes(b"plain text, not a video")
+    (root / "docs").mkdir()
+    (root / "docs" / "notes.txt").write_text("no route takes text")
+    (root / "docs" / "README").write_text("no extension")
+    _sync(root)
+
+    # Night 1: everything is new.
+    first = run_spec(_nightly_spec(output), run_date=NIGHTS[0])
+    listed_1 = 900 + 3 + 3 + 4 + 2
+    assert (first.listed, first.scored + first.errors, first.skipped) == (listed_1, listed_1 - 2, 2)
+    assert first.errors == 4, _read_all(output, "errors")
+
+    # Night 2: 400 new images, 15 changed, 10 deleted; killed while scoring, then re-run.
+    _add_images(root, 900, 400)
+    changed = sorted((root / "images").rglob("img-000[0-1]*"))[:15]
+    for path in changed:
+        path.write_bytes(media.image_bytes("PNG", size=(12, 12), seed=777 + changed.index(path)))
+    _sync(root)
+    deleted = [f"{ARCHIVE}images/batch-01/img-{i:05d}.{'png' if i % 3 else 'jpg'}" for i in range(300, 310)]
+    for uri in deleted:
+        location = parse_uri(uri)
+        s3_client().delete_object(Bucket=location.bucket, Key=location.key)
+    snapshot_before = current_snapshot(output)
+    spec_file = tmp_path / "nightly.yaml"
+    spec_file.write_text(json.dumps(json.loads(_nightly_spec(output).model_dump_json(exclude_none=True))))
+    killed = _run_cli(["run", str(spec_file), "--run-date", NIGHTS[1]], start_new_session=True)
+    _kill_when_scoring_has_staged_rows(killed, output, NIGHTS[1])
+    # Nothing of the killed night is visible; the ledger is as it was.
+    assert current_snapshot(output) == snapshot_before
+    assert not [r for r in _read_all(output, "predictions") if r["run_date"] == NIGHTS[1]]
+    rerun = _run_cli(["run", str(spec_file), "--run-date", NIGHTS[1]])
+    log = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, log
+    assert "finished by an earlier attempt" in log, log
+    again = _run_cli(["run", str(spec_file), "--run-date", NIGHTS[1]])
+    log = again.communicate(timeout=300)[0]
+    assert again.returncode == 0 and f"run date {NIGHTS[1]} was committed by run" in log, log
+    gone = {e.uri: e for e in read_ledger(current_snapshot(output)) if e.deleted_on}
+    assert set(gone) == set(deleted) and {e.deleted_on for e in gone.values()} == {NIGHTS[1]}
+    assert {e.run_date for e in gone.values()} == {NIGHTS[0]}  # where their rows are
+
+    # Night 3: a few more of each, and half of the deleted objects back as they were.
+    _add_images(root, 1300, 150)
+    media_video.write_video(root / "video" / "clip-3.mp4", "blue-box", seconds=2, fps=8, size=(48, 36), seed=9)
+    for uri in deleted[5:]:
+        (root / uri[len(ARCHIVE):]).unlink()
+    _sync(root)
+    third = run_spec(_nightly_spec(output), run_date=NIGHTS[2])
+    assert third.scored + third.errors == 151 and third.deleted == 0
+
+    # Exactly once: each version (uri, etag) of each object is in exactly one table row
+    # over all nights; the archive as it is now is covered in full.
+    predictions, errors = _read_all(output, "predictions"), _read_all(output, "errors")
+    skipped = _read_all(output, "skipped")
+    versions = Counter((r["uri"], r["etag"]) for r in predictions + errors + skipped)
+    assert max(versions.values()) == 1, [v for v, n in versions.items() if n > 1][:5]
+    now = {(o.uri, o.etag) for o in list_objects(ARCHIVE)}
+    assert now <= set(versions), sorted(now - set(versions))[:5]
+    assert len(versions) == len(now) + 15 + 5  # plus the old versions of changed and still-deleted objects
+    # The ledger knows every object once; the restored ones are listed again.
+    ledger = list(read_ledger(current_snapshot(output)))
+    assert len({e.uri for e in ledger}) == len(ledger) == len(now) + 5
+    assert {e.uri for e in ledger if e.deleted_on} == set(deleted[5:])
+    # Each night's summary matches its tables.
+    for night in NIGHTS:
+        rows = {name: [r for r in _read_all(output, name) if r["run_date"] == night]
+                for name in ("predictions", "errors", "skipped", "frames", "windows")}
+        run_id = rows["predictions"][0]["run_id"]
+        summary = json.loads(read_bytes(f"{output}runs/{run_id}/summary.json"))
+        assert summary["run_date"] == night
+        assert summary["tables"] == {name: len(found) for name, found in rows.items()}
+        per_media = Counter(r["modality"] for r in rows["predictions"])
+        assert {m: c["predicted"] for m, c in summary["counts"].items() if c["predicted"]} == dict(per_media)
+        assert exists(f"{output}runs/{run_id}/report.html")
+    night_2 = json.loads(read_bytes(f"{output}runs/{[r for r in predictions if r['run_date'] == NIGHTS[1]][0]['run_id']}"
+                                    "/summary.json"))
+    assert night_2["decisions"]["new"] == 400 and night_2["decisions"]["changed"] == 15
+    assert night_2["decisions"]["deleted"] == 10 and night_2["resumed"] > 0
+    night_3 = json.loads(read_bytes(third.summary_uri))
+    assert night_3["decisions"]["restored"] == 5 and night_3["decisions"]["new"] == 151
+    # The tables read with DuckDB too (from a local copy: DuckDB's S3 reader is an extension
+    # it downloads on first use, and tests download nothing; the README shows the S3 way).
+    import duckdb
+
+    copy = tmp_path / "scores"
+    for obj in list_objects(f"{output}predictions/"):
+        local = copy / obj.uri[len(output):]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(read_bytes(obj.uri))
+    counted = duckdb.connect().execute(
+        f"SELECT run_date, count(*), count(DISTINCT uri) FROM read_parquet('{copy}/predictions/*/*.parquet', "
+        "hive_partitioning = true) GROUP BY run_date ORDER BY run_date").fetchall()
+    assert {str(d): n for d, n, _ in counted} == dict(Counter(r["run_date"] for r in predictions))
+    assert all(n == distinct for _, n, distinct in counted)
