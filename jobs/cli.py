@@ -185,6 +185,30 @@ def _write_raw(text: str) -> None:
 
 
 @app.command()
+def report(
+    output: str = typer.Argument(..., help="The output URI of an incremental score job."),
+    run_date: Optional[str] = typer.Option(None, "--run-date", help="The run date, YYYY-MM-DD (default: the "
+                                                                    "latest committed)."),
+    open_: bool = typer.Option(False, "--open", help="Also save a local copy and open it in a browser."),
+) -> None:
+    """Render a nightly run's morning report again (runs/<run_id>/report.html) from its tables."""
+    from jobs.nightly import check_run_date
+    from jobs.report import rerender_report
+    from jobs.storage import read_bytes
+
+    date, uri = rerender_report(output, check_run_date(run_date) if run_date else None)
+    echo(f"report of {date}: {uri}")
+    if open_:
+        import tempfile
+        import webbrowser
+
+        local = Path(tempfile.gettempdir()) / f"mediajobs-report-{date}.html"
+        local.write_bytes(read_bytes(uri))
+        echo(f"local copy: {local}")
+        webbrowser.open(local.as_uri())
+
+
+@app.command()
 def demo(
     epochs: int = typer.Option(4, min=1, help="Training epochs."),
     images_per_class: int = typer.Option(150, min=10, help="Generated training images per class."),

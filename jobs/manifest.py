@@ -2,9 +2,11 @@
 
 Layout under `<output>/_manifest/`:
 
-    CURRENT                          the name of the current snapshot (written last)
-    snapshot-<run_id>/index.json     its parts in key order: file, first/last key, rows
-    snapshot-<run_id>/part-00000.parquet ...
+    CURRENT                                   the name of the current snapshot (written last)
+    snapshot-<date>-<run_id>/index.json       its parts in key order (file, first/last key,
+                                              rows) and what the run stored with them (the
+                                              committed run dates)
+    snapshot-<date>-<run_id>/part-00000.parquet ...
 
 A snapshot is the whole ledger sorted by object URI, cut into parts of at most
 `PART_ROWS` rows. Writing a new snapshot and then `CURRENT` makes a run's ledger update
@@ -24,14 +26,17 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 from jobs.errors import MediaJobsError
-from jobs.storage import StoredObject, exists, filesystem_for, parse_uri, read_bytes, write_bytes
+from jobs.storage import (StoredObject, delete_prefix, exists, filesystem_for, list_objects, parse_uri, read_bytes,
+                          write_bytes)
 
 __all__ = ["Decision", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "deleted_entry",
-           "ledger_schema", "merge_ledger", "read_ledger", "restored_entry", "snapshot_index", "write_snapshot"]
+           "ledger_schema", "merge_ledger", "prune_snapshots", "read_ledger", "restored_entry", "snapshot_index",
+           "write_snapshot"]
 
 MANIFEST_DIR = "_manifest"
 CURRENT = "CURRENT"
 PART_ROWS = 1_000_000  # ~40-60 MB of Parquet: a part fits comfortably in a driver's memory
+KEEP_SNAPSHOTS = 7  # the ledger of the last week's runs stays readable
 
 # Why an object is (not) scored in a run.
 NEW, CHANGED, OTHER_MODEL, RETRY, UNCHANGED = "new", "changed", "other-model", "retry", "unchanged"
@@ -235,6 +240,20 @@ def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], p
     write_bytes(snapshot.join("index.json").uri, json.dumps(index, indent=1).encode())
     write_bytes(manifest.join(CURRENT).uri, name.encode())  # the switch: last, one small object
     return snapshot.uri
+
+
+def prune_snapshots(output_uri: str, keep: int = KEEP_SNAPSHOTS) -> list[str]:
+    """Delete all but the newest `keep` snapshots (names sort by run date, then run id),
+    never the current one; returns the names deleted. Old snapshots are the ledger as it was
+    on earlier dates (for audits); at 10 million objects each is some hundreds of MB."""
+    manifest = parse_uri(output_uri).as_prefix().join(MANIFEST_DIR)
+    current = current_snapshot(output_uri)
+    names = sorted({o.uri[len(manifest.as_prefix().uri):].split("/", 1)[0]
+                    for o in list_objects(manifest.uri)} - {CURRENT})
+    doomed = [n for n in names[:-keep] if current is None or manifest.join(n).uri != current] if keep else []
+    for name in doomed:
+        delete_prefix(manifest.join(name).uri)
+    return doomed
 
 
 def deleted_entry(entry: LedgerEntry, run_date: str) -> LedgerEntry:

@@ -2,8 +2,8 @@
 
 Data flow of `mediajobs run nightly.yaml --run-date D` (a score spec with `incremental: true`):
 
-    lease `_lock.json` ─▶ CURRENT ledger snapshot ─▶ D committed already? stop (no-op)
-      ─▶ drop what an uncommitted attempt left visible (partitions of dates never committed)
+    lease `_lock.json` ─▶ CURRENT ledger snapshot ─▶ tidy: publish a committed date a kill
+      left unpublished; drop other uncommitted dates' staging ─▶ D committed? stop (no-op)
       ─▶ classify: the input listing (paged, key order) merge-joined with the ledger ─▶ per
          object: new / changed / other-model / retry → route by extension → todo; no route →
          skipped; unchanged → nothing; gone from the listing → deleted (its rows stay); back
@@ -11,13 +11,15 @@ Data flow of `mediajobs run nightly.yaml --run-date D` (a score spec with `incre
       ─▶ per route, the todo objects no earlier attempt of D finished ─▶ Ray Data: fetch +
          decode ─▶ classifier actors ─▶ Parquet under `_staging/run_date=D/scored/`
       ─▶ commit: the staged rows of every attempt of D, checked (each todo object once) ─▶
-         `predictions/ frames/ windows/ errors/ skipped/` `run_date=D/part-*.parquet`
-         ─▶ `runs/<run_id>/summary.json` + `report.html` ─▶ the new ledger snapshot and its
-         `CURRENT` pointer: the commit point ─▶ staging dropped, lease released.
+         the tables and summary.json staged under `_staging/run_date=D/final/` ─▶ the new
+         ledger snapshot and its `CURRENT` pointer: the commit point
+      ─▶ publish: `predictions/ frames/ windows/ errors/ skipped/` `run_date=D/part-*.parquet`,
+         then `runs/<run_id>/summary.json`, `report.html` ─▶ staging dropped, lease released.
 
-A run killed anywhere before the commit point leaves D uncommitted: the next run of D
-first deletes D's partitions (only a kill while publishing can have left any), then
-reuses every staged file an earlier attempt finished, scoring only the rest.
+Readers never see a row of an uncommitted run: tables become visible only after the commit
+point. A run killed before it leaves D uncommitted: the re-run reuses every staged file an
+earlier attempt finished and scores only the rest. A run killed while publishing leaves D
+committed with some tables not yet visible: the next run (of any date) publishes them first.
 """
 
 from __future__ import annotations
@@ -30,21 +32,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from jobs.errors import JobFailedError, MediaJobsError, UsageError
-from jobs.manifest import (CHANGED, DELETED, ERROR, NEW, OTHER_MODEL, PREDICTED, RESTORED, RETRY, SKIPPED, UNCHANGED,
-                           LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger, read_ledger,
-                           restored_entry, snapshot_index, write_snapshot)
+from jobs.manifest import (CHANGED, DELETED, NEW, OTHER_MODEL, RESTORED, RETRY, SKIPPED, UNCHANGED,
+                           LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger, prune_snapshots,
+                           read_ledger, restored_entry, snapshot_index, write_snapshot)
+from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, publish, route_tables,
+                                 skipped_table)
 from jobs.run_lock import LockHeldError, acquire_lease, release_lease, renew_lease
 from jobs.score_commit import PARTIAL
-from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
+from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, read_bytes, write_bytes
 
 STAGING = "_staging"
-TABLES = ("predictions", "frames", "windows", "errors", "skipped")
-DETAIL_TABLE = {"video": "frames", "audio": "windows"}  # per-example rows of multi-example media
+FINAL = "final"  # under a date's staging: its tables and summary, as they will be published
+SUMMARY = "summary.json"
 TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
-PART_ROWS = 1_000_000  # rows per published Parquet file
 LEASE_SECONDS = 10 * 60
 MEDIA_OF_TASK = {"image-classifier": "image", "video-classifier": "video", "audio-classifier": "audio"}
 
@@ -164,15 +165,15 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
     try:
         snapshot = current_snapshot(output.uri)
         committed = dict(snapshot_index(snapshot).get("committed", {}))
+        _tidy(output, committed, run_date, echo)
         if run_date in committed:
             echo(f"run date {run_date} was committed by run {committed[run_date]}; nothing to do "
-                 f"(summary: {output.join('runs', committed[run_date], 'summary.json').uri})")
+                 f"(summary: {output.join('runs', committed[run_date], SUMMARY).uri})")
             return NightlyResult(committed[run_date], run_date, committed=False)
         later = sorted(d for d in committed if d > run_date)
         if later:
             raise UsageError(f"--run-date: {run_date} is before the last committed run date {later[-1]}; "
-                                 "run dates move forward (objects it would score were scored on later dates)")
-        _drop_uncommitted(output, committed, run_date)
+                             "run dates move forward (objects it would score were scored on later dates)")
         echo(f"scoring {parse_uri(spec.input).as_prefix().uri} as of {run_date} (run {run_id}); routes: "
              + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
         night = _Night(spec, output, run_date, run_id, routes, echo)
@@ -182,24 +183,69 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
         result = night.commit(snapshot, committed, keeper, started)
     finally:
         keeper.release()
-    if result.error_rate > (spec.error_budget if spec.error_budget is not None else 1.0):
-        raise JobFailedError(f"error budget exceeded: {result.errors} of {result.scored + result.errors} scored "
-                             f"objects failed ({result.error_rate:.1%} > max_error_rate {spec.error_budget:.1%}); "
-                             f"the run was committed, see {result.tables.get('errors', '')} and {result.report_uri}")
     return result
 
 
-def _drop_uncommitted(output, committed: dict[str, str], run_date: str) -> None:
-    """Delete partitions and staging of dates never committed, except this date's staging
-    (what an earlier attempt finished is reused). Runs under the lease, so nothing is
-    writing there."""
+def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:
+    """The failure to raise once a committed run's summary has been shown, if it failed more
+    objects than `max_error_rate` allows (so a scheduler alerts); None within the budget."""
+    if not result.committed or spec.error_budget is None or result.error_rate <= spec.error_budget:
+        return None
+    return JobFailedError(f"error budget exceeded: {result.errors} of {result.scored + result.errors} scored objects "
+                          f"failed ({result.error_rate:.1%} > max_error_rate {spec.error_budget:.1%}); the run was "
+                          f"committed: see {result.tables['errors']}run_date={result.run_date}/ and "
+                          f"{result.report_uri or result.summary_uri}")
+
+
+def _tidy(output, committed: dict[str, str], run_date: str, echo) -> None:
+    """Before a run, under the lease (nothing else writes here): publish committed dates a
+    kill left unpublished; drop the staging of other uncommitted dates (run dates move
+    forward: they can never commit) and any partition of a date never committed. This
+    date's staging stays: what an earlier attempt finished is reused."""
+    staged = {_partition_date(o.uri) for o in list_objects(output.join(STAGING).uri)} - {None}
+    for date in sorted(staged):
+        if date in committed:
+            echo(f"run date {date} was committed by run {committed[date]} but not published in full (the run was "
+                 "stopped); publishing it now")
+            _publish_committed(output, date, committed[date], echo)
+        elif date != run_date:
+            delete_prefix(output.join(STAGING, f"run_date={date}").uri)
     for table in TABLES:
         dates = {_partition_date(o.uri) for o in list_objects(output.join(table).uri)}
         for date in sorted(d for d in dates if d and d not in committed):
             delete_prefix(output.join(table, f"run_date={date}").uri)
-    staged = {_partition_date(o.uri) for o in list_objects(output.join(STAGING).uri)}
-    for date in sorted(d for d in staged if d and d != run_date):
-        delete_prefix(output.join(STAGING, f"run_date={date}").uri)
+
+
+def _publish_committed(output, run_date: str, run_id: str, echo) -> str:
+    """Make a committed date's staged tables visible (`<table>/run_date=D/`), then its
+    summary (`runs/<run_id>/summary.json`, last: once it is there, so is every table), its
+    report, and drop its staging. Idempotent, so a publish cut short is finished by the
+    next run. Returns the report's URI ("" if it could not be drawn)."""
+    staging = output.join(STAGING, f"run_date={run_date}")
+    final = staging.join(FINAL).as_prefix()
+    fs = filesystem_for(output)
+    staged = sorted((o.uri[len(final.uri):] for o in list_objects(final.uri)), key=lambda name: name == SUMMARY)
+    for name in staged:  # "<table>/part-NNNNN.parquet", then "summary.json"
+        if name == SUMMARY:
+            target = output.join("runs", run_id, SUMMARY)
+        else:
+            table, file = name.split("/", 1)
+            target = output.join(table, f"run_date={run_date}", file)
+        if target.scheme == "file":
+            fs.create_dir(target.fs_path.rsplit("/", 1)[0], recursive=True)
+        fs.copy_file(final.join(name).fs_path, target.fs_path)  # S3: a server-side copy
+    report_uri = ""
+    if SUMMARY in staged:
+        try:
+            from jobs.report import read_run_tables, write_report
+
+            summary = json.loads(read_bytes(final.join(SUMMARY).uri))
+            report_uri = write_report(output.uri, summary, read_run_tables(output.uri, run_date))
+        except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
+            echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
+                 f"`mediajobs report {output.uri} --run-date {run_date}` tries again")
+    delete_prefix(staging.uri)
+    return report_uri
 
 
 def _partition_date(uri: str) -> str | None:
@@ -336,13 +382,16 @@ class _Night:
     # -- commit -----------------------------------------------------------------------------
 
     def commit(self, snapshot, committed: dict[str, str], keeper: _LeaseKeeper, started: float) -> NightlyResult:
+        """Stage the final tables and summary, commit (the new ledger snapshot), publish."""
         tables, updates = self._build_tables()
         keeper.check()
+        final = self.staging.join(FINAL)
+        delete_prefix(final.uri)  # what an attempt killed while staging its tables left
         rows = {}
         for name, table in tables.items():
             rows[name] = table.num_rows
             if table.num_rows:
-                _publish(table, self.output.join(name, f"run_date={self.run_date}"), self.fs)
+                publish(table, final.join(name), self.fs)
         errors = tables["errors"].num_rows
         scored = tables["predictions"].num_rows
         result = NightlyResult(
@@ -351,21 +400,16 @@ class _Night:
             resumed=self.resumed, error_rate=errors / (scored + errors) if scored + errors else 0.0,
             seconds=time.time() - started)
         result.tables = {name: self.output.join(name).uri + "/" for name in TABLES}
-        run_folder = self.output.join("runs", self.run_id)
-        result.summary_uri = run_folder.join("summary.json").uri
+        result.summary_uri = self.output.join("runs", self.run_id, "summary.json").uri
         summary = self._summary(result, tables, rows)
-        write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())
-        try:
-            from jobs.report import read_run_tables, write_report
-
-            result.report_uri = write_report(self.output.uri, summary, read_run_tables(self.output.uri, self.run_date))
-        except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
-            self.echo(f"warning: the report could not be written ({type(exc).__name__}: {exc})")
+        write_bytes(final.join(SUMMARY).uri, json.dumps(summary, indent=2).encode())
         keeper.check()
         ledger = merge_ledger(read_ledger(snapshot), sorted(updates, key=lambda e: e.uri))
         write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
             "run_id": self.run_id, "run_date": self.run_date, "committed": {**committed, self.run_date: self.run_id}})
-        delete_prefix(self.staging.uri)
+        # Committed. From here a kill is repaired by the next run of any date: it publishes first.
+        result.report_uri = _publish_committed(self.output, self.run_date, self.run_id, self.echo)
+        prune_snapshots(self.output.uri)
         return result
 
     def _build_tables(self):
@@ -401,8 +445,8 @@ class _Night:
         updates: list[LedgerEntry] = list(self.passthrough)
         for name, staged_rows in by_route.items():
             route = routes[name]
-            predictions, detail, errors, outcomes = _route_tables(route, staged_rows, wanted, self.run_id,
-                                                                  min(self.spec.top_k, len(route.class_names)))
+            predictions, detail, errors, outcomes = route_tables(route, staged_rows, wanted, self.run_id,
+                                                                 min(self.spec.top_k, len(route.class_names)))
             parts["predictions"].append(predictions)
             parts["errors"].append(errors)
             if detail is not None:
@@ -410,19 +454,8 @@ class _Night:
             for uri, (outcome, stage) in outcomes.items():
                 etag, size, _ = wanted[uri]
                 updates.append(LedgerEntry(uri, etag, size, route.model_id, self.run_id, self.run_date, outcome, stage))
-        skipped = [e for e in self.passthrough if e.outcome == SKIPPED]
-        parts["skipped"].append(pa.table({
-            "uri": pa.array([e.uri for e in skipped], pa.string()), "etag": pa.array([e.etag for e in skipped], pa.string()),
-            "size": pa.array([e.size for e in skipped], pa.int64()),
-            "reason": pa.array([e.stage for e in skipped], pa.string()),
-            "run_id": pa.array([self.run_id] * len(skipped), pa.string())}))
-        tables = {}
-        for name in TABLES:
-            schema = SCHEMAS[name]()
-            pieces = [t.select(schema.names).cast(schema) for t in parts.get(name, []) if t.num_rows]
-            tables[name] = (pa.concat_tables(pieces) if pieces else schema.empty_table())
-            if tables[name].num_rows:
-                tables[name] = tables[name].sort_by([(c, "ascending") for c in SORT_KEYS[name]])
+        parts["skipped"].append(skipped_table([e for e in self.passthrough if e.outcome == SKIPPED], self.run_id))
+        tables = assemble_tables(parts)
         return tables, updates
 
     def _check_accounting(self, wanted: dict, by_route: dict[str, list[dict]]) -> None:
@@ -447,7 +480,7 @@ class _Night:
                 counts.setdefault(media, {"predicted": 0, "errors": 0})[outcome] += 1
         seconds = max(result.seconds, 1e-9)
         budget = self.spec.error_budget
-        return {
+        summary = {
             "run_id": self.run_id, "run_date": self.run_date, "spec_name": self.spec.name,
             "input": self.spec.input, "output": self.output.uri,
             "started_at": _iso(time.time() - result.seconds), "finished_at": _iso(time.time()),
@@ -461,6 +494,7 @@ class _Night:
             "error_budget_exceeded": budget is not None and result.error_rate > budget,
             "tables": rows,
         }
+        return {key: summary[key] for key in SUMMARY_FIELDS}  # the documented order
 
 
 def _iso(when: float) -> str:
@@ -504,101 +538,4 @@ def TODO_SCHEMA():  # noqa: N802 - a schema constant, built lazily (pyarrow is i
     return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("reason", pa.string())])
 
 
-def _route_tables(route: RoutePlan, rows: list[dict], wanted: dict, run_id: str, k: int):
-    """predictions (one row per object), the detail table (frames/windows) and errors of one
-    route's staged rows, and each object's ledger outcome."""
-    import pyarrow as pa
-
-    examples: dict[str, list[dict]] = defaultdict(list)
-    warnings: dict[str, str] = {}
-    failures: dict[str, dict] = {}
-    for row in rows:
-        if row["error"] is None:
-            examples[row["uri"]].append(row)
-        elif row["stage"] == PARTIAL:
-            warnings[row["uri"]] = row["error"]
-        else:
-            failures[row["uri"]] = row
-    predictions = []
-    for uri, object_rows in examples.items():
-        label, score, top_labels, top_scores = _object_label(object_rows, route.class_names, k)
-        etag, size, _ = wanted[uri]
-        predictions.append({
-            "uri": uri, "etag": etag, "size": size, "modality": route.media, "route": route.name, "label": label,
-            "score": score, "top_labels": top_labels, "top_scores": top_scores, "examples": len(object_rows),
-            "seconds": _seconds(object_rows[0]), "warning": warnings.get(uri),
-            "model_id": route.model_id, "run_id": run_id})
-    errors = [{"uri": uri, "etag": wanted[uri][0], "size": wanted[uri][1], "modality": route.media,
-               "route": route.name, "stage": row["stage"], "error": row["error"], "seconds": _seconds(row),
-               "model_id": route.model_id, "run_id": run_id} for uri, row in failures.items()]
-    detail = None
-    if route.media in DETAIL_TABLE:
-        schema = SCHEMAS[DETAIL_TABLE[route.media]]()
-        detail = pa.Table.from_pylist([{**r, "run_id": run_id} for rs in examples.values() for r in rs],
-                                      schema=schema) if examples else None
-    outcomes = {uri: (PREDICTED, "") for uri in examples}
-    outcomes.update({uri: (ERROR, row["stage"]) for uri, row in failures.items()})
-    return (pa.Table.from_pylist(predictions, schema=SCHEMAS["predictions"]()),
-            detail, pa.Table.from_pylist(errors, schema=SCHEMAS["errors"]()), outcomes)
-
-
-def _object_label(rows: list[dict], class_names: list[str], k: int):
-    """One label per object: the majority of its examples' labels (ties broken by the mean
-    class scores); its score and top-k are the mean class scores. An image has one example."""
-    means = np.mean([np.asarray(r["probabilities"], dtype=np.float64) for r in rows], axis=0)
-    votes = np.bincount([int(np.argmax(r["probabilities"])) for r in rows], minlength=len(means))
-    tied = np.flatnonzero(votes == votes.max())
-    best = int(tied[np.argmax(means[tied])])
-    order = np.argsort(-means)[:k]
-    return (class_names[best], float(means[best]), [class_names[i] for i in order],
-            [float(means[i]) for i in order])
-
-
-def _seconds(row: dict) -> float | None:
-    try:
-        return json.loads(row.get("object_info") or "{}").get("seconds")
-    except ValueError:
-        return None
-
-
-def _publish(table, location, fs) -> None:
-    """The table as `part-NNNNN.parquet` files of at most PART_ROWS rows under `location`.
-
-    File names depend only on the row order, so publishing a date again replaces the files."""
-    import pyarrow.parquet as pq
-
-    if location.scheme == "file":
-        fs.create_dir(location.fs_path, recursive=True)
-    for i, start in enumerate(range(0, table.num_rows, PART_ROWS)):
-        pq.write_table(table.slice(start, PART_ROWS), f"{location.fs_path}/part-{i:05d}.parquet", filesystem=fs,
-                       compression="zstd")
-
-
-# The data contract: the columns of each table, in order (run_date is the partition folder).
-def _schemas():
-    import pyarrow as pa
-
-    prediction = [("label", pa.string()), ("score", pa.float32()), ("top_labels", pa.list_(pa.string())),
-                  ("top_scores", pa.list_(pa.float32()))]
-    return {
-        "predictions": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                                  ("modality", pa.string()), ("route", pa.string()), *prediction,
-                                  ("examples", pa.int32()), ("seconds", pa.float32()), ("warning", pa.string()),
-                                  ("model_id", pa.string()), ("run_id", pa.string())]),
-        "frames": pa.schema([("uri", pa.string()), ("frame_index", pa.int64()), ("timestamp_s", pa.float64()),
-                             *prediction, ("model_id", pa.string()), ("run_id", pa.string())]),
-        "windows": pa.schema([("uri", pa.string()), ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
-                              *prediction, ("model_id", pa.string()), ("run_id", pa.string())]),
-        "errors": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                             ("modality", pa.string()), ("route", pa.string()), ("stage", pa.string()),
-                             ("error", pa.string()), ("seconds", pa.float32()), ("model_id", pa.string()),
-                             ("run_id", pa.string())]),
-        "skipped": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                              ("reason", pa.string()), ("run_id", pa.string())]),
-    }
-
-
-SCHEMAS = {name: (lambda name=name: _schemas()[name]) for name in TABLES}
-SORT_KEYS = {"predictions": ["uri"], "frames": ["uri", "frame_index"], "windows": ["uri", "window_start_s"],
-             "errors": ["uri"], "skipped": ["uri"]}
-__all__ = ["NightlyResult", "SCHEMAS", "TABLES", "check_run_date", "plan_routes", "route_for", "run_incremental"]
+__all__ = ["NightlyResult", "check_run_date", "error_budget_exceeded", "plan_routes", "route_for", "run_incremental"]

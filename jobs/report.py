@@ -13,39 +13,23 @@ from __future__ import annotations
 import base64
 import html
 import io
-import logging
-import os
-import tempfile
-from dataclasses import dataclass
+import json
 from typing import TYPE_CHECKING
 
-from jobs.errors import StorageError
-from jobs.storage import describe_storage_error, filesystem_for, parse_uri, read_bytes, write_bytes
+from jobs.errors import UsageError
+from jobs.nightly_tables import TABLES
+from jobs.report_thumbnails import Thumbnail, has_rows, lowest_confidence_thumbnails, modality_rows
+from jobs.storage import exists, filesystem_for, parse_uri, read_bytes, write_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from PIL import Image
 
-log = logging.getLogger(__name__)
-
-TABLES = ("predictions", "frames", "windows", "errors", "skipped")
 MODALITIES = ("image", "video", "audio")  # display order; other modalities follow, sorted
 DECISIONS = ("new", "changed", "other-model", "retry", "unchanged", "deleted", "restored")
 EXAMPLE_NAMES = {"image": "images", "video": "frames", "audio": "windows"}
 SLOWEST_ROWS = 20
 MAX_ERROR_ROWS = 200
 MAX_BARS = 25  # beyond this a bar chart is unreadable: the rarest labels are summed as "other"
-
-
-@dataclass(frozen=True)
-class Thumbnail:
-    """A small PNG of one low-confidence item and what the model said about it."""
-
-    uri: str
-    label: str
-    score: float
-    png: bytes
-    detail: str  # where in the object: "image", or "frame 12 at 6.0 s"
 
 
 def read_run_tables(output_uri: str, run_date: str) -> dict[str, pa.Table]:
@@ -67,6 +51,33 @@ def read_run_tables(output_uri: str, run_date: str) -> dict[str, pa.Table]:
     return tables
 
 
+def rerender_report(output_uri: str, run_date: str | None = None) -> tuple[str, str]:
+    """Render again the report of the run that committed `run_date` (default: the latest
+    committed date) from its summary and its tables as they are now.
+
+    Returns:
+        (run date, report URI).
+
+    Raises:
+        UsageError: nothing was committed under `output_uri`, or not that date.
+    """
+    from jobs.manifest import current_snapshot, snapshot_index
+
+    committed = snapshot_index(current_snapshot(output_uri)).get("committed", {})
+    if not committed:
+        raise UsageError(f"{output_uri}: no committed incremental run here (no _manifest/CURRENT); give the "
+                         "output URI of a score job with incremental: true")
+    date = run_date or max(committed)
+    if date not in committed:
+        recent = ", ".join(sorted(committed)[-5:])
+        raise UsageError(f"--run-date: {date} has no committed run under {output_uri}; the latest: {recent}")
+    summary_uri = parse_uri(output_uri).join("runs", committed[date], "summary.json").uri
+    if not exists(summary_uri):
+        raise UsageError(f"{summary_uri} is missing; the run of {date} committed without it (deleted since?)")
+    summary = json.loads(read_bytes(summary_uri))
+    return date, write_report(output_uri, summary, read_run_tables(output_uri, date))
+
+
 def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table]) -> str:
     """Render the report with thumbnails and write it to `<output>/runs/<run_id>/report.html`.
 
@@ -82,144 +93,13 @@ def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table]) ->
 # --- thumbnails -------------------------------------------------------------------------------
 
 
-def lowest_confidence_thumbnails(tables: dict[str, pa.Table], n: int = 20, side: int = 128) -> list[Thumbnail]:
-    """Thumbnails of the `n` lowest-score images and video frames, by score ascending.
-
-    The `n` candidates are chosen first; one whose object cannot be fetched or decoded is
-    left out (and logged), so fewer than `n` may come back. Not backfilling keeps the cost
-    bounded when the store is unreachable. Each video is fetched once for all its frames.
-    """
-    candidates = _lowest_confidence_candidates(tables, n)
-    pngs: dict[int, bytes] = {}  # candidate position -> thumbnail PNG
-    frames_wanted: dict[str, list[int]] = {}  # video uri -> candidate positions
-    for position, item in enumerate(candidates):
-        if item["frame_index"] is None:
-            png = _image_thumbnail(item["uri"], side)
-            if png is not None:
-                pngs[position] = png
-        else:
-            frames_wanted.setdefault(item["uri"], []).append(position)
-    for uri, positions in frames_wanted.items():
-        decoded = _video_thumbnails(uri, {candidates[p]["frame_index"] for p in positions}, side)
-        pngs.update({p: decoded[candidates[p]["frame_index"]] for p in positions
-                     if candidates[p]["frame_index"] in decoded})
-    return [Thumbnail(item["uri"], item["label"] or "", item["score"], pngs[p], _detail(item))
-            for p, item in enumerate(candidates) if p in pngs]
-
-
-def _lowest_confidence_candidates(tables: dict[str, pa.Table], n: int) -> list[dict]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    schema = pa.schema([("uri", pa.string()), ("label", pa.string()), ("score", pa.float64()),
-                        ("frame_index", pa.int64()), ("timestamp_s", pa.float64())])
-    parts = []
-    images = _modality_rows(tables, "image")
-    if images is not None:
-        no_position = pa.nulls(images.num_rows)
-        parts.append(pa.table([images["uri"], images["label"], images["score"], no_position, no_position],
-                              names=schema.names).cast(schema))
-    if _has_rows(tables, "frames"):
-        parts.append(tables["frames"].select(schema.names).cast(schema))
-    if not parts:
-        return []
-    items = pa.concat_tables(parts).filter(pc.is_valid(pc.field("score")))
-    # uri and frame break ties, so the same run always shows the same thumbnails.
-    items = items.sort_by([("score", "ascending"), ("uri", "ascending"), ("frame_index", "ascending")])
-    return items.slice(0, n).to_pylist()
-
-
-def _fetch(uri: str) -> bytes | None:
-    try:
-        return read_bytes(uri)
-    except (OSError, StorageError) as exc:  # pyarrow raises OSError subclasses for missing/denied/network
-        log.warning("report: no thumbnail for %s: cannot fetch it (%s)", uri, describe_storage_error(exc))
-        return None
-
-
-def _image_thumbnail(uri: str, side: int) -> bytes | None:
-    from PIL import Image
-
-    data = _fetch(uri)
-    if data is None:
-        return None
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, far faster for large photos
-            return _thumbnail_png(image.convert("RGB"), side)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes; a decoder failure must not stop the report
-        log.warning("report: no thumbnail for %s: cannot decode it (%s: %s)", uri, type(exc).__name__, exc)
-        return None
-
-
-def _video_thumbnails(uri: str, frame_indices: set[int], side: int) -> dict[int, bytes]:
-    """Thumbnails of the wanted frames of one video, by frame index; frames that do not decode are missing."""
-    import cv2
-    from PIL import Image
-
-    data = _fetch(uri)
-    if data is None:
-        return {}
-    pngs = {}
-    # OpenCV cannot read a video from memory: it needs a file.
-    with tempfile.TemporaryDirectory(prefix="mediajobs-report-") as scratch:
-        path = os.path.join(scratch, "video" + os.path.splitext(uri)[1][:16])
-        with open(path, "wb") as local:
-            local.write(data)
-        # CAP_FFMPEG only: the default backends include CAP_IMAGES, which reads "%" in names as a pattern.
-        capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-        try:
-            for index in sorted(frame_indices):  # in file order: one forward pass
-                if not capture.isOpened() or (index and not capture.set(cv2.CAP_PROP_POS_FRAMES, index)):
-                    break
-                ok, frame = capture.read()
-                if ok:
-                    pngs[index] = _thumbnail_png(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), side)
-        except cv2.error as exc:
-            log.warning("report: cannot decode frames of %s (%s)", uri, exc)
-        finally:
-            capture.release()
-    if len(pngs) < len(frame_indices):
-        log.warning("report: no thumbnail for %d frame(s) of %s: they do not decode",
-                    len(frame_indices) - len(pngs), uri)
-    return pngs
-
-
-def _thumbnail_png(picture: Image.Image, side: int) -> bytes:
-    picture.thumbnail((side, side))  # keeps the aspect ratio; never enlarges
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _detail(item: dict) -> str:
-    if item["frame_index"] is None:
-        return "image"
-    at = f" at {item['timestamp_s']:.1f} s" if item["timestamp_s"] is not None else ""
-    return f"frame {item['frame_index']}{at}"
-
-
 # --- tables -----------------------------------------------------------------------------------
-
-
-def _has_rows(tables: dict[str, pa.Table], name: str) -> bool:
-    return name in tables and tables[name].num_rows > 0
-
-
-def _modality_rows(tables: dict[str, pa.Table], modality: str) -> pa.Table | None:
-    """The predictions of one modality, or None when there are none."""
-    import pyarrow.compute as pc
-
-    if not _has_rows(tables, "predictions"):
-        return None
-    rows = tables["predictions"].filter(pc.field("modality") == modality)
-    return rows if rows.num_rows else None
 
 
 def _modalities(summary: dict, tables: dict[str, pa.Table]) -> list[str]:
     found = {m for m, counts in (summary.get("counts") or {}).items() if isinstance(counts, dict)}
     for name in ("predictions", "errors"):
-        if _has_rows(tables, name):
+        if has_rows(tables, name):
             found.update(m for m in tables[name]["modality"].unique().to_pylist() if m)
     return [m for m in MODALITIES if m in found] + sorted(found - set(MODALITIES))
 
@@ -354,7 +234,7 @@ def _counts_section(summary: dict, modalities: list[str], tables: dict[str, pa.T
     counts, decisions = summary.get("counts") or {}, summary.get("decisions") or {}
     per_modality = [[m, counts.get(m, {}).get("predicted"), counts.get(m, {}).get("errors")] for m in modalities]
     skipped = f"<p>skipped: {_number(counts.get('skipped'))} objects</p>"
-    if _has_rows(tables, "skipped"):
+    if has_rows(tables, "skipped"):
         reasons = tables["skipped"]["reason"].value_counts().to_pylist()
         skipped += _table(["skip reason", "objects"], sorted(([r["values"], r["counts"]] for r in reasons),
                                                                key=lambda row: -row[1]))
@@ -365,7 +245,7 @@ def _counts_section(summary: dict, modalities: list[str], tables: dict[str, pa.T
 def _modality_section(modality: str, tables: dict[str, pa.Table]) -> str:
     import pyarrow.compute as pc
 
-    rows = _modality_rows(tables, modality)
+    rows = modality_rows(tables, modality)
     if rows is None:
         return _section(f"modality-{modality}", modality, '<p class="none">none: no predictions</p>')
     examples = pc.sum(rows["examples"]).as_py() or 0
@@ -382,7 +262,7 @@ def _slowest_section(tables: dict[str, pa.Table]) -> str:
 
     slowest = []
     for name, outcome in (("predictions", "scored"), ("errors", "failed")):
-        if _has_rows(tables, name):
+        if has_rows(tables, name):
             timed = tables[name].filter(pc.is_valid(pc.field("seconds")))
             slowest += [[row["uri"], row["modality"], outcome, round(float(row["seconds"]), 3)]
                         for row in _top_rows(timed, ["uri", "modality", "seconds"], [("seconds", "descending")],
@@ -393,7 +273,7 @@ def _slowest_section(tables: dict[str, pa.Table]) -> str:
 
 
 def _errors_section(summary: dict, tables: dict[str, pa.Table]) -> str:
-    if not _has_rows(tables, "errors"):
+    if not has_rows(tables, "errors"):
         return _section("errors", "Errors", _NONE)
     errors = tables["errors"]
     rows = _top_rows(errors, ["uri", "modality", "stage", "error"], [("stage", "ascending"), ("uri", "ascending")],

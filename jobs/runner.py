@@ -63,7 +63,7 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
 
 
 def _run_incremental(spec, run_date: str | None, echo: Callable[[str], None]):
-    from jobs.nightly import run_incremental
+    from jobs.nightly import error_budget_exceeded, run_incremental
 
     result = run_incremental(spec, run_date, echo=echo)
     if not result.committed:
@@ -77,4 +77,7 @@ def _run_incremental(spec, run_date: str | None, echo: Callable[[str], None]):
     echo(f"{'summary:':<12} {result.summary_uri}")
     if result.report_uri:
         echo(f"{'report:':<12} {result.report_uri}")
+    failure = error_budget_exceeded(result, spec)
+    if failure is not None:
+        raise failure
     return result

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.errors import MediaJobsError
 from jobs.manifest import (Decision, LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger,
-                           read_ledger, restored_entry, write_snapshot)
+                           prune_snapshots, read_ledger, restored_entry, write_snapshot)
 from jobs.storage import StoredObject, list_objects
 
 
@@ -70,6 +70,17 @@ def test_snapshot_round_trip_across_parts_and_the_current_pointer(tmp_path):
     assert current_snapshot(output) == second
     assert [e.etag for e in read_ledger(second)][:5] == ["e0", "e1", "e2", "x", "e4"]
     assert list(read_ledger(first)) == entries  # the old snapshot is untouched until cleaned up
+
+
+def test_pruning_keeps_the_newest_snapshots_and_always_the_current_one(tmp_path):
+    output = str(tmp_path / "out") + "/"
+    for date in ("2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"):
+        write_snapshot(output, f"snapshot-{date}-r", [_entry("a.jpg", etag=date)])
+    (tmp_path / "out" / "_manifest" / "CURRENT").write_text("snapshot-2026-11-21-r")  # e.g. rolled back by hand
+    assert prune_snapshots(output, keep=2) == ["snapshot-2026-11-20-r"]
+    assert sorted(p.name for p in (tmp_path / "out" / "_manifest").iterdir()) == [
+        "CURRENT", "snapshot-2026-11-21-r", "snapshot-2026-11-22-r", "snapshot-2026-11-23-r"]
+    assert [e.etag for e in read_ledger(current_snapshot(output))] == ["2026-11-21"]
 
 
 def test_a_snapshot_of_unsorted_entries_is_refused_before_it_becomes_current(tmp_path):

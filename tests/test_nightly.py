@@ -21,6 +21,7 @@ import media_audio
 import media_video
 from jobs.ingest import ingest_folder
 from jobs.manifest import current_snapshot, read_ledger
+from jobs.nightly_tables import SUMMARY_FIELDS
 from jobs.runner import run_spec
 from jobs.specs import load_spec, parse_spec
 from jobs.storage import exists, list_objects, parse_uri, read_bytes, s3_client, write_bytes
@@ -206,7 +207,7 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
                 for name in ("predictions", "errors", "skipped", "frames", "windows")}
         run_id = rows["predictions"][0]["run_id"]
         summary = json.loads(read_bytes(f"{output}runs/{run_id}/summary.json"))
-        assert summary["run_date"] == night
+        assert summary["run_date"] == night and list(summary) == list(SUMMARY_FIELDS)
         assert summary["tables"] == {name: len(found) for name, found in rows.items()}
         per_media = Counter(r["modality"] for r in rows["predictions"])
         assert {m: c["predicted"] for m, c in summary["counts"].items() if c["predicted"]} == dict(per_media)
@@ -231,3 +232,71 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
         "hive_partitioning = true) GROUP BY run_date ORDER BY run_date").fetchall()
     assert {str(d): n for d, n, _ in counted} == dict(Counter(r["run_date"] for r in predictions))
     assert all(n == distinct for _, n, distinct in counted)
+
+
+def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monkeypatch):
+    """Over the budget: committed anyway, exit 1 with a summary; stopped after the commit
+    point: published by the next run; a run while another holds the lease: refused, exit 3;
+    a date before the last committed one: exit 2; the report re-rendered from the CLI."""
+    import jobs.nightly as nightly
+    from jobs.errors import UsageError
+    from jobs.manifest import snapshot_index
+    from jobs.run_lock import acquire_lease, release_lease
+
+    archive, output = "s3://it-nightly/small/", "s3://it-nightly/small-scores/"
+    for i in range(3):
+        write_bytes(f"{archive}ok-{i}.png", media.image_bytes("PNG", size=(12, 12), seed=i))
+    write_bytes(f"{archive}broken.jpg", media.corrupt_jpeg_bytes())
+    spec_file = tmp_path / "small.yaml"
+    spec = {"version": 1, "kind": "score", "name": "small-nightly", "input": archive, "output": output,
+            "incremental": True, "max_error_rate": 0.1, "routes": [{"media": "image", "model": MODELS + "images/"}]}
+    spec_file.write_text(json.dumps(spec))
+
+    over = _run_cli(["run", str(spec_file), "--run-date", "2026-11-20"])
+    log = over.communicate(timeout=300)[0]
+    assert over.returncode == 1, log
+    assert "error budget exceeded: 1 of 4 scored objects failed (25.0% > max_error_rate 10.0%)" in log, log
+    summary = json.loads(read_bytes(log.split("summary:", 1)[1].split()[0]))
+    assert (summary["error_budget_exceeded"], summary["tables"]["predictions"], summary["tables"]["errors"]) == (
+        True, 3, 1)
+    assert list(summary) == list(SUMMARY_FIELDS)
+    assert len(_read_all(output, "predictions")) == 3  # committed all the same
+
+    # Stopped right after the commit point, before publishing: committed, nothing visible;
+    # the next run publishes it first.
+    write_bytes(f"{archive}ok-3.png", media.image_bytes("PNG", size=(12, 12), seed=3))
+
+    class Stopped(Exception):
+        pass
+
+    def stopped(*args):
+        raise Stopped()
+
+    monkeypatch.setattr(nightly, "_publish_committed", stopped)
+    with pytest.raises(Stopped):
+        run_spec(parse_spec(spec, "small.yaml"), run_date="2026-11-21")
+    monkeypatch.undo()
+    assert "2026-11-21" in snapshot_index(current_snapshot(output))["committed"]
+    assert len(_read_all(output, "predictions")) == 3
+
+    lease = acquire_lease(output, "someone-else", ttl_seconds=60)
+    try:
+        held = _run_cli(["run", str(spec_file), "--run-date", "2026-11-21"])
+        log = held.communicate(timeout=300)[0]
+        assert held.returncode == 3 and "someone-else" in log, log
+    finally:
+        release_lease(lease)
+
+    finish = _run_cli(["run", str(spec_file), "--run-date", "2026-11-21"])
+    log = finish.communicate(timeout=300)[0]
+    assert finish.returncode == 0 and "not published in full" in log and "nothing to do" in log, log
+    assert Counter(r["run_date"] for r in _read_all(output, "predictions")) == {"2026-11-20": 3, "2026-11-21": 1}
+
+    with pytest.raises(UsageError, match="before the last committed run date 2026-11-21"):
+        run_spec(parse_spec(spec, "small.yaml"), run_date="2026-11-19")
+
+    shown = _run_cli(["report", output, "--run-date", "2026-11-20"])
+    log = shown.communicate(timeout=300)[0]
+    assert shown.returncode == 0 and "report of 2026-11-20:" in log, log
+    page = read_bytes(log.split("report of 2026-11-20:", 1)[1].split()[0]).decode()
+    assert page.count("data:image/png;base64,") >= 3 and "broken.jpg" in page  # charts, thumbnails, errors

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import jobs.report as report
+import jobs.report_thumbnails as thumbnails_module
 import media
 import media_video
 from jobs.report import Thumbnail, lowest_confidence_thumbnails, read_run_tables, render_report, write_report
@@ -154,13 +154,13 @@ def test_read_run_tables_leaves_out_missing_tables_and_other_dates(tmp_path):
 
 def test_thumbnails_are_lowest_scores_first_with_video_frames_and_skip_unreadable_objects(run, monkeypatch):
     fetched = []
-    real_read_bytes = report.read_bytes
+    real_read_bytes = thumbnails_module.read_bytes
 
     def counting_read_bytes(uri):  # a spy: the real local read, counted
         fetched.append(uri)
         return real_read_bytes(uri)
 
-    monkeypatch.setattr(report, "read_bytes", counting_read_bytes)
+    monkeypatch.setattr(thumbnails_module, "read_bytes", counting_read_bytes)
 
     thumbnails = lowest_confidence_thumbnails(run["tables"], n=6, side=16)
 
