@@ -22,7 +22,8 @@ _USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
 def _unknown_choice(what: str, value: str, valid: Sequence[str]) -> str:
     close = difflib.get_close_matches(value, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ";"
-    return f"unknown {what} {value!r}{hint} valid {what}s: {', '.join(valid)}"
+    plural = what if what == "media" else f"{what}s"  # media is plural already
+    return f"unknown {what} {value!r}{hint} valid {plural}: {', '.join(valid)}"
 
 
 def _describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mapping[str, type[BaseModel]]) -> str:
@@ -64,15 +65,20 @@ def _unknown_field(root: type[BaseModel], loc: _Loc, kinds: Mapping[str, type[Ba
 
 
 def _model_at(root: type[BaseModel], loc: _Loc) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = root
+    model: Any = root
     for part in loc:
-        field = model.model_fields.get(part) if model and isinstance(part, str) else None
+        if isinstance(part, int) and get_origin(model) is list:  # an item of a list of sections (routes[0])
+            model = get_args(model)[0]
+            continue
+        field = model.model_fields.get(part) if _is_model(model) and isinstance(part, str) else None
         if field is None:
             return None
         model = _unwrap(field.annotation)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            model = None
-    return model
+    return model if _is_model(model) else None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _field_at(root: type[BaseModel], loc: _Loc) -> FieldInfo | None:

@@ -59,6 +59,13 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
     for name, uri in result.tables.items():
         echo(f"{name + ':':<12} {uri}")
     echo(f"{'summary:':<12} {result.summary_uri}")
+    budget, scored = spec.error_budget, result.predicted + result.errors
+    if budget is not None and scored and result.errors / scored > budget:
+        from jobs.errors import JobFailedError
+
+        raise JobFailedError(f"error budget exceeded: {result.errors} of {scored} objects failed "
+                             f"({result.errors / scored:.1%} > max_error_rate {budget:.1%}); the tables were "
+                             f"written, see {result.errors_uri}")
     return result
 
 

@@ -172,9 +172,9 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
     log = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, log
     assert "finished by an earlier attempt" in log, log
-    again = _run_cli(["run", str(spec_file), "--run-date", NIGHTS[1]])
-    log = again.communicate(timeout=300)[0]
-    assert again.returncode == 0 and f"run date {NIGHTS[1]} was committed by run" in log, log
+    said = []
+    again = run_spec(_nightly_spec(output), run_date=NIGHTS[1], echo=said.append)
+    assert not again.committed and f"run date {NIGHTS[1]} was committed by run" in said[-1], said
     gone = {e.uri: e for e in read_ledger(current_snapshot(output)) if e.deleted_on}
     assert set(gone) == set(deleted) and {e.deleted_on for e in gone.values()} == {NIGHTS[1]}
     assert {e.run_date for e in gone.values()} == {NIGHTS[0]}  # where their rows are
@@ -241,7 +241,7 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
     import jobs.nightly as nightly
     from jobs.errors import UsageError
     from jobs.manifest import snapshot_index
-    from jobs.run_lock import acquire_lease, release_lease
+    from jobs.run_lock import LockHeldError, acquire_lease, release_lease
 
     archive, output = "s3://it-nightly/small/", "s3://it-nightly/small-scores/"
     for i in range(3):
@@ -281,15 +281,15 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
 
     lease = acquire_lease(output, "someone-else", ttl_seconds=60)
     try:
-        held = _run_cli(["run", str(spec_file), "--run-date", "2026-11-21"])
-        log = held.communicate(timeout=300)[0]
-        assert held.returncode == 3 and "someone-else" in log, log
+        with pytest.raises(LockHeldError, match="another run \\(someone-else on ") as held:
+            run_spec(parse_spec(spec, "small.yaml"), run_date="2026-11-21")
+        assert held.value.exit_code == 3
     finally:
         release_lease(lease)
 
-    finish = _run_cli(["run", str(spec_file), "--run-date", "2026-11-21"])
-    log = finish.communicate(timeout=300)[0]
-    assert finish.returncode == 0 and "not published in full" in log and "nothing to do" in log, log
+    said = []
+    run_spec(parse_spec(spec, "small.yaml"), run_date="2026-11-21", echo=said.append)
+    assert any("not published in full" in line for line in said) and "nothing to do" in said[-1], said
     assert Counter(r["run_date"] for r in _read_all(output, "predictions")) == {"2026-11-20": 3, "2026-11-21": 1}
 
     with pytest.raises(UsageError, match="before the last committed run date 2026-11-21"):

@@ -465,3 +465,46 @@ def test_generate_and_stylize_specs():
     assert "model: credentials do not belong in a URI" in spec_error({**stylize, "model": "https://u:pw@hub/x"})
     assert "pw" not in spec_error({**stylize, "model": "https://u:pw@hub/x"})
     assert "unknown kind 'stylise'; did you mean 'stylize'?" in spec_error({**stylize, "kind": "stylise"})
+
+
+# --- incremental and mixed-media score specs ------------------------------------------------------
+
+NIGHTLY = with_changes(MINIMAL_SCORE, incremental=True)
+ROUTED = {k: v for k, v in NIGHTLY.items() if k not in ("task", "model")} | {
+    "routes": [{"media": "image", "model": "s3://models/cnn/"}, {"media": "video", "model": "s3://models/video/"}]}
+
+
+def test_the_error_budget_defaults_to_five_percent_for_incremental_jobs_only():
+    assert parse_spec(MINIMAL_SCORE).error_budget is None
+    assert parse_spec(NIGHTLY).error_budget == 0.05
+    assert parse_spec(with_changes(NIGHTLY, max_error_rate=0)).error_budget == 0
+    assert parse_spec(with_changes(MINIMAL_SCORE, max_error_rate=0.2)).error_budget == 0.2
+    assert "max_error_rate" in spec_error(with_changes(NIGHTLY, max_error_rate=1.5), "specs/s.yaml")
+
+
+def test_routes_resolve_tasks_names_and_default_extensions():
+    spec = parse_spec(ROUTED)
+    assert [(r.route_name, r.task) for r in spec.routes] == [("image", "image-classifier"),
+                                                             ("video", "video-classifier")]
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"incremental": False}, "routes: a mixed-media archive is scored incrementally; add incremental: true"),
+    ({"routes": []}, "routes: must list at least one route"),
+    ({"routes": [{"media": "image", "model": "s3://m/a/"}, {"media": "image", "model": "s3://m/b/"}]},
+     "route names must differ (image used twice); give each route a name"),
+    ({"routes": [{"media": "image", "model": "s3://m/a/", "name": "photos", "extensions": [".jpg"]},
+                 {"media": "image", "model": "s3://m/b/", "name": "scans", "extensions": [".JPG", ".png"]}]},
+     ".JPG is taken by routes photos and scans; list it under one route's extensions"),
+    ({"routes": [{"media": "audio", "model": "s3://m/a/", "frames": {"every_seconds": 1}}]},
+     "frames applies to media: video only (this route's media is audio); delete it"),
+    ({"routes": [{"media": "vidoe", "model": "s3://m/a/"}]},
+     "routes[0].media: unknown media 'vidoe'; did you mean 'video'? valid media: image, video, audio"),
+])
+def test_bad_routes_are_refused_naming_the_field_and_the_fix(change, expected):
+    assert expected in spec_error(with_changes(ROUTED, **change), "specs/nightly.yaml")
+
+
+def test_annotated_videos_are_not_written_by_incremental_runs():
+    video = with_changes(NIGHTLY, task="video-classifier", annotate=True)
+    assert "annotate: annotated videos are not written by incremental runs" in spec_error(video, "specs/v.yaml")

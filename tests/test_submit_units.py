@@ -57,6 +57,16 @@ def test_plan_ships_switches_and_metadata_but_never_a_secret():
     assert not any(secret in everything for secret in ("AKIAEXAMPLE", "very-secret", "session-secret", "ray-secret"))
 
 
+def test_an_incremental_job_scores_as_of_its_submission_date_and_ships_its_routes():
+    import yaml
+
+    spec = load_spec(EXAMPLES / "score-nightly.yaml")
+    plan = plan_submission(spec, NIGHT, environ={})
+    assert plan.entrypoint == "python -m jobs.cli run spec.yaml --run-date 2026-11-21"
+    assert plan.metadata["mediajobs.task"] == "image-classifier,video-classifier,audio-classifier"
+    assert parse_spec(yaml.safe_load(plan.spec_yaml)) == spec
+
+
 def test_the_shipped_spec_is_the_validated_spec():
     import yaml
 

@@ -1,0 +1,63 @@
+"""The data contract of incremental score jobs: the Parquet schemas of every table, the
+ledger and summary.json are pinned here, and the README documents each column. A change
+that breaks readers must change this file, on purpose. No Ray, no storage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from jobs.manifest import ledger_schema
+from jobs.nightly_tables import SCHEMAS, SUMMARY_FIELDS, TABLES
+
+README = Path(__file__).parents[1] / "README.md"
+PREDICTION = "label: string, score: float, top_labels: list<string>, top_scores: list<float>"
+PINNED = {
+    "predictions": "uri: string, etag: string, size: int64, modality: string, route: string, " + PREDICTION
+                   + ", examples: int32, seconds: float, warning: string, model_id: string, run_id: string",
+    "frames": "uri: string, frame_index: int64, timestamp_s: double, " + PREDICTION + ", model_id: string, "
+              "run_id: string",
+    "windows": "uri: string, window_start_s: double, window_end_s: double, " + PREDICTION + ", model_id: string, "
+               "run_id: string",
+    "errors": "uri: string, etag: string, size: int64, modality: string, route: string, stage: string, "
+              "error: string, seconds: float, model_id: string, run_id: string",
+    "skipped": "uri: string, etag: string, size: int64, reason: string, run_id: string",
+    "manifest": "uri: string, etag: string, size: int64, model_id: string, run_id: string, run_date: string, "
+                "outcome: string, stage: string, deleted_on: string",
+}
+PINNED_SUMMARY = ("run_id run_date spec_name input output started_at finished_at seconds listed objects_per_s counts "
+                  "skipped resumed decisions model_ids error_rate max_error_rate error_budget_exceeded tables").split()
+
+
+def _described(schema) -> str:
+    return ", ".join(f"{f.name}: {str(f.type).replace('<item: ', '<').replace('<element: ', '<')}" for f in schema)
+
+
+def _schemas() -> dict:
+    return {**{name: SCHEMAS[name]() for name in TABLES}, "manifest": ledger_schema()}
+
+
+@pytest.mark.parametrize("table", [*TABLES, "manifest"])
+def test_table_schemas_are_pinned(table):
+    assert _described(_schemas()[table]) == PINNED[table]
+
+
+def test_summary_fields_are_pinned():
+    assert list(SUMMARY_FIELDS) == PINNED_SUMMARY
+
+
+def _contract_section() -> str:
+    text = README.read_text()
+    start = text.index("### Data contract")
+    return text[start: text.index("\n## ", start)]
+
+
+@pytest.mark.parametrize("table", [*TABLES, "manifest", "summary"])
+def test_the_readme_documents_every_column(table):
+    rows = [line for line in _contract_section().splitlines() if line.startswith(f"| `{table}")]
+    assert rows, f"README's data contract has no row for {table}"
+    documented = set(re.findall(r"`([a-z_]+)`", rows[0])) - {table}
+    columns = PINNED_SUMMARY if table == "summary" else [f.name for f in _schemas()[table]]
+    assert set(columns) <= documented, sorted(set(columns) - documented)
