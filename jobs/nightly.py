@@ -95,7 +95,10 @@ def plan_routes(spec) -> list[RoutePlan]:
     plans = []
     for i, (name, media, task_name, model, extensions, section) in enumerate(wanted):
         where = f"routes[{i}].model" if routes else "model"
-        metadata = read_model_metadata(model)
+        try:
+            metadata = read_model_metadata(model)
+        except MediaJobsError as exc:  # it says "model: ..."; name the route's field
+            raise MediaJobsError(where + exc.message.removeprefix("model")) from None
         if metadata.get("task") != task_name:
             raise MediaJobsError(f"{where}: the model at {model} was trained for task {metadata.get('task')!r}, "
                                  f"not {task_name!r} (media: {media})")

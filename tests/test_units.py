@@ -161,3 +161,15 @@ def test_root_cause_names_the_innermost_error_without_ray_retry_advice():
         assert root_cause(outer) == ("OSError: When initiating multiple part upload: AWS Error SLOW_DOWN "
                                      "(Failed to write s3://b/x.parquet after 10/10 attempts (total backoff 40.2s).)")
     assert root_cause(ValueError("first\nlast line says it")) == "ValueError: last line says it"
+
+
+def test_a_missing_route_model_names_the_route_field(tmp_path):
+    from jobs.errors import MediaJobsError
+    from jobs.nightly import plan_routes
+    from jobs.specs import parse_spec
+
+    spec = parse_spec({"version": 1, "kind": "score", "name": "n", "input": f"{tmp_path}/in/",
+                       "output": f"{tmp_path}/out/", "incremental": True,
+                       "routes": [{"media": "audio", "model": f"{tmp_path}/no-model/"}]})
+    with pytest.raises(MediaJobsError, match=r"^routes\[0\]\.model: no exported model at "):
+        plan_routes(spec)
