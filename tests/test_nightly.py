@@ -127,7 +127,7 @@ def _kill_when_scoring_has_staged_rows(proc: subprocess.Popen, output: str, run_
 def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_models, tmp_path):
     output = "s3://it-nightly/scores/"
     root = tmp_path / "archive"
-    _add_images(root, 0, 900)
+    _add_images(root, 0, 1800)
     (root / "video").mkdir()
     for i, kind in enumerate(["red-ball", "blue-box", "green-stripes"]):
         media_video.write_video(root / "video" / f"clip-{i}.mp4", kind, seconds=2, fps=8, size=(48, 36), seed=i)
@@ -146,12 +146,12 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
 
     # Night 1: everything is new.
     first = run_spec(_nightly_spec(output), run_date=NIGHTS[0])
-    listed_1 = 900 + 3 + 3 + 4 + 2
+    listed_1 = 1800 + 3 + 3 + 4 + 2
     assert (first.listed, first.scored + first.errors, first.skipped) == (listed_1, listed_1 - 2, 2)
     assert first.errors == 4, _read_all(output, "errors")
 
-    # Night 2: 400 new images, 15 changed, 10 deleted; killed while scoring, then re-run.
-    _add_images(root, 900, 400)
+    # Night 2: 600 new images, 15 changed, 10 deleted; killed while scoring, then re-run.
+    _add_images(root, 1800, 600)
     changed = sorted((root / "images").rglob("img-000[0-1]*"))[:15]
     for path in changed:
         path.write_bytes(media.image_bytes("PNG", size=(12, 12), seed=777 + changed.index(path)))
@@ -180,13 +180,13 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
     assert {e.run_date for e in gone.values()} == {NIGHTS[0]}  # where their rows are
 
     # Night 3: a few more of each, and half of the deleted objects back as they were.
-    _add_images(root, 1300, 150)
+    _add_images(root, 2400, 200)
     media_video.write_video(root / "video" / "clip-3.mp4", "blue-box", seconds=2, fps=8, size=(48, 36), seed=9)
     for uri in deleted[5:]:
         (root / uri[len(ARCHIVE):]).unlink()
     _sync(root)
     third = run_spec(_nightly_spec(output), run_date=NIGHTS[2])
-    assert third.scored + third.errors == 151 and third.deleted == 0
+    assert third.scored + third.errors == 201 and third.deleted == 0
 
     # Exactly once: each version (uri, etag) of each object is in exactly one table row
     # over all nights; the archive as it is now is covered in full.
@@ -214,10 +214,10 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
         assert exists(f"{output}runs/{run_id}/report.html")
     night_2 = json.loads(read_bytes(f"{output}runs/{[r for r in predictions if r['run_date'] == NIGHTS[1]][0]['run_id']}"
                                     "/summary.json"))
-    assert night_2["decisions"]["new"] == 400 and night_2["decisions"]["changed"] == 15
+    assert night_2["decisions"]["new"] == 600 and night_2["decisions"]["changed"] == 15
     assert night_2["decisions"]["deleted"] == 10 and night_2["resumed"] > 0
     night_3 = json.loads(read_bytes(third.summary_uri))
-    assert night_3["decisions"]["restored"] == 5 and night_3["decisions"]["new"] == 151
+    assert night_3["decisions"]["restored"] == 5 and night_3["decisions"]["new"] == 201
     # The tables read with DuckDB too (from a local copy: DuckDB's S3 reader is an extension
     # it downloads on first use, and tests download nothing; the README shows the S3 way).
     import duckdb
