@@ -17,32 +17,13 @@ from PIL import Image
 import jobs.report_thumbnails as thumbnails_module
 import media
 import media_video
+from jobs.nightly_tables import SCHEMAS as CONTRACT
 from jobs.report import Thumbnail, lowest_confidence_thumbnails, read_run_tables, render_report, write_report
 
 RUN_DATE = "2026-11-21"
 RUN_ID = "run-20261121-abc"
 PNG_TAG = '<img src="data:image/png;base64,'
-TOP = pa.list_(pa.string())
-TOP_SCORES = pa.list_(pa.float32())
-SCHEMAS = {
-    "predictions": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                              ("modality", pa.string()), ("route", pa.string()), ("label", pa.string()),
-                              ("score", pa.float32()), ("top_labels", TOP), ("top_scores", TOP_SCORES),
-                              ("examples", pa.int32()), ("seconds", pa.float32()), ("warning", pa.string()),
-                              ("model_id", pa.string()), ("run_id", pa.string())]),
-    "frames": pa.schema([("uri", pa.string()), ("frame_index", pa.int64()), ("timestamp_s", pa.float64()),
-                         ("label", pa.string()), ("score", pa.float32()), ("top_labels", TOP),
-                         ("top_scores", TOP_SCORES), ("model_id", pa.string()), ("run_id", pa.string())]),
-    "windows": pa.schema([("uri", pa.string()), ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
-                          ("label", pa.string()), ("score", pa.float32()), ("top_labels", TOP),
-                          ("top_scores", TOP_SCORES), ("model_id", pa.string()), ("run_id", pa.string())]),
-    "errors": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                         ("modality", pa.string()), ("route", pa.string()), ("stage", pa.string()),
-                         ("error", pa.string()), ("seconds", pa.float32()), ("model_id", pa.string()),
-                         ("run_id", pa.string())]),
-    "skipped": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                          ("reason", pa.string()), ("run_id", pa.string())]),
-}
+SCHEMAS = {name: schema() for name, schema in CONTRACT.items()}  # the tables as a nightly run publishes them
 SCRIPT_ERROR = "decode failed: <script>alert('x')</script>"
 
 
