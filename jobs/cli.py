@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import traceback
+import webbrowser
 from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
@@ -47,7 +49,7 @@ def run(
                                                                     "of, YYYY-MM-DD (default today, UTC)."),
 ) -> None:
     """Run a job spec (train, score, generate or stylize) with this process as the Ray driver."""
-    from jobs.nightly import check_run_date
+    from jobs.nightly_routes import check_run_date
     from jobs.runner import run_spec
     from jobs.specs import load_spec
 
@@ -192,16 +194,13 @@ def report(
     open_: bool = typer.Option(False, "--open", help="Also save a local copy and open it in a browser."),
 ) -> None:
     """Render a nightly run's morning report again (runs/<run_id>/report.html) from its tables."""
-    from jobs.nightly import check_run_date
+    from jobs.nightly_routes import check_run_date
     from jobs.report import rerender_report
     from jobs.storage import read_bytes
 
     date, uri = rerender_report(output, check_run_date(run_date) if run_date else None)
     echo(f"report of {date}: {uri}")
     if open_:
-        import tempfile
-        import webbrowser
-
         local = Path(tempfile.gettempdir()) / f"mediajobs-report-{date}.html"
         local.write_bytes(read_bytes(uri))
         echo(f"local copy: {local}")

@@ -24,44 +24,26 @@ committed with some tables not yet visible: the next run (of any date) publishes
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from jobs.errors import JobFailedError, MediaJobsError, UsageError
+from jobs.errors import JobFailedError, UsageError
 from jobs.manifest import (CHANGED, DELETED, NEW, OTHER_MODEL, RESTORED, RETRY, SKIPPED, UNCHANGED,
                            LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger, prune_snapshots,
                            read_ledger, restored_entry, snapshot_index, write_snapshot)
+from jobs.nightly_publish import FINAL, STAGING, SUMMARY, publish_committed, tidy
+from jobs.nightly_routes import RoutePlan, check_run_date, plan_routes, route_for
 from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, publish, route_tables,
                                  skipped_table)
-from jobs.run_lock import LockHeldError, acquire_lease, release_lease, renew_lease
+from jobs.run_lock import LeaseKeeper
 from jobs.score_commit import PARTIAL
-from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, read_bytes, write_bytes
+from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
 
-STAGING = "_staging"
-FINAL = "final"  # under a date's staging: its tables and summary, as they will be published
-SUMMARY = "summary.json"
 TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
 LEASE_SECONDS = 10 * 60
-MEDIA_OF_TASK = {"image-classifier": "image", "video-classifier": "video", "audio-classifier": "audio"}
-
-
-@dataclass
-class RoutePlan:
-    """A route, resolved: the model's metadata and the task object that decodes for it."""
-
-    name: str
-    media: str
-    task_name: str
-    model_uri: str
-    model_id: str
-    class_names: list[str]
-    extensions: tuple[str, ...]
-    task: object = field(repr=False)
 
 
 @dataclass
@@ -83,77 +65,6 @@ class NightlyResult:
     tables: dict[str, str] = field(default_factory=dict)
 
 
-def plan_routes(spec) -> list[RoutePlan]:
-    """The spec's routes (a single-task spec is one route), with their models checked."""
-    from jobs.model_store import read_model_metadata
-    from jobs.task_config import task_config_from_metadata
-    from tasks import get_task
-
-    routes = getattr(spec, "routes", None)
-    wanted = ([(r.route_name, r.media, r.task, r.model, r.extensions, r) for r in routes] if routes else
-              [(MEDIA_OF_TASK[spec.task], MEDIA_OF_TASK[spec.task], spec.task, spec.model, None, spec)])
-    plans = []
-    for i, (name, media, task_name, model, extensions, section) in enumerate(wanted):
-        where = f"routes[{i}].model" if routes else "model"
-        try:
-            metadata = read_model_metadata(model)
-        except MediaJobsError as exc:  # it says "model: ..."; name the route's field
-            raise MediaJobsError(where + exc.message.removeprefix("model")) from None
-        if metadata.get("task") != task_name:
-            raise MediaJobsError(f"{where}: the model at {model} was trained for task {metadata.get('task')!r}, "
-                                 f"not {task_name!r} (media: {media})")
-        task = get_task(task_name)(**task_config_from_metadata(metadata, section))
-        plans.append(RoutePlan(name, media, task_name, model, metadata["model_id"], metadata["class_names"],
-                               tuple(e.lower() for e in (extensions or task.suffixes)), task))
-    return plans
-
-
-def route_for(uri: str, routes: list[RoutePlan]) -> RoutePlan | None:
-    name = uri.rsplit("/", 1)[-1].lower()
-    return next((r for r in routes if name.endswith(r.extensions)), None)
-
-
-def check_run_date(text: str | None) -> str:
-    """The run date as YYYY-MM-DD (default today, UTC). Raises UsageError for a bad one."""
-    if text is None:
-        return dt.datetime.now(dt.timezone.utc).date().isoformat()
-    try:
-        return dt.date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise UsageError(f"--run-date: {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-21") from None
-
-
-class _LeaseKeeper:
-    """Renews the output's lease in the background; `check()` raises once it was lost."""
-
-    def __init__(self, output_uri: str, run_id: str) -> None:
-        self.lease = acquire_lease(output_uri, run_id, ttl_seconds=LEASE_SECONDS)
-        self._lost: Exception | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="mediajobs-lease", daemon=True)
-        self._thread.start()
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 5):
-            try:
-                self.lease = renew_lease(self.lease, ttl_seconds=LEASE_SECONDS)
-            except LockHeldError as exc:
-                self._lost = exc
-                return
-            except Exception:  # noqa: BLE001 - a transient store error: try again next tick
-                continue
-
-    def check(self) -> None:
-        if self._lost is not None:
-            raise JobFailedError(f"{self._lost}; nothing was committed")
-
-    def release(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        if self._lost is None:
-            release_lease(self.lease)
-
-
 def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], None] = print) -> NightlyResult:
     """Score what is new under `spec.input` as of `run_date`; see the module docstring."""
     from jobs.score import new_run_id
@@ -164,11 +75,11 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
     ensure_bucket(output.uri)
     routes = plan_routes(spec)
     run_id = new_run_id()
-    keeper = _LeaseKeeper(output.uri, run_id)
+    keeper = LeaseKeeper(output.uri, run_id, ttl_seconds=LEASE_SECONDS)
     try:
         snapshot = current_snapshot(output.uri)
         committed = dict(snapshot_index(snapshot).get("committed", {}))
-        _tidy(output, committed, run_date, echo)
+        tidy(output, committed, run_date, echo)
         if run_date in committed:
             echo(f"run date {run_date} was committed by run {committed[run_date]}; nothing to do "
                  f"(summary: {output.join('runs', committed[run_date], SUMMARY).uri})")
@@ -198,64 +109,6 @@ def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:
                           f"failed ({result.error_rate:.1%} > max_error_rate {spec.error_budget:.1%}); the run was "
                           f"committed: see {result.tables['errors']}run_date={result.run_date}/ and "
                           f"{result.report_uri or result.summary_uri}")
-
-
-def _tidy(output, committed: dict[str, str], run_date: str, echo) -> None:
-    """Before a run, under the lease (nothing else writes here): publish committed dates a
-    kill left unpublished; drop the staging of other uncommitted dates (run dates move
-    forward: they can never commit) and any partition of a date never committed. This
-    date's staging stays: what an earlier attempt finished is reused."""
-    staged = {_partition_date(o.uri) for o in list_objects(output.join(STAGING).uri)} - {None}
-    for date in sorted(staged):
-        if date in committed:
-            echo(f"run date {date} was committed by run {committed[date]} but not published in full (the run was "
-                 "stopped); publishing it now")
-            _publish_committed(output, date, committed[date], echo)
-        elif date != run_date:
-            delete_prefix(output.join(STAGING, f"run_date={date}").uri)
-    for table in TABLES:
-        dates = {_partition_date(o.uri) for o in list_objects(output.join(table).uri)}
-        for date in sorted(d for d in dates if d and d not in committed):
-            delete_prefix(output.join(table, f"run_date={date}").uri)
-
-
-def _publish_committed(output, run_date: str, run_id: str, echo) -> str:
-    """Make a committed date's staged tables visible (`<table>/run_date=D/`), then its
-    summary (`runs/<run_id>/summary.json`, last: once it is there, so is every table), its
-    report, and drop its staging. Idempotent, so a publish cut short is finished by the
-    next run. Returns the report's URI ("" if it could not be drawn)."""
-    staging = output.join(STAGING, f"run_date={run_date}")
-    final = staging.join(FINAL).as_prefix()
-    fs = filesystem_for(output)
-    staged = sorted((o.uri[len(final.uri):] for o in list_objects(final.uri)), key=lambda name: name == SUMMARY)
-    for name in staged:  # "<table>/part-NNNNN.parquet", then "summary.json"
-        if name == SUMMARY:
-            target = output.join("runs", run_id, SUMMARY)
-        else:
-            table, file = name.split("/", 1)
-            target = output.join(table, f"run_date={run_date}", file)
-        if target.scheme == "file":
-            fs.create_dir(target.fs_path.rsplit("/", 1)[0], recursive=True)
-        fs.copy_file(final.join(name).fs_path, target.fs_path)  # S3: a server-side copy
-    report_uri = ""
-    if SUMMARY in staged:
-        try:
-            from jobs.report import read_run_tables, write_report
-
-            summary = json.loads(read_bytes(final.join(SUMMARY).uri))
-            report_uri = write_report(output.uri, summary, read_run_tables(output.uri, run_date))
-        except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
-            echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
-                 f"`mediajobs report {output.uri} --run-date {run_date}` tries again")
-    delete_prefix(staging.uri)
-    return report_uri
-
-
-def _partition_date(uri: str) -> str | None:
-    for part in uri.split("/"):
-        if part.startswith("run_date="):
-            return part.split("=", 1)[1]
-    return None
 
 
 class _Night:
@@ -384,7 +237,7 @@ class _Night:
 
     # -- commit -----------------------------------------------------------------------------
 
-    def commit(self, snapshot, committed: dict[str, str], keeper: _LeaseKeeper, started: float) -> NightlyResult:
+    def commit(self, snapshot, committed: dict[str, str], keeper: LeaseKeeper, started: float) -> NightlyResult:
         """Stage the final tables and summary, commit (the new ledger snapshot), publish."""
         tables, updates = self._build_tables()
         keeper.check()
@@ -411,7 +264,7 @@ class _Night:
         write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
             "run_id": self.run_id, "run_date": self.run_date, "committed": {**committed, self.run_date: self.run_id}})
         # Committed. From here a kill is repaired by the next run of any date: it publishes first.
-        result.report_uri = _publish_committed(self.output, self.run_date, self.run_id, self.echo)
+        result.report_uri = publish_committed(self.output, self.run_date, self.run_id, self.echo)
         prune_snapshots(self.output.uri)
         return result
 
@@ -541,4 +394,4 @@ def TODO_SCHEMA():  # noqa: N802 - a schema constant, built lazily (pyarrow is i
     return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("reason", pa.string())])
 
 
-__all__ = ["NightlyResult", "check_run_date", "error_budget_exceeded", "plan_routes", "route_for", "run_incremental"]
+__all__ = ["NightlyResult", "error_budget_exceeded", "run_incremental"]

@@ -25,7 +25,7 @@ from jobs.manifest import ERROR, PREDICTED
 from jobs.score_commit import PARTIAL
 
 if TYPE_CHECKING:
-    from jobs.nightly import RoutePlan
+    from jobs.nightly_routes import RoutePlan
 
 TABLES = ("predictions", "frames", "windows", "errors", "skipped")
 DETAIL_TABLE = {"video": "frames", "audio": "windows"}  # per-example rows of multi-example media

@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
-from jobs.errors import MediaJobsError
+from jobs.errors import JobFailedError, MediaJobsError
 from jobs.storage import Location, parse_uri, s3_client
 
-__all__ = ["LOCK_FILE", "Lease", "LockHeldError", "acquire_lease", "release_lease", "renew_lease"]
+__all__ = ["LOCK_FILE", "Lease", "LeaseKeeper", "LockHeldError", "acquire_lease", "release_lease", "renew_lease"]
 
 LOCK_FILE = "_lock.json"
 DEFAULT_TTL_SECONDS = 15 * 60  # renewed well within this while the run is alive
@@ -205,3 +206,35 @@ class _FileLock:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class LeaseKeeper:
+    """Renews the output's lease in the background; `check()` raises once it was lost."""
+
+    def __init__(self, output_uri: str, run_id: str, ttl_seconds: float = DEFAULT_TTL_SECONDS) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.lease = acquire_lease(output_uri, run_id, ttl_seconds=ttl_seconds)
+        self._lost: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="mediajobs-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_seconds / 5):
+            try:
+                self.lease = renew_lease(self.lease, ttl_seconds=self.ttl_seconds)
+            except LockHeldError as exc:
+                self._lost = exc
+                return
+            except Exception:  # noqa: BLE001 - a transient store error: try again next tick
+                continue
+
+    def check(self) -> None:
+        if self._lost is not None:
+            raise JobFailedError(f"{self._lost}; nothing was committed")
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._lost is None:
+            release_lease(self.lease)

@@ -272,7 +272,7 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
     def stopped(*args):
         raise Stopped()
 
-    monkeypatch.setattr(nightly, "_publish_committed", stopped)
+    monkeypatch.setattr(nightly, "publish_committed", stopped)
     with pytest.raises(Stopped):
         run_spec(parse_spec(spec, "small.yaml"), run_date="2026-11-21")
     monkeypatch.undo()

@@ -165,7 +165,7 @@ def test_root_cause_names_the_innermost_error_without_ray_retry_advice():
 
 def test_a_missing_route_model_names_the_route_field(tmp_path):
     from jobs.errors import MediaJobsError
-    from jobs.nightly import plan_routes
+    from jobs.nightly_routes import plan_routes
     from jobs.specs import parse_spec
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "n", "input": f"{tmp_path}/in/",
