@@ -219,6 +219,19 @@ def demo(
 
 
 @app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Small sizes, one run each: a smoke run of a few minutes."),
+    json_: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    repeats: Optional[int] = typer.Option(None, min=1, help="Runs of each measurement (default 3, --quick 1)."),
+    bucket: str = typer.Option("s3://mediajobs-bench/", help="Where the benchmark's media are made and kept."),
+) -> None:
+    """Time our pipelines against the obvious alternatives on data made here; print the ratios."""
+    from jobs.bench.cli import run_bench_command
+
+    run_bench_command(quick, json_, repeats, bucket, echo, console)
+
+
+@app.command()
 def predict(
     model: str = typer.Argument(..., help="A trained model: the output URI of a train job."),
     source: str = typer.Argument(..., help="An image or video (path or s3:// URI), or a camera index (0, 1, ...)."),

@@ -218,7 +218,7 @@ class _Night:
 
         from jobs.media_stage import fetch_and_decode
         from jobs.resources import actor_pool_options
-        from jobs.score import BatchClassifier
+        from jobs.score import CALLS_PER_ACTOR, BatchClassifier
 
         per_block = 32 if route.task.reads == "bytes" else 2  # a video expands to many frames
         pending = sorted(o.uri for o in list_objects(self.staging.join("pending", route.name).uri)
@@ -230,8 +230,9 @@ class _Night:
                                 batch_size=per_block, batch_format="numpy")
             ds = ds.map_batches(BatchClassifier, fn_constructor_kwargs={
                 "model_uri": route.model_uri, "top_k": self.spec.top_k, "run_id": self.run_id,
-                "position_columns": tuple(route.task.position_columns)},
-                batch_size=self.spec.batch_size, batch_format="numpy", **actor_pool_options(self.spec.resources))
+                "position_columns": tuple(route.task.position_columns), "cpus": self.spec.resources.cpus_per_actor},
+                batch_size=self.spec.batch_size, batch_format="numpy",
+                **actor_pool_options(self.spec.resources, CALLS_PER_ACTOR))
             # One folder per route and attempt: a resumed run adds files, never rewrites one.
             ds.write_parquet(self.staging.join("scored", route.name, self.run_id).fs_path, filesystem=self.fs)
 

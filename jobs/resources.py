@@ -29,13 +29,19 @@ def scaling_config(resources):
                          placement_strategy=resources.placement_strategy)
 
 
-def actor_pool_options(resources) -> dict[str, Any]:
+def actor_pool_options(resources, calls_per_actor: int = 1) -> dict[str, Any]:
     """Keyword arguments of `Dataset.map_batches` for a model actor pool.
 
     `concurrency` actors, each reserving `cpus_per_actor` CPUs and, with `use_gpu`,
     `num_gpus` GPUs. Ray Data spreads the actors over the cluster's nodes by default.
+    `calls_per_actor` > 1 runs that many batches in each actor at once (threads): one
+    batch's fetches and decoding then fill the time another spends waiting on storage.
     """
-    options: dict[str, Any] = {"concurrency": resources.concurrency, "num_cpus": resources.cpus_per_actor}
+    from ray.data import ActorPoolStrategy
+
+    compute = ActorPoolStrategy(size=resources.concurrency, max_concurrent_calls_per_actor=calls_per_actor,
+                                enable_true_multi_threading=calls_per_actor > 1)
+    options: dict[str, Any] = {"compute": compute, "num_cpus": resources.cpus_per_actor}
     if resources.use_gpu:
         options["num_gpus"] = resources.num_gpus
     return options

@@ -37,11 +37,16 @@ def test_gpu_training_reserves_one_gpu_per_worker_by_default_or_what_is_asked():
     assert two.placement_strategy == "STRICT_SPREAD"
 
 
+def _pool(options: dict) -> tuple:
+    compute = options.pop("compute")
+    return compute.min_size, compute.max_size, compute.max_concurrent_calls_per_actor, options
+
+
 def test_scoring_actor_pool_options():
-    assert actor_pool_options(_score()) == {"concurrency": 2, "num_cpus": 1}
-    assert actor_pool_options(_score(concurrency=8, use_gpu=True)) == {"concurrency": 8, "num_cpus": 1, "num_gpus": 1.0}
-    assert actor_pool_options(_score(use_gpu=True, num_gpus=0.5, cpus_per_actor=4)) == {
-        "concurrency": 2, "num_cpus": 4, "num_gpus": 0.5}
+    assert _pool(actor_pool_options(_score())) == (2, 2, 1, {"num_cpus": 1})
+    assert _pool(actor_pool_options(_score(concurrency=8, use_gpu=True))) == (8, 8, 1, {"num_cpus": 1, "num_gpus": 1.0})
+    assert _pool(actor_pool_options(_score(use_gpu=True, num_gpus=0.5, cpus_per_actor=4), calls_per_actor=2)) == (
+        2, 2, 2, {"num_cpus": 4, "num_gpus": 0.5})
 
 
 @pytest.mark.parametrize("kind, resources, message", [

@@ -1,0 +1,151 @@
+"""`mediajobs bench`: our pipelines against the obvious alternatives, in one run, as ratios.
+
+Data flow: make (or reuse) the benchmark's media in S3 (`data`) -> export seeded models
+(`models`) -> for each repeat, run ours and each alternative on the same objects
+(`image`, `media`, `training`), interleaved so that a noisy neighbour slows all of them
+alike -> medians -> ratios against each alternative and the limits -> a table, and the
+figures as JSON. This machine is shared and noisy: absolute times drift, ratios hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict
+from typing import Callable
+
+from jobs.bench.data import BenchSizes, prepare
+
+DEFAULT_BUCKET = "s3://mediajobs-bench/"
+
+# (section, ours, alternative, at least this ratio of ours to the alternative)
+TARGETS = (
+    ("image", "ours", "ideal", 0.8),
+    ("image", "ours", "ray_data_plain", 1.0),
+    ("image", "ours", "tf_data", 1.0),
+    ("image", "ours", "seed_loop", 100.0),
+    ("video", "ours", "decode_only", 0.7),
+    ("audio", "ours", "decode_mfcc", 0.7),
+    ("training", "ours", "single_process", 0.7),
+)
+MEMORY_GROWTH_LIMIT = 1.2  # peak at 5N over peak at N
+UNITS = {"image": "images/s", "video": "frames/s", "audio": "clips/s", "training": "samples/s"}
+
+
+def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | None = None,
+              echo: Callable[[str], None] = print) -> dict:
+    """Measure everything; returns the figures (the JSON document)."""
+    from jobs.bench import image, media, training
+    from jobs.bench.memory import peak_memory, wait_for_idle_workers
+    from jobs.bench.models import export_model
+    from jobs.storage import delete_prefix
+
+    sizes = BenchSizes.for_mode(quick)
+    if repeats:
+        sizes = BenchSizes(**{**asdict(sizes), "repeats": repeats})
+    began = time.time()
+    data = prepare(bucket, sizes, echo)
+    models = data.root + "models/"
+    image_model = export_model(models + "cifar10-cnn/", "image-classifier", "cifar10-cnn",
+                               {"input_shape": image.INPUT_SHAPE})
+    video_model = export_model(models + "video-cnn/", "video-classifier", "cifar10-cnn",
+                               {"input_shape": image.INPUT_SHAPE})
+    audio_model = export_model(models + "mfcc-lstm/", "audio-classifier", "mfcc-lstm", dict(media.AUDIO))
+    runs: dict[str, dict[str, list[float]]] = {}
+    scratch = data.root + "out/"
+
+    def measure(section: str, name: str, run: Callable[[str], float], unit: str | None = None) -> float:
+        output = f"{scratch}{section}-{name}/"
+        delete_prefix(output)
+        value = run(output)
+        delete_prefix(output)
+        runs.setdefault(section, {}).setdefault(name, []).append(value)
+        echo(f"  {section:<8} {name:<16} {value:>10,.1f} {unit or UNITS[section]}")
+        return value
+
+    echo(f"benchmark data: {data.root} ({sizes.images:,} images, {sizes.videos} videos, {sizes.clips:,} clips); "
+         f"{sizes.repeats} run(s) of each")
+    memory = {"n": sizes.images // 5, "peak_bytes_n": 0, "peak_bytes_5n": 0}
+    for repeat in range(sizes.repeats):
+        echo(f"run {repeat + 1} of {sizes.repeats}")
+        with peak_memory() as meter:
+            measure("image", "ours", lambda out: image.ours(data.images, image_model, out))
+        memory["peak_bytes_5n"] = max(memory["peak_bytes_5n"], meter.peak_bytes)
+        measure("image", "ray_data_plain", lambda out: image.ray_data_plain(data.images, image_model, out))
+        measure("image", "tf_data", lambda out: image.tf_data(data.images, image_model, out))
+        measure("image", "decode_only", lambda out: image.decode_only(data.images))
+        measure("image", "model_only", lambda out: image.model_only(image_model))
+        measure("video", "ours", lambda out: media.video_ours(data.videos, video_model, out))
+        measure("video", "decode_only", lambda out: media.video_decode_only(data.videos))
+        measure("audio", "ours", lambda out: media.audio_ours(data.clips, audio_model, out))
+        measure("audio", "decode_mfcc", lambda out: media.audio_decode_mfcc(data.clips))
+    # Slow or long alternatives run once: the seeds' loop (on a sample) and training.
+    measure("image", "seed_loop", lambda out: image.seed_loop(data.images, image_model, out, sizes.seed_loop_images))
+    wait_for_idle_workers()
+    with peak_memory() as meter:
+        measure("memory", "ours_at_n", lambda out: image.ours(data.images_n, image_model, out), "images/s")
+    memory["peak_bytes_n"] = meter.peak_bytes
+    # Training decodes the N images of part 0 (ten class folders).
+    trained: dict[str, float] = {}
+
+    def train_ours(output: str) -> float:
+        trained.update(training.ours(data.images_n, output, sizes.epochs, sizes.train_batch))
+        return trained["samples_s"]
+
+    measure("training", "ours", train_ours)
+    measure("training", "single_process",
+            lambda out: training.single_process(data.images_n, sizes.epochs, sizes.train_batch))
+
+    figures = {section: {name: statistics.median(values) for name, values in named.items()}
+               for section, named in runs.items() if section != "memory"}
+    figures["image"]["ideal"] = image.ideal(figures["image"]["decode_only"], figures["image"]["model_only"])
+    figures["training"]["ours_end_to_end"] = trained.get("end_to_end_samples_s", 0.0)
+    memory["growth"] = memory["peak_bytes_5n"] / memory["peak_bytes_n"] if memory["peak_bytes_n"] else 0.0
+    return {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "machine": machine(), "sizes": asdict(sizes), **figures, "memory": memory,
+        "ratios": ratios(figures), "targets": check_targets(figures, memory), "runs": runs,
+        "seconds": round(time.time() - began, 1), "data": data.root,
+    }
+
+
+def ratios(figures: dict) -> dict[str, dict[str, float]]:
+    """Ours over every other figure of its section."""
+    return {section: {name: (named["ours"] / value if value else 0.0) for name, value in named.items()
+                      if name != "ours" and not name.startswith("ours_")}
+            for section, named in figures.items() if "ours" in named}
+
+
+def check_targets(figures: dict, memory: dict) -> list[dict]:
+    checked = []
+    for section, ours, other, at_least in TARGETS:
+        ratio = figures[section][ours] / figures[section][other] if figures[section].get(other) else 0.0
+        checked.append({"section": section, "versus": other, "ratio": round(ratio, 3), "at_least": at_least,
+                        "met": ratio >= at_least})
+    growth = memory.get("growth", 0.0)
+    checked.append({"section": "memory", "versus": "peak at N", "ratio": round(growth, 3),
+                    "at_most": MEMORY_GROWTH_LIMIT, "met": 0 < growth <= MEMORY_GROWTH_LIMIT})
+    return checked
+
+
+def machine() -> dict:
+    import ray
+
+    cpu_model = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    import psutil
+
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model, "memory_bytes": psutil.virtual_memory().total,
+            "platform": platform.platform(), "python": platform.python_version(), "ray": ray.__version__,
+            "ray_cluster_cpus": ray.cluster_resources().get("CPU", 0) if ray.is_initialized() else None}
+
+
+def write_json(figures: dict, path: str) -> None:
+    with open(path, "w") as handle:
+        json.dump(figures, handle, indent=2, sort_keys=False)
+        handle.write("\n")

@@ -1,0 +1,191 @@
+"""Image scoring, ours against the obvious alternatives, each from S3 JPEGs to Parquet in S3.
+
+Every runner returns images per second over its whole run (listing to Parquet written),
+so start-up costs count: a user waits for them too. The limit is measured in parts:
+decode-only throughput D (fetch + our decode, all cores, nothing else) and model-only
+throughput M (the model on decoded batches in memory, all cores); a pipeline that
+overlapped them perfectly on these cores would reach 1 / (1/D + 1/M).
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import time
+
+import numpy as np
+
+INPUT_SHAPE = (32, 32, 3)  # the CIFAR-10 CNN's input
+BATCH = 256  # the score spec's default batch size, used by every runner
+
+
+def score_job(task: str, model: str, source: str, output: str, **fields):
+    """`mediajobs run` of a score spec with the spec defaults, as a user runs it; the ScoreResult."""
+    from jobs.score import run_score
+    from jobs.specs import parse_spec
+
+    spec = parse_spec({"version": 1, "kind": "score", "name": "bench-ours", "task": task, "model": model,
+                       "input": source, "output": output, **fields}, "<bench>")
+    return run_score(spec, echo=lambda message: None)
+
+
+def ours(images: str, model: str, output: str) -> float:
+    result = score_job("image-classifier", model, images, output, batch_size=BATCH)
+    return result.listed / result.seconds
+
+
+def seed_loop(images: str, model_uri: str, output: str, limit: int) -> float:
+    """The seeds' loop: per image, download, decode with PIL, `model.predict` on a batch of one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from jobs.model_store import load_keras_model
+    from jobs.storage import filesystem_for, list_objects, parse_uri, read_bytes
+
+    began = time.perf_counter()
+    model, metadata = load_keras_model(model_uri)
+    rows = []
+    for stored in _first(list_objects(images), limit):
+        with Image.open(io.BytesIO(read_bytes(stored.uri))) as image:
+            pixels = np.asarray(image.convert("RGB").resize(INPUT_SHAPE[:2][::-1]))
+        probabilities = model.predict(pixels[np.newaxis], verbose=0)[0]
+        rows.append({"uri": stored.uri, "label": metadata["class_names"][int(np.argmax(probabilities))],
+                     "score": float(np.max(probabilities))})
+    target = parse_uri(output).join("predictions.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), target.fs_path, filesystem=filesystem_for(target))
+    return len(rows) / (time.perf_counter() - began)
+
+
+class _PlainPredictor:
+    """The Ray Data docs' batch-inference actor: load once, predict each batch."""
+
+    def __init__(self, model_uri: str) -> None:
+        from jobs.model_store import load_keras_model
+
+        self.model, metadata = load_keras_model(model_uri)
+        self.class_names = np.array(metadata["class_names"])
+
+    def __call__(self, batch: dict) -> dict:
+        probabilities = self.model.predict(batch["image"], verbose=0)
+        return {"path": batch["path"], "label": self.class_names[probabilities.argmax(axis=1)],
+                "score": probabilities.max(axis=1)}
+
+
+def ray_data_plain(images: str, model_uri: str, output: str) -> float:
+    """`read_images` -> `map_batches` actor pool -> `write_parquet`, the documented recipe."""
+    import ray.data
+
+    from jobs.storage import filesystem_for, parse_uri
+
+    began = time.perf_counter()
+    source, target = parse_uri(images), parse_uri(output)
+    ds = ray.data.read_images(source.fs_path, filesystem=filesystem_for(source), size=INPUT_SHAPE[:2],
+                              mode="RGB", include_paths=True)
+    # One actor, not one per core: two actors hold both CPUs of a 2-CPU cluster and the
+    # read tasks never get one (seen: the run stalled).
+    ds = ds.map_batches(_PlainPredictor, fn_constructor_kwargs={"model_uri": model_uri}, batch_size=BATCH,
+                        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, _cpus() - 1)))
+    ds.write_parquet(target.fs_path, filesystem=filesystem_for(target))
+    seconds = time.perf_counter() - began
+    return _rows(target) / seconds
+
+
+def tf_data(images: str, model_uri: str, output: str) -> float:
+    """One process: list, `tf.data` read (parallel) -> `decode_jpeg` -> resize -> batch -> predict -> Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    from jobs.model_store import load_keras_model
+    from jobs.storage import filesystem_for, list_objects, parse_uri, read_bytes
+
+    began = time.perf_counter()
+    model, metadata = load_keras_model(model_uri)
+    uris = [stored.uri for stored in list_objects(images)]
+
+    def fetch(uri):  # TensorFlow has no S3 filesystem of its own any more (tensorflow-io does)
+        return read_bytes(uri.numpy().decode())
+
+    def load(uri):
+        data = tf.py_function(fetch, [uri], tf.string)
+        pixels = tf.io.decode_jpeg(data, channels=3)
+        return uri, tf.cast(tf.image.resize(pixels, INPUT_SHAPE[:2], method="area"), tf.uint8)
+
+    dataset = (tf.data.Dataset.from_tensor_slices(uris).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(BATCH).prefetch(tf.data.AUTOTUNE))
+    names, labels, scores = [], [], []
+    class_names = np.array(metadata["class_names"])
+    for batch_uris, pixels in dataset:
+        probabilities = model.predict_on_batch(pixels)
+        names.extend(u.decode() for u in batch_uris.numpy())
+        labels.extend(class_names[probabilities.argmax(axis=1)])
+        scores.extend(probabilities.max(axis=1).tolist())
+    target = parse_uri(output).join("predictions.parquet")
+    pq.write_table(pa.table({"uri": names, "label": labels, "score": scores}), target.fs_path,
+                   filesystem=filesystem_for(target))
+    return len(names) / (time.perf_counter() - began)
+
+
+def decode_only(images: str, chunk: int = 128) -> float:
+    """D: fetch + our decoder over every image, one process per core, nothing else."""
+    from jobs.storage import list_objects
+
+    objects = [(o.uri, o.size) for o in list_objects(images)]
+    chunks = [objects[i:i + chunk] for i in range(0, len(objects), chunk)]
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1) as pool:
+        pool.map(_decode_chunk, chunks[:2])  # warm up: imports in each process
+        began = time.perf_counter()
+        decoded = sum(pool.map(_decode_chunk, chunks))
+    return decoded / (time.perf_counter() - began)
+
+
+def _decode_chunk(chunk: list[tuple[str, int]]) -> int:
+    from jobs.media_stage import fetch_and_decode
+    from tasks.image_classifier import ImageClassifier
+
+    batch = {"uri": np.array([u for u, _ in chunk], dtype=object), "size": np.array([s for _, s in chunk])}
+    return len(fetch_and_decode(batch, task=ImageClassifier(INPUT_SHAPE), keep_errors=False)["uri"])
+
+
+def model_only(model_uri: str, seconds: float = 5.0) -> float:
+    """M: the model on decoded batches already in memory, all cores (as our actors call it)."""
+    from jobs.model_store import load_keras_model
+
+    import tensorflow as tf
+
+    model, _ = load_keras_model(model_uri)
+    predict = tf.function(lambda examples: model(examples, training=False), reduce_retracing=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (BATCH, *INPUT_SHAPE), dtype=np.uint8)
+    predict(pixels)
+    began, count = time.perf_counter(), 0
+    while time.perf_counter() - began < seconds:
+        predict(pixels).numpy()
+        count += BATCH
+    return count / (time.perf_counter() - began)
+
+
+def _cpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def ideal(decode: float, model: float) -> float:
+    return 1.0 / (1.0 / decode + 1.0 / model)
+
+
+def _first(iterable, limit: int):
+    for i, item in enumerate(iterable):
+        if i >= limit:
+            return
+        yield item
+
+
+def _rows(target) -> int:
+    import pyarrow.dataset as pads
+
+    from jobs.storage import filesystem_for
+
+    return pads.dataset(target.fs_path, filesystem=filesystem_for(target), format="parquet").count_rows()

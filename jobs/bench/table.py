@@ -1,0 +1,45 @@
+"""The benchmark's figures as a table: throughput, ours over each alternative, targets."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from jobs.bench import TARGETS, UNITS
+
+LABELS = {
+    "ours": "ours (mediajobs)", "seed_loop": "seeds' loop (predict per image)",
+    "ray_data_plain": "Ray Data recipe (read_images)", "tf_data": "tf.data, one process",
+    "decode_only": "decode only (D)", "model_only": "model only (M)", "ideal": "ideal 1/(1/D+1/M)",
+    "decode_mfcc": "librosa load + MFCC", "single_process": "model.fit, one process",
+    "ours_end_to_end": "ours, end to end (start-up, decode)",
+}
+
+
+def render(figures: dict) -> Table:
+    machine = figures["machine"]
+    table = Table(title=f"mediajobs bench {figures['date']}: {machine['cpus']} CPUs, {machine['cpu_model']}",
+                  title_justify="left")
+    for column, justify in (("section", "left"), ("runner", "left"), ("throughput", "right"),
+                            ("ours ÷ this", "right"), ("target", "right"), ("met", "center")):
+        table.add_column(column, justify=justify)
+    targets = {(t[0], t[2]): t[3] for t in TARGETS}
+    for section in UNITS:
+        named = figures.get(section, {})
+        for name, value in named.items():
+            ratio = figures["ratios"].get(section, {}).get(name)
+            wanted = targets.get((section, name))
+            table.add_row(section, LABELS.get(name, name), f"{value:,.1f} {UNITS[section]}",
+                          "" if ratio is None else f"{ratio:,.2f}x",
+                          "" if wanted is None else f">= {wanted:g}x",
+                          "" if wanted is None else ("yes" if ratio >= wanted else "NO"))
+        table.add_section()
+    memory = figures["memory"]
+    growth = memory["growth"]
+    table.add_row("memory", f"peak PSS, N = {memory['n']:,} images", _gib(memory["peak_bytes_n"]), "", "", "")
+    table.add_row("memory", f"peak PSS, 5N = {5 * memory['n']:,} images", _gib(memory["peak_bytes_5n"]),
+                  f"{growth:.2f}x of N", "<= 1.2x", "yes" if 0 < growth <= 1.2 else "NO")
+    return table
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2 ** 30:.2f} GiB"
