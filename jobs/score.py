@@ -175,7 +175,8 @@ def run_score(spec, echo=print) -> ScoreResult:
                         fn_constructor_kwargs={"model_uri": spec.model, "top_k": spec.top_k, "run_id": run_id,
                                                "position_columns": tuple(task.position_columns),
                                                "cpus": spec.resources.cpus_per_actor},
-                        batch_size=spec.batch_size, batch_format="numpy", **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
+                        batch_size=spec.batch_size, batch_format="numpy",
+                        **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
     ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output), **WRITE_OPTIONS)
 
     committed = commit_run(output, staging, run_id, task, metadata["class_names"],
