@@ -25,6 +25,9 @@ def run_bench_command(quick: bool, json_path: Path | None, repeats: int | None, 
     echo(f"{len(figures['targets']) - len(missed)} of {len(figures['targets'])} targets met in "
          f"{figures['seconds'] / 60:.1f} min" + ("; missed: " + ", ".join(
              f"{t['section']} vs {t['versus']}" for t in missed) if missed else ""))
+    if quick:
+        echo("--quick: sizes this small measure start-up, not throughput; the ratios mean something only "
+             "at the default sizes")
     if json_path is not None:
         write_json(figures, str(json_path))
         echo(f"figures: {json_path}")
