@@ -16,13 +16,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from jobs.cli_local import local_commands
 from jobs.errors import MediaJobsError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
-local_app = typer.Typer(no_args_is_help=True, help="The embedded local stack: a Ray head and a SeaweedFS S3 server.")
 ingest_app = typer.Typer(no_args_is_help=True, help="Copy datasets into object storage.")
-app.add_typer(local_app, name="local")
 app.add_typer(ingest_app, name="ingest")
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)  # whole lines: ids and URIs stay greppable
@@ -248,55 +247,7 @@ def predict(
                    out=str(out) if out else None, show=show)
 
 
-@local_app.command("up")
-def local_up() -> None:
-    """Start (or keep) the local Ray head and S3 server."""
-    from cluster.local_stack import status, up
-
-    up()
-    _print_status(status())
-
-
-@local_app.command("status")
-def local_status() -> None:
-    """Show endpoints and health of the local stack."""
-    from cluster.local_stack import status
-
-    if not _print_status(status()):
-        raise typer.Exit(1)
-
-
-@local_app.command("env")
-def local_env() -> None:
-    """Print `export ...` lines that point a shell at the local stack: eval "$(mediajobs local env)"."""
-    from cluster.local_stack import env_lines
-
-    for line in env_lines():
-        typer.echo(line)
-
-
-@local_app.command("down")
-def local_down() -> None:
-    """Stop what `local up` started (data and credentials are kept)."""
-    from cluster.local_stack import down
-
-    for line in down() or ["nothing was running"]:
-        echo(line)
-
-
-def _print_status(stack_status) -> bool:
-    from rich.table import Table
-
-    table = Table(title=f"local stack ({stack_status.state_dir})")
-    for column in ("component", "endpoint", "pid", "health"):
-        table.add_column(column)
-    healthy = True
-    for component in stack_status.components:
-        healthy &= bool(component.healthy)
-        table.add_row(component.name, component.endpoint or "-", str(component.pid or "-"),
-                      "[green]healthy[/]" if component.healthy else "[red]down[/]")
-    console.print(table)
-    return healthy
+app.add_typer(local_commands(console), name="local")
 
 
 @ingest_app.command("cifar10")

@@ -8,6 +8,7 @@ block: every listed object comes out of this stage, as one row per decoded examp
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -51,15 +52,11 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
         return None, describe_storage_error(exc)
 
 
-_POOL: list[ThreadPoolExecutor] = []
-
-
+@functools.lru_cache(maxsize=1)
 def _fetch_pool() -> ThreadPoolExecutor:
     """One fetch pool per worker process, kept across batches (starting threads per batch
     showed up in profiles)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="mediajobs-fetch"))
-    return _POOL[0]
+    return ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="mediajobs-fetch")
 
 
 def _timed_fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None, float]:

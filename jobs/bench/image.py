@@ -10,6 +10,7 @@ overlapped them perfectly on these cores would reach 1 / (1/D + 1/M).
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 import os
 import time
@@ -47,7 +48,7 @@ def seed_loop(images: str, model_uri: str, output: str, limit: int) -> float:
     began = time.perf_counter()
     model, metadata = load_keras_model(model_uri)
     rows = []
-    for stored in _first(list_objects(images), limit):
+    for stored in itertools.islice(list_objects(images), limit):
         with Image.open(io.BytesIO(read_bytes(stored.uri))) as image:
             pixels = np.asarray(image.convert("RGB").resize(INPUT_SHAPE[:2][::-1]))
         probabilities = model.predict(pixels[np.newaxis], verbose=0)[0]
@@ -174,13 +175,6 @@ def _cpus() -> int:
 
 def ideal(decode: float, model: float) -> float:
     return 1.0 / (1.0 / decode + 1.0 / model)
-
-
-def _first(iterable, limit: int):
-    for i, item in enumerate(iterable):
-        if i >= limit:
-            return
-        yield item
 
 
 def _rows(target) -> int:
