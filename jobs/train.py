@@ -100,6 +100,8 @@ def run_train(spec, echo=print) -> TrainResult:
         "batch_size": spec.training.batch_size, "learning_rate": spec.training.learning_rate,
         "class_names": objects.class_names, "datasets": sorted(datasets), "output": output.uri,
         "seed": spec.training.seed,
+        # Each worker's share of the decoded examples: small shards are served from memory.
+        "shard_bytes": datasets["train"].size_bytes() // spec.resources.num_workers,
     }
     trainer = TensorflowTrainer(
         train_loop_per_worker=train_loop_per_worker,
