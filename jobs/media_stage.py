@@ -31,7 +31,8 @@ EXAMPLE = "example"
 
 def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None]:
     """The object's bytes, or (reads == "file") a local temp copy of it, streamed."""
-    from jobs.storage import describe_storage_error, filesystem_for, parse_uri, read_bytes
+    from jobs.errors import StorageError
+    from jobs.storage import copy_to_file, describe_storage_error, parse_uri, read_bytes
 
     limit = MAX_OBJECT_BYTES[reads]
     if size > limit:
@@ -44,11 +45,12 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
             return location.key, None
         suffix = os.path.splitext(location.key)[1][:16]
         handle, path = tempfile.mkstemp(suffix=suffix, dir=spool_dir)
-        with os.fdopen(handle, "wb") as local, filesystem_for(location).open_input_stream(location.fs_path) as remote:
-            while chunk := remote.read(8 * 1024 * 1024):
-                local.write(chunk)
+        with os.fdopen(handle, "wb") as local:
+            copy_to_file(uri, local)
         return path, None
-    except OSError as exc:  # pyarrow raises OSError subclasses for missing/denied/network
+    # pyarrow raises OSError subclasses for missing/denied/network; jobs.storage raises
+    # StorageError where it reads through boto3 (keys pyarrow cannot address).
+    except (OSError, StorageError) as exc:
         return None, describe_storage_error(exc)
 
 

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from jobs.errors import StorageError
@@ -59,12 +59,16 @@ def parse_uri(uri: str) -> Location:
     if not isinstance(uri, str) or not uri.strip():
         raise StorageError("empty storage URI; use s3://bucket/prefix/ or a local path")
     parsed = urlparse(uri)
+    # The bucket and key are split by hand, not taken from urlparse: a key is not a URL
+    # path, and '#' or '?' in it (e.g. "take#2.jpg") would be cut off as a fragment or query.
+    rest = uri.partition("://")[2]
     if parsed.scheme in ("s3", "s3a"):
-        if not parsed.netloc:
+        bucket, _, key = rest.partition("/")
+        if not bucket:
             raise StorageError(f"{uri!r} has no bucket; use s3://bucket/prefix/")
-        return Location("s3", parsed.netloc, parsed.path.lstrip("/"))
+        return Location("s3", bucket, key.lstrip("/"))
     if parsed.scheme == "file":
-        return Location("file", "", os.path.abspath(parsed.path))
+        return Location("file", "", os.path.abspath("/" + rest.partition("/")[2]))
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
         return Location("file", "", os.path.abspath(os.path.expanduser(uri)))
     raise StorageError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}; use s3:// or a local path")
@@ -258,11 +262,48 @@ def describe_storage_error(exc: BaseException) -> str:
 
 
 def read_bytes(uri: str) -> bytes:
-    """The whole content of one object or file."""
+    """The whole content of one object or file.
+
+    Raises:
+        OSError: (pyarrow) or StorageError: (boto3) when it cannot be read.
+    """
     loc = parse_uri(uri)
+    if _pyarrow_refuses(loc):
+        return _boto3_body(loc).read()
     fs = filesystem_for(loc)
     with fs.open_input_stream(loc.fs_path) as stream:
         return stream.read()
+
+
+def copy_to_file(uri: str, out: BinaryIO, chunk_bytes: int = 8 * 1024 * 1024) -> None:
+    """Stream one object or file into an open binary file, a chunk at a time.
+
+    Raises:
+        OSError: (pyarrow) or StorageError: (boto3) when it cannot be read.
+    """
+    loc = parse_uri(uri)
+    if _pyarrow_refuses(loc):
+        for chunk in _boto3_body(loc).iter_chunks(chunk_bytes):
+            out.write(chunk)
+        return
+    with filesystem_for(loc).open_input_stream(loc.fs_path) as remote:
+        while chunk := remote.read(chunk_bytes):
+            out.write(chunk)
+
+
+def _pyarrow_refuses(loc: Location) -> bool:
+    """Keys pyarrow cannot address: it raises ArrowInvalid ("Empty path component") for an
+    empty segment, as in "a//b.jpg", which S3 allows and sloppy path joins produce."""
+    return loc.scheme == "s3" and "//" in loc.key
+
+
+def _boto3_body(loc: Location):
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return s3_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageError(f"cannot read {loc.uri}: {describe_storage_error(exc)}") from None
 
 
 def write_bytes(uri: str, data: bytes) -> None:

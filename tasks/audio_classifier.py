@@ -95,8 +95,12 @@ def read_mono(data: bytes, sample_rate: int, max_seconds: float, deadline: float
     silence); channels are averaged; resampling uses soxr at librosa's default quality
     ("soxr_hq"), streamed block by block.
 
+    A WAV file that ends inside its data chunk (an interrupted upload) decodes to the
+    samples that are there, and info gets a `warning` saying how much is missing.
+
     Returns:
-        (signal, info) with info `duration_s`, `source_sample_rate` and `channels`.
+        (signal, info) with info `duration_s`, `source_sample_rate`, `channels` and,
+        for a truncated file, `warning`.
 
     Raises:
         MediaDecodeError: empty, not audio, no samples, undecodable, longer than
@@ -140,7 +144,32 @@ def read_mono(data: bytes, sample_rate: int, max_seconds: float, deadline: float
         raise MediaDecodeError("no audio samples (the data holds no decodable frames)")
     np.nan_to_num(signal, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
     np.clip(signal, -1.0, 1.0, out=signal)  # float sources may exceed full scale; resampling overshoots
-    return signal, {"duration_s": read / rate, "source_sample_rate": rate, "channels": channels}
+    info = {"duration_s": read / rate, "source_sample_rate": rate, "channels": channels}
+    missing = _wav_data_missing(data)
+    if missing:
+        # libsndfile silently shortens such a file to the data present: scored as it
+        # is, the object would look whole. Like a truncated video, it keeps its windows
+        # and gets a decode-partial errors row.
+        declared_s = read / rate * (1 + missing[0] / max(missing[1], 1))
+        info["warning"] = (f"truncated WAV: the header declares {declared_s:.1f} s of audio, the file holds "
+                           f"{read / rate:.1f} s")
+    return signal, info
+
+
+def _wav_data_missing(data: bytes) -> tuple[int, int] | None:
+    """(bytes missing, bytes present) of a RIFF/WAVE file's data chunk when the file ends
+    before the chunk's declared end; None for complete files and other formats."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position + 4: position + 8], "little")
+        if data[position: position + 4] == b"data":
+            present = len(data) - position - 8
+            # 0 and 0xFFFFFFFF mark a length the writer never filled in (streamed WAVs).
+            return (size - present, present) if present < size < 0xFFFFFFFF else None
+        position += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
 
 
 def window_lengths(num_samples: int, window: int) -> list[int]:
@@ -245,6 +274,7 @@ class AudioClassifier(Task):
             MediaDecodeError: see `read_mono`; also when `deadline` passes between windows.
         """
         signal, info = read_mono(data, self.sample_rate, self.max_seconds, deadline)
+        warning = info.pop("warning", None)
         window = self.window_samples
         lengths = window_lengths(len(signal), window)
         examples = np.empty((len(lengths), *self.example_shape), np.float32)
@@ -257,7 +287,7 @@ class AudioClassifier(Task):
             # Resampling can add a fraction of a sample: no window ends after the source.
             end = min((start + length) / self.sample_rate, info["duration_s"])
             positions.append({"window_start_s": start / self.sample_rate, "window_end_s": end})
-        return DecodedAudio(examples, positions, info=info)
+        return DecodedAudio(examples, positions, warning, info=info)
 
     def build_model(self, architecture: str, num_classes: int, learning_rate: float):
         if architecture not in ARCHITECTURES:
