@@ -1,7 +1,9 @@
-"""Reading CIFAR-10: the official python tarball (streamed, pickles restricted) or the Keras loader.
+"""Reading CIFAR-10: the official python tarball, streamed, its pickles restricted.
 
-Pickles are loaded only from the tarball path the user names, and through an
-unpickler that accepts only the numpy globals a CIFAR-10 batch needs.
+The batches are pickles. They are loaded only from the tarball the user names, or from
+the official one downloaded and checked against its published MD5, and always through
+an unpickler that accepts only the numpy globals a CIFAR-10 batch needs. (Keras's own
+`cifar10.load_data()` unpickles without restriction, so it is not used.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from jobs.errors import IngestError
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published beside the download
 _CIFAR_MEMBERS = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
 
@@ -51,26 +54,24 @@ def _encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _download_cifar10() -> dict[str, _CifarSplit]:
+def _download_cifar10() -> tuple[list[str], dict[str, _CifarSplit]]:
+    """The official tarball, downloaded once (checked against its published MD5) and read
+    with the same restricted unpickler as a tarball the user names."""
     try:
-        (x_train, y_train), (x_test, y_test) = _keras_cifar10()
+        tarball = _fetch_tarball()
     except Exception as exc:  # keras reports download failures as a bare Exception
         raise IngestError(
-            f"could not download CIFAR-10 with tf.keras ({type(exc).__name__}: {exc}); this needs internet "
+            f"could not download CIFAR-10 ({type(exc).__name__}: {exc}); this needs internet "
             f"access. Download {CIFAR10_URL} yourself and pass it with --source PATH") from exc
-    return {
-        "train": _CifarSplit(x_train, y_train.reshape(-1).astype(int),
-                             [f"train_{i:05d}.png" for i in range(len(y_train))]),
-        "test": _CifarSplit(x_test, y_test.reshape(-1).astype(int),
-                            [f"test_{i:05d}.png" for i in range(len(y_test))]),
-    }
+    return _read_cifar10_tarball(tarball)
 
 
-def _keras_cifar10():
-    """`((x_train, y_train), (x_test, y_test))`: x is (N, 32, 32, 3) uint8, y is (N, 1)."""
+def _fetch_tarball() -> Path:
+    """`cifar-10-python.tar.gz` in Keras's dataset cache (`~/.keras/datasets/`), downloaded if missing."""
     import tensorflow as tf
 
-    return tf.keras.datasets.cifar10.load_data()
+    return Path(tf.keras.utils.get_file("cifar-10-python.tar.gz", CIFAR10_URL, file_hash=CIFAR10_MD5,
+                                        hash_algorithm="md5"))
 
 
 class _CifarUnpickler(pickle.Unpickler):

@@ -44,12 +44,13 @@ def ingest_cifar10(dest: str, source: str | Path | None = None,
     stream, never extracted to disk; file names come from its batches. The batches are
     pickles: they are loaded only from the file the user names here, and only with the
     few numpy globals a CIFAR-10 batch needs (anything else in them is refused).
-    Without `source`, `tf.keras.datasets.cifar10.load_data()` downloads the dataset
-    (internet access needed); those images are named `<split>_<index>.png`.
+    Without `source`, the same tarball is downloaded from the official site into Keras's
+    dataset cache (internet access needed), checked against its published MD5, and read
+    the same way.
 
     Args:
         dest: an `s3://bucket/prefix/` URI or a local directory; the bucket is created if missing.
-        source: the path of `cifar-10-python.tar.gz`, or None to download with tf.keras.
+        source: the path of `cifar-10-python.tar.gz`, or None to download it.
         progress: optional `progress(done, total)` callback, e.g. for a progress bar.
 
     Returns:
@@ -61,7 +62,7 @@ def ingest_cifar10(dest: str, source: str | Path | None = None,
         StorageError: when the destination cannot be listed or written.
     """
     if source is None:
-        label_names, splits = list(CIFAR10_LABELS), _download_cifar10()
+        label_names, splits = _download_cifar10()
     elif str(source).startswith(("s3://", "s3a://")):
         raise IngestError(f"--source must be a local file, not {source}; download the tarball first")
     else:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jobs.errors import MediaJobsError
 from jobs.storage import download_file, download_prefix, exists, is_file, parse_uri
+from tasks.keras_files import load_keras
 
 MODEL_DIR = "model"
 MODEL_FILE = "model.keras"
@@ -60,8 +61,6 @@ def fetch_model(uri: str) -> Path:
 
 def load_keras_model(uri: str):
     """(tf-keras model, metadata) for an exported model URI."""
-    import tensorflow as tf
-
     local = fetch_model(uri)
-    model = tf.keras.models.load_model(local / MODEL_FILE, compile=False)
+    model = load_keras(local / MODEL_FILE)
     return model, json.loads((local / METADATA_FILE).read_text())

@@ -133,13 +133,15 @@ class TrainingPlan:
         return task.build_model(config["architecture"], len(config["class_names"]), config["learning_rate"])
 
     def load(self, checkpoint_dir: str, config: dict):
-        import tensorflow as tf
+        from tasks.keras_files import load_keras
 
-        return tf.keras.models.load_model(os.path.join(checkpoint_dir, MODEL_FILE))
+        return load_keras(os.path.join(checkpoint_dir, MODEL_FILE), compile=True)
 
     def save(self, model, directory: str) -> None:
         """Write the checkpoint. Runs on EVERY rank: MWMS saving is collective (FACTS.md)."""
-        model.save(os.path.join(directory, MODEL_FILE))
+        from tasks.keras_files import save_keras
+
+        save_keras(model, os.path.join(directory, MODEL_FILE))
 
     def train_data(self, shard, config: dict, datasets: dict):
         """(examples, labels) batches of this worker's shard, reshuffled every epoch.

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from tasks.image_classifier import IMAGE_SUFFIXES, decode_image
+from tasks.keras_files import load_keras, save_keras
 from tasks.registry import DecodedMedia, Task, register
 
 ARCHITECTURES = ("dcgan",)
@@ -237,8 +238,8 @@ def save_gan(dcgan, directory: str) -> None:
     import tensorflow as tf
 
     os.makedirs(directory, exist_ok=True)
-    dcgan.generator.save(os.path.join(directory, GENERATOR_FILE))
-    dcgan.discriminator.save(os.path.join(directory, DISCRIMINATOR_FILE))
+    save_keras(dcgan.generator, os.path.join(directory, GENERATOR_FILE))
+    save_keras(dcgan.discriminator, os.path.join(directory, DISCRIMINATOR_FILE))
     tf.train.Checkpoint(g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer).write(
         os.path.join(directory, OPTIMIZER_CHECKPOINT, "state"))
 
@@ -255,8 +256,8 @@ def load_gan(directory: str, learning_rate: float = DEFAULT_LEARNING_RATE):
     """
     import tensorflow as tf
 
-    generator = tf.keras.models.load_model(_existing(directory, GENERATOR_FILE), compile=False)
-    discriminator = tf.keras.models.load_model(_existing(directory, DISCRIMINATOR_FILE), compile=False)
+    generator = load_keras(_existing(directory, GENERATOR_FILE))
+    discriminator = load_keras(_existing(directory, DISCRIMINATOR_FILE))
     model = _dcgan_class()(generator, discriminator, name="dcgan")
     model.compile(g_optimizer=_adam(learning_rate), d_optimizer=_adam(learning_rate))
     checkpoint = os.path.join(directory, OPTIMIZER_CHECKPOINT, "state")
@@ -277,7 +278,7 @@ def export_generator(dcgan, directory: str) -> str:
     returns that path."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, GENERATOR_FILE)
-    dcgan.generator.save(path)
+    save_keras(dcgan.generator, path)
     return path
 
 
@@ -287,13 +288,11 @@ def load_generator(path: str):
     Raises:
         FileNotFoundError: no generator there.
     """
-    import tensorflow as tf
-
     if os.path.isdir(path):
         path = _existing(path, GENERATOR_FILE)
     elif not os.path.exists(path):
         raise FileNotFoundError(f"no generator at {path}")
-    return tf.keras.models.load_model(path, compile=False)
+    return load_keras(path)
 
 
 def _existing(directory: str, name: str) -> str:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.bench.data import CLASSES
+from tasks.keras_files import save_keras
 
 
 def export_model(uri: str, task_name: str, architecture: str, task_config: dict,
@@ -30,7 +31,7 @@ def export_model(uri: str, task_name: str, architecture: str, task_config: dict,
     model = task.build_model(architecture, len(class_names), 1e-3)
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / MODEL_FILE
-        model.save(local)
+        save_keras(model, local)
         upload_file(local, model_dir.join(MODEL_FILE).uri)
     metadata = {"model_id": f"bench-{architecture}", "task": task_name, "architecture": architecture,
                 "task_config": task_config, "input_shape": list(task.example_shape),
