@@ -6,7 +6,7 @@ import difflib
 import re
 import types
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -39,16 +39,27 @@ def _describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mappin
         return _unknown_field(root, loc, kinds)
     if error_type == "invalid_key":
         return f"field names must be strings (got {_show(loc[-1])})"
+    if error_type == "string_unicode":  # only a key can get here: a lone surrogate such as "\ud800"
+        return f"field names must be valid Unicode text (got {_show(value)}); fix the \\u escape"
     if field is None:
-        return f"invalid value (got {_show(value)})"
+        return _describe_item(root, loc, value)
     if error_type == "literal_error" and isinstance(value, str):
         return _unknown_choice(str(loc[-1]), value, get_args(_unwrap(field.annotation)))
-    message = f"must be {_expectation(field)} (got {_show(value)})"
+    message = f"must be {_expectation(field.annotation, field.metadata)} (got {_show(value)})"
     if value is None and not field.is_required():
         message += "; delete the line to use the default"
     elif error_type == "string_type" and field.description:
         message += f"; expected {field.description}"
     return message
+
+
+def _describe_item(root: type[BaseModel], loc: _Loc, value: Any) -> str:
+    """An item of a list field (styles[1], routes[0]): what the list's items must be."""
+    holder = _field_at(root, loc[:-1]) if loc and isinstance(loc[-1], int) else None
+    items = get_args(_unwrap(holder.annotation)) if holder else ()
+    if len(items) != 1:
+        return f"invalid value (got {_show(value)})"
+    return f"must be {_expectation(items[0])} (got {_show(value)})"
 
 
 def _unknown_field(root: type[BaseModel], loc: _Loc, kinds: Mapping[str, type[BaseModel]]) -> str:
@@ -92,16 +103,21 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _expectation(field: FieldInfo) -> str:
-    annotation = _unwrap(field.annotation)
+def _expectation(annotation: Any, metadata: Sequence[Any] = ()) -> str:
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) is Annotated:  # `Annotated[int, Field(ge=1)] | None`: the bounds are inside
+        annotation, *extras = get_args(annotation)
+        metadata = [*metadata, *(m for extra in extras for m in getattr(extra, "metadata", [extra]))]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"a mapping with fields {', '.join(annotation.model_fields)}"
     if annotation is bool:
         return "true or false"
     if get_origin(annotation) is Literal:
         return f"one of {', '.join(map(str, get_args(annotation)))}"
+    if get_origin(annotation) is list:
+        return "a list"
     noun = {int: "an integer", float: "a number", str: "a string"}.get(annotation, "a valid value")
-    bounds = {name: getattr(m, name) for m in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
+    bounds = {name: getattr(m, name) for m in metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
     if "ge" in bounds and "le" in bounds:
         return f"{noun} between {bounds['ge']} and {bounds['le']}"
     words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
@@ -122,7 +138,11 @@ def _show(value: Any) -> str:
         return "a mapping"
     if isinstance(value, (list, tuple)):
         return "a list"
-    return str(value)
+    try:
+        text = str(value)
+    except ValueError:  # an int of more than 4300 digits (sys.int_info.str_digits_check_threshold)
+        return "a number of more than 4300 digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _starts_with(loc: _Loc, prefix: _Loc) -> bool:
@@ -132,7 +152,9 @@ def _starts_with(loc: _Loc, prefix: _Loc) -> bool:
 def _dotted(loc: _Loc) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        # A key with control characters (or a lone surrogate) must not reach the terminal raw.
+        name = str(part) if str(part).isprintable() else repr(part)
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path
 
 

@@ -35,7 +35,7 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show t
 
 
 def echo(message: str) -> None:
-    console.print(message, markup=False)
+    console.print(message, markup=False, emoji=False)  # a URI or name with ":smile:" stays as written
 
 
 @app.command()
@@ -254,7 +254,7 @@ app.add_typer(local_commands(console), name="local")
 def ingest_cifar10_cmd(
     dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/cifar10/"),
     source: Optional[Path] = typer.Option(None, "--source", help="The official cifar-10-python.tar.gz; "
-                                                                   "without it the Keras loader downloads it."),
+                                                                   "without it, it is downloaded (MD5-checked)."),
 ) -> None:
     """Write CIFAR-10 as PNGs in class folders (train/, test/)."""
     from jobs.ingest import ingest_cifar10
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         # soft_wrap: keep each message line whole, so it can be grepped and copied
         Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold red]{exc.headline}:[/] {escape(exc.message)}")
+            f"[bold red]{exc.headline}:[/] {escape(exc.message)}", emoji=False)  # a field is named as written
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

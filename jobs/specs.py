@@ -100,6 +100,8 @@ def _check_uri(uri: str) -> str:
     except StorageError as exc:
         reason = exc.message.split("; use ")[0]
         raise _fail(f"{reason}; use s3://bucket/prefix/ or a local path") from None
+    except ValueError:  # urlparse: an unclosed '[' reads as a broken IPv6 host
+        raise _fail(f"{_show(uri)} is not a valid URI; use s3://bucket/prefix/ or a local path") from None
     return uri
 
 
@@ -516,7 +518,7 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
     plain, overridden = _apply_overrides(_plain(data), overrides, source)
     problems = _credential_problems(plain, ())
     kind = plain.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:  # `kind: []` is unhashable
         problems.append((("kind",), _kind_problem(kind, "kind" in plain)))
         raise _spec_error(source, problems, overridden)
     model = RoutedScoreSpec if kind == "score" and "routes" in plain else _KINDS[kind]
