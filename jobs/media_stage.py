@@ -30,24 +30,36 @@ EXAMPLE = "example"
 
 
 def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None]:
-    """The object's bytes, or (reads == "file") a local temp copy of it, streamed."""
+    """The object's bytes, or (reads == "file") a local temp copy of it, streamed.
+
+    A store that does not answer is waited out (`retry_while_unavailable`); past the
+    budget `StoreUnavailableError` fails the job, as the object itself is not at fault.
+    """
     from jobs.errors import StorageError
-    from jobs.storage import copy_to_file, describe_storage_error, parse_uri, read_bytes
+    from jobs.storage import (StoreUnavailableError, copy_to_file, describe_storage_error, parse_uri, read_bytes,
+                              retry_while_unavailable)
 
     limit = MAX_OBJECT_BYTES[reads]
     if size > limit:
         return None, f"object too large: {size:,} bytes (limit {limit:,})"
     try:
         if reads == "bytes":
-            return read_bytes(uri), None
+            return retry_while_unavailable(lambda: read_bytes(uri), f"reading {uri}"), None
         location = parse_uri(uri)
         if location.scheme == "file":
             return location.key, None
         suffix = os.path.splitext(location.key)[1][:16]
         handle, path = tempfile.mkstemp(suffix=suffix, dir=spool_dir)
-        with os.fdopen(handle, "wb") as local:
-            copy_to_file(uri, local)
+        os.close(handle)
+
+        def copy() -> None:
+            with open(path, "wb") as local:  # "wb" again on a retry: no half copy left in front
+                copy_to_file(uri, local)
+
+        retry_while_unavailable(copy, f"reading {uri}")
         return path, None
+    except StoreUnavailableError:
+        raise
     # pyarrow raises OSError subclasses for missing/denied/network; jobs.storage raises
     # StorageError where it reads through boto3 (keys pyarrow cannot address).
     except (OSError, StorageError) as exc:

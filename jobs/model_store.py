@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from jobs.errors import MediaJobsError
-from jobs.storage import download_file, download_prefix, exists, is_file, parse_uri
+from jobs.storage import download_file, download_prefix, exists, is_file, parse_uri, retry_while_unavailable
 from tasks.keras_files import load_keras
 
 MODEL_DIR = "model"
@@ -50,13 +51,21 @@ def fetch_model(uri: str) -> Path:
     loc = model_location(uri)
     cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
     local = cache / hashlib.sha256(loc.uri.encode()).hexdigest()[:16] / str(os.getpid())
-    download_file(loc.join(METADATA_FILE).uri, local / METADATA_FILE)
+    # Every actor fetches the model when it starts: a store that restarts meanwhile is waited out.
+    retry_while_unavailable(lambda: download_file(loc.join(METADATA_FILE).uri, local / METADATA_FILE),
+                            f"fetching the model {loc.uri}")
     for name in json.loads((local / METADATA_FILE).read_text()).get("files", [MODEL_FILE]):
-        if is_file(loc.join(name).uri):
-            download_file(loc.join(name).uri, local / name)
-        else:  # a directory tree (SavedModel)
-            download_prefix(loc.join(name).uri, local / name)
+        retry_while_unavailable(functools.partial(_download_entry, loc.join(name).uri, local / name),
+                                f"fetching the model {loc.uri}")
     return local
+
+
+def _download_entry(uri: str, local: Path) -> None:
+    """One file of an exported model, or a directory tree (a SavedModel)."""
+    if is_file(uri):
+        download_file(uri, local)
+    else:
+        download_prefix(uri, local)
 
 
 def load_keras_model(uri: str):

@@ -23,6 +23,14 @@ WORKER_ENV = {
 }
 
 
+# mediajobs settings a driver passes on to its workers when set (never secrets).
+FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS",)
+
+
+def forwarded_settings() -> dict[str, str]:
+    return {name: os.environ[name] for name in FORWARDED_SETTINGS if name in os.environ}
+
+
 # Set by Ray's job supervisor in the driver of a job submitted through the Jobs API.
 SUBMITTED_JOB_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
@@ -70,7 +78,7 @@ def connect_ray(address: str | None = None) -> str:
     Returns:
         A short description of the cluster, for the user.
     """
-    runtime_env = {"env_vars": dict(WORKER_ENV)}
+    runtime_env = {"env_vars": {**WORKER_ENV, **forwarded_settings()}}
     if os.environ.get(SUBMITTED_JOB_VARIABLE):
         # A submitted job (`mediajobs submit`): its runtime_env already carries WORKER_ENV,
         # and Ray refuses a driver runtime_env that sets the same variables again.

@@ -13,18 +13,20 @@ example table or errors, and the commit checks it.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from jobs.errors import MediaJobsError
+from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
 from jobs.resources import actor_pool_options
 from jobs.score_commit import commit_run, staged_schema
-from jobs.storage import ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
+from jobs.storage import (StoreUnavailableError, delete_prefix, ensure_bucket, filesystem_for, is_transient,
+                          list_objects, parse_uri, write_bytes)
 from jobs.task_config import task_config_from_metadata
 
 
@@ -144,6 +146,30 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+def store_outage(exc: BaseException) -> str | None:
+    """What went wrong, when a run failed because the object store stopped answering.
+
+    The outage may surface wrapped by Ray: as the cause of a task error, or only as text
+    (an actor that died in its constructor carries its traceback in its message).
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if found := re.search(r"StoreUnavailableError: ([^\n]+)", str(seen)):
+            return found[1]
+        if isinstance(seen, StoreUnavailableError) or (isinstance(seen, OSError) and is_transient(seen)):
+            return root_cause(seen)
+        seen = seen.__cause__
+    return None
+
+
+def _forget_staging(staging) -> None:
+    """Best effort: a failed run's staged files (never read by anyone) go now, if the store answers."""
+    try:
+        delete_prefix(staging.uri)
+    except (OSError, MediaJobsError):
+        pass  # the store is still down; they stay hidden under _staging/
+
+
 def run_score(spec, echo=print) -> ScoreResult:
     """Score every object under `spec.input` with the model at `spec.model`."""
     import ray.data
@@ -177,7 +203,16 @@ def run_score(spec, echo=print) -> ScoreResult:
                                                "cpus": spec.resources.cpus_per_actor},
                         batch_size=spec.batch_size, batch_format="numpy",
                         **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
-    ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output), **WRITE_OPTIONS)
+    try:
+        ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output), **WRITE_OPTIONS)
+    except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
+        outage = store_outage(exc)
+        if outage is None:
+            raise
+        _forget_staging(staging)
+        raise JobFailedError(f"the object store stopped answering: {outage}. Nothing was committed: "
+                             f"{output.uri} holds no results of run {run_id}. Re-run the job when the store "
+                             "answers again.") from exc
 
     committed = commit_run(output, staging, run_id, task, metadata["class_names"],
                            expected={o.uri for o in objects})

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 
 from jobs.cluster_client import ClusterTarget, jobs_client, translated_errors
 from jobs.errors import MediaJobsError, UsageError
-from jobs.ray_runtime import WORKER_ENV
+from jobs.ray_runtime import WORKER_ENV, forwarded_settings
 from jobs.storage import parse_uri
 
 __all__ = ["AlreadySubmittedError", "Submission", "plan_submission", "submission_id_for", "submit_spec",
@@ -106,7 +106,7 @@ def plan_submission(spec, run_date: dt.date, *, submission_id: str | None = None
     if submission_id is not None and not submission_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"--submission-id: {submission_id!r} must use letters, digits, '-', '_' or '.' only")
     environ = os.environ if environ is None else environ
-    env_vars = dict(WORKER_ENV)
+    env_vars = {**WORKER_ENV, **forwarded_settings()}
     env_vars.update({name: environ[name] for name in _STORAGE_SWITCHES if environ.get(name)})
     metadata = {
         f"{METADATA_PREFIX}spec_name": spec.name,

@@ -173,3 +173,36 @@ def test_a_missing_route_model_names_the_route_field(tmp_path):
                        "routes": [{"media": "audio", "model": f"{tmp_path}/no-model/"}]})
     with pytest.raises(MediaJobsError, match=r"^routes\[0\]\.model: no exported model at "):
         plan_routes(spec)
+
+
+def test_store_retries_wait_out_transient_failures_only():
+    from jobs.errors import StorageError
+    from jobs.storage import StoreUnavailableError, is_transient, retry_while_unavailable
+
+    outage = OSError("When reading information for key 'a.jpg' in bucket 'b': AWS Error NETWORK_CONNECTION "
+                     "during HeadObject operation: curlCode: 7, Couldn't connect to server")
+    missing = FileNotFoundError("Path does not exist 'b/a.jpg'. Detail: [errno 2] No such file or directory")
+    assert is_transient(outage) and not is_transient(missing)
+    assert not is_transient(StorageError("AccessDenied: access denied; check the credentials"))
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise outage
+        return b"data"
+
+    assert retry_while_unavailable(flaky, "reading a.jpg", budget=10) == b"data" and len(calls) == 3
+
+    def gone():
+        raise missing
+
+    with pytest.raises(FileNotFoundError):  # at once: the object is at fault, not the store
+        retry_while_unavailable(gone, "reading a.jpg", budget=10)
+
+    def down():
+        raise outage
+
+    with pytest.raises(StoreUnavailableError, match=r"did not answer for \d+ s while reading a.jpg"):
+        retry_while_unavailable(down, "reading a.jpg", budget=2)
