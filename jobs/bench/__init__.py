@@ -88,7 +88,9 @@ def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | 
     with peak_memory() as meter:
         measure("memory", "ours_at_n", lambda out: image.ours(data.images_n, image_model, out), "images/s")
     memory["peak_bytes_n"] = meter.peak_bytes
-    # Training decodes the N images of part 0 (ten class folders).
+    # Training decodes the N images of part 0 (ten class folders). Its epochs last about a
+    # second, so the scoring actors still winding down would show in them: wait them out.
+    wait_for_idle_workers()
     trained: dict[str, float] = {}
 
     def train_ours(output: str) -> float:

@@ -41,7 +41,7 @@ class BenchSizes:
             return cls(images=500, videos=4, video_seconds=4, clips=60, clip_seconds=2, train_batch=32,
                        epochs=2, repeats=1, seed_loop_images=20)
         return cls(images=15_000, videos=40, video_seconds=45, clips=3_000, clip_seconds=3, train_batch=128,
-                   epochs=4, repeats=2, seed_loop_images=200)
+                   epochs=6, repeats=2, seed_loop_images=200)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""Faults injected for real into scoring: the S3 server stopped mid-run, a score driver
-SIGKILLed mid-run, an output location that cannot be written.
+"""Faults injected for real into scoring: the S3 server stopped mid-run.
 
 The store outage is the real SeaweedFS process of the session's stack, SIGKILLed while a
-score job fetches, then started again by the stack's own `up`.
+score job starts its actors or fetches, then started again by the stack's own `up`. (A
+score driver SIGKILLed mid-run and re-run is tests/test_nightly.py's killed night.)
 """
 
 from __future__ import annotations
@@ -79,24 +79,29 @@ def _tables(output: str) -> set[str]:
     return {o.uri[len(output):].split("/")[0] for o in list_objects(output)}
 
 
+def _score_through_outage(output: str, outage_seconds: float, env: dict | None = None) -> tuple[int, str]:
+    """Run a score job, take the store away once it is fetching; (exit code, console output)."""
+    job, seen = _score(output, env=env), []
+    try:
+        _wait_for_line(job, "scoring", seen)
+        time.sleep(8)  # listing done; actors starting up or fetching
+        assert job.poll() is None, "the job finished before the outage; give it more images"
+        _store_outage(outage_seconds)
+        rest, _ = job.communicate(timeout=600)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    return job.returncode, "".join(seen) + rest
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_a_store_outage_mid_scoring_is_waited_out_and_nothing_is_lost(archive):
     from jobs.storage import read_table
 
     output = f"s3://{BUCKET}/out-outage/"
-    job, seen = _score(output), []
-    try:
-        _wait_for_line(job, "scoring", seen)
-        time.sleep(8)  # listing done, actors up and fetching
-        assert job.poll() is None, "the job finished before the outage; give it more images"
-        _store_outage(seconds=10)
-        rest, _ = job.communicate(timeout=600)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-    log = "".join(seen) + rest
-    assert job.returncode == 0, log[-3000:]
+    code, log = _score_through_outage(output, outage_seconds=10)
+    assert code == 0, log[-3000:]
     predictions = read_table(output + "predictions/").column("uri").to_pylist()
     errors = read_table(output + "errors/").to_pylist() if "errors" in _tables(output) else []
     assert errors == [], errors[:5]  # an outage is not the objects' fault: none became an error row
@@ -107,17 +112,8 @@ def test_a_store_outage_mid_scoring_is_waited_out_and_nothing_is_lost(archive):
 @pytest.mark.timeout(900)
 def test_an_outage_longer_than_the_budget_fails_clearly_and_publishes_nothing(archive):
     output = f"s3://{BUCKET}/out-long-outage/"
-    job, seen = _score(output, env={**os.environ, "MEDIAJOBS_STORE_OUTAGE_SECONDS": "5"}), []
-    try:
-        _wait_for_line(job, "scoring", seen)
-        time.sleep(8)
-        assert job.poll() is None, "the job finished before the outage; give it more images"
-        _store_outage(seconds=45)
-        rest, _ = job.communicate(timeout=600)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-    log = "".join(seen) + rest
-    assert job.returncode == 1, log[-3000:]
+    code, log = _score_through_outage(output, outage_seconds=45,
+                                      env={**os.environ, "MEDIAJOBS_STORE_OUTAGE_SECONDS": "5"})
+    assert code == 1, log[-3000:]
     assert "object store stopped answering" in log and "Nothing was committed" in log, log[-3000:]
     assert not _tables(output) - {"_staging"}, _tables(output)  # no predictions/, errors/ or runs/
