@@ -389,12 +389,15 @@ def test_run_starts_no_job_for_a_bad_spec(spec_path, mutation, data):
     overrides = data.draw(overrides_for(mutation.data), label="overrides")
     _write(spec_path, mutation.data)
     started: list[Spec] = []
+    connects: list[object] = []
+    connected_before = ray_connected()  # other tests of the session may have connected already
     with pytest.MonkeyPatch.context() as patch:
-        # A recorder in place of the runner's entry (not a fake of Ray or S3): a valid spec
-        # must reach it, a bad one never; no Ray is started either way.
+        # Recorders in place of the runner's entry and of its Ray connection (not fakes of
+        # Ray or S3): a valid spec must reach the runner, a bad one never; no Ray is started.
         patch.setattr("jobs.runner.run_spec", lambda spec, **kwargs: started.append(spec))
+        patch.setattr("jobs.runner.connect_ray", lambda *args, **kwargs: connects.append(args))
         outcome = check_cli(spec_path, overrides, command="run")
-    assert not ray_connected()
+    assert connects == [] and ray_connected() == connected_before
     if isinstance(outcome, SpecError):
         assert started == []
     else:
