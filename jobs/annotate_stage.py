@@ -8,6 +8,7 @@ joins the committed frame predictions by `frame_index`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,15 +19,44 @@ ANNOTATED = "annotated"
 
 
 def output_key_for(uri: str, input_prefix: str) -> str:
-    """A relative output key for an input object that cannot leave the output prefix.
+    """A relative output key for an input object: inside the output prefix, one per input.
 
-    The key is the object's path below the input prefix with `..`, empty segments and
-    characters outside [A-Za-z0-9._-] replaced, so `../../etc` or `%2e%2e` stay inside.
+    The object's path below the input prefix, escaped reversibly: each UTF-8 byte of a
+    character outside [A-Za-z0-9._-] becomes `~XX` (`~` itself is `~7E`), a `.` or `..`
+    segment `~2E` per dot, an empty segment (`a//b`, a leading `/`) `~`. So no output key
+    has an empty, `.` or `..` segment or a character a URL, a shell or a Windows path reads
+    (`%`, `\\`, `?`, `#`), and distinct input keys give distinct output keys (replacing
+    characters with `_` would let `a b` and `a_b` meet). A key too long to keep (S3
+    takes 1024 bytes a key; file systems and SeaweedFS 255 a name) becomes the start of its
+    last segment, `~~` and a digest of the input key: no escaped key holds `~~`, so it
+    meets no other either.
     """
     relative = uri[len(input_prefix):] if uri.startswith(input_prefix) else uri.rsplit("/", 1)[-1]
-    parts = [re.sub(r"[^A-Za-z0-9._-]", "_", part) for part in relative.split("/") if part]
-    parts = ["_" if set(part) <= {"."} else part for part in parts]
-    return "/".join(parts) or "_"
+    segments = [_escape_segment(segment) for segment in relative.split("/")]
+    key = "/".join(segments)
+    if len(key) <= MAX_KEY_CHARS and max(map(len, segments)) <= MAX_SEGMENT_CHARS:
+        return key
+    digest = hashlib.sha256(relative.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    name = re.sub(r"~[0-9A-F]?$", "", segments[-1][:_SHORTENED_NAME_CHARS])  # no escape cut in half
+    return f"{name}~~{digest}"
+
+
+# Escaped keys are ASCII, so characters are bytes. Room is left for the output prefix, the
+# folders a job adds (`images/<style>/`) and the suffix it appends (`.mp4`, `~.png`).
+MAX_KEY_CHARS = 512
+MAX_SEGMENT_CHARS = 200
+_SHORTENED_NAME_CHARS = 64
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def _escape_segment(segment: str) -> str:
+    if not segment:
+        return "~"
+    if set(segment) == {"."}:
+        return "~2E" * len(segment)
+    return "".join(char if char in _PLAIN else "".join(f"~{byte:02X}" for byte in
+                                                        char.encode("utf-8", "surrogatepass"))
+                   for char in segment)
 
 
 def annotate_video(row: dict[str, Any], *, task: Any, output_prefix: str, input_prefix: str) -> dict[str, Any]:

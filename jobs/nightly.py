@@ -66,7 +66,12 @@ class NightlyResult:
 
 
 def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], None] = print) -> NightlyResult:
-    """Score what is new under `spec.input` as of `run_date`; see the module docstring."""
+    """Score what is new under `spec.input` as of `run_date`; see the module docstring.
+
+    Raises:
+        JobFailedError: among others, when the object store stopped answering for longer
+            than `MEDIAJOBS_STORE_OUTAGE_SECONDS` (saying whether the date was committed).
+    """
     from jobs.score import new_run_id
 
     run_date = check_run_date(run_date)
@@ -77,27 +82,57 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
     run_id = new_run_id()
     keeper = LeaseKeeper(output.uri, run_id, ttl_seconds=LEASE_SECONDS)
     try:
-        snapshot = current_snapshot(output.uri)
-        committed = dict(snapshot_index(snapshot).get("committed", {}))
-        tidy(output, committed, run_date, echo)
-        if run_date in committed:
-            echo(f"run date {run_date} was committed by run {committed[run_date]}; nothing to do "
-                 f"(summary: {output.join('runs', committed[run_date], SUMMARY).uri})")
-            return NightlyResult(committed[run_date], run_date, committed=False)
-        later = sorted(d for d in committed if d > run_date)
-        if later:
-            raise UsageError(f"--run-date: {run_date} is before the last committed run date {later[-1]}; "
-                             "run dates move forward (objects it would score were scored on later dates)")
-        echo(f"scoring {parse_uri(spec.input).as_prefix().uri} as of {run_date} (run {run_id}); routes: "
-             + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
-        night = _Night(spec, output, run_date, run_id, routes, echo)
+        result = _run_leased(spec, output, run_date, run_id, routes, keeper, started, echo)
+    except BaseException:
+        _release_after_failure(keeper, echo)
+        raise
+    keeper.release()
+    return result
+
+
+def _run_leased(spec, output, run_date: str, run_id: str, routes: list[RoutePlan], keeper: LeaseKeeper,
+                started: float, echo) -> NightlyResult:
+    from jobs.score import store_outage
+
+    snapshot = current_snapshot(output.uri)
+    committed = dict(snapshot_index(snapshot).get("committed", {}))
+    tidy(output, committed, run_date, echo)
+    if run_date in committed:
+        echo(f"run date {run_date} was committed by run {committed[run_date]}; nothing to do "
+             f"(summary: {output.join('runs', committed[run_date], SUMMARY).uri})")
+        return NightlyResult(committed[run_date], run_date, committed=False)
+    later = sorted(d for d in committed if d > run_date)
+    if later:
+        raise UsageError(f"--run-date: {run_date} is before the last committed run date {later[-1]}; "
+                         "run dates move forward (objects it would score were scored on later dates)")
+    echo(f"scoring {parse_uri(spec.input).as_prefix().uri} as of {run_date} (run {run_id}); routes: "
+         + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
+    night = _Night(spec, output, run_date, run_id, routes, echo)
+    try:
         night.classify(read_ledger(snapshot))
         night.score()
         keeper.check()
-        result = night.commit(snapshot, committed, keeper, started)
-    finally:
+        return night.commit(snapshot, committed, keeper, started)
+    except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
+        outage = store_outage(exc)
+        if outage is None:
+            raise
+        raise night.outage_failure(outage) from exc
+
+
+def _release_after_failure(keeper: LeaseKeeper, echo) -> None:
+    """Give the lease up after a failed run, if the store answers: it may be what failed.
+    A lease left behind expires by itself; a re-run on this host takes it over at once."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from jobs.errors import MediaJobsError
+    from jobs.storage import describe_storage_error
+
+    try:
         keeper.release()
-    return result
+    except (OSError, MediaJobsError, BotoCoreError, ClientError) as exc:
+        echo(f"note: the lease {keeper.lease.uri} was not released ({describe_storage_error(exc)}); it expires "
+             f"within {LEASE_SECONDS // 60} minutes, and a re-run on this host takes it over at once")
 
 
 def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:
@@ -124,6 +159,7 @@ class _Night:
         self.pending: dict[str, int] = {}  # route -> objects this attempt scores
         self.resumed = 0
         self.passthrough: list[LedgerEntry] = []  # skipped, deleted, restored: ledger updates, nothing scored
+        self.commit_point_passed = False  # the new ledger snapshot is CURRENT: the date is committed
 
     # -- classify ---------------------------------------------------------------------------
 
@@ -264,6 +300,7 @@ class _Night:
         ledger = merge_ledger(read_ledger(snapshot), sorted(updates, key=lambda e: e.uri))
         write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
             "run_id": self.run_id, "run_date": self.run_date, "committed": {**committed, self.run_date: self.run_id}})
+        self.commit_point_passed = True
         # Committed. From here a kill is repaired by the next run of any date: it publishes first.
         result.report_uri = publish_committed(self.output, self.run_date, self.run_id, self.echo)
         prune_snapshots(self.output.uri)
@@ -329,6 +366,18 @@ class _Night:
             detail = ", ".join(f"{k}: {len(v) if isinstance(v, set) else v}" for k, v in problems.items() if v)
             raise JobFailedError(f"accounting check failed for run date {self.run_date} ({detail}); nothing was "
                                  f"committed, the staged rows are under {self.staging.uri}/; run it again")
+
+    def outage_failure(self, outage: str) -> JobFailedError:
+        """The failure to raise when the object store stopped answering during this attempt."""
+        if self.commit_point_passed:
+            return JobFailedError(
+                f"the object store stopped answering: {outage}. Run date {self.run_date} was committed by run "
+                f"{self.run_id} but not published in full; the next run (of any date) publishes it first.")
+        return JobFailedError(
+            f"the object store stopped answering: {outage}. Nothing was committed: {self.output.uri} holds no "
+            f"results of run date {self.run_date} (run {self.run_id}); what was scored before the outage stays "
+            f"under {self.staging.uri}/ and a re-run of {self.run_date}, once the store answers again, scores "
+            "only the rest.")
 
     def _summary(self, result: NightlyResult, tables: dict, rows: dict[str, int]) -> dict:
         counts: dict[str, dict[str, int]] = {}

@@ -93,18 +93,24 @@ def _load_module(source: StylizerSource):
 
 
 def style_names(uris: list[str]) -> list[str]:
-    """A folder name per style image: its file stem, made unique with the position when needed."""
-    stems = [re.sub(r"[^A-Za-z0-9._-]", "_", os.path.splitext(uri.rstrip("/").rsplit("/", 1)[-1])[0]) or "style"
-             for uri in uris]
-    return [stem if stems.count(stem) == 1 else f"{i}-{stem}" for i, stem in enumerate(stems)]
+    """A folder name per style image: its file stem (escaped like content keys), made unique
+    with the position when needed; the positions alone if stems still meet."""
+    stems = [output_key_for(os.path.splitext(uri.rstrip("/").rsplit("/", 1)[-1])[0], "") for uri in uris]
+    names = [stem if stems.count(stem) == 1 else f"{i}-{stem}" for i, stem in enumerate(stems)]
+    return names if len(set(names)) == len(names) else [f"style-{i}" for i in range(len(uris))]
 
 
 def output_key(content_uri: str, input_prefix: str, style_name: str, image_format: str) -> str:
-    """`images/<style>/<content key below the input>[.ext]`, never outside the output prefix."""
+    """`images/<style>/<content key below the input>`, never outside the output prefix.
+
+    The content key is escaped (`output_key_for`); one that does not end in the format's
+    extension gets `~.jpg` or `~.png` appended, not `.jpg`: `x.png` and `x.png.jpg` would
+    otherwise meet, and no escaped key holds `~.`.
+    """
     key = output_key_for(content_uri, input_prefix)
     extension = _EXTENSIONS[image_format]
     if not key.lower().endswith("." + extension):
-        key += "." + extension
+        key += "~." + extension
     return f"{IMAGES}/{style_name}/{key}"
 
 

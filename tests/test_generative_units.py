@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from jobs.digits import digit_images, upscale_digit
@@ -30,21 +32,50 @@ def test_png_encoding_is_byte_stable_for_grey_and_rgb():
 
 @pytest.mark.parametrize("uri, expected", [
     ("s3://in/photos/a.jpg", "images/wave/a.jpg"),
-    ("s3://in/photos/sub dir/b.PNG", "images/wave/sub_dir/b.PNG.jpg"),
-    ("s3://in/photos/../../etc/passwd", "images/wave/_/_/etc/passwd.jpg"),
-    ("s3://in/photos/%2e%2e/x#y.jpeg", "images/wave/_2e_2e/x_y.jpeg.jpg"),
+    ("s3://in/photos/sub dir/b.PNG", "images/wave/sub~20dir/b.PNG~.jpg"),
+    ("s3://in/photos/../../etc/passwd", "images/wave/~2E~2E/~2E~2E/etc/passwd~.jpg"),
+    ("s3://in/photos/./a/.../b.jpg", "images/wave/~2E/a/~2E~2E~2E/b.jpg"),
+    ("s3://in/photos/%2e%2e/x#y.jpeg", "images/wave/~252e~252e/x~23y.jpeg~.jpg"),
+    ("s3://in/photos//etc/x.jpg", "images/wave/~/etc/x.jpg"),
+    ("s3://in/photos/..\\..\\x.jpg", "images/wave/..~5C..~5Cx.jpg"),
+    ("s3://in/photos/q?a=1&b=/../x.jpg", "images/wave/q~3Fa~3D1~26b~3D/~2E~2E/x.jpg"),
+    ("s3://in/photos/é~.jpg", "images/wave/~C3~A9~7E.jpg"),
     ("s3://elsewhere/c.jpg", "images/wave/c.jpg"),
 ])
 def test_stylized_keys_stay_inside_the_output_prefix(uri, expected):
     key = output_key(uri, "s3://in/photos/", "wave", "jpeg")
     assert key == expected
-    assert ".." not in key.split("/") and not key.startswith("/")
+    assert not {"", ".", ".."} & set(key.split("/"))
+
+
+def test_output_keys_that_a_lossy_replacement_would_merge_stay_apart():
+    keys = ["a b.png", "a_b.png", "a+b.png", "a%20b.png", "a~20b.png", "x.png", "x.png.jpg", "a//b.png",
+            "a/b.png", "/a/b.png", "a\\b.png", "e\u0301.png", "\u00e9.png"]
+    outputs = [output_key(f"s3://in/{key}", "s3://in/", "wave", "jpeg") for key in keys]
+    assert len(set(outputs)) == len(keys), outputs
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(st.sampled_from("./~%\\ab_-") | st.characters(), min_size=1, max_size=300),
+                min_size=1, max_size=6, unique=True))
+def test_output_keys_are_clean_bounded_and_one_per_input(relative_keys):
+    from jobs.annotate_stage import MAX_KEY_CHARS, MAX_SEGMENT_CHARS, output_key_for
+
+    keys = [output_key_for("s3://in/p/" + key, "s3://in/p/") for key in relative_keys]
+    assert len(set(keys)) == len(keys), (relative_keys, keys)
+    for key in keys:
+        assert key.isascii() and not {"", ".", ".."} & set(key.split("/")), key
+        assert len(key) <= MAX_KEY_CHARS and all(len(part) <= MAX_SEGMENT_CHARS for part in key.split("/")), key
+        assert not set(key) & set("\\%?#: \t\n"), key
 
 
 def test_style_names_are_stems_made_unique():
     assert style_names(["s3://a/wave.jpg", "s3://b/stripes.png"]) == ["wave", "stripes"]
     assert style_names(["s3://a/wave.jpg", "s3://b/wave.png", "s3://c/odd name!.jpg"]) == [
-        "0-wave", "1-wave", "odd_name_"]
+        "0-wave", "1-wave", "odd~20name~21"]
+    assert style_names(["s3://a/wave.jpg", "s3://b/wave.png", "s3://c/0-wave.jpg"]) == [
+        "style-0", "style-1", "style-2"]
+    assert style_names(["s3://a/..", "s3://a/."]) == ["~2E~2E", "~2E"]
 
 
 def test_encode_image_keeps_colours_in_png_and_roughly_in_jpeg():

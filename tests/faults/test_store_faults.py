@@ -1,8 +1,9 @@
 """Faults injected for real into scoring: the S3 server stopped mid-run.
 
 The store outage is the real SeaweedFS process of the session's stack, SIGKILLed while a
-score job starts its actors or fetches, then started again by the stack's own `up`. (A
-score driver SIGKILLed mid-run and re-run is tests/test_nightly.py's killed night.)
+score job (plain or nightly) starts its actors or fetches, then started again by the
+stack's own `up`. (A score driver SIGKILLed mid-run and re-run is tests/test_nightly.py's
+killed night.)
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -24,27 +27,39 @@ ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "jobs" / "examples"
 MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
 IMAGES = 3000  # ~10 s of fetching on 2 cores: long enough to pull the store out from under it
+NIGHTLY_IMAGES = 300
 BUCKET = "it-store-faults"
 
 
 @pytest.fixture(scope="module")
-def archive(local_stack):
+def model(local_stack):
     from jobs.bench.models import export_model
     from jobs.storage import s3_client
 
+    s3_client().create_bucket(Bucket=BUCKET)
+    return export_model(f"s3://{BUCKET}/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
+
+
+def _upload_images(prefix: str, count: int) -> None:
+    from jobs.storage import s3_client
+
     client = s3_client()
-    client.create_bucket(Bucket=BUCKET)
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket=BUCKET, Key=f"in/{i % 7}/img-{i:05d}.jpg",
-                                                  Body=image_bytes(seed=i, size=(40, 32))), range(IMAGES)))
-    export_model(f"s3://{BUCKET}/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
+        list(pool.map(lambda i: client.put_object(Bucket=BUCKET, Key=f"{prefix}{i % 7}/img-{i:05d}.jpg",
+                                                  Body=image_bytes(seed=i, size=(40, 32))), range(count)))
+
+
+@pytest.fixture(scope="module")
+def archive(model):
+    _upload_images("in/", IMAGES)
     return f"s3://{BUCKET}/in/"
 
 
-def _score(output: str, **popen) -> subprocess.Popen:
-    overrides = {"model": f"s3://{BUCKET}/m/model/", "input": f"s3://{BUCKET}/in/", "output": output}
+def _score(output: str, *more: str, source: str = "in/", **popen) -> subprocess.Popen:
+    """`mediajobs run score-demo.yaml` over `source` in the bucket into `output`; `more`: further arguments."""
+    overrides = {"model": f"s3://{BUCKET}/m/model/", "input": f"s3://{BUCKET}/{source}", "output": output}
     args = [*MEDIAJOBS, "run", str(EXAMPLES / "score-demo.yaml"),
-            *(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}"))]
+            *(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")), *more]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **popen)
 
@@ -64,13 +79,18 @@ def _seaweed_pid() -> int:
     return json.loads((home / "stack.json").read_text())["processes"]["seaweedfs"]["pid"]
 
 
-def _store_outage(seconds: float) -> None:
-    """SIGKILL the stack's S3 server, wait, and start it again with the stack's own `up`."""
+def _store_outage(seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+    """SIGKILL the stack's S3 server, wait `seconds` (less if `until()` holds before), and
+    start it again with the stack's own `up`."""
     from cluster import local_stack as stack_module
 
     os.kill(_seaweed_pid(), signal.SIGKILL)
-    time.sleep(seconds)
-    stack_module.up(Path(os.environ["MEDIAJOBS_HOME"]))
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not until():
+            time.sleep(0.2)
+    finally:
+        stack_module.up(Path(os.environ["MEDIAJOBS_HOME"]))
 
 
 def _tables(output: str) -> set[str]:
@@ -117,3 +137,54 @@ def test_an_outage_longer_than_the_budget_fails_clearly_and_publishes_nothing(ar
     assert code == 1, log[-3000:]
     assert "object store stopped answering" in log and "Nothing was committed" in log, log[-3000:]
     assert not _tables(output) - {"_staging"}, _tables(output)  # no predictions/, errors/ or runs/
+
+
+def _drain(job: subprocess.Popen, seen: list[str]) -> threading.Thread:
+    """Read the job's output in the background (a full pipe would stall it)."""
+    reader = threading.Thread(target=lambda: seen.extend(job.stdout), daemon=True)
+    reader.start()
+    return reader
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_nightly_run_past_the_outage_budget_fails_clearly_and_its_rerun_finishes_the_date(model, ray_driver):
+    """Incremental: the store goes as the route's scoring starts (its actors fetch the model,
+    then the objects) and stays away until the run has failed (budget 2 s). Exit 1 with one
+    line saying so; no table, manifest or summary visible; the re-run scores every object once."""
+    from jobs.runner import run_spec
+    from jobs.specs import load_spec
+    from jobs.storage import list_objects, read_table
+
+    _upload_images("nightly-in/", NIGHTLY_IMAGES)
+    output, night = f"s3://{BUCKET}/nightly-outage/", "2026-11-20"
+    nightly = ("--set", "incremental=true", "--run-date", night)
+    job, seen = _score(output, *nightly, source="nightly-in/",
+                       env={**os.environ, "MEDIAJOBS_STORE_OUTAGE_SECONDS": "2"}), []
+    try:
+        _wait_for_line(job, f"scoring {NIGHTLY_IMAGES} objects with", seen)  # the route's work list is read
+        _wait_for_line(job, "Starting execution of Dataset", seen)  # and its Ray Data run starts
+        reader = _drain(job, seen)
+        _store_outage(120, until=lambda: job.poll() is not None)
+        job.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    log = "".join(seen)
+    assert job.returncode == 1, log[-3000:]
+    failure = [line for line in log.splitlines() if "object store stopped answering" in line]
+    assert len(failure) == 1 and failure[0].startswith("job failed: the object store stopped answering: "), log[-3000:]
+    assert "the budget is 2 s (MEDIAJOBS_STORE_OUTAGE_SECONDS)" in failure[0], failure
+    assert f"Nothing was committed: {output} holds no results of run date {night}" in failure[0], failure
+    assert "internal error" not in log, log[-3000:]  # (the actors' tracebacks are Ray's log forwarding)
+    assert _tables(output) <= {"_staging", "_lock.json"}, _tables(output)  # no tables, _manifest/ or runs/
+    staged = [o.uri for o in list_objects(f"{output}_staging/run_date={night}/scored/")]
+
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [f"model=s3://{BUCKET}/m/model/", "incremental=true",
+                                                    f"input=s3://{BUCKET}/nightly-in/", f"output={output}"])
+    rerun = run_spec(spec, run_date=night, echo=lambda line: None)  # the lease left behind: its holder is gone
+    assert rerun.committed and (rerun.resumed > 0) == bool(staged)  # rows staged before the outage are reused
+    predictions = read_table(output + "predictions/").column("uri").to_pylist()
+    assert "errors" not in _tables(output) or not read_table(output + "errors/").num_rows
+    assert len(predictions) == len(set(predictions)) == NIGHTLY_IMAGES
