@@ -117,14 +117,16 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
         s3_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": creds["access_key"],
                   "AWS_SECRET_ACCESS_KEY": creds["secret_key"], "AWS_DEFAULT_REGION": creds["region"]}
 
-        ray_fp = _fingerprint(*s3_env.values(), str(cpus), str(OBJECT_STORE_BYTES))
+        # A head started before it bound to loopback only (LOOPBACK_ENV) restarts.
+        ray_fp = _fingerprint(*s3_env.values(), str(cpus), str(OBJECT_STORE_BYTES),
+                              *(f"{k}={v}" for k, v in sorted(_ray_head.LOOPBACK_ENV.items())))
         ray_ok = _ray_head.NAME in ports and _keep_if_current(home, procs, _ray_head.NAME, ray_fp, lambda: (
             _ray_head.is_healthy(ports[_ray_head.NAME]["gcs"], _dashboard_url(ports), token_file)))
         if not ray_ok:
             ports[_ray_head.NAME] = _allocate_ray_ports(home, ports.get(_ray_head.NAME, {}),
                                                         taken=set(ports[_seaweed.NAME].values()))
         state.update(s3_endpoint=endpoint, ray_address=f"127.0.0.1:{ports[_ray_head.NAME]['gcs']}",
-                     dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime))
+                     dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime), ray_loopback_only=True)
 
         launches: dict[str, _Launch] = {}
         if not weed_ok:
