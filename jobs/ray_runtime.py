@@ -24,7 +24,8 @@ WORKER_ENV = {
 
 
 # mediajobs settings a driver passes on to its workers when set (never secrets).
-FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS",)
+# (MEDIAJOBS_URI_SCHEMES is not among them: where a job runs, that machine's setting rules.)
+FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS", "MEDIAJOBS_CREATE_BUCKETS")
 
 
 def forwarded_settings() -> dict[str, str]:

@@ -22,6 +22,7 @@ from jobs._spec_errors import (_USERINFO, _describe_error, _Loc, _Problem, _show
 from jobs._spec_yaml import _SECRET_KEY, _apply_overrides, _plain, _read_yaml
 from jobs.errors import SpecError, StorageError
 from jobs.storage import parse_uri
+from jobs.uri_policy import scheme_problem
 from tasks.registry import task_names
 
 __all__ = [
@@ -86,6 +87,8 @@ def _check_model_source(value: str) -> str:
     if value.startswith(("https://", "http://")):
         if _USERINFO.search(value):
             raise _fail(_SECRET_URI_PROBLEM)
+        if problem := scheme_problem(value):
+            raise _fail(problem)
         return value
     return _check_uri(value)
 
@@ -102,6 +105,8 @@ def _check_uri(uri: str) -> str:
         raise _fail(f"{reason}; use s3://bucket/prefix/ or a local path") from None
     except ValueError:  # urlparse: an unclosed '[' reads as a broken IPv6 host
         raise _fail(f"{_show(uri)} is not a valid URI; use s3://bucket/prefix/ or a local path") from None
+    if problem := scheme_problem(uri):
+        raise _fail(problem)
     return uri
 
 

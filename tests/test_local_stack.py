@@ -93,8 +93,18 @@ def test_credentials_are_generated_once_and_private(tmp_path):
     assert first == again
     assert len(first["secret_key"]) >= 40 and first["access_key"].startswith("MJ")
     assert stat.S_IMODE(credentials_file(tmp_path).stat().st_mode) == 0o600
+    assert first["reader_access_key"].startswith("MR") and first["reader_secret_key"] != first["secret_key"]
     (tmp_path / "other").mkdir()
     assert stack_api._ensure_credentials(tmp_path / "other")["secret_key"] != first["secret_key"]
+
+
+def test_a_home_from_before_the_reader_pair_keeps_its_key_pair_and_gains_a_reader(tmp_path):
+    old = {"access_key": "MJOLD", "secret_key": "s" * 40, "region": "us-east-1"}
+    credentials_file(tmp_path).write_text(json.dumps(old))
+    creds = stack_api._ensure_credentials(tmp_path)
+    assert {k: creds[k] for k in old} == old
+    assert creds["reader_access_key"].startswith("MR")
+    assert json.loads(credentials_file(tmp_path).read_text()) == creds
 
 
 def test_terminate_stops_only_marked_process_and_its_group(tmp_path):
