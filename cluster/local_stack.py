@@ -101,11 +101,12 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
         _ray_head.ensure_token(token_file)
         runtime = _ensure_runtime_dir(home)
         identities = home / "seaweed-s3.json"
-        _seaweed.write_identities(identities, creds["access_key"], creds["secret_key"])
+        _seaweed.write_identities(identities, creds)
         cpus = num_cpus or os.cpu_count() or 1
 
         # The volume settings are part of the fingerprint: a stack started with older ones restarts.
-        weed_fp = _fingerprint(creds["access_key"], creds["secret_key"], *_seaweed.VOLUME_FLAGS,
+        weed_fp = _fingerprint(creds["access_key"], creds["secret_key"], creds["reader_access_key"],
+                               creds["reader_secret_key"], *_seaweed.VOLUME_FLAGS,
                                *(f"{k}={v}" for k, v in sorted(_seaweed.VOLUME_ENV.items())))
         weed_ok = _seaweed.NAME in ports and _keep_if_current(home, procs, _seaweed.NAME, weed_fp, lambda: (
             _seaweed.is_healthy(_seaweed.s3_endpoint(ports[_seaweed.NAME]), *_key_pair(creds),
@@ -117,14 +118,16 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
         s3_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": creds["access_key"],
                   "AWS_SECRET_ACCESS_KEY": creds["secret_key"], "AWS_DEFAULT_REGION": creds["region"]}
 
-        ray_fp = _fingerprint(*s3_env.values(), str(cpus), str(OBJECT_STORE_BYTES))
+        # A head started before it bound to loopback only (LOOPBACK_ENV) restarts.
+        ray_fp = _fingerprint(*s3_env.values(), str(cpus), str(OBJECT_STORE_BYTES),
+                              *(f"{k}={v}" for k, v in sorted(_ray_head.LOOPBACK_ENV.items())))
         ray_ok = _ray_head.NAME in ports and _keep_if_current(home, procs, _ray_head.NAME, ray_fp, lambda: (
             _ray_head.is_healthy(ports[_ray_head.NAME]["gcs"], _dashboard_url(ports), token_file)))
         if not ray_ok:
             ports[_ray_head.NAME] = _allocate_ray_ports(home, ports.get(_ray_head.NAME, {}),
                                                         taken=set(ports[_seaweed.NAME].values()))
         state.update(s3_endpoint=endpoint, ray_address=f"127.0.0.1:{ports[_ray_head.NAME]['gcs']}",
-                     dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime))
+                     dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime), ray_loopback_only=True)
 
         launches: dict[str, _Launch] = {}
         if not weed_ok:
@@ -307,18 +310,21 @@ def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 def _ensure_credentials(home: Path) -> dict[str, str]:
-    """The S3 key pair, generated on the first `up` and reused afterwards."""
+    """The S3 key pairs (the stack's and a read-only one), generated once and reused afterwards."""
     path = credentials_file(home)
     try:
         creds = json.loads(path.read_text())
-        if creds.get("access_key") and creds.get("secret_key"):
-            os.chmod(path, 0o600)
-            return {"region": DEFAULT_REGION, **creds}
     except (FileNotFoundError, ValueError):
-        pass
-    creds = {"access_key": "MJ" + secrets.token_hex(9).upper(), "secret_key": secrets.token_urlsafe(30),
-             "region": DEFAULT_REGION}
-    _write_private(path, json.dumps(creds, indent=2) + "\n")
+        creds = {}
+    pairs = {"": "MJ", "reader_": "MR"}  # field prefix -> access key prefix
+    missing = [field for field in pairs if not (creds.get(f"{field}access_key") and creds.get(f"{field}secret_key"))]
+    for field in missing:  # a home from before the reader pair gets one; the main pair is kept
+        creds[f"{field}access_key"] = pairs[field] + secrets.token_hex(9).upper()
+        creds[f"{field}secret_key"] = secrets.token_urlsafe(30)
+    creds = {"region": DEFAULT_REGION, **creds}
+    if missing:
+        _write_private(path, json.dumps(creds, indent=2) + "\n")
+    os.chmod(path, 0o600)
     return creds
 
 

@@ -27,7 +27,8 @@ from jobs.model_store import fetch_model, read_model_metadata
 from jobs.resources import actor_pool_options
 from jobs.score import new_run_id
 from jobs.score_commit import publish_rows
-from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, parse_uri, read_bytes, write_bytes
+from jobs.output_location import prepare_output
+from jobs.storage import delete_prefix, filesystem_for, parse_uri, read_bytes, write_bytes
 
 IMAGES, INDEX, GRID = "images", "index", "grid.png"
 
@@ -115,12 +116,11 @@ def run_generate(spec, echo=print) -> GenerateResult:
     from tasks.gan import sample_grid_png
 
     started = time.time()
+    output = prepare_output(spec.output)
     metadata = read_model_metadata(spec.model)
     if metadata.get("task") != "gan":
         raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.get('task')!r}; "
                              "a generate job needs the output of a train job with task: gan")
-    output = parse_uri(spec.output).as_prefix()
-    ensure_bucket(output.uri)
     run_id = new_run_id()
     staging = output.join("_staging", run_id)
     echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata['model_id']} (run {run_id})")

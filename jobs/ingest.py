@@ -49,7 +49,8 @@ def ingest_cifar10(dest: str, source: str | Path | None = None,
     the same way.
 
     Args:
-        dest: an `s3://bucket/prefix/` URI or a local directory; the bucket is created if missing.
+        dest: an `s3://bucket/prefix/` URI or a local directory; a missing bucket is created where
+            `jobs.storage.may_create_buckets` allows it (the local stack), else refused.
         source: the path of `cifar-10-python.tar.gz`, or None to download it.
         progress: optional `progress(done, total)` callback, e.g. for a progress bar.
 
@@ -112,7 +113,8 @@ def ingest_folder(src: Path, dest: str, progress: ProgressCallback | None = None
 
     Args:
         src: a local directory.
-        dest: an `s3://bucket/prefix/` URI or a local directory; the bucket is created if missing.
+        dest: an `s3://bucket/prefix/` URI or a local directory; a missing bucket is created where
+            `jobs.storage.may_create_buckets` allows it (the local stack), else refused.
         progress: optional `progress(done, total)` callback.
 
     Returns:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_REGION = "us-east-1"
+# Keeps a Ray node, or a driver, on 127.0.0.1 (read when `ray` is imported). Defined here,
+# not in cluster/, because jobs only read the stack (the dependency points cluster -> jobs).
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def mediajobs_home() -> Path:
@@ -43,6 +46,9 @@ class LocalStack:
     region: str
     ray_address: str  # GCS address, host:port, for ray.init(address=...)
     dashboard_url: str  # http://host:port, for the Jobs API
+    # The head binds to 127.0.0.1 only; its clients must then keep 127.0.0.1 as their own
+    # address too (cluster._ray_head.LOOPBACK_ENV). False for a head started by an older `up`.
+    loopback_only: bool = False
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback
         return (f"LocalStack(s3_endpoint={self.s3_endpoint!r}, ray_address={self.ray_address!r}, "
@@ -63,6 +69,7 @@ def ray_client_env(stack: LocalStack, home: Path | None = None) -> dict[str, str
         "RAY_API_SERVER_ADDRESS": stack.dashboard_url,  # JobSubmissionClient(), `ray job ...`
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(ray_auth_token_file(home)),
+        **(LOOPBACK_ENV if stack.loopback_only else {}),
     }
 
 
@@ -84,6 +91,7 @@ def read_local_stack(home: Path | None = None) -> LocalStack | None:
             region=creds.get("region", DEFAULT_REGION),
             ray_address=state["ray_address"],
             dashboard_url=state["dashboard_url"],
+            loopback_only=bool(state.get("ray_loopback_only", False)),
         )
     except (OSError, ValueError, KeyError):
         return None

@@ -40,7 +40,8 @@ from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_
                                  skipped_table)
 from jobs.run_lock import LeaseKeeper
 from jobs.score_commit import PARTIAL
-from jobs.storage import delete_prefix, ensure_bucket, filesystem_for, list_objects, parse_uri, write_bytes
+from jobs.output_location import prepare_output
+from jobs.storage import delete_prefix, filesystem_for, list_objects, parse_uri, write_bytes
 
 TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
 LEASE_SECONDS = 10 * 60
@@ -76,8 +77,7 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
 
     run_date = check_run_date(run_date)
     started = time.time()
-    output = parse_uri(spec.output).as_prefix()
-    ensure_bucket(output.uri)
+    output = prepare_output(spec.output)
     routes = plan_routes(spec)
     run_id = new_run_id()
     keeper = LeaseKeeper(output.uri, run_id, ttl_seconds=LEASE_SECONDS)

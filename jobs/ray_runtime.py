@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 
-from jobs.localstate import ray_client_env, read_local_stack
+from jobs.localstate import LOOPBACK_ENV, ray_client_env, read_local_stack
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ WORKER_ENV = {
 
 
 # mediajobs settings a driver passes on to its workers when set (never secrets).
-FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS",)
+# (MEDIAJOBS_URI_SCHEMES is not among them: where a job runs, that machine's setting rules.)
+FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS", "MEDIAJOBS_CREATE_BUCKETS")
 
 
 def forwarded_settings() -> dict[str, str]:
@@ -52,12 +53,29 @@ def _use_local_stack_auth(stack) -> None:
     os.environ.pop("RAY_AUTH_TOKEN", None)  # it would override the stack's token file
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
         os.environ[name] = client_env[name]
+    if stack.loopback_only:
+        _stay_on_loopback()
     if "ray" in sys.modules:
         # Ray reads its auth settings at import; a process that imported it already must
         # reload them, as Ray's own auto-enable does.
         import ray._raylet
 
         ray._raylet.Config.initialize("")
+
+
+def _stay_on_loopback() -> None:
+    """Make this process's Ray call 127.0.0.1 its own address (and bind a Ray it starts there).
+
+    A driver must report the address its node was started with, or it finds no raylet:
+    the local stack's head runs on 127.0.0.1 only (cluster._ray_head).
+    """
+    import sys
+
+    os.environ.update(LOOPBACK_ENV)
+    if "ray" in sys.modules:  # Ray read the switch at import: set the value it read
+        import ray._private.ray_constants as ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _show_data_progress() -> None:
@@ -84,11 +102,11 @@ def connect_ray(address: str | None = None) -> str:
         # and Ray refuses a driver runtime_env that sets the same variables again.
         runtime_env = None
     address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        stack = read_local_stack()
-        if stack is not None and _reachable(stack.ray_address):
-            address = stack.ray_address
-            _use_local_stack_auth(stack)
+    stack = read_local_stack()
+    if not address and stack is not None and _reachable(stack.ray_address):
+        address = stack.ray_address
+    if stack is not None and address == stack.ray_address:
+        _use_local_stack_auth(stack)
 
     import ray
 
@@ -99,5 +117,6 @@ def connect_ray(address: str | None = None) -> str:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True,
                  logging_level=logging.WARNING)
         return f"ray cluster at {address}"
+    _stay_on_loopback()  # a Ray of this process alone has no business on other interfaces
     ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
     return "in-process ray (no cluster found; `mediajobs local up` starts one)"

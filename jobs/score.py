@@ -25,7 +25,8 @@ from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
 from jobs.resources import actor_pool_options
 from jobs.score_commit import commit_run, staged_schema
-from jobs.storage import (StoreUnavailableError, delete_prefix, ensure_bucket, filesystem_for, is_transient,
+from jobs.output_location import prepare_output
+from jobs.storage import (StoreUnavailableError, delete_prefix, filesystem_for, is_transient,
                           list_objects, parse_uri, write_bytes)
 from jobs.task_config import task_config_from_metadata
 
@@ -176,12 +177,11 @@ def run_score(spec, echo=print) -> ScoreResult:
     from tasks import get_task
 
     started = time.time()
+    output = prepare_output(spec.output)
     metadata = read_model_metadata(spec.model)
     if metadata.get("task") != spec.task:
         raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.get('task')!r}, "
                              f"not {spec.task!r}")
-    output = parse_uri(spec.output).as_prefix()
-    ensure_bucket(output.uri)
     run_id = new_run_id()
     staging = output.join("_staging", run_id)
 

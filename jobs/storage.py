@@ -393,25 +393,59 @@ def is_file(uri: str) -> bool:
     return filesystem_for(loc).get_file_info(loc.fs_path).type == pafs.FileType.File
 
 
+# Whether a missing bucket is created on first write: "auto" (the default) creates one
+# only on the embedded local stack, which starts empty; anywhere else a missing bucket is
+# most likely a typo, and creating it would pick a region, an owner and a bill for the
+# user. "1" or "0" decide for every store.
+CREATE_BUCKETS_VARIABLE = "MEDIAJOBS_CREATE_BUCKETS"
+
+
+def may_create_buckets(settings: S3Settings | None = None) -> bool:
+    choice = os.environ.get(CREATE_BUCKETS_VARIABLE, "auto").strip().lower()
+    if choice in ("1", "true", "yes"):
+        return True
+    if choice in ("0", "false", "no"):
+        return False
+    settings = settings or resolve_s3_settings()
+    if settings.source == "local-stack":
+        return True
+    stack = read_local_stack()
+    return stack is not None and settings.endpoint is not None and settings.endpoint.rstrip("/") == stack.s3_endpoint
+
+
 def ensure_bucket(uri: str) -> None:
-    """Create the bucket of an s3 URI if it is missing (the local stack starts empty)."""
+    """Make sure the bucket of an s3 URI exists (or a local folder), creating it where allowed.
+
+    Raises:
+        StorageError: the bucket is missing and may not be created here (see
+            `may_create_buckets`), or the store refused to show or create it.
+    """
     from botocore.exceptions import ClientError
 
     loc = parse_uri(uri)
     if loc.scheme != "s3":
-        Path(loc.key).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(loc.key).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder {loc.key}: {exc.strerror or exc}") from None
         return
     client = s3_client()
     try:
         client.head_bucket(Bucket=loc.bucket)
+        return
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise StorageError(f"cannot use bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
-        try:
-            client.create_bucket(Bucket=loc.bucket)
-        except ClientError as exc2:
-            raise StorageError(f"cannot create bucket {loc.bucket!r}: {describe_storage_error(exc2)}") from None
+    if not may_create_buckets():
+        raise StorageError(f"bucket {loc.bucket!r} does not exist; create it (e.g. `aws s3 mb s3://{loc.bucket}`), "
+                           f"fix the URI, or set {CREATE_BUCKETS_VARIABLE}=1 to have jobs create missing buckets")
+    try:
+        client.create_bucket(Bucket=loc.bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") == "BucketAlreadyOwnedByYou":
+            return  # another job created it a moment ago
+        raise StorageError(f"cannot create bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
 
 
 def delete_prefix(uri: str) -> int:

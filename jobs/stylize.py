@@ -33,7 +33,8 @@ from jobs.media_stage import FETCH_THREADS, fetch_object
 from jobs.resources import actor_pool_options
 from jobs.score import new_run_id
 from jobs.score_commit import publish_rows
-from jobs.storage import (delete_prefix, ensure_bucket, filesystem_for, is_file, list_objects, parse_uri, read_bytes,
+from jobs.output_location import prepare_output
+from jobs.storage import (delete_prefix, filesystem_for, is_file, list_objects, parse_uri, read_bytes,
                           write_bytes)
 
 IMAGES, RESULTS, ERRORS, SHEET = "images", "results", "errors", "contact_sheet.png"
@@ -296,6 +297,7 @@ def run_stylize(spec, echo=print) -> StylizeResult:
     from tasks.image_classifier import IMAGE_SUFFIXES
 
     started = time.time()
+    output = prepare_output(spec.output)
     source = resolve_stylizer(spec.model)
     if source.kind == "handle":
         # Fail before any work when the hub cannot be reached (it also warms hub's cache).
@@ -306,8 +308,6 @@ def run_stylize(spec, echo=print) -> StylizeResult:
         except StylizerLoadError as exc:
             raise MediaJobsError(f"model: {exc.message}") from None
     styles = load_styles(spec.styles)
-    output = parse_uri(spec.output).as_prefix()
-    ensure_bucket(output.uri)
     input_prefix = parse_uri(spec.input).as_prefix()
     objects = list(list_objects(input_prefix.uri, IMAGE_SUFFIXES))
     if not objects:

@@ -27,7 +27,8 @@ from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import METADATA_FILE, MODEL_DIR
 from jobs.resources import scaling_config
-from jobs.storage import ensure_bucket, filesystem_for, parse_uri, upload_dir, upload_file, write_bytes
+from jobs.output_location import prepare_output
+from jobs.storage import filesystem_for, parse_uri, upload_dir, upload_file, write_bytes
 from jobs.task_config import task_config_for
 from jobs.train_plans import extra_metadata, plan_for
 
@@ -70,10 +71,9 @@ def run_train(spec, echo=print) -> TrainResult:
     from tasks import get_task
 
     started = time.time()
+    output = prepare_output(spec.output)
     task_config = task_config_for(spec)
     task = get_task(spec.task)(**task_config)
-    output = parse_uri(spec.output).as_prefix()
-    ensure_bucket(output.uri)
 
     plan = plan_for(spec.task)
     objects = plan.list_objects(spec, task)

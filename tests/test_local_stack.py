@@ -4,6 +4,7 @@ head that takes authenticated drivers, and a `down` that stops only its own proc
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 from cluster import _host, _ray_head, _seaweed
 from cluster import local_stack as stack_api
 from jobs.errors import StackError
-from jobs.localstate import credentials_file, mediajobs_home, ray_auth_token_file, read_local_stack
+from jobs.localstate import LOOPBACK_ENV, credentials_file, mediajobs_home, ray_auth_token_file, read_local_stack
 
 # A Ray driver run as its own process, the way users and `mediajobs` run drivers.
 DRIVER = """
@@ -92,8 +93,18 @@ def test_credentials_are_generated_once_and_private(tmp_path):
     assert first == again
     assert len(first["secret_key"]) >= 40 and first["access_key"].startswith("MJ")
     assert stat.S_IMODE(credentials_file(tmp_path).stat().st_mode) == 0o600
+    assert first["reader_access_key"].startswith("MR") and first["reader_secret_key"] != first["secret_key"]
     (tmp_path / "other").mkdir()
     assert stack_api._ensure_credentials(tmp_path / "other")["secret_key"] != first["secret_key"]
+
+
+def test_a_home_from_before_the_reader_pair_keeps_its_key_pair_and_gains_a_reader(tmp_path):
+    old = {"access_key": "MJOLD", "secret_key": "s" * 40, "region": "us-east-1"}
+    credentials_file(tmp_path).write_text(json.dumps(old))
+    creds = stack_api._ensure_credentials(tmp_path)
+    assert {k: creds[k] for k in old} == old
+    assert creds["reader_access_key"].startswith("MR")
+    assert json.loads(credentials_file(tmp_path).read_text()) == creds
 
 
 def test_terminate_stops_only_marked_process_and_its_group(tmp_path):
@@ -213,10 +224,35 @@ def test_ray_driver_with_client_env_runs_tasks_that_see_the_store(local_stack):
 @pytest.mark.integration
 def test_ray_driver_without_the_token_is_refused(local_stack, tmp_path):
     env = {**_env_without_ray_settings(), "RAY_ADDRESS": local_stack.ray_address, "HOME": str(tmp_path),
+           **LOOPBACK_ENV,  # everything a client needs but the token
            "RAY_gcs_server_port_wait_time_s": "2"}  # give up after 2 connection attempts, not 20
     result = subprocess.run([sys.executable, "-c", DRIVER], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "Authentication token is missing or incorrect" in result.stderr
+
+
+def _is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+@pytest.mark.integration
+def test_every_listener_of_the_stack_is_on_loopback(local_stack, ray_driver):
+    import psutil
+    import ray
+
+    # Workers and a Ray Data job's actors are the head's children: have some running.
+    assert ray.get([ray.remote(lambda: os.getpid()).remote() for _ in range(4)])
+    state = json.loads((mediajobs_home() / "stack.json").read_text())
+    roots = [psutil.Process(record["pid"]) for record in state["processes"].values()]
+    listeners = []
+    for proc in roots + [child for root in roots for child in root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            listeners += [(proc.name(), c.laddr.ip, c.laddr.port) for c in proc.net_connections("tcp")
+                          if c.status == psutil.CONN_LISTEN]
+    names = {name for name, _, _ in listeners}
+    assert {"weed", "gcs_server", "raylet"} <= names, names  # the probe sees the servers at all
+    assert [entry for entry in listeners if not _is_loopback(entry[1])] == []
 
 
 @pytest.mark.integration
