@@ -28,7 +28,7 @@ from jobs.resources import actor_pool_options
 from jobs.score import new_run_id
 from jobs.score_commit import publish_rows
 from jobs.output_location import prepare_output
-from jobs.storage import delete_prefix, filesystem_for, parse_uri, read_bytes, write_bytes
+from jobs.storage import delete_prefix, filesystem_for, needs_folders, parse_uri, read_bytes, write_bytes
 
 IMAGES, INDEX, GRID = "images", "index", "grid.png"
 
@@ -133,7 +133,7 @@ def run_generate(spec, echo=print) -> GenerateResult:
                         batch_size=1, batch_format="numpy", **actor_pool_options(spec.resources))
     fs = filesystem_for(output)
     try:
-        ds.write_parquet(staging.fs_path, filesystem=fs)
+        ds.write_parquet(staging.fs_path, filesystem=fs, try_create_dir=needs_folders(staging))
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures; show their root cause
         raise JobFailedError(f"generation failed: {root_cause(exc)}") from exc
 

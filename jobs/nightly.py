@@ -41,7 +41,7 @@ from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_
 from jobs.run_lock import LeaseKeeper
 from jobs.score_commit import PARTIAL
 from jobs.output_location import prepare_output
-from jobs.storage import delete_prefix, filesystem_for, list_objects, parse_uri, write_bytes
+from jobs.storage import delete_prefix, filesystem_for, list_objects, needs_folders, parse_uri, write_bytes
 
 TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
 LEASE_SECONDS = 10 * 60
@@ -270,7 +270,8 @@ class _Night:
                 batch_size=self.spec.batch_size, batch_format="numpy",
                 **actor_pool_options(self.spec.resources, CALLS_PER_ACTOR))
             # One folder per route and attempt: a resumed run adds files, never rewrites one.
-            ds.write_parquet(self.staging.join("scored", route.name, self.run_id).fs_path, filesystem=self.fs)
+            ds.write_parquet(self.staging.join("scored", route.name, self.run_id).fs_path, filesystem=self.fs,
+                             try_create_dir=needs_folders(self.staging))
 
     # -- commit -----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from jobs.model_store import load_keras_model, read_model_metadata
 from jobs.resources import actor_pool_options
 from jobs.score_commit import commit_run, staged_schema
 from jobs.output_location import prepare_output
-from jobs.storage import (StoreUnavailableError, delete_prefix, filesystem_for, is_transient,
+from jobs.storage import (StoreUnavailableError, delete_prefix, filesystem_for, is_transient, needs_folders,
                           list_objects, parse_uri, write_bytes)
 from jobs.task_config import task_config_from_metadata
 
@@ -204,7 +204,8 @@ def run_score(spec, echo=print) -> ScoreResult:
                         batch_size=spec.batch_size, batch_format="numpy",
                         **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
     try:
-        ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output), **WRITE_OPTIONS)
+        ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output), try_create_dir=needs_folders(output),
+                         **WRITE_OPTIONS)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from jobs.errors import JobFailedError
-from jobs.storage import delete_prefix, filesystem_for
+from jobs.storage import delete_prefix, filesystem_for, needs_folders
 
 PARTIAL = "decode-partial"  # an errors row for an object whose examples were still scored
 
@@ -95,7 +95,7 @@ def publish_rows(staged, row_filter, columns, location, fs, run_id: str) -> None
     if staged.count_rows(filter=row_filter):
         pads.write_dataset(staged.scanner(columns=columns, filter=row_filter), location.fs_path, filesystem=fs,
                            format="parquet", basename_template=f"part-{run_id}-{{i}}.parquet",
-                           existing_data_behavior="overwrite_or_ignore")
+                           existing_data_behavior="overwrite_or_ignore", create_dir=needs_folders(location))
 
 
 def _write_objects(staged, row_filter, task, class_names, location, fs, run_id: str) -> None:
@@ -138,5 +138,6 @@ def _write_objects(staged, row_filter, task, class_names, location, fs, run_id: 
         "duration_s": pa.array(durations, pa.float64()),
         "model_id": [model_id] * len(uris), "run_id": [run_id] * len(uris),
     })
-    fs.create_dir(location.fs_path, recursive=True)
+    if needs_folders(location):
+        fs.create_dir(location.fs_path, recursive=True)
     pq.write_table(table, f"{location.fs_path}/part-{run_id}-0.parquet", filesystem=fs)

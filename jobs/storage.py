@@ -354,6 +354,16 @@ def copy_to_file(uri: str, out: BinaryIO, chunk_bytes: int = 8 * 1024 * 1024) ->
             out.write(chunk)
 
 
+def needs_folders(loc: Location) -> bool:
+    """Whether writes under `loc` need their folders made first: only on a file system.
+
+    On S3 a "folder" made by pyarrow's recursive `create_dir` is an empty marker object at
+    every parent key, outside the prefix a job writes to, and it replaces an object that
+    already has that key; objects need no folders there, so writers are told not to.
+    """
+    return loc.scheme == "file"
+
+
 def _pyarrow_refuses(loc: Location) -> bool:
     """Keys pyarrow cannot address: it raises ArrowInvalid ("Empty path component") for an
     empty segment, as in "a//b.jpg", which S3 allows and sloppy path joins produce."""

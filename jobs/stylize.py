@@ -34,7 +34,7 @@ from jobs.resources import actor_pool_options
 from jobs.score import new_run_id
 from jobs.score_commit import publish_rows
 from jobs.output_location import prepare_output
-from jobs.storage import (delete_prefix, filesystem_for, is_file, list_objects, parse_uri, read_bytes,
+from jobs.storage import (delete_prefix, filesystem_for, is_file, list_objects, needs_folders, parse_uri, read_bytes,
                           write_bytes)
 
 IMAGES, RESULTS, ERRORS, SHEET = "images", "results", "errors", "contact_sheet.png"
@@ -328,7 +328,7 @@ def run_stylize(spec, echo=print) -> StylizeResult:
                                "max_side": spec.max_side})
     fs = filesystem_for(output)
     try:
-        ds.write_parquet(staging.fs_path, filesystem=fs)
+        ds.write_parquet(staging.fs_path, filesystem=fs, try_create_dir=needs_folders(staging))
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures (e.g. the module not loading)
         raise JobFailedError(f"stylize failed: {_reason(exc)}") from exc
 
