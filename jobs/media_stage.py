@@ -36,8 +36,8 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
     budget `StoreUnavailableError` fails the job, as the object itself is not at fault.
     """
     from jobs.errors import StorageError
-    from jobs.storage import (StoreUnavailableError, copy_to_file, describe_storage_error, parse_uri, read_bytes,
-                              retry_while_unavailable)
+    from jobs.storage import copy_to_file, describe_storage_error, parse_uri, read_bytes
+    from jobs.store_outage import StoreUnavailableError, retry_while_unavailable
 
     limit = MAX_OBJECT_BYTES[reads]
     if size > limit:

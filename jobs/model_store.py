@@ -11,7 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from jobs.errors import MediaJobsError
-from jobs.storage import download_file, download_prefix, exists, is_file, parse_uri, retry_while_unavailable
+from jobs.storage import download_file, download_prefix, exists, is_file, parse_uri
+from jobs.store_outage import retry_while_unavailable
 from tasks.keras_files import load_keras
 
 MODEL_DIR = "model"

@@ -92,7 +92,7 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
 
 def _run_leased(spec, output, run_date: str, run_id: str, routes: list[RoutePlan], keeper: LeaseKeeper,
                 started: float, echo) -> NightlyResult:
-    from jobs.score import store_outage
+    from jobs.store_outage import store_outage
 
     snapshot = current_snapshot(output.uri)
     committed = dict(snapshot_index(snapshot).get("committed", {}))

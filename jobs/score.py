@@ -13,21 +13,20 @@ example table or errors, and the commit checks it.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from jobs.errors import JobFailedError, MediaJobsError, root_cause
+from jobs.errors import JobFailedError, MediaJobsError
 from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
+from jobs.output_location import prepare_output
 from jobs.resources import actor_pool_options
 from jobs.score_commit import commit_run, staged_schema
-from jobs.output_location import prepare_output
-from jobs.storage import (StoreUnavailableError, delete_prefix, filesystem_for, is_transient, needs_folders,
-                          list_objects, parse_uri, write_bytes)
+from jobs.storage import delete_prefix, filesystem_for, list_objects, needs_folders, parse_uri, write_bytes
+from jobs.store_outage import store_outage
 from jobs.task_config import task_config_from_metadata
 
 
@@ -145,22 +144,6 @@ class ScoreResult:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def store_outage(exc: BaseException) -> str | None:
-    """What went wrong, when a run failed because the object store stopped answering.
-
-    The outage may surface wrapped by Ray: as the cause of a task error, or only as text
-    (an actor that died in its constructor carries its traceback in its message).
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if found := re.search(r"StoreUnavailableError: ([^\n]+)", str(seen)):
-            return found[1]
-        if isinstance(seen, StoreUnavailableError) or (isinstance(seen, OSError) and is_transient(seen)):
-            return root_cause(seen)
-        seen = seen.__cause__
-    return None
 
 
 def _forget_staging(staging) -> None:

@@ -2,8 +2,8 @@
 
 A URI is `s3://bucket/prefix/...` or a local path (`/data/x`, `./x`, `file:///x`).
 Endpoint and credentials come from the environment / standard AWS config, or from
-the embedded local stack when it is up and nothing else is configured. Never from
-a spec file.
+the embedded local stack when it is up and nothing else is configured (`jobs.s3_settings`).
+Never from a spec file. Waiting out an outage is `jobs.store_outage`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from jobs.errors import StorageError
-from jobs.localstate import DEFAULT_REGION, read_local_stack
+from jobs.localstate import read_local_stack
+from jobs.s3_settings import S3Settings, resolve_s3_settings, settings_fingerprint
 
 
 @dataclass(frozen=True)
@@ -72,70 +73,6 @@ def parse_uri(uri: str) -> Location:
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
         return Location("file", "", os.path.abspath(os.path.expanduser(uri)))
     raise StorageError(f"unsupported URI scheme {parsed.scheme!r} in {uri!r}; use s3:// or a local path")
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Resolved endpoint and credentials. `repr` hides the secret."""
-
-    endpoint: str | None
-    access_key: str | None
-    secret_key: str | None
-    region: str
-    source: str  # "environment", "aws-config", "local-stack" or "none"
-
-    def __repr__(self) -> str:
-        return f"S3Settings(endpoint={self.endpoint!r}, region={self.region!r}, source={self.source!r})"
-
-
-def resolve_s3_settings() -> S3Settings:
-    """Find the S3 endpoint and credentials, in this order:
-
-    1. `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_ENDPOINT_URL`) in the environment;
-    2. the standard AWS config chain (profiles, SSO, instance roles) through botocore;
-    3. the embedded local stack, when it has been started under `MEDIAJOBS_HOME`.
-    """
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        return S3Settings(endpoint, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
-                          region or DEFAULT_REGION, "environment")
-    creds = _aws_config_credentials()
-    if creds is not None:
-        return S3Settings(endpoint, creds[0], creds[1], region or creds[2] or DEFAULT_REGION, "aws-config")
-    stack = read_local_stack()
-    if stack is not None and endpoint is None:
-        return S3Settings(stack.s3_endpoint, stack.access_key, stack.secret_key, stack.region, "local-stack")
-    return S3Settings(endpoint, None, None, region or DEFAULT_REGION, "none")
-
-
-def _aws_config_credentials() -> tuple[str | None, str | None, str | None] | None:
-    # Only consult botocore when a profile or config file could exist: it is slow to
-    # import and probes the instance metadata service otherwise.
-    has_config = any(os.environ.get(v) for v in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-                                                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"))
-    has_config = has_config or (Path.home() / ".aws").exists()
-    if not has_config:
-        return None
-    import botocore.session
-
-    session = botocore.session.get_session()
-    creds = session.get_credentials()
-    if creds is None:
-        return None
-    region = session.get_config_variable("region")
-    if creds.token or getattr(creds, "refresh_needed", None) is not None:
-        # Temporary credentials (IRSA web identity, assumed roles, SSO, instance and
-        # container roles) expire: frozen copies would fail mid-job, and boto3 given bare
-        # keys drops the session token. No keys here lets boto3 and pyarrow use their own
-        # refreshing credential chains.
-        return None, None, region
-    frozen = creds.get_frozen_credentials()
-    return frozen.access_key, frozen.secret_key, region
-
-
-def settings_fingerprint(settings: S3Settings) -> tuple:
-    return (settings.endpoint, settings.access_key, settings.secret_key, settings.region)
 
 
 def filesystem_for(location: Location, settings: S3Settings | None = None):
@@ -259,69 +196,6 @@ def describe_storage_error(exc: BaseException) -> str:
     if "Unable to locate credentials" in text:
         return f"{text} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `mediajobs local up`)"
     return text
-
-
-# How long reads wait out an object store that does not answer (restarting, overloaded,
-# network down) before the job fails; MEDIAJOBS_STORE_OUTAGE_SECONDS changes it, and
-# the driver passes it on to its workers.
-STORE_OUTAGE_VARIABLE = "MEDIAJOBS_STORE_OUTAGE_SECONDS"
-DEFAULT_STORE_OUTAGE_SECONDS = 120.0
-_BACKOFF_SECONDS = (0.5, 8.0)  # first wait, longest wait (doubling in between)
-# Failures of the store rather than of an object: worth waiting out. Missing objects,
-# denied access and bad keys are not; they fail at once.
-_TRANSIENT_MARKERS = ("NETWORK_CONNECTION", "SLOW_DOWN", "SERVICE_UNAVAILABLE", "INTERNAL_FAILURE",
-                      "HTTP status 5", "Could not connect", "Couldn't connect", "Connection refused",
-                      "connection refused", "Connection reset", "Connect timeout", "timed out",
-                      "EndpointConnectionError", "SlowDown", "ServiceUnavailable", "InternalError")
-
-
-class StoreUnavailableError(StorageError):
-    """The object store did not answer within the outage budget."""
-
-    headline = "object store unavailable"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a storage failure is the store's (retry) rather than the object's (don't)."""
-    text = f"{type(exc).__name__}: {exc}"
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        text += " " + str(response.get("Error", {}).get("Code", ""))
-    return any(marker in text for marker in _TRANSIENT_MARKERS)
-
-
-def store_outage_seconds() -> float:
-    try:
-        return max(0.0, float(os.environ.get(STORE_OUTAGE_VARIABLE, DEFAULT_STORE_OUTAGE_SECONDS)))
-    except ValueError:
-        return DEFAULT_STORE_OUTAGE_SECONDS
-
-
-def retry_while_unavailable(call, what: str, budget: float | None = None):
-    """`call()`, retried with doubling waits while the store fails transiently.
-
-    Raises:
-        StoreUnavailableError: the store still failed after `budget` seconds (default:
-            `store_outage_seconds()`).
-        whatever `call` raises for a non-transient failure, at once.
-    """
-    import time
-
-    budget = store_outage_seconds() if budget is None else budget
-    began, wait = time.monotonic(), _BACKOFF_SECONDS[0]
-    while True:
-        try:
-            return call()
-        except Exception as exc:  # pyarrow's OSError, boto3's EndpointConnectionError, ours
-            if not is_transient(exc):
-                raise
-            waited = time.monotonic() - began
-            if waited + wait > budget:
-                raise StoreUnavailableError(
-                    f"the object store did not answer for {waited:.0f} s while {what} ({describe_storage_error(exc)}); "
-                    f"the budget is {budget:.0f} s ({STORE_OUTAGE_VARIABLE})") from None
-            time.sleep(wait)
-            wait = min(wait * 2, _BACKOFF_SECONDS[1])
 
 
 def read_bytes(uri: str) -> bytes:

@@ -90,7 +90,8 @@ def test_credentials_that_may_only_read_are_refused_before_any_work(archive, loc
 
 def test_the_reader_key_pair_reads_but_cannot_create_a_bucket(archive, local_stack):
     # Its reads work (so the refusals above are about writing, not about a broken key pair).
-    from jobs.storage import S3Settings, s3_client
+    from jobs.s3_settings import S3Settings
+    from jobs.storage import s3_client
 
     reader = _reader_env(local_stack)
     client = s3_client(S3Settings(local_stack.s3_endpoint, reader["AWS_ACCESS_KEY_ID"],

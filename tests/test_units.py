@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from jobs.errors import StorageError
-from jobs.storage import S3Settings, parse_uri
+from jobs.s3_settings import S3Settings
+from jobs.storage import parse_uri
 from tasks.image_classifier import build_cnn, decode_image, top_k
 from tasks.media import MediaDecodeError
 
@@ -62,7 +63,7 @@ def _encode(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     ("aws_access_key_id = ASIATEMP\naws_secret_access_key = temp-secret\naws_session_token = tok\n", (None, None)),
 ])
 def test_aws_config_credentials_are_passed_on_only_when_static(tmp_path, monkeypatch, profile, keys):
-    from jobs.storage import resolve_s3_settings
+    from jobs.s3_settings import resolve_s3_settings
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL",
                  "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
@@ -177,7 +178,7 @@ def test_a_missing_route_model_names_the_route_field(tmp_path):
 
 def test_store_retries_wait_out_transient_failures_only():
     from jobs.errors import StorageError
-    from jobs.storage import StoreUnavailableError, is_transient, retry_while_unavailable
+    from jobs.store_outage import StoreUnavailableError, is_transient, retry_while_unavailable
 
     outage = OSError("When reading information for key 'a.jpg' in bucket 'b': AWS Error NETWORK_CONNECTION "
                      "during HeadObject operation: curlCode: 7, Couldn't connect to server")
