@@ -84,7 +84,7 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
     try:
         result = _run_leased(spec, output, run_date, run_id, routes, keeper, started, echo)
     except BaseException:
-        _release_after_failure(keeper, echo)
+        keeper.release_after_failure(echo)
         raise
     keeper.release()
     return result
@@ -118,21 +118,6 @@ def _run_leased(spec, output, run_date: str, run_id: str, routes: list[RoutePlan
         if outage is None:
             raise
         raise night.outage_failure(outage) from exc
-
-
-def _release_after_failure(keeper: LeaseKeeper, echo) -> None:
-    """Give the lease up after a failed run, if the store answers: it may be what failed.
-    A lease left behind expires by itself; a re-run on this host takes it over at once."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from jobs.errors import MediaJobsError
-    from jobs.storage import describe_storage_error
-
-    try:
-        keeper.release()
-    except (OSError, MediaJobsError, BotoCoreError, ClientError) as exc:
-        echo(f"note: the lease {keeper.lease.uri} was not released ({describe_storage_error(exc)}); it expires "
-             f"within {LEASE_SECONDS // 60} minutes, and a re-run on this host takes it over at once")
 
 
 def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:

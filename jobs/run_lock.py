@@ -238,3 +238,17 @@ class LeaseKeeper:
         self._thread.join(timeout=5)
         if self._lost is None:
             release_lease(self.lease)
+
+    def release_after_failure(self, echo: Callable[[str], None]) -> None:
+        """Give the lease up after a failed run, if the store answers: it may be what failed.
+        A lease left behind expires by itself; a re-run on this host takes it over at once."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from jobs.storage import describe_storage_error
+
+        try:
+            self.release()
+        except (OSError, MediaJobsError, BotoCoreError, ClientError) as exc:
+            echo(f"note: the lease {self.lease.uri} was not released ({describe_storage_error(exc)}); it expires "
+                 f"within {max(1, round(self.ttl_seconds / 60))} minutes, and a re-run on this host takes it over "
+                 "at once")

@@ -24,6 +24,7 @@ from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
 from jobs.output_location import prepare_output
 from jobs.resources import actor_pool_options
+from jobs.run_lock import LeaseKeeper
 from jobs.score_commit import commit_run, staged_schema
 from jobs.storage import delete_prefix, filesystem_for, list_objects, needs_folders, parse_uri, write_bytes
 from jobs.store_outage import store_outage
@@ -155,17 +156,33 @@ def _forget_staging(staging) -> None:
 
 
 def run_score(spec, echo=print) -> ScoreResult:
-    """Score every object under `spec.input` with the model at `spec.model`."""
+    """Score every object under `spec.input` with the model at `spec.model`.
+
+    Raises:
+        LockHeldError: another run is writing to the same output (exit 3).
+    """
+    started = time.time()
+    output = prepare_output(spec.output)
+    run_id = new_run_id()
+    # One run at a time per output: two would each replace the tables with their own.
+    keeper = LeaseKeeper(output.uri, run_id)
+    try:
+        result = _score_leased(spec, output, run_id, keeper, started, echo)
+    except BaseException:
+        keeper.release_after_failure(echo)
+        raise
+    keeper.release()
+    return result
+
+
+def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float, echo) -> ScoreResult:
     import ray.data
     from tasks import get_task
 
-    started = time.time()
-    output = prepare_output(spec.output)
     metadata = read_model_metadata(spec.model)
     if metadata.get("task") != spec.task:
         raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.get('task')!r}, "
                              f"not {spec.task!r}")
-    run_id = new_run_id()
     staging = output.join("_staging", run_id)
 
     objects = list(list_objects(spec.input))
@@ -198,6 +215,7 @@ def run_score(spec, echo=print) -> ScoreResult:
                              f"{output.uri} holds no results of run {run_id}. Re-run the job when the store "
                              "answers again.") from exc
 
+    keeper.check()
     committed = commit_run(output, staging, run_id, task, metadata["class_names"],
                            expected={o.uri for o in objects})
     tables = {name: output.join(name).uri + "/" for name in committed.tables}

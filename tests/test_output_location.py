@@ -120,3 +120,22 @@ def test_every_job_kind_checks_its_output_first(archive, local_stack, spec, over
     result = _run(spec, _reader_env(local_stack), output=f"s3://{BUCKET}/results/", **overrides)
     _refused_before_work(result, f"cannot write to s3://{BUCKET}/results/")
     assert _keys(archive, BUCKET) == before
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(archive):
+    # Two score runs into one output would each replace the tables with their own rows.
+    from jobs.run_lock import acquire_lease, release_lease
+
+    output = f"s3://{BUCKET}/leased/"
+    lease = acquire_lease(output, "run-in-progress")  # this live process: a run at work
+    try:
+        result = _run("score-demo.yaml", model=f"s3://{BUCKET}/m/model/", input=f"s3://{BUCKET}/in/", output=output)
+        text = result.stdout + result.stderr
+        assert result.returncode == 3, text[-3000:]
+        assert "run refused: another run (run-in-progress on" in text and "Traceback" not in text
+        assert "scoring " not in text
+    finally:
+        release_lease(lease)
+    result = _run("score-demo.yaml", model=f"s3://{BUCKET}/m/model/", input=f"s3://{BUCKET}/in/", output=output)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert not {key for key in _keys(archive, BUCKET) if key.startswith("leased/_lock")}  # released at the end
