@@ -6,8 +6,9 @@ Two sources:
   (1,797 images of 8x8 pixels, 16 grey levels, written by 43 people): no download, so it
   works on machines without internet. Each image is upscaled to 20x20 (bicubic) and
   centred in a 28x28 frame, the way MNIST centres its 20x20 digits.
-- "mnist": MNIST itself (70,000 images) through `tf.keras.datasets.mnist.load_data()`,
-  which downloads it (internet needed).
+- "mnist": MNIST itself (70,000 images): Keras's `mnist.npz`, downloaded (internet
+  needed) and checked against its SHA-256 by `tf.keras.utils.get_file`, then read with
+  `allow_pickle=False` (Keras's own `load_data` allows pickles in that file).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from jobs.errors import IngestError
 
 SOURCES = ("sklearn", "mnist")
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"  # Keras's own pin
 SIZE, DIGIT_SIZE = 28, 20
 
 
@@ -50,14 +53,30 @@ def digit_images(source: str, limit: int | None = None) -> Iterator[tuple[str, n
         try:
             import tensorflow as tf
 
-            (train_x, train_y), (test_x, test_y) = tf.keras.datasets.mnist.load_data()
+            path = tf.keras.utils.get_file("mnist.npz", MNIST_URL, file_hash=MNIST_SHA256)
         except Exception as exc:  # Keras raises bare Exceptions for network failures
             raise IngestError(f"cannot download MNIST ({type(exc).__name__}: {exc}); without internet use "
                               "--source sklearn (the handwritten digits bundled with scikit-learn)") from None
-        images, labels = iter(np.concatenate([train_x, test_x])), np.concatenate([train_y, test_y])
+        images, labels = read_mnist_npz(path)
     else:
         raise IngestError(f"unknown digits source {source!r}; valid: {', '.join(SOURCES)}")
     for index, (image, label) in enumerate(zip(images, labels)):
         if limit is not None and index >= limit:
             return
         yield f"{int(label)}/{source}-{index:05d}.png", image
+
+
+def read_mnist_npz(path) -> tuple[Iterator[np.ndarray], np.ndarray]:
+    """The 70,000 images (train, then test) and labels of Keras's `mnist.npz`.
+
+    Raises:
+        IngestError: the file is not that archive (missing arrays, or pickled objects,
+            which are never loaded).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images = np.concatenate([archive["x_train"], archive["x_test"]])
+            labels = np.concatenate([archive["y_train"], archive["y_test"]])
+    except (KeyError, ValueError, OSError) as exc:
+        raise IngestError(f"{path} is not Keras's mnist.npz ({type(exc).__name__}: {exc})") from None
+    return iter(images), labels

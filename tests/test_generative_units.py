@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jobs.digits import digit_images, upscale_digit
+from jobs.digits import digit_images, read_mnist_npz, upscale_digit
 from jobs.errors import IngestError, MediaJobsError
 from jobs.generate import encode_png, image_key
 from jobs.ingest import ingest_digits
@@ -108,6 +108,20 @@ def test_digits_are_real_handwriting_centred_like_mnist():
     original[2:6, 3:5] = 16
     centre = upscale_digit(original, 16.0)[4:24, 4:24]
     assert centre[8:12, 8:12].min() > 200 and centre[:3].max() < 40
+
+
+def test_mnist_npz_is_read_without_pickles(tmp_path):
+    # The download needs internet: an archive in Keras's format stands in for the file it fetches.
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), "y_train": np.array([1, 2, 3]),
+              "x_test": rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), "y_test": np.array([4, 5])}
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    images, labels = read_mnist_npz(tmp_path / "mnist.npz")
+    assert labels.tolist() == [1, 2, 3, 4, 5]
+    assert np.array_equal(np.stack(list(images)), np.concatenate([arrays["x_train"], arrays["x_test"]]))
+    np.savez(tmp_path / "pickled.npz", **{**arrays, "x_train": np.array([object()], dtype=object)})
+    with pytest.raises(IngestError, match="is not Keras's mnist.npz .*pickle"):
+        read_mnist_npz(tmp_path / "pickled.npz")
 
 
 def test_ingest_digits_writes_class_folders_and_refuses_unknown_sources(tmp_path):
