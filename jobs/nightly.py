@@ -41,7 +41,7 @@ from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_
 from jobs.run_lock import LeaseKeeper
 from jobs.score_commit import PARTIAL
 from jobs.output_location import prepare_output
-from jobs.storage import delete_prefix, filesystem_for, list_objects, needs_folders, parse_uri, write_bytes
+from jobs.storage import delete_prefix, filesystem_for, list_objects, parse_uri, write_bytes
 
 TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
 LEASE_SECONDS = 10 * 60
@@ -235,28 +235,16 @@ class _Night:
         The rows go in with `from_items`, not `read_parquet`: a read task needs a CPU, and on
         a small cluster the classifier actors hold them all (seen: the run hung)."""
         import pyarrow.parquet as pq
-        import ray.data
 
-        from jobs.media_stage import fetch_and_decode
-        from jobs.resources import actor_pool_options
-        from jobs.score import CALLS_PER_ACTOR, BatchClassifier
+        from jobs.score import classified, stage_all
 
-        per_block = 32 if route.task.reads == "bytes" else 2  # a video expands to many frames
         pending = sorted(o.uri for o in list_objects(self.staging.join("pending", route.name).uri)
                          if o.uri.endswith(".parquet"))
         for uri in pending:
             items = pq.read_table(parse_uri(uri).fs_path, filesystem=self.fs).to_pylist()
-            ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
-            ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": route.task, "keep_errors": True},
-                                batch_size=per_block, batch_format="numpy")
-            ds = ds.map_batches(BatchClassifier, fn_constructor_kwargs={
-                "model_uri": route.model_uri, "top_k": self.spec.top_k, "run_id": self.run_id,
-                "position_columns": tuple(route.task.position_columns), "cpus": self.spec.resources.cpus_per_actor},
-                batch_size=self.spec.batch_size, batch_format="numpy",
-                **actor_pool_options(self.spec.resources, CALLS_PER_ACTOR))
             # One folder per route and attempt: a resumed run adds files, never rewrites one.
-            ds.write_parquet(self.staging.join("scored", route.name, self.run_id).fs_path, filesystem=self.fs,
-                             try_create_dir=needs_folders(self.staging))
+            stage_all(classified(items, route.task, route.model_uri, self.spec, self.run_id,
+                                 self.staging.join("scored", route.name, self.run_id).uri, objects_per_block=32))
 
     # -- commit -----------------------------------------------------------------------------
 

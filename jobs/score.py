@@ -27,29 +27,28 @@ from jobs.resources import actor_pool_options
 from jobs.run_lock import LeaseKeeper
 from jobs.score_commit import commit_run, staged_schema
 from jobs.storage import delete_prefix, filesystem_for, list_objects, needs_folders, parse_uri, write_bytes
-from jobs.store_outage import store_outage
+from jobs.store_outage import retry_while_unavailable, store_outage
 from jobs.task_config import task_config_from_metadata
 
 
 # Batches each classifier actor runs at once (threads): one batch's decoding and model
 # call overlap the storage waits of the other.
 CALLS_PER_ACTOR = 2
-# Staged writes reserve no CPU: the model actors hold every CPU of a small cluster, and a
-# write that waits for one keeps every scored block in the object store until the end.
-# One write task at a time, of a few thousand rows: writes with no CPU limit otherwise
-# start a new worker process per block, and starting processes ate the actors' CPU.
-WRITE_OPTIONS = {"ray_remote_args": {"num_cpus": 0}, "concurrency": 1, "min_rows_per_file": 4096}
 
 
 class BatchClassifier:
-    """A Ray Data actor: loads the model once, classifies decoded batches.
+    """A Ray Data actor: loads the model once, classifies decoded blocks, and stages the
+    rows as Parquet itself.
 
-    Error rows pass through with their error, so one staged table carries every
-    object to the commit step.
+    Error rows pass through with their error, so the staged files carry every object to
+    the commit step. Writing here, not in a `write_parquet` stage, keeps scored rows out of
+    the object store and needs no write tasks: each write task wanted a worker process,
+    which Ray started when the first block was ready, on the cores the actors held (the
+    last write of a short video job waited 2.6 s for its process to start).
     """
 
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...],
-                 cpus: float = 1) -> None:
+                 staging_uri: str, cpus: float = 1, batch_size: int = 256) -> None:
         import ray
         import tensorflow as tf
 
@@ -68,8 +67,33 @@ class BatchClassifier:
         self.position_columns = position_columns
         self.schema = staged_schema(position_columns)
         self.node_id = ray.get_runtime_context().get_node_id()  # summary.json: which nodes scored
+        self.batch_size = batch_size  # examples per model call; a block may hold more (video frames)
+        self.staging = parse_uri(staging_uri)
+        self.fs = filesystem_for(self.staging)
+        if needs_folders(self.staging):
+            self.fs.create_dir(self.staging.fs_path, recursive=True)
 
-    def __call__(self, batch: dict[str, np.ndarray]):
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = self.classify(batch)
+        return {"staged_file": [self.stage(rows)], "rows": [rows.num_rows]}
+
+    def stage(self, rows) -> str:
+        """Write one block's rows under staging; the file's name is a digest of the block's
+        objects and positions, so a block that Ray retries after losing an actor replaces its
+        own file instead of adding a second copy."""
+        import hashlib
+
+        import pyarrow.parquet as pq
+
+        digest = hashlib.sha256()
+        for name in ("uri", *self.position_columns):
+            digest.update(repr(rows.column(name).to_pylist()).encode())
+        path = f"{self.staging.fs_path}/{digest.hexdigest()[:40]}.parquet"
+        retry_while_unavailable(lambda: pq.write_table(rows, path, filesystem=self.fs),
+                                f"writing scored rows to {self.staging.uri}/")
+        return path
+
+    def classify(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
 
         from tasks.image_classifier import top_k
@@ -80,7 +104,9 @@ class BatchClassifier:
         rows: list[dict | None] = [None] * n
         probabilities: list[list[float] | None] = [None] * n
         if ok.any():
-            outputs = self.predict(batch[EXAMPLE][ok]).numpy()
+            examples = batch[EXAMPLE][ok]
+            outputs = np.concatenate([self.predict(examples[i:i + self.batch_size]).numpy()
+                                      for i in range(0, len(examples), self.batch_size)])
             for i, row, probs in zip(np.flatnonzero(ok), top_k(outputs, self.class_names, self.top_k), outputs):
                 rows[i] = row
                 p = [float(v) for v in probs]
@@ -104,6 +130,39 @@ class BatchClassifier:
             "etag": [str(e) for e in batch["etag"]] if "etag" in batch else [None] * n,
         }
         return pa.Table.from_pydict(columns, schema=self.schema)
+
+
+def classified(items: list[dict], task, model_uri: str, spec, run_id: str, staging_uri: str,
+               objects_per_block: int):
+    """The scoring pipeline over `items` (uri, size, ...): fetch+decode, then the classifier
+    actors, which stage their rows under `staging_uri`; one Ray Data stage (fused: decoded
+    examples never cross the object store). Run it with `stage_all`.
+
+    Ray Data bundles a fused stage's input to the larger batch size of its parts, counted
+    in input rows: with the classifier's batch size there, a batch of 256 frames became 256
+    videos, and 40 videos went to a single actor while the other sat idle. So a block is
+    `objects_per_block` objects (one for each example of a bytes task; two videos, which
+    expand to many frames), the classifier takes each decoded block whole, and it slices
+    its model calls to `spec.batch_size` itself.
+    """
+    import ray.data
+
+    per_block = objects_per_block if task.reads == "bytes" else 2
+    ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
+    ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": True},
+                        batch_size=per_block, batch_format="numpy")
+    return ds.map_batches(BatchClassifier,
+                          fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,
+                                                 "position_columns": tuple(task.position_columns),
+                                                 "staging_uri": staging_uri, "cpus": spec.resources.cpus_per_actor,
+                                                 "batch_size": spec.batch_size},
+                          batch_size=None, batch_format="numpy",
+                          **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
+
+
+def stage_all(ds) -> int:
+    """Run a `classified` pipeline to the end; the number of rows it staged."""
+    return sum(int(n) for batch in ds.iter_batches(batch_size=None, batch_format="numpy") for n in batch["rows"])
 
 
 def limit_tf_threads(tf, cpus: float) -> None:
@@ -176,7 +235,6 @@ def run_score(spec, echo=print) -> ScoreResult:
 
 
 def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float, echo) -> ScoreResult:
-    import ray.data
     from tasks import get_task
 
     metadata = read_model_metadata(spec.model)
@@ -193,19 +251,9 @@ def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float
 
     task = get_task(spec.task)(**task_config_from_metadata(metadata, spec))
     items = [{"uri": o.uri, "size": o.size} for o in objects]
-    per_block = 128 if task.reads == "bytes" else 2  # a video expands to many frames
-    ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
-    ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": True},
-                        batch_size=per_block, batch_format="numpy")
-    ds = ds.map_batches(BatchClassifier,
-                        fn_constructor_kwargs={"model_uri": spec.model, "top_k": spec.top_k, "run_id": run_id,
-                                               "position_columns": tuple(task.position_columns),
-                                               "cpus": spec.resources.cpus_per_actor},
-                        batch_size=spec.batch_size, batch_format="numpy",
-                        **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
+    ds = classified(items, task, spec.model, spec, run_id, staging.uri, objects_per_block=spec.batch_size)
     try:
-        ds.write_parquet(staging.fs_path, filesystem=filesystem_for(output), try_create_dir=needs_folders(output),
-                         **WRITE_OPTIONS)
+        stage_all(ds)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
