@@ -126,6 +126,7 @@ def head_environment(base: dict[str, str], s3_env: dict[str, str], token_file: P
     # `mediajobs local up` was run without activating the venv.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     env.update(LOOPBACK_ENV)
+    env.update(localstate.NO_USAGE_STATS_ENV)  # workers agree with `--disable-usage-stats`
     env["RAY_AUTH_MODE"] = "token"
     env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     # SIGTERM would first drain the node (for Serve on Kubernetes) for up to 30 s, and that

@@ -16,6 +16,10 @@ DEFAULT_REGION = "us-east-1"
 # Keeps a Ray node, or a driver, on 127.0.0.1 (read when `ray` is imported). Defined here,
 # not in cluster/, because jobs only read the stack (the dependency points cluster -> jobs).
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# The local head runs with `--disable-usage-stats`; its drivers and workers must say so too,
+# or every Ray Data run starts a usage-collection actor and a thread that polls a
+# Prometheus server the stack does not run (each failure logged with a traceback).
+NO_USAGE_STATS_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def mediajobs_home() -> Path:
@@ -70,6 +74,7 @@ def ray_client_env(stack: LocalStack, home: Path | None = None) -> dict[str, str
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(ray_auth_token_file(home)),
         **(LOOPBACK_ENV if stack.loopback_only else {}),
+        **NO_USAGE_STATS_ENV,
     }
 
 

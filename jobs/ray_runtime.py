@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 
-from jobs.localstate import LOOPBACK_ENV, ray_client_env, read_local_stack
+from jobs.localstate import LOOPBACK_ENV, NO_USAGE_STATS_ENV, ray_client_env, read_local_stack
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def _use_local_stack_auth(stack) -> None:
         os.environ[name] = client_env[name]
     if stack.loopback_only:
         _stay_on_loopback()
+    _without_usage_stats()
     if "ray" in sys.modules:
         # Ray reads its auth settings at import; a process that imported it already must
         # reload them, as Ray's own auto-enable does.
@@ -76,6 +77,13 @@ def _stay_on_loopback() -> None:
         import ray._private.ray_constants as ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _without_usage_stats() -> None:
+    """A cluster of our own (the local stack's head, an in-process Ray) collects no usage
+    stats: tell this driver, unless the user chose otherwise (NO_USAGE_STATS_ENV)."""
+    for name, value in NO_USAGE_STATS_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _show_data_progress() -> None:
@@ -118,5 +126,6 @@ def connect_ray(address: str | None = None) -> str:
                  logging_level=logging.WARNING)
         return f"ray cluster at {address}"
     _stay_on_loopback()  # a Ray of this process alone has no business on other interfaces
+    _without_usage_stats()
     ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
     return "in-process ray (no cluster found; `mediajobs local up` starts one)"

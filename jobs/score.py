@@ -141,28 +141,36 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
     Ray Data bundles a fused stage's input to the larger batch size of its parts, counted
     in input rows: with the classifier's batch size there, a batch of 256 frames became 256
     videos, and 40 videos went to a single actor while the other sat idle. So a block is
-    `objects_per_block` objects (one for each example of a bytes task; two videos, which
-    expand to many frames), the classifier takes each decoded block whole, and it slices
-    its model calls to `spec.batch_size` itself.
+    `objects_per_block` objects for a bytes task (an image is one example) and one video
+    (which expands to many frames; one per block also spreads long ones best), the
+    classifier takes each decoded block whole, and it slices its model calls to
+    `spec.batch_size` itself.
     """
     import ray.data
 
-    per_block = objects_per_block if task.reads == "bytes" else 2
+    per_block = objects_per_block if task.reads == "bytes" else 1
+    pool = actor_pool_options(spec.resources, CALLS_PER_ACTOR)
+    # The same resources on both stages, or Ray Data does not fuse them: decoding then ran as
+    # tasks that needed a CPU of their own, and with actors holding every CPU (cpus_per_actor
+    # = the node's CPUs) the job waited forever.
+    resources = {name: value for name, value in pool.items() if name != "compute"}
     ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
     ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": True},
-                        batch_size=per_block, batch_format="numpy")
+                        batch_size=per_block, batch_format="numpy", **resources)
     return ds.map_batches(BatchClassifier,
                           fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,
                                                  "position_columns": tuple(task.position_columns),
                                                  "staging_uri": staging_uri, "cpus": spec.resources.cpus_per_actor,
                                                  "batch_size": spec.batch_size},
-                          batch_size=None, batch_format="numpy",
-                          **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
+                          batch_size=None, batch_format="numpy", **pool)
 
 
-def stage_all(ds) -> int:
-    """Run a `classified` pipeline to the end; the number of rows it staged."""
-    return sum(int(n) for batch in ds.iter_batches(batch_size=None, batch_format="numpy") for n in batch["rows"])
+def stage_all(ds) -> list[dict]:
+    """Run a `classified` pipeline to the end; what each classifier call staged (one
+    small record per block: `staged_file`, `rows`)."""
+    return [{name: batch[name][i].item() if hasattr(batch[name][i], "item") else batch[name][i]
+             for name in batch} for batch in ds.iter_batches(batch_size=None, batch_format="numpy")
+            for i in range(len(batch["rows"]))]
 
 
 def limit_tf_threads(tf, cpus: float) -> None:

@@ -279,6 +279,20 @@ def test_env_lines_are_shell_exports_of_the_stack(local_stack):
     assert exported["RAY_ADDRESS"] == local_stack.ray_address
     assert exported["RAY_AUTH_MODE"] == "token"
     assert Path(exported["RAY_AUTH_TOKEN_PATH"]) == ray_auth_token_file(mediajobs_home().resolve())
+    assert exported["RAY_USAGE_STATS_ENABLED"] == "0"  # as the head, started with --disable-usage-stats
+
+
+@pytest.mark.integration
+def test_ray_data_runs_on_the_stack_collect_no_usage_stats(local_stack, ray_driver):
+    """Ray Data collects usage stats unless the driver says not to: an actor per cluster and
+    a thread polling a Prometheus that the stack does not run."""
+    import ray.data
+    from ray.util.state import list_actors
+
+    assert ray.data.range(8).map_batches(lambda batch: batch).count() == 8
+    classes = {actor.class_name for actor in list_actors(address=local_stack.dashboard_url, limit=1000)}
+    assert "_StatsActor" in classes  # Ray Data did run on the stack, and its actors are listed
+    assert not any("UsageCollection" in name for name in classes), classes
 
 
 @pytest.mark.integration

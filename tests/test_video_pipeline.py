@@ -100,3 +100,33 @@ def test_predict_streams_batched_frame_predictions(video_model, tmp_path):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     with pytest.raises(UsageError, match="--show needs a display"):
         predict_source("s3://it-models/video-cnn/", str(video), echo=lines.append, show=True)
+
+
+def test_video_blocks_are_small_and_stage_idempotently(video_model):
+    """A few videos expand to many frames: they must still be split over many classifier
+    calls (the fused stage once bundled 256 input rows, so 40 videos made one call, on one
+    actor), and a block scored again (as after a lost actor) replaces its staged file
+    instead of adding a second copy."""
+    from jobs.model_store import read_model_metadata
+    from jobs.score import classified, stage_all
+    from jobs.task_config import task_config_from_metadata
+    from tasks import get_task
+
+    spec = load_spec(EXAMPLES / "score-video.yaml", [
+        "model=s3://it-models/video-cnn/", "input=s3://it-media/videos/test/", "output=s3://it-scores/video-blocks/"])
+    task = get_task(spec.task)(**task_config_from_metadata(read_model_metadata(spec.model), spec))
+    items = [{"uri": o.uri, "size": o.size} for o in list_objects(spec.input)]
+    staging = "s3://it-scores/video-blocks/_staging/test/"
+
+    def run() -> list[dict]:
+        return stage_all(classified(items, task, spec.model, spec, "test-run", staging, objects_per_block=256))
+
+    first = run()
+    assert len(items) == 6 and sum(r["rows"] for r in first) == 6 * 8
+    assert sorted(r["rows"] for r in first) == [8] * 6, first  # a call per video
+    staged = sorted(o.uri for o in list_objects(staging))
+    assert len(staged) == 6
+
+    again = run()
+    assert sorted(r["staged_file"] for r in again) == sorted(r["staged_file"] for r in first)
+    assert sorted(o.uri for o in list_objects(staging)) == staged
