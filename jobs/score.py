@@ -1,9 +1,10 @@
 """The scoring runner: a score spec to a Ray Data batch-inference pipeline.
 
-Data flow: list the input prefix (every object, paged) -> `from_items` -> fetch+decode
-(per-object try/except: bad objects become error rows; videos and audio expand to
-one row per sampled frame / window) -> classifier actor pool (model loaded once per
-actor, large batches) -> Parquet rows under a staging prefix -> commit
+Data flow: list the input prefix (every object, paged) -> `from_items` -> one fused
+stage in the classifier actors (`classified`): fetch+decode (per-object try/except: bad
+objects become error rows; videos and audio expand to one row per sampled frame /
+window), the model (loaded once per actor, large batches), and each block's rows written
+as Parquet under a staging prefix -> commit
 (`jobs.score_commit`): the task's example table (`predictions/` or `frames/`), its
 per-object table for multi-example media (`videos/`, `files/`), `errors/`, and
 `runs/<run_id>/summary.json`. Every listed object lands in exactly one of the
@@ -167,10 +168,25 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
 
 def stage_all(ds) -> list[dict]:
     """Run a `classified` pipeline to the end; what each classifier call staged (one
-    small record per block: `staged_file`, `rows`)."""
-    return [{name: batch[name][i].item() if hasattr(batch[name][i], "item") else batch[name][i]
-             for name in batch} for batch in ds.iter_batches(batch_size=None, batch_format="numpy")
-            for i in range(len(batch["rows"]))]
+    small record per block: `staged_file`, `rows`, and `staged_at`, when the driver heard
+    of it)."""
+    records = []
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        arrived = time.time()
+        records += [{"staged_file": str(file), "rows": int(rows), "staged_at": arrived}
+                    for file, rows in zip(batch["staged_file"], batch["rows"])]
+    return records
+
+
+def pace(records: list[dict], started: float) -> tuple[float, float]:
+    """(seconds from `started` to the first staged block, rows per second from there to
+    the last): start-up apart from the rate the pipeline then keeps."""
+    if not records:
+        return 0.0, 0.0
+    arrivals = sorted(records, key=lambda r: r["staged_at"])
+    first, last = arrivals[0]["staged_at"], arrivals[-1]["staged_at"]
+    later_rows = sum(r["rows"] for r in arrivals[1:])
+    return first - started, (later_rows / (last - first) if last > first else 0.0)
 
 
 def limit_tf_threads(tf, cpus: float) -> None:
@@ -204,6 +220,8 @@ class ScoreResult:
     tables: dict[str, str] = field(default_factory=dict)
     examples: int = 0  # rows of the example table (frames, windows, images)
     partial: int = 0  # objects decoded only in part (also listed in errors/)
+    first_rows_s: float = 0.0  # from the start of the run to the first block of scored rows
+    steady_rows_per_s: float = 0.0  # staged rows (examples, error rows) per second after that
 
     @property
     def throughput(self) -> float:
@@ -261,7 +279,7 @@ def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float
     items = [{"uri": o.uri, "size": o.size} for o in objects]
     ds = classified(items, task, spec.model, spec, run_id, staging.uri, objects_per_block=spec.batch_size)
     try:
-        stage_all(ds)
+        first_rows_s, steady_rate = pace(stage_all(ds), started)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
@@ -287,7 +305,7 @@ def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float
     result = ScoreResult(run_id, metadata["model_id"], len(objects), committed.scored_objects,
                          committed.failed_objects, seconds, tables[task.output_tables[0]], tables["errors"],
                          output.join("runs", run_id, "summary.json").uri, tables, committed.example_rows,
-                         committed.partial_objects)
+                         committed.partial_objects, round(first_rows_s, 3), round(steady_rate, 2))
     summary = {**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
                "annotated": annotated, "rows_per_node": committed.rows_per_node,
                "throughput_per_s": round(result.throughput, 2),

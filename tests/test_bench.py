@@ -38,6 +38,8 @@ def test_bench_quick_emits_every_figure(local_stack, tmp_path):
         for name in names:
             value = figures[section][name]
             assert isinstance(value, float) and value > 0, (section, name, value)
+    for section in ("image", "video"):  # the rate after the first rows: 0 only if all came at once
+        assert isinstance(figures[section]["ours_steady"], float) and figures[section]["ours_steady"] >= 0
     image = figures["image"]
     assert image["ideal"] == pytest.approx(1 / (1 / image["decode_only"] + 1 / image["model_only"]))
     memory = figures["memory"]
@@ -55,6 +57,16 @@ def test_bench_quick_emits_every_figure(local_stack, tmp_path):
     from jobs.storage import list_objects
 
     assert not list(list_objects(figures["data"] + "out/"))
+
+
+def test_pace_separates_start_up_from_the_rate_after_it():
+    from jobs.score import pace
+
+    records = [{"rows": 256, "staged_at": 105.0}, {"rows": 256, "staged_at": 106.0},
+               {"rows": 128, "staged_at": 107.0}]
+    assert pace(records, started=100.0) == (5.0, (256 + 128) / 2.0)
+    assert pace(records[:1], started=100.0) == (5.0, 0.0)
+    assert pace([], started=100.0) == (0.0, 0.0)
 
 
 def test_ratios_and_targets_from_figures():

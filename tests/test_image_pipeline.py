@@ -58,6 +58,7 @@ def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
     predictions = read_table(result.predictions_uri)
     assert sorted(predictions.column("uri").to_pylist()) == sorted(inputs)
     assert result.errors == 0 and not list(list_objects(result.errors_uri))
+    assert 0 < result.first_rows_s < result.seconds  # start-up, apart from the rate after it
     assert set(predictions.column("label").to_pylist()) <= {"circle", "square", "triangle"}
     assert all(len(t) == 3 for t in predictions.column("top_labels").to_pylist())
     assert folder_accuracy(result.predictions_uri) > 0.6

@@ -57,12 +57,18 @@ def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | 
     runs: dict[str, dict[str, list[float]]] = {}
     scratch = data.root + "out/"
 
-    def measure(section: str, name: str, run: Callable[[str], float], unit: str | None = None) -> float:
+    def measure(section: str, name: str, run: Callable[[str], float | tuple[float, dict]],
+                unit: str | None = None) -> float:
+        """Run once and keep the figure; a runner may add figures of its own, kept as
+        `<name>_<key>` (ours: the rate after the first rows, `ours_steady`)."""
         output = f"{scratch}{section}-{name}/"
         delete_prefix(output)
-        value = run(output)
+        got = run(output)
+        value, extra = got if isinstance(got, tuple) else (got, {})
         delete_prefix(output)
         runs.setdefault(section, {}).setdefault(name, []).append(value)
+        for key, figure in extra.items():
+            runs[section].setdefault(f"{name}_{key}", []).append(figure)
         echo(f"  {section:<8} {name:<16} {value:>10,.1f} {unit or UNITS[section]}")
         return value
 

@@ -40,7 +40,7 @@ class BenchSizes:
         if quick:
             return cls(images=500, videos=4, video_seconds=4, clips=60, clip_seconds=2, train_batch=32,
                        epochs=2, repeats=1, seed_loop_images=20)
-        return cls(images=15_000, videos=40, video_seconds=45, clips=3_000, clip_seconds=3, train_batch=128,
+        return cls(images=15_000, videos=120, video_seconds=45, clips=3_000, clip_seconds=3, train_batch=128,
                    epochs=6, repeats=2, seed_loop_images=200)
 
 

@@ -21,10 +21,11 @@ VIDEO_FPS = 30  # what jobs.bench.data writes
 AUDIO = {"sample_rate": 16000, "n_mfcc": 13, "n_fft": 400, "hop_length": 160}
 
 
-def video_ours(videos: str, model: str, output: str) -> float:
-    """Sampled frames per second of the video score job."""
+def video_ours(videos: str, model: str, output: str) -> tuple[float, dict]:
+    """Sampled frames per second of the video score job, and (`steady`) from its first
+    scored frames to its last."""
     result = score_job("video-classifier", model, videos, output, frames={"every_seconds": VIDEO_EVERY_SECONDS})
-    return result.examples / result.seconds
+    return result.examples / result.seconds, {"steady": result.steady_rows_per_s}
 
 
 def video_decode_only(videos: str) -> float:
