@@ -240,6 +240,27 @@ def _forget_staging(staging) -> None:
         pass  # the store is still down; they stay hidden under _staging/
 
 
+def _commit_through_outage(output, staging, run_id: str, task, class_names: list[str], expected: set[str]):
+    """`commit_run`, from the top again while the store is away (the staged rows stay until
+    it succeeds); past the budget, a failure that says whether any table was touched."""
+    publishing: list[bool] = []
+    try:
+        committed = retry_while_unavailable(
+            lambda: commit_run(output, staging, run_id, task, class_names, expected,
+                               publishing=lambda: publishing.append(True)),
+            f"committing run {run_id}")
+    except Exception as exc:  # noqa: BLE001 - pyarrow's OSError past the budget, or ours
+        outage = store_outage(exc)
+        if outage is None:
+            raise
+        state = (f"its tables under {output.uri} may be incomplete" if publishing else
+                 f"Nothing was committed: {output.uri} holds no results of run {run_id}")
+        raise JobFailedError(f"the object store stopped answering: {outage}. {state}; the staged rows are "
+                             f"kept under {staging.uri}/. Re-run the job when the store answers again.") from exc
+    _forget_staging(staging)
+    return committed
+
+
 def run_score(spec, echo=print) -> ScoreResult:
     """Score every object under `spec.input` with the model at `spec.model`.
 
@@ -290,8 +311,8 @@ def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float
                              "answers again.") from exc
 
     keeper.check()
-    committed = commit_run(output, staging, run_id, task, metadata["class_names"],
-                           expected={o.uri for o in objects})
+    committed = _commit_through_outage(output, staging, run_id, task, metadata["class_names"],
+                                       {o.uri for o in objects})
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
     annotated: list[dict] = []
     if getattr(spec, "annotate", False) and committed.example_rows:

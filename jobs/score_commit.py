@@ -46,8 +46,11 @@ class Committed:
     rows_per_node: dict[str, int]  # staged rows per Ray node that scored them (the actor pool's spread)
 
 
-def commit_run(output, staging, run_id: str, task, class_names: list[str], expected: set[str]) -> Committed:
-    """Check the accounting invariant, then write the tables and drop the staging prefix.
+def commit_run(output, staging, run_id: str, task, class_names: list[str], expected: set[str],
+               publishing=lambda: None) -> Committed:
+    """Check the accounting invariant, then write the tables (calling `publishing()` before
+    the first change to them). The staged rows stay: the caller drops them once this
+    returns, so a commit cut short can run again from the top.
 
     Raises:
         JobFailedError: when an object is missing, unexpected or both scored and failed;
@@ -74,17 +77,17 @@ def commit_run(output, staging, run_id: str, task, class_names: list[str], expec
         raise JobFailedError(f"accounting check failed for run {run_id} ({detail}); nothing was committed, "
                              f"the staged rows are under {staging.uri}/")
 
+    example_rows = staged.count_rows(filter=is_example)
+    per_node = staged.to_table(columns=["node_id"]).column("node_id").value_counts().to_pylist()
     examples_table, objects_table = task.output_tables
     tables = [examples_table, "errors"] + ([objects_table] if objects_table else [])
+    publishing()
     for table in tables:
         delete_prefix(output.join(table).uri)
     publish_rows(staged, is_example, example_columns(task), output.join(examples_table), fs, run_id)
     publish_rows(staged, pc.field("error").is_valid(), ERROR_COLUMNS, output.join("errors"), fs, run_id)
     if objects_table:
         _write_objects(staged, is_example, task, class_names, output.join(objects_table), fs, run_id)
-    example_rows = staged.count_rows(filter=is_example)
-    per_node = staged.to_table(columns=["node_id"]).column("node_id").value_counts().to_pylist()
-    delete_prefix(staging.uri)
     return Committed(tables, len(scored), len(failed), len(partial), example_rows,
                      {str(entry["values"]): entry["counts"] for entry in per_node})
 
