@@ -103,8 +103,12 @@ def _score_through_outage(output: str, outage_seconds: float, env: dict | None =
     """Run a score job, take the store away once it is fetching; (exit code, console output)."""
     job, seen = _score(output, env=env), []
     try:
-        _wait_for_line(job, "scoring", seen)
-        time.sleep(8)  # listing done; actors starting up or fetching
+        _wait_for_line(job, "scoring", seen)  # listing done
+        # Ray Data starts the actors; they take ~5 s to import TensorFlow and load the model,
+        # so the outage comes while they start or fetch (a fixed sleep after listing once let
+        # a faster job reach its commit first).
+        _wait_for_line(job, "Starting execution of Dataset", seen)
+        time.sleep(2)
         assert job.poll() is None, "the job finished before the outage; give it more images"
         _store_outage(outage_seconds)
         rest, _ = job.communicate(timeout=600)
