@@ -98,7 +98,7 @@ def annotate_videos(frames_uri: str, sizes: dict[str, int], task: Any, output_pr
     """Annotate every video that has committed frame predictions."""
     import ray.data
 
-    from jobs.storage import read_table
+    from jobs.delta_tables import read_table
 
     table = read_table(frames_uri, columns=["uri", "frame_index", "label", "score"])
     by_video: dict[str, dict[int, tuple[str, float]]] = {}

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from jobs.cli_local import local_commands
+from jobs.cli_tables import table_commands
 from jobs.errors import MediaJobsError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -248,6 +249,7 @@ def predict(
 
 
 app.add_typer(local_commands(console), name="local")
+app.add_typer(table_commands(console), name="tables")
 
 
 @ingest_app.command("cifar10")

@@ -61,7 +61,7 @@ def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str],
 
 def folder_accuracy(predictions_uri: str) -> float:
     """Share of predictions whose label equals the object's parent folder name."""
-    from jobs.storage import read_table
+    from jobs.delta_tables import read_table
 
     rows = read_table(predictions_uri, columns=["uri", "label"]).to_pylist()
     if not rows:

@@ -5,9 +5,10 @@ small cluster could wait forever behind the actors for a CPU) -> `ImageGenerator
 generator is loaded once per actor; image i comes from latent vector (seed, i), so its
 bytes do not depend on batching or on which actor made it) -> one PNG per image under
 `<output>/images/seed-<seed>/<index>.png`, written by the actor -> one index row per image
-(`uri`, `seed`, `index`, `model_id`, `run_id`) staged as Parquet -> commit: the check that
-every index 0..count-1 is there exactly once, `index/` replaced, a `grid.png` of the
-first `grid_size` images and `runs/<run_id>/summary.json`.
+(`uri`, `seed`, `index`, `model_id`, `run_id`, `scored_at`) staged as Parquet -> commit
+through the run lifecycle (`jobs.runs`): the check that every index 0..count-1 is there
+exactly once, the `index` Delta table replaced in one commit, a `grid.png` of the first
+`grid_size` images and `runs/<run_id>/summary.json`.
 
 Re-running writes the same bytes to the same keys, so a killed run is finished by
 running it again.
@@ -25,10 +26,9 @@ import numpy as np
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.model_store import fetch_model, read_model_metadata
 from jobs.resources import actor_pool_options
-from jobs.score import new_run_id
-from jobs.score_commit import publish_rows
-from jobs.output_location import prepare_output
-from jobs.storage import delete_prefix, filesystem_for, needs_folders, parse_uri, read_bytes, write_bytes
+from jobs.runs.contract import SCORED_AT, now_utc
+from jobs.runs.lifecycle import Run, TableWrite
+from jobs.storage import filesystem_for, needs_folders, parse_uri, read_bytes, write_bytes
 
 IMAGES, INDEX, GRID = "images", "index", "grid.png"
 
@@ -42,7 +42,7 @@ def index_schema():
     import pyarrow as pa
 
     return pa.schema([("uri", pa.string()), ("seed", pa.int64()), ("index", pa.int64()),
-                      ("model_id", pa.string()), ("run_id", pa.string())])
+                      ("model_id", pa.string()), ("run_id", pa.string()), ("scored_at", SCORED_AT())])
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -86,7 +86,8 @@ class ImageGenerator:
             list(pool.map(write_bytes, uris, [encode_png(image) for image in images]))
         n = len(indices)
         return pa.Table.from_pydict({"uri": uris, "seed": [self.seed] * n, "index": indices,
-                                     "model_id": [self.model_id] * n, "run_id": [self.run_id] * n},
+                                     "model_id": [self.model_id] * n, "run_id": [self.run_id] * n,
+                                     "scored_at": [now_utc()] * n},
                                     schema=index_schema())
 
 
@@ -108,55 +109,54 @@ class GenerateResult:
 
 
 def run_generate(spec, echo=print) -> GenerateResult:
-    """Sample `spec.count` images from the GAN at `spec.model` into `spec.output`."""
-    import pyarrow.compute as pc
+    """Sample `spec.count` images from the GAN at `spec.model` into `spec.output`.
+
+    Raises:
+        LockHeldError: another run is writing to the same output (exit 3).
+    """
+    with Run(spec.output, [INDEX], echo=echo) as run:
+        return _generate_run(spec, run, echo)
+
+
+def _generate_run(spec, run: Run, echo) -> GenerateResult:
     import pyarrow.dataset as pads
     import ray.data
 
     from tasks.gan import sample_grid_png
 
-    started = time.time()
-    output = prepare_output(spec.output)
+    output = run.output
     metadata = read_model_metadata(spec.model)
     if metadata.get("task") != "gan":
         raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.get('task')!r}; "
                              "a generate job needs the output of a train job with task: gan")
-    run_id = new_run_id()
-    staging = output.join("_staging", run_id)
-    echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata['model_id']} (run {run_id})")
+    echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata['model_id']} (run {run.run_id})")
 
     ranges = [{"start": start, "stop": min(start + spec.batch_size, spec.count)}
               for start in range(0, spec.count, spec.batch_size)]
     ds = ray.data.from_items(ranges, override_num_blocks=max(1, min(len(ranges), 1000)))
     ds = ds.map_batches(ImageGenerator, fn_constructor_kwargs={"model_uri": spec.model, "seed": spec.seed,
-                                                               "output_uri": output.uri, "run_id": run_id},
+                                                               "output_uri": output.uri, "run_id": run.run_id},
                         batch_size=1, batch_format="numpy", **actor_pool_options(spec.resources))
     fs = filesystem_for(output)
     try:
-        ds.write_parquet(staging.fs_path, filesystem=fs, try_create_dir=needs_folders(staging))
+        ds.write_parquet(run.staging.fs_path, filesystem=fs, try_create_dir=needs_folders(run.staging))
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures; show their root cause
         raise JobFailedError(f"generation failed: {root_cause(exc)}") from exc
 
-    staged = pads.dataset(staging.fs_path, filesystem=fs, format="parquet")
-    indices = staged.to_table(columns=["index"]).column("index").to_numpy()
-    if len(indices) != spec.count or not np.array_equal(np.sort(indices), np.arange(spec.count)):
-        raise JobFailedError(f"generated {len(indices)} index rows for {spec.count} images (some missing or "
-                             f"repeated); nothing was committed, the staged rows are under {staging.uri}/")
-    delete_prefix(output.join(INDEX).uri)
-    publish_rows(staged, pc.scalar(True), index_schema().names, output.join(INDEX), fs, run_id)
-    delete_prefix(staging.uri)
+    staged = pads.dataset(run.staging.fs_path, filesystem=fs, format="parquet")
+    run.check_accounting(range(spec.count), staged.to_table(columns=["index"]).column("index").to_pylist(),
+                         what=f" ({spec.count} images)")
+    run.commit([TableWrite(INDEX, lambda: staged.to_table(columns=index_schema().names).sort_by("index"))])
 
     shown = min(spec.grid_size, spec.count)
     images = np.stack([_decode_png(read_bytes(output.join(image_key(spec.seed, i)).uri)) for i in range(shown)])
     grid_uri = output.join(GRID).uri
     write_bytes(grid_uri, sample_grid_png(images, columns=min(16, max(1, int(np.ceil(np.sqrt(shown))))), scale=2))
 
-    result = GenerateResult(run_id, metadata["model_id"], spec.count, spec.seed, time.time() - started,
+    result = GenerateResult(run.run_id, metadata["model_id"], spec.count, spec.seed, time.time() - run.started,
                             output.join(IMAGES).uri + "/", output.join(INDEX).uri + "/", grid_uri,
-                            output.join("runs", run_id, "summary.json").uri)
-    summary = {**asdict(result), "spec_name": spec.name, "images_per_s": round(result.throughput, 2),
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())
+                            output.join("runs", run.run_id, "summary.json").uri)
+    run.finish({**asdict(result), "spec_name": spec.name, "images_per_s": round(result.throughput, 2)})
     return result
 
 

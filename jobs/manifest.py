@@ -2,7 +2,9 @@
 
 Layout under `<output>/_manifest/`:
 
-    CURRENT                                   the name of the current snapshot (written last)
+    CURRENT                                   the name of the current snapshot (written last,
+                                              only over the version the run read: the commit
+                                              point), then the run that wrote it
     snapshot-<date>-<run_id>/index.json       its parts in key order (file, first/last key,
                                               rows) and what the run stored with them (the
                                               committed run dates)
@@ -10,7 +12,10 @@ Layout under `<output>/_manifest/`:
 
 A snapshot is the whole ledger sorted by object URI, cut into parts of at most
 `PART_ROWS` rows. Writing a new snapshot and then `CURRENT` makes a run's ledger update
-one atomic switch; a crash before it leaves the previous snapshot current. A snapshot is
+one atomic switch; a crash before it leaves the previous snapshot current. `CURRENT` is
+written only if it is still the version the run read while it held the output's lease
+(`jobs.runs.pointer`), and a run that takes a lease over rewrites it (`fence_current`):
+a run that lost its lease cannot commit. A snapshot is
 written as a stream (memory for one part): at 10 million objects, some hundreds of MB of
 Parquet per run.
 
@@ -26,12 +31,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 from jobs.errors import MediaJobsError
-from jobs.storage import (StoredObject, delete_prefix, exists, filesystem_for, list_objects, parse_uri, read_bytes,
-                          write_bytes)
+from jobs.runs.pointer import read_pointer, write_pointer
+from jobs.storage import StoredObject, delete_prefix, filesystem_for, list_objects, parse_uri, read_bytes, write_bytes
 
 __all__ = ["Decision", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "deleted_entry",
-           "ledger_schema", "merge_ledger", "prune_snapshots", "read_ledger", "restored_entry", "snapshot_index",
-           "write_snapshot"]
+           "fence_current", "ledger_schema", "merge_ledger", "prune_snapshots", "read_current", "read_ledger",
+           "restored_entry", "snapshot_index", "write_snapshot"]
 
 MANIFEST_DIR = "_manifest"
 CURRENT = "CURRENT"
@@ -85,13 +90,32 @@ class Decision:
         return self.reason in (NEW, CHANGED, OTHER_MODEL, RETRY)
 
 
+def _pointer_uri(output_uri: str) -> str:
+    return parse_uri(output_uri).as_prefix().join(MANIFEST_DIR, CURRENT).uri
+
+
+def read_current(output_uri: str) -> tuple[str | None, str | None]:
+    """(the current snapshot's URI, the version of `CURRENT` read); (None, None) before the
+    first committed run. Pass the version to `write_snapshot`."""
+    pointer = read_pointer(_pointer_uri(output_uri))
+    if pointer is None:
+        return None, None
+    name = pointer[0].decode().split()[0]
+    return parse_uri(output_uri).as_prefix().join(MANIFEST_DIR, name).uri, pointer[1]
+
+
 def current_snapshot(output_uri: str) -> str | None:
     """The URI of the current snapshot folder, or None before the first committed run."""
-    manifest = parse_uri(output_uri).as_prefix().join(MANIFEST_DIR)
-    pointer = manifest.join(CURRENT).uri
-    if not exists(pointer):
-        return None
-    return manifest.join(read_bytes(pointer).decode().strip()).uri
+    return read_current(output_uri)[0]
+
+
+def fence_current(output_uri: str, run_id: str) -> None:
+    """After taking the output's lease over: write `CURRENT` again (the same snapshot, this
+    run's name), so that a stalled run's commit, conditional on the version it read, fails."""
+    pointer = read_pointer(_pointer_uri(output_uri))
+    if pointer is not None:
+        name = pointer[0].decode().split()[0]
+        write_pointer(_pointer_uri(output_uri), f"{name}\nfenced-by {run_id}\n".encode(), pointer[1])
 
 
 def snapshot_index(snapshot_uri: str | None) -> dict:
@@ -197,15 +221,21 @@ def merge_ledger(ledger: Iterable[LedgerEntry], updates: Iterable[LedgerEntry]) 
             update = next(update_iter, None)
 
 
+_UNCONDITIONAL = object()
+
+
 def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], part_rows: int = PART_ROWS,
-                   index_extra: dict | None = None) -> str:
+                   index_extra: dict | None = None, expected_current: str | None | object = _UNCONDITIONAL) -> str:
     """Write a sorted ledger as snapshot `name` and make it current; returns its URI.
 
     `index_extra` is stored in the snapshot's index.json next to its parts (incremental runs
     keep the committed run dates there, so the switch to `CURRENT` commits them too).
+    `expected_current`, the version of `CURRENT` from `read_current` (None: there was
+    none), makes the switch conditional on it.
 
     Raises:
         MediaJobsError: the entries are not in key order.
+        PointerMovedError: `CURRENT` is no longer the version expected.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -238,7 +268,11 @@ def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], p
     flush()
     index = {**(index_extra or {}), "parts": parts}
     write_bytes(snapshot.join("index.json").uri, json.dumps(index, indent=1).encode())
-    write_bytes(manifest.join(CURRENT).uri, name.encode())  # the switch: last, one small object
+    pointer = f"{name}\n".encode()  # the snapshot's name holds the run id: unique to this commit
+    if expected_current is _UNCONDITIONAL:
+        write_bytes(manifest.join(CURRENT).uri, pointer)
+    else:
+        write_pointer(manifest.join(CURRENT).uri, pointer, expected_current)  # the switch: last, one small object
     return snapshot.uri
 
 

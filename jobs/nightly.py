@@ -1,8 +1,9 @@
 """Incremental scoring of a growing archive: each run date scores only what is new.
 
-Data flow of `mediajobs run nightly.yaml --run-date D` (a score spec with `incremental: true`):
+Data flow of `mediajobs run nightly.yaml --run-date D` (a score spec with `incremental: true`),
+inside the run lifecycle (`jobs.runs`: output check, lease, fencing after a takeover):
 
-    lease `_lock.json` ─▶ CURRENT ledger snapshot ─▶ tidy: publish a committed date a kill
+    CURRENT ledger snapshot (and its version) ─▶ tidy: publish a committed date a kill
       left unpublished; drop other uncommitted dates' staging ─▶ D committed? stop (no-op)
       ─▶ classify: the input listing (paged, key order) merge-joined with the ledger ─▶ per
          object: new / changed / other-model / retry → route by extension → todo; no route →
@@ -11,15 +12,18 @@ Data flow of `mediajobs run nightly.yaml --run-date D` (a score spec with `incre
       ─▶ per route, the todo objects no earlier attempt of D finished ─▶ Ray Data: fetch +
          decode ─▶ classifier actors ─▶ Parquet under `_staging/run_date=D/scored/`
       ─▶ commit: the staged rows of every attempt of D, checked (each todo object once) ─▶
-         the tables and summary.json staged under `_staging/run_date=D/final/` ─▶ the new
-         ledger snapshot and its `CURRENT` pointer: the commit point
-      ─▶ publish: `predictions/ frames/ windows/ errors/ skipped/` `run_date=D/part-*.parquet`,
-         then `runs/<run_id>/summary.json`, `report.html` ─▶ staging dropped, lease released.
+         the tables and summary.json staged under `_staging/run_date=D/final-<run_id>/` ─▶
+         the new ledger snapshot and its `CURRENT` pointer, written only over the version
+         read at the start: the commit point
+      ─▶ publish: per Delta table (`predictions frames windows errors skipped`) one commit
+         replacing partition `run_date=D`, marked with the date as its application
+         transaction, then `runs/<run_id>/summary.json`, `report.html` ─▶ staging dropped.
 
-Readers never see a row of an uncommitted run: tables become visible only after the commit
-point. A run killed before it leaves D uncommitted: the re-run reuses every staged file an
-earlier attempt finished and scores only the rest. A run killed while publishing leaves D
-committed with some tables not yet visible: the next run (of any date) publishes them first.
+Readers never see a row of an uncommitted run: tables get a date only after the commit
+point, and each table gets it whole in one commit. A run killed before it leaves D
+uncommitted: the re-run reuses every staged file an earlier attempt finished and scores
+only the rest. A run killed while publishing leaves D committed with some tables not yet
+published: the next run (of any date) publishes them first.
 """
 
 from __future__ import annotations
@@ -32,19 +36,18 @@ from typing import Callable
 
 from jobs.errors import JobFailedError, UsageError
 from jobs.manifest import (CHANGED, DELETED, NEW, OTHER_MODEL, RESTORED, RETRY, SKIPPED, UNCHANGED,
-                           LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger, prune_snapshots,
-                           read_ledger, restored_entry, snapshot_index, write_snapshot)
-from jobs.nightly_publish import FINAL, STAGING, SUMMARY, publish_committed, tidy
+                           LedgerEntry, classify, deleted_entry, fence_current, merge_ledger, prune_snapshots,
+                           read_current, read_ledger, restored_entry, snapshot_index, write_snapshot)
+from jobs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
 from jobs.nightly_routes import RoutePlan, check_run_date, plan_routes, route_for
-from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, publish, route_tables,
-                                 skipped_table)
-from jobs.run_lock import LeaseKeeper
+from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, route_tables, skipped_table,
+                                 stage_table)
+from jobs.runs.lifecycle import STAGING, Run, RunFencedError
+from jobs.runs.pointer import PointerMovedError
 from jobs.score_commit import PARTIAL
-from jobs.output_location import prepare_output
-from jobs.storage import delete_prefix, filesystem_for, list_objects, parse_uri, write_bytes
+from jobs.storage import filesystem_for, list_objects, parse_uri, write_bytes
 
 TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
-LEASE_SECONDS = 10 * 60
 
 
 @dataclass
@@ -70,33 +73,31 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
     """Score what is new under `spec.input` as of `run_date`; see the module docstring.
 
     Raises:
+        LockHeldError: another run holds the output (exit 3).
+        RunFencedError: this run lost the output to another run before its commit (exit 1).
         JobFailedError: among others, when the object store stopped answering for longer
             than `MEDIAJOBS_STORE_OUTAGE_SECONDS` (saying whether the date was committed).
     """
-    from jobs.score import new_run_id
-
     run_date = check_run_date(run_date)
-    started = time.time()
-    output = prepare_output(spec.output)
-    routes = plan_routes(spec)
-    run_id = new_run_id()
-    keeper = LeaseKeeper(output.uri, run_id, ttl_seconds=LEASE_SECONDS)
-    try:
-        result = _run_leased(spec, output, run_date, run_id, routes, keeper, started, echo)
-    except BaseException:
-        keeper.release_after_failure(echo)
-        raise
-    keeper.release()
-    return result
+    with Run(spec.output, list(TABLES), staging_key=f"run_date={run_date}", echo=echo) as run:
+        if run.keeper.lease.taken_over:
+            fence_current(run.output.uri, run.run_id)
+        return _run_leased(spec, run, run_date, plan_routes(spec), echo)
 
 
-def _run_leased(spec, output, run_date: str, run_id: str, routes: list[RoutePlan], keeper: LeaseKeeper,
-                started: float, echo) -> NightlyResult:
+def _run_leased(spec, run: Run, run_date: str, routes: list[RoutePlan], echo) -> NightlyResult:
     from jobs.store_outage import store_outage
 
-    snapshot = current_snapshot(output.uri)
+    output, run_id = run.output, run.run_id
+    # The ledger as this run found it, then the lease: a run that takes the output over
+    # after this check rewrites CURRENT, and this run's commit (conditional on the version
+    # read here) fails.
+    snapshot, current_version = read_current(output.uri)
+    if not run.keeper.held():
+        raise RunFencedError(f"run {run_id} lost its lease on {output.uri} before it read the ledger; nothing was "
+                             "committed")
     committed = dict(snapshot_index(snapshot).get("committed", {}))
-    tidy(output, committed, run_date, echo)
+    tidy(run, committed, run_date, echo)
     if run_date in committed:
         echo(f"run date {run_date} was committed by run {committed[run_date]}; nothing to do "
              f"(summary: {output.join('runs', committed[run_date], SUMMARY).uri})")
@@ -107,12 +108,12 @@ def _run_leased(spec, output, run_date: str, run_id: str, routes: list[RoutePlan
                          "run dates move forward (objects it would score were scored on later dates)")
     echo(f"scoring {parse_uri(spec.input).as_prefix().uri} as of {run_date} (run {run_id}); routes: "
          + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
-    night = _Night(spec, output, run_date, run_id, routes, echo)
+    night = _Night(spec, run, run_date, routes, echo)
     try:
         night.classify(read_ledger(snapshot))
         night.score()
-        keeper.check()
-        return night.commit(snapshot, committed, keeper, started)
+        run.keeper.check()
+        return night.commit(snapshot, current_version, committed)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
@@ -134,11 +135,11 @@ def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:
 class _Night:
     """One attempt at one run date: classify, score, commit."""
 
-    def __init__(self, spec, output, run_date: str, run_id: str, routes: list[RoutePlan], echo) -> None:
-        self.spec, self.output, self.run_date, self.run_id = spec, output, run_date, run_id
+    def __init__(self, spec, run: Run, run_date: str, routes: list[RoutePlan], echo) -> None:
+        self.spec, self.run, self.output, self.run_date, self.run_id = spec, run, run.output, run_date, run.run_id
         self.routes, self.echo = routes, echo
-        self.staging = output.join(STAGING, f"run_date={run_date}")
-        self.fs = filesystem_for(output)
+        self.staging = run.staging  # _staging/run_date=D/: shared by the attempts at D
+        self.fs = filesystem_for(run.output)
         self.decisions: Counter = Counter()
         self.listed = 0
         self.pending: dict[str, int] = {}  # route -> objects this attempt scores
@@ -150,10 +151,13 @@ class _Night:
 
     def classify(self, ledger) -> None:
         """Stream the listing against the ledger; write each route's todo and pending objects."""
-        for folder in ("todo", "pending"):
-            delete_prefix(self.staging.join(folder).uri)  # an earlier attempt's lists are stale
+        for folder in {o.uri[len(self.staging.as_prefix().uri):].split("/", 1)[0]
+                       for o in list_objects(self.staging.uri)}:
+            if folder.startswith(("todo-", "pending-")):
+                self.run.delete(self.staging.join(folder).uri)  # an earlier attempt's lists are stale
         finished = self._finished_by_earlier_attempts()
-        writers = {(folder, r.name): _RowWriter(self.fs, self.staging.join(folder, r.name), self.run_id)
+        writers = {(folder, r.name): _RowWriter(self.fs, self.staging.join(f"{folder}-{self.run_id}", r.name),
+                                                self.run_id)
                    for folder in ("todo", "pending") for r in self.routes}
         model_for = {r.name: r.model_id for r in self.routes}
         listing = list_objects(self.spec.input)
@@ -238,7 +242,7 @@ class _Night:
 
         from jobs.score import classified, stage_all
 
-        pending = sorted(o.uri for o in list_objects(self.staging.join("pending", route.name).uri)
+        pending = sorted(o.uri for o in list_objects(self.staging.join(f"pending-{self.run_id}", route.name).uri)
                          if o.uri.endswith(".parquet"))
         for uri in pending:
             items = pq.read_table(parse_uri(uri).fs_path, filesystem=self.fs).to_pylist()
@@ -248,36 +252,43 @@ class _Night:
 
     # -- commit -----------------------------------------------------------------------------
 
-    def commit(self, snapshot, committed: dict[str, str], keeper: LeaseKeeper, started: float) -> NightlyResult:
-        """Stage the final tables and summary, commit (the new ledger snapshot), publish."""
+    def commit(self, snapshot, current_version: str | None, committed: dict[str, str]) -> NightlyResult:
+        """Stage the final tables and summary, commit (the new ledger snapshot, written only
+        over the version of CURRENT this run read), publish."""
         tables, updates = self._build_tables()
-        keeper.check()
-        final = self.staging.join(FINAL)
-        delete_prefix(final.uri)  # what an attempt killed while staging its tables left
+        self.run.keeper.check()
+        final = self.staging.join(final_folder(self.run_id))  # this attempt's own: nobody else writes there
         rows = {}
         for name, table in tables.items():
             rows[name] = table.num_rows
             if table.num_rows:
-                publish(table, final.join(name), self.fs)
+                stage_table(table, final.join(name), self.fs)
         errors = tables["errors"].num_rows
         scored = tables["predictions"].num_rows
         result = NightlyResult(
             self.run_id, self.run_date, committed=True, listed=self.listed, scored=scored, errors=errors,
             skipped=rows["skipped"], deleted=self.decisions[DELETED], unchanged=self.decisions[UNCHANGED],
             resumed=self.resumed, error_rate=errors / (scored + errors) if scored + errors else 0.0,
-            seconds=time.time() - started)
+            seconds=time.time() - self.run.started)
         result.tables = {name: self.output.join(name).uri + "/" for name in TABLES}
         result.summary_uri = self.output.join("runs", self.run_id, "summary.json").uri
         summary = self._summary(result, tables, rows)
         write_bytes(final.join(SUMMARY).uri, json.dumps(summary, indent=2).encode())
-        keeper.check()
+        self.run.keeper.check()
         ledger = merge_ledger(read_ledger(snapshot), sorted(updates, key=lambda e: e.uri))
-        write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
-            "run_id": self.run_id, "run_date": self.run_date, "committed": {**committed, self.run_date: self.run_id}})
+        try:
+            write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
+                "run_id": self.run_id, "run_date": self.run_date,
+                "committed": {**committed, self.run_date: self.run_id}}, expected_current=current_version)
+        except PointerMovedError:
+            raise RunFencedError(f"run {self.run_id} lost its lease on {self.output.uri}: another run has taken over "
+                                 f"the output and moved its ledger. Nothing of this run was committed; this run "
+                                 "stops here and deletes nothing.") from None
         self.commit_point_passed = True
         # Committed. From here a kill is repaired by the next run of any date: it publishes first.
-        result.report_uri = publish_committed(self.output, self.run_date, self.run_id, self.echo)
-        prune_snapshots(self.output.uri)
+        result.report_uri = publish_committed(self.run, self.run_date, self.run_id, self.echo)
+        if self.run.keeper.held():  # a run that lost the output deletes nothing
+            prune_snapshots(self.output.uri)
         return result
 
     def _build_tables(self):
@@ -286,7 +297,7 @@ class _Night:
         import pyarrow as pa
         import pyarrow.dataset as pads
 
-        todo_folder = self.staging.join("todo")
+        todo_folder = self.staging.join(f"todo-{self.run_id}")
         todo = (pads.dataset(todo_folder.fs_path, filesystem=self.fs, format="parquet",
                              partitioning=pads.partitioning(pa.schema([("route", pa.string())])))
                 .to_table() if any(True for _ in list_objects(todo_folder.uri)) else None)

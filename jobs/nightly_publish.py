@@ -1,67 +1,103 @@
-"""Making a committed run date visible: the staging layout of incremental runs, the copy of
-a date's staged tables and summary to where readers look (after the commit point only), and
-the tidy-up every run does first. See jobs/nightly.py for the whole flow."""
+"""Making a committed run date visible: the staging layout of incremental runs, the Delta
+commit of each of a date's staged tables (after the commit point only), and the tidy-up
+every run does first. See jobs/nightly.py for the whole flow."""
 
 from __future__ import annotations
 
 import json
 
+from jobs.errors import JobFailedError
 from jobs.nightly_tables import TABLES
-from jobs.storage import delete_prefix, filesystem_for, list_objects, read_bytes
+from jobs.runs.lifecycle import STAGING, Run, TableWrite
+from jobs.storage import exists, filesystem_for, list_objects, read_bytes, write_bytes
 
-STAGING = "_staging"
-FINAL = "final"  # under a date's staging: its tables and summary, as they will be published
 SUMMARY = "summary.json"
+NIGHTLY_APP = "mediajobs-nightly"  # the Delta application transaction id: its version is the date, YYYYMMDD
 
 
-def tidy(output, committed: dict[str, str], run_date: str, echo) -> None:
+def final_folder(run_id: str) -> str:
+    """Under a date's staging: the tables and summary of attempt `run_id`, as they will be
+    published (one folder per attempt, so a stalled attempt never writes into the one the
+    ledger names)."""
+    return f"final-{run_id}"
+
+
+def date_version(run_date: str) -> int:
+    return int(run_date.replace("-", ""))
+
+
+def tidy(run: Run, committed: dict[str, str], run_date: str, echo) -> None:
     """Before a run, under the lease (nothing else writes here): publish committed dates a
     kill left unpublished; drop the staging of other uncommitted dates (run dates move
-    forward: they can never commit) and any partition of a date never committed. This
-    date's staging stays: what an earlier attempt finished is reused."""
-    staged = {partition_date(o.uri) for o in list_objects(output.join(STAGING).uri)} - {None}
+    forward: they can never commit). This date's staging stays: what an earlier attempt
+    finished is reused."""
+    staged = {partition_date(o.uri) for o in list_objects(run.output.join(STAGING).uri)} - {None}
     for date in sorted(staged):
         if date in committed:
             echo(f"run date {date} was committed by run {committed[date]} but not published in full (the run was "
                  "stopped); publishing it now")
-            publish_committed(output, date, committed[date], echo)
+            publish_committed(run, date, committed[date], echo)
         elif date != run_date:
-            delete_prefix(output.join(STAGING, f"run_date={date}").uri)
-    for table in TABLES:
-        dates = {partition_date(o.uri) for o in list_objects(output.join(table).uri)}
-        for date in sorted(d for d in dates if d and d not in committed):
-            delete_prefix(output.join(table, f"run_date={date}").uri)
+            run.delete(run.output.join(STAGING, f"run_date={date}").uri)
 
 
-def publish_committed(output, run_date: str, run_id: str, echo) -> str:
-    """Make a committed date's staged tables visible (`<table>/run_date=D/`), then its
-    summary (`runs/<run_id>/summary.json`, last: once it is there, so is every table), its
-    report, and drop its staging. Idempotent, so a publish cut short is finished by the
-    next run. Returns the report's URI ("" if it could not be drawn)."""
-    staging = output.join(STAGING, f"run_date={run_date}")
-    final = staging.join(FINAL).as_prefix()
-    fs = filesystem_for(output)
-    staged = sorted((o.uri[len(final.uri):] for o in list_objects(final.uri)), key=lambda name: name == SUMMARY)
-    for name in staged:  # "<table>/part-NNNNN.parquet", then "summary.json"
-        if name == SUMMARY:
-            target = output.join("runs", run_id, SUMMARY)
-        else:
-            table, file = name.split("/", 1)
-            target = output.join(table, f"run_date={run_date}", file)
-        if target.scheme == "file":
-            fs.create_dir(target.fs_path.rsplit("/", 1)[0], recursive=True)
-        fs.copy_file(final.join(name).fs_path, target.fs_path)  # S3: a server-side copy
+def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
+    """Make a committed date's staged tables visible: per table one Delta commit replacing
+    the date's partition, marked with the date as its application transaction (a table
+    that has it already is passed over); then its summary (`runs/<run_id>/summary.json`),
+    its report, and drop its staging. Idempotent, so a publish cut short is finished by the
+    next run. Returns the report's URI ("" if it could not be drawn).
+
+    Raises:
+        JobFailedError: the staged tables do not hold the rows the summary counts (a short
+            listing, a lost file); nothing more is published and the staging stays.
+        RunFencedError: this run lost its lease.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from jobs.delta_tables import open_table
+
+    staging = run.output.join(STAGING, f"run_date={run_date}")
+    final = staging.join(final_folder(run_id))
+    summary_uri = run.output.join("runs", run_id, SUMMARY).uri
+    staged_summary = final.join(SUMMARY).uri
+    if not exists(staged_summary):  # published in full by an earlier attempt, whose clean-up was cut short
+        run.delete(staging.uri)
+        return ""
+    summary = json.loads(read_bytes(staged_summary))
+    fs = filesystem_for(run.output)
+    writes = []
+    for name in TABLES:
+        rows = summary["tables"].get(name, 0)
+        table = open_table(run.output.join(name))
+        if not rows or (table is not None and (table.transaction_version(NIGHTLY_APP) or 0) >= date_version(run_date)):
+            continue
+        folder = final.join(name)
+        dataset = pads.dataset(folder.fs_path, filesystem=fs, format="parquet")
+        if dataset.count_rows() != rows:
+            raise JobFailedError(f"publishing run date {run_date}: {folder.uri}/ holds {dataset.count_rows()} rows of "
+                                 f"{name}, its summary counts {rows}; nothing more was published and the staging "
+                                 f"stays under {staging.uri}/")
+
+        def dated(dataset=dataset):
+            rows = dataset.to_table()
+            return rows.append_column("run_date", pa.array([run_date] * rows.num_rows, pa.string()))
+
+        writes.append(TableWrite(name, dated, mode="overwrite", partition_by=["run_date"],
+                                 predicate=f"run_date = '{run_date}'", key=run_date,
+                                 app_transaction=(NIGHTLY_APP, date_version(run_date))))
+    run.commit(writes)
+    write_bytes(summary_uri, read_bytes(staged_summary))  # last: once it is there, so is every table
     report_uri = ""
-    if SUMMARY in staged:
-        try:
-            from jobs.report import read_run_tables, write_report
+    try:
+        from jobs.report import read_run_tables, write_report
 
-            summary = json.loads(read_bytes(final.join(SUMMARY).uri))
-            report_uri = write_report(output.uri, summary, read_run_tables(output.uri, run_date))
-        except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
-            echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
-                 f"`mediajobs report {output.uri} --run-date {run_date}` tries again")
-    delete_prefix(staging.uri)
+        report_uri = write_report(run.output.uri, summary, read_run_tables(run.output.uri, run_date))
+    except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
+        echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
+             f"`mediajobs report {run.output.uri} --run-date {run_date}` tries again")
+    run.delete(staging.uri)
     return report_uri
 
 

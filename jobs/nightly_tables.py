@@ -1,10 +1,9 @@
 """The data contract of incremental score jobs: the tables a run date publishes, their
-pinned Parquet schemas (tests/test_data_contract.py), and how staged classifier rows become
-them. Pure pyarrow/numpy on the driver; no Ray, no storage except `publish`.
+pinned schemas (tests/test_data_contract.py), and how staged classifier rows become them.
+Pure pyarrow/numpy on the driver; no Ray, no storage except `stage_table`.
 
-Under the job's output, one folder per table and run date, `<table>/run_date=YYYY-MM-DD/
-part-NNNNN.parquet` (hive partitioning, so pandas, pyarrow, DuckDB and Spark read the date
-as a column):
+Under the job's output, one Delta table per name, partitioned by `run_date` (hive-style
+folders `<table>/run_date=YYYY-MM-DD/`), each date one commit per table:
 
 - predictions: one row per object scored (images, videos, audio files alike), its label
   (for video/audio, the majority over frames/windows), score and top-k;
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jobs.manifest import ERROR, PREDICTED
+from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
 from jobs.score_commit import PARTIAL
 
 if TYPE_CHECKING:
@@ -59,10 +59,11 @@ def route_tables(route: RoutePlan, rows: list[dict], wanted: dict, run_id: str, 
             "uri": uri, "etag": etag, "size": size, "modality": route.media, "route": route.name, "label": label,
             "score": score, "top_labels": top_labels, "top_scores": top_scores, "examples": len(object_rows),
             "seconds": _seconds(object_rows[0]), "warning": warnings.get(uri),
-            "model_id": route.model_id, "run_id": run_id})
+            "model_id": route.model_id, "run_id": run_id, "scored_at": max(r["scored_at"] for r in object_rows)})
     errors = [{"uri": uri, "etag": wanted[uri][0], "size": wanted[uri][1], "modality": route.media,
                "route": route.name, "stage": row["stage"], "error": row["error"], "seconds": _seconds(row),
-               "model_id": route.model_id, "run_id": run_id} for uri, row in failures.items()]
+               "model_id": route.model_id, "run_id": run_id, "scored_at": row["scored_at"]}
+              for uri, row in failures.items()]
     detail = None
     if route.media in DETAIL_TABLE:
         schema = SCHEMAS[DETAIL_TABLE[route.media]]()
@@ -93,10 +94,11 @@ def _seconds(row: dict) -> float | None:
         return None
 
 
-def publish(table, location, fs) -> None:
-    """The table as `part-NNNNN.parquet` files of at most PART_ROWS rows under `location`.
+def stage_table(table, location, fs) -> None:
+    """The table as `part-NNNNN.parquet` files of at most PART_ROWS rows under `location`
+    (a date's staging, read again when it is published).
 
-    File names depend only on the row order, so publishing a date again replaces the files."""
+    File names depend only on the row order, so staging a date again replaces the files."""
     import pyarrow.parquet as pq
 
     if location.scheme == "file":
@@ -112,21 +114,19 @@ def _schemas():
 
     prediction = [("label", pa.string()), ("score", pa.float32()), ("top_labels", pa.list_(pa.string())),
                   ("top_scores", pa.list_(pa.float32()))]
+    stamps = [("model_id", pa.string()), ("run_id", pa.string()), ("scored_at", SCORED_AT())]
     return {
         "predictions": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
                                   ("modality", pa.string()), ("route", pa.string()), *prediction,
                                   ("examples", pa.int32()), ("seconds", pa.float32()), ("warning", pa.string()),
-                                  ("model_id", pa.string()), ("run_id", pa.string())]),
+                                  *stamps]),
         "frames": pa.schema([("uri", pa.string()), ("frame_index", pa.int64()), ("timestamp_s", pa.float64()),
-                             *prediction, ("model_id", pa.string()), ("run_id", pa.string())]),
+                             *prediction, *stamps]),
         "windows": pa.schema([("uri", pa.string()), ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
-                              *prediction, ("model_id", pa.string()), ("run_id", pa.string())]),
-        "errors": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                             ("modality", pa.string()), ("route", pa.string()), ("stage", pa.string()),
-                             ("error", pa.string()), ("seconds", pa.float32()), ("model_id", pa.string()),
-                             ("run_id", pa.string())]),
+                              *prediction, *stamps]),
+        "errors": ERRORS_SCHEMA(),  # every job kind's
         "skipped": pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
-                              ("reason", pa.string()), ("run_id", pa.string())]),
+                              ("reason", pa.string()), *stamps]),
     }
 
 
@@ -136,11 +136,13 @@ SORT_KEYS = {"predictions": ["uri"], "frames": ["uri", "frame_index"], "windows"
 
 
 def skipped_table(entries, run_id: str):
-    """The skipped table of a run: one row per object no route takes (`stage` holds why)."""
+    """The skipped table of a run: one row per object no route takes (`stage` holds why; no
+    model, so no `model_id`)."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist([{"uri": e.uri, "etag": e.etag, "size": e.size, "reason": e.stage, "run_id": run_id}
-                                 for e in entries], schema=SCHEMAS["skipped"]())
+    when = now_utc()
+    return pa.Table.from_pylist([{"uri": e.uri, "etag": e.etag, "size": e.size, "reason": e.stage, "model_id": None,
+                                  "run_id": run_id, "scored_at": when} for e in entries], schema=SCHEMAS["skipped"]())
 
 
 def assemble_tables(parts: dict[str, list]) -> dict:
@@ -159,4 +161,4 @@ def assemble_tables(parts: dict[str, list]) -> dict:
 
 
 __all__ = ["DETAIL_TABLE", "PART_ROWS", "SCHEMAS", "SORT_KEYS", "SUMMARY_FIELDS", "TABLES", "assemble_tables",
-           "object_label", "publish", "route_tables", "skipped_table"]
+           "object_label", "route_tables", "skipped_table", "stage_table"]

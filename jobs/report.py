@@ -33,17 +33,26 @@ MAX_BARS = 25  # beyond this a bar chart is unreadable: the rarest labels are su
 
 
 def read_run_tables(output_uri: str, run_date: str) -> dict[str, pa.Table]:
-    """The tables a run committed for one date, from `<output>/<table>/run_date=<run_date>/`.
+    """The tables a run committed for one date: partition `run_date=<run_date>` of each Delta
+    table under the output (or that folder, in an output of plain Parquet folders).
 
     Returns:
-        Table name -> table. A table without a folder for that date (e.g. no video route)
-        has no entry. The partition folder itself is read, so `run_date` is not a column.
+        Table name -> table, without the `run_date` column. A table without rows for that
+        date (e.g. no video route) has no entry.
     """
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
+    from jobs.delta_tables import open_table
+
     tables = {}
     for name in TABLES:
+        table = open_table(parse_uri(output_uri).as_prefix().join(name))
+        if table is not None:
+            rows = table.to_pyarrow_table(partitions=[("run_date", "=", run_date)])
+            if rows.num_rows:
+                tables[name] = rows.drop_columns(["run_date"])
+            continue
         location = parse_uri(output_uri).join(name, f"run_date={run_date}")
         fs = filesystem_for(location)
         if fs.get_file_info(location.fs_path).type == pafs.FileType.Directory:

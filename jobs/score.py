@@ -4,17 +4,15 @@ Data flow: list the input prefix (every object, paged) -> `from_items` -> one fu
 stage in the classifier actors (`classified`): fetch+decode (per-object try/except: bad
 objects become error rows; videos and audio expand to one row per sampled frame /
 window), the model (loaded once per actor, large batches), and each block's rows written
-as Parquet under a staging prefix -> commit
-(`jobs.score_commit`): the task's example table (`predictions/` or `frames/`), its
-per-object table for multi-example media (`videos/`, `files/`), `errors/`, and
-`runs/<run_id>/summary.json`. Every listed object lands in exactly one of the
-example table or errors, and the commit checks it.
+as Parquet under the run's staging prefix -> commit through the run lifecycle
+(`jobs.runs`, mapping in `jobs.score_commit`): the task's example table (`predictions`
+or `frames`), its per-object table for multi-example media (`videos`, `files`) and
+`errors`, each one Delta commit, and `runs/<run_id>/summary.json`. Every listed object
+lands in exactly one of the example table or errors, and the commit checks it.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,11 +21,12 @@ import numpy as np
 from jobs.errors import JobFailedError, MediaJobsError
 from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import load_keras_model, read_model_metadata
-from jobs.output_location import prepare_output
+from jobs.nightly_routes import MEDIA_OF_TASK
 from jobs.resources import actor_pool_options
-from jobs.run_lock import LeaseKeeper
+from jobs.runs.contract import now_utc
+from jobs.runs.lifecycle import Run
 from jobs.score_commit import commit_run, staged_schema
-from jobs.storage import delete_prefix, filesystem_for, list_objects, needs_folders, parse_uri, write_bytes
+from jobs.storage import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.store_outage import retry_while_unavailable, store_outage
 from jobs.task_config import task_config_from_metadata
 
@@ -129,6 +128,7 @@ class BatchClassifier:
             # Incremental runs list objects with their ETag: staged rows keep it, so a resumed
             # run can tell a finished object from one that changed since.
             "etag": [str(e) for e in batch["etag"]] if "etag" in batch else [None] * n,
+            "scored_at": [now_utc()] * n,
         }
         return pa.Table.from_pydict(columns, schema=self.schema)
 
@@ -228,91 +228,50 @@ class ScoreResult:
         return self.listed / self.seconds if self.seconds else 0.0
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def _forget_staging(staging) -> None:
-    """Best effort: a failed run's staged files (never read by anyone) go now, if the store answers."""
-    try:
-        delete_prefix(staging.uri)
-    except (OSError, MediaJobsError):
-        pass  # the store is still down; they stay hidden under _staging/
-
-
-def _commit_through_outage(output, staging, run_id: str, task, class_names: list[str], expected: set[str]):
-    """`commit_run`, from the top again while the store is away (the staged rows stay until
-    it succeeds); past the budget, a failure that says whether any table was touched."""
-    publishing: list[bool] = []
-    try:
-        committed = retry_while_unavailable(
-            lambda: commit_run(output, staging, run_id, task, class_names, expected,
-                               publishing=lambda: publishing.append(True)),
-            f"committing run {run_id}")
-    except Exception as exc:  # noqa: BLE001 - pyarrow's OSError past the budget, or ours
-        outage = store_outage(exc)
-        if outage is None:
-            raise
-        state = (f"its tables under {output.uri} may be incomplete" if publishing else
-                 f"Nothing was committed: {output.uri} holds no results of run {run_id}")
-        raise JobFailedError(f"the object store stopped answering: {outage}. {state}; the staged rows are "
-                             f"kept under {staging.uri}/. Re-run the job when the store answers again.") from exc
-    _forget_staging(staging)
-    return committed
-
-
 def run_score(spec, echo=print) -> ScoreResult:
     """Score every object under `spec.input` with the model at `spec.model`.
 
     Raises:
         LockHeldError: another run is writing to the same output (exit 3).
+        RunFencedError: the run lost its lease to another run before its commit (exit 1).
     """
-    started = time.time()
-    output = prepare_output(spec.output)
-    run_id = new_run_id()
-    # One run at a time per output: two would each replace the tables with their own.
-    keeper = LeaseKeeper(output.uri, run_id)
-    try:
-        result = _score_leased(spec, output, run_id, keeper, started, echo)
-    except BaseException:
-        keeper.release_after_failure(echo)
-        raise
-    keeper.release()
-    return result
-
-
-def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float, echo) -> ScoreResult:
     from tasks import get_task
 
+    started = time.time()
+    task_class = get_task(spec.task)
+    tables = [name for name in task_class.output_tables if name] + ["errors"]
+    # One run at a time per output: two would each replace the tables with their own.
+    with Run(spec.output, tables, echo=echo, started=started) as run:
+        return _score_run(spec, run, task_class, echo)
+
+
+def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
     metadata = read_model_metadata(spec.model)
     if metadata.get("task") != spec.task:
         raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.get('task')!r}, "
                              f"not {spec.task!r}")
-    staging = output.join("_staging", run_id)
-
     objects = list(list_objects(spec.input))
     if not objects:
         raise MediaJobsError(f"input: no objects under {parse_uri(spec.input).as_prefix().uri}")
     echo(f"scoring {len(objects)} objects from {parse_uri(spec.input).as_prefix().uri} with model "
-         f"{metadata['model_id']} (run {run_id})")
+         f"{metadata['model_id']} (run {run.run_id})")
 
-    task = get_task(spec.task)(**task_config_from_metadata(metadata, spec))
-    items = [{"uri": o.uri, "size": o.size} for o in objects]
-    ds = classified(items, task, spec.model, spec, run_id, staging.uri, objects_per_block=spec.batch_size)
+    task = task_class(**task_config_from_metadata(metadata, spec))
+    items = [{"uri": o.uri, "size": o.size, "etag": o.etag} for o in objects]
+    ds = classified(items, task, spec.model, spec, run.run_id, run.staging.uri, objects_per_block=spec.batch_size)
     try:
-        first_rows_s, steady_rate = pace(stage_all(ds), started)
+        first_rows_s, steady_rate = pace(stage_all(ds), run.started)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
             raise
-        _forget_staging(staging)
         raise JobFailedError(f"the object store stopped answering: {outage}. Nothing was committed: "
-                             f"{output.uri} holds no results of run {run_id}. Re-run the job when the store "
+                             f"{run.output.uri} holds no results of run {run.run_id}. Re-run the job when the store "
                              "answers again.") from exc
 
-    keeper.check()
-    committed = _commit_through_outage(output, staging, run_id, task, metadata["class_names"],
-                                       {o.uri for o in objects})
+    committed = commit_run(run, task, MEDIA_OF_TASK.get(spec.task, ""), metadata["class_names"],
+                           {o.uri: o for o in objects})
+    output = run.output
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
     annotated: list[dict] = []
     if getattr(spec, "annotate", False) and committed.example_rows:
@@ -322,14 +281,12 @@ def _score_leased(spec, output, run_id: str, keeper: LeaseKeeper, started: float
         annotated = annotate_videos(tables[task.output_tables[0]], {o.uri: o.size for o in objects}, task,
                                     output.uri, parse_uri(spec.input).as_prefix().uri)
         tables[ANNOTATED] = output.join(ANNOTATED).uri + "/"
-    seconds = time.time() - started
-    result = ScoreResult(run_id, metadata["model_id"], len(objects), committed.scored_objects,
+    seconds = time.time() - run.started
+    result = ScoreResult(run.run_id, metadata["model_id"], len(objects), committed.scored_objects,
                          committed.failed_objects, seconds, tables[task.output_tables[0]], tables["errors"],
-                         output.join("runs", run_id, "summary.json").uri, tables, committed.example_rows,
+                         output.join("runs", run.run_id, "summary.json").uri, tables, committed.example_rows,
                          committed.partial_objects, round(first_rows_s, 3), round(steady_rate, 2))
-    summary = {**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
-               "annotated": annotated, "rows_per_node": committed.rows_per_node,
-               "throughput_per_s": round(result.throughput, 2),
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_bytes(result.summary_uri, json.dumps(summary, indent=2).encode())
+    run.finish({**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
+                "annotated": annotated, "rows_per_node": committed.rows_per_node,
+                "throughput_per_s": round(result.throughput, 2)})
     return result

@@ -399,11 +399,3 @@ def upload_dir(src: str | Path, uri: str) -> int:
         count += 1
     return count
 
-
-def read_table(uri: str, columns: list[str] | None = None):
-    """All Parquet files under a prefix as one pyarrow Table (for small tables and tests)."""
-    import pyarrow.dataset as pads
-
-    location = parse_uri(uri)
-    dataset = pads.dataset(location.fs_path.rstrip("/"), filesystem=filesystem_for(location), format="parquet")
-    return dataset.to_table(columns=columns)

@@ -7,9 +7,10 @@ work) -> list the content images -> `from_items` -> `BatchStylizer` actor pool (
 loaded once per actor, an s3:// module downloaded once per process): per batch, fetch
 and decode each content image at its own size, group the images by size, stylize each
 group in every style, write each result under `<output>/images/<style>/<content key>`
--> one staged row per (content, style) result or per failed content -> commit: every
-content image in `results/` once per style or in `errors/` once, the tables replaced,
-a contact sheet (content | result per style) and `runs/<run_id>/summary.json`.
+-> one staged row per (content, style) result or per failed content -> commit through the
+run lifecycle (`jobs.runs`): every content image in `results` once per style or in
+`errors` once, each Delta table replaced in one commit, a contact sheet (content | result
+per style) and `runs/<run_id>/summary.json`.
 """
 
 from __future__ import annotations
@@ -31,11 +32,9 @@ from jobs.annotate_stage import output_key_for
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import FETCH_THREADS, fetch_object
 from jobs.resources import actor_pool_options
-from jobs.score import new_run_id
-from jobs.score_commit import publish_rows
-from jobs.output_location import prepare_output
-from jobs.storage import (delete_prefix, filesystem_for, is_file, list_objects, needs_folders, parse_uri, read_bytes,
-                          write_bytes)
+from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
+from jobs.runs.lifecycle import Run, TableWrite
+from jobs.storage import StoredObject, filesystem_for, is_file, list_objects, needs_folders, parse_uri, read_bytes, write_bytes
 
 IMAGES, RESULTS, ERRORS, SHEET = "images", "results", "errors", "contact_sheet.png"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -131,11 +130,11 @@ def staged_schema():
     return pa.schema([("content_uri", pa.string()), ("style_uri", pa.string()), ("output_uri", pa.string()),
                       ("height", pa.int32()), ("width", pa.int32()), ("seconds", pa.float32()),
                       ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
-                      ("error", pa.string())])
+                      ("error", pa.string()), ("scored_at", SCORED_AT())])
 
 
-RESULT_COLUMNS = ["content_uri", "style_uri", "output_uri", "height", "width", "seconds", "model_id", "run_id"]
-ERROR_COLUMNS = ["content_uri", "stage", "error", "run_id"]
+RESULT_COLUMNS = ["content_uri", "style_uri", "output_uri", "height", "width", "seconds", "model_id", "run_id",
+                  "scored_at"]
 
 
 class BatchStylizer:
@@ -205,6 +204,7 @@ class BatchStylizer:
         n = len(rows)
         columns = {name: [r.get(name) for r in rows] for name in staged_schema().names}
         columns["model_id"], columns["run_id"] = [self.model_id] * n, [self.run_id] * n
+        columns["scored_at"] = [now_utc()] * n
         return pa.Table.from_pydict(columns, schema=staged_schema())
 
     def _stylize(self, contents: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -289,15 +289,23 @@ class StylizeResult:
 
 
 def run_stylize(spec, echo=print) -> StylizeResult:
-    """Stylize every image under `spec.input` in every style of `spec.styles`."""
+    """Stylize every image under `spec.input` in every style of `spec.styles`.
+
+    Raises:
+        LockHeldError: another run is writing to the same output (exit 3).
+    """
+    with Run(spec.output, [RESULTS, ERRORS], echo=echo) as run:
+        return _stylize_run(spec, run, echo)
+
+
+def _stylize_run(spec, run: Run, echo) -> StylizeResult:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
     import ray.data
 
     from tasks.image_classifier import IMAGE_SUFFIXES
 
-    started = time.time()
-    output = prepare_output(spec.output)
+    output = run.output
     source = resolve_stylizer(spec.model)
     if source.kind == "handle":
         # Fail before any work when the hub cannot be reached (it also warms hub's cache).
@@ -312,49 +320,55 @@ def run_stylize(spec, echo=print) -> StylizeResult:
     objects = list(list_objects(input_prefix.uri, IMAGE_SUFFIXES))
     if not objects:
         raise MediaJobsError(f"input: no images under {input_prefix.uri} (suffixes {', '.join(IMAGE_SUFFIXES)})")
-    run_id = new_run_id()
-    staging = output.join("_staging", run_id)
     echo(f"stylizing {len(objects)} images from {input_prefix.uri} in {len(styles)} styles with {source.model_id} "
-         f"(run {run_id})")
+         f"(run {run.run_id})")
 
     per_block = 8
     ds = ray.data.from_items([{"uri": o.uri, "size": o.size} for o in objects],
                              override_num_blocks=max(2, min(len(objects) // per_block, 1000)))
     ds = ds.map_batches(
         BatchStylizer, batch_size=per_block, batch_format="numpy", **actor_pool_options(spec.resources),
-        fn_constructor_kwargs={"source": source, "styles": styles, "style_uris": list(spec.styles), "run_id": run_id,
-                               "output_uri": output.uri, "input_prefix": input_prefix.uri,
+        fn_constructor_kwargs={"source": source, "styles": styles, "style_uris": list(spec.styles),
+                               "run_id": run.run_id, "output_uri": output.uri, "input_prefix": input_prefix.uri,
                                "image_format": spec.image_format, "batch_size": spec.batch_size,
                                "max_side": spec.max_side})
     fs = filesystem_for(output)
     try:
-        ds.write_parquet(staging.fs_path, filesystem=fs, try_create_dir=needs_folders(staging))
+        ds.write_parquet(run.staging.fs_path, filesystem=fs, try_create_dir=needs_folders(run.staging))
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures (e.g. the module not loading)
         raise JobFailedError(f"stylize failed: {_reason(exc)}") from exc
 
-    staged = pads.dataset(staging.fs_path, filesystem=fs, format="parquet")
+    staged = pads.dataset(run.staging.fs_path, filesystem=fs, format="parquet")
     is_result, is_error = pc.field("error").is_null(), pc.field("error").is_valid()
-    _check_accounting(staged, {o.uri for o in objects}, list(spec.styles), staging, run_id)
-    for table in (RESULTS, ERRORS):
-        delete_prefix(output.join(table).uri)
-    publish_rows(staged, is_result, RESULT_COLUMNS, output.join(RESULTS), fs, run_id)
-    publish_rows(staged, is_error, ERROR_COLUMNS, output.join(ERRORS), fs, run_id)
+    _check_accounting(run, staged, {o.uri for o in objects}, list(spec.styles))
+    listed = {o.uri: o for o in objects}
+    run.commit([TableWrite(RESULTS, lambda: staged.to_table(columns=RESULT_COLUMNS, filter=is_result)),
+                TableWrite(ERRORS, lambda: error_rows(staged.to_table(filter=is_error), listed))])
     results = staged.to_table(columns=RESULT_COLUMNS, filter=is_result)
     errors = staged.count_rows(filter=is_error)
-    delete_prefix(staging.uri)
 
     tables = {"images": output.join(IMAGES).uri + "/", "results": output.join(RESULTS).uri + "/",
               "errors": output.join(ERRORS).uri + "/"}
     if results.num_rows:
         write_bytes(output.join(SHEET).uri, contact_sheet_png(results, list(spec.styles), styles))
         tables["contact sheet"] = output.join(SHEET).uri
-    result = StylizeResult(run_id, source.model_id, len(objects), results.num_rows, errors, time.time() - started,
-                           tables)
-    tables["summary"] = output.join("runs", run_id, "summary.json").uri
-    summary = {**asdict(result), "spec_name": spec.name, "styles": list(spec.styles), "input": spec.input,
-               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_bytes(tables["summary"], json.dumps(summary, indent=2).encode())
+    result = StylizeResult(run.run_id, source.model_id, len(objects), results.num_rows, errors,
+                           time.time() - run.started, tables)
+    tables["summary"] = output.join("runs", run.run_id, "summary.json").uri
+    run.finish({**asdict(result), "spec_name": spec.name, "styles": list(spec.styles), "input": spec.input})
     return result
+
+
+def error_rows(staged_errors, listed: dict[str, StoredObject]):
+    """The errors table of a stylize run: one row per content image that failed (the
+    errors schema every job kind shares)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([
+        {"uri": r["content_uri"], "etag": listed[r["content_uri"]].etag, "size": listed[r["content_uri"]].size,
+         "modality": "image", "route": None, "stage": r["stage"], "error": r["error"], "seconds": None,
+         "model_id": r["model_id"], "run_id": r["run_id"], "scored_at": r["scored_at"]}
+        for r in staged_errors.to_pylist()], schema=ERRORS_SCHEMA())
 
 
 def _reason(exc: BaseException) -> str:
@@ -363,7 +377,7 @@ def _reason(exc: BaseException) -> str:
     return found.group(1).strip() if found else root_cause(exc)
 
 
-def _check_accounting(staged, expected: set[str], style_uris: list[str], staging, run_id: str) -> None:
+def _check_accounting(run: Run, staged, expected: set[str], style_uris: list[str]) -> None:
     """Every content image has one result per style, or one error row and no results."""
     import pyarrow.compute as pc
 
@@ -373,17 +387,8 @@ def _check_accounting(staged, expected: set[str], style_uris: list[str], staging
     for content, style in zip(*(results.column(i).to_pylist() for i in range(2))):
         per_content[content].append(style)
     wanted = sorted(style_uris)
-    problems = {
-        "missing": expected - set(per_content) - set(failed),
-        "unexpected": (set(per_content) | set(failed)) - expected,
-        "both stylized and failed": set(per_content) & set(failed),
-        "failed twice": len(failed) - len(set(failed)),
-        "wrong set of styles": {c for c, s in per_content.items() if sorted(s) != wanted},
-    }
-    if any(problems.values()):
-        detail = ", ".join(f"{name}: {len(v) if isinstance(v, set) else v}" for name, v in problems.items() if v)
-        raise JobFailedError(f"accounting check failed for run {run_id} ({detail}); nothing was committed, "
-                             f"the staged rows are under {staging.uri}/")
+    run.check_accounting(expected, [*per_content, *failed],
+                         extra={"wrong set of styles": sum(1 for s in per_content.values() if sorted(s) != wanted)})
 
 
 def contact_sheet_png(results, style_uris: list[str], styles: list[np.ndarray]) -> bytes:

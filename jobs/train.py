@@ -27,7 +27,7 @@ from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_store import METADATA_FILE, MODEL_DIR
 from jobs.resources import scaling_config
-from jobs.output_location import prepare_output
+from jobs.runs.output_check import prepare_output
 from jobs.storage import filesystem_for, parse_uri, upload_dir, upload_file, write_bytes
 from jobs.task_config import task_config_for
 from jobs.train_plans import extra_metadata, plan_for

@@ -165,7 +165,8 @@ def _score(modality: str, model: str, prefix: str, output: str):
 
 
 def _rows(uri: str) -> list[dict]:
-    from jobs.storage import list_objects, read_table
+    from jobs.storage import list_objects
+    from jobs.delta_tables import read_table
 
     return read_table(uri).to_pylist() if any(True for _ in list_objects(uri)) else []
 
@@ -201,7 +202,8 @@ def _check_accounting(modality: str, result, expected_uris: set[str], context: s
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("modality", bm.MODALITIES)
 def test_every_kind_is_scored_or_refused_and_inputs_are_untouched(models, modality):
-    from jobs.storage import list_objects, read_table
+    from jobs.storage import list_objects
+    from jobs.delta_tables import read_table
 
     objects = bm.corpus(modality, seed=1)
     prefix, output = f"corpus/{modality}/", f"scores/{modality}/"

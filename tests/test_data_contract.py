@@ -1,4 +1,4 @@
-"""The data contract of incremental score jobs: the Parquet schemas of every table, the
+"""The data contract of incremental score jobs: the schemas of every Delta table, the
 ledger and summary.json are pinned here, and the README documents each column. A change
 that breaks readers must change this file, on purpose. No Ray, no storage."""
 
@@ -14,16 +14,15 @@ from jobs.nightly_tables import SCHEMAS, SUMMARY_FIELDS, TABLES
 
 README = Path(__file__).parents[1] / "README.md"
 PREDICTION = "label: string, score: float, top_labels: list<string>, top_scores: list<float>"
+STAMPS = "model_id: string, run_id: string, scored_at: timestamp[us, tz=UTC]"  # on every row of every table
 PINNED = {
     "predictions": "uri: string, etag: string, size: int64, modality: string, route: string, " + PREDICTION
-                   + ", examples: int32, seconds: float, warning: string, model_id: string, run_id: string",
-    "frames": "uri: string, frame_index: int64, timestamp_s: double, " + PREDICTION + ", model_id: string, "
-              "run_id: string",
-    "windows": "uri: string, window_start_s: double, window_end_s: double, " + PREDICTION + ", model_id: string, "
-               "run_id: string",
+                   + ", examples: int32, seconds: float, warning: string, " + STAMPS,
+    "frames": "uri: string, frame_index: int64, timestamp_s: double, " + PREDICTION + ", " + STAMPS,
+    "windows": "uri: string, window_start_s: double, window_end_s: double, " + PREDICTION + ", " + STAMPS,
     "errors": "uri: string, etag: string, size: int64, modality: string, route: string, stage: string, "
-              "error: string, seconds: float, model_id: string, run_id: string",
-    "skipped": "uri: string, etag: string, size: int64, reason: string, run_id: string",
+              "error: string, seconds: float, " + STAMPS,
+    "skipped": "uri: string, etag: string, size: int64, reason: string, " + STAMPS,
     "manifest": "uri: string, etag: string, size: int64, model_id: string, run_id: string, run_date: string, "
                 "outcome: string, stage: string, deleted_on: string",
 }

@@ -13,7 +13,8 @@ from PIL import Image
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import exists, list_objects, parse_uri, read_bytes, read_table
+from jobs.storage import exists, list_objects, parse_uri, read_bytes
+from jobs.delta_tables import read_table
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from jobs.demo import folder_accuracy
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import exists, list_objects, parse_uri, read_bytes, read_table, s3_client
+from jobs.storage import exists, list_objects, parse_uri, read_bytes, s3_client
+from jobs.delta_tables import read_table
 from jobs.synthetic import write_shapes_dataset
 
 pytestmark = pytest.mark.integration
@@ -63,9 +63,9 @@ def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
     assert all(len(t) == 3 for t in predictions.column("top_labels").to_pylist())
     assert folder_accuracy(result.predictions_uri) > 0.6
     # readable with pandas too, and the summary is there
-    import pandas as pd
+    from jobs.delta_tables import open_table
 
-    frame = pd.read_parquet(io.BytesIO(read_bytes(next(list_objects(result.predictions_uri)).uri)))
+    frame = open_table(parse_uri(result.predictions_uri)).to_pandas()
     assert {"uri", "label", "score", "model_id"} <= set(frame.columns)
     summary = json.loads(read_bytes(result.summary_uri))
     assert summary["listed"] == len(inputs) and summary["predicted"] == len(inputs)

@@ -94,16 +94,10 @@ def _sync(root: Path) -> None:
 
 
 def _read_all(output: str, table: str):
-    import pyarrow.dataset as pads
+    from jobs.delta_tables import open_table
 
-    from jobs.storage import filesystem_for
-
-    location = parse_uri(output).as_prefix().join(table)
-    if not list(list_objects(location.uri)):
-        return []
-    dataset = pads.dataset(location.fs_path, filesystem=filesystem_for(location), format="parquet",
-                           partitioning="hive")
-    return dataset.to_table().to_pylist()
+    handle = open_table(parse_uri(output).as_prefix().join(table))
+    return [] if handle is None else handle.to_pyarrow_table().to_pylist()
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
@@ -218,18 +212,19 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
     assert night_2["decisions"]["deleted"] == 10 and night_2["resumed"] > 0
     night_3 = json.loads(read_bytes(third.summary_uri))
     assert night_3["decisions"]["restored"] == 5 and night_3["decisions"]["new"] == 201
-    # The tables read with DuckDB too (from a local copy: DuckDB's S3 reader is an extension
-    # it downloads on first use, and tests download nothing; the README shows the S3 way).
+    # The tables read with DuckDB too, through the Arrow dataset of the table's latest version
+    # (DuckDB's own delta extension downloads itself at first use, and tests download nothing;
+    # the README shows both ways), and each date is one commit of the table's history.
     import duckdb
 
-    copy = tmp_path / "scores"
-    for obj in list_objects(f"{output}predictions/"):
-        local = copy / obj.uri[len(output):]
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(read_bytes(obj.uri))
+    from jobs.delta_tables import open_table
+
+    table = open_table(parse_uri(output).as_prefix().join("predictions"))
+    dataset = table.to_pyarrow_dataset()  # noqa: F841 - DuckDB finds it by name
     counted = duckdb.connect().execute(
-        f"SELECT run_date, count(*), count(DISTINCT uri) FROM read_parquet('{copy}/predictions/*/*.parquet', "
-        "hive_partitioning = true) GROUP BY run_date ORDER BY run_date").fetchall()
+        "SELECT run_date, count(*), count(DISTINCT uri) FROM dataset GROUP BY run_date ORDER BY run_date").fetchall()
+    writes = [h for h in table.history() if h["operation"] == "WRITE"]
+    assert len(writes) == len({r["run_date"] for r in predictions}) == len(NIGHTS)
     assert {str(d): n for d, n, _ in counted} == dict(Counter(r["run_date"] for r in predictions))
     assert all(n == distinct for _, n, distinct in counted)
 
@@ -241,7 +236,7 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
     import jobs.nightly as nightly
     from jobs.errors import UsageError
     from jobs.manifest import snapshot_index
-    from jobs.run_lock import LockHeldError, acquire_lease, release_lease
+    from jobs.runs.lease import LockHeldError, acquire_lease, release_lease
 
     archive, output = "s3://it-nightly/small/", "s3://it-nightly/small-scores/"
     for i in range(3):

@@ -213,7 +213,8 @@ def _listed(keys: list[str]) -> set[str]:
 
 
 def test_stylized_keys_stay_under_the_output_prefix_one_per_input(odd_inputs):
-    from jobs.storage import read_bytes, read_table
+    from jobs.storage import read_bytes
+    from jobs.delta_tables import read_table
 
     output_key = "out/stylized/"
     before = _all_objects()

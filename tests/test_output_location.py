@@ -124,7 +124,7 @@ def test_every_job_kind_checks_its_output_first(archive, local_stack, spec, over
 
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(archive):
     # Two score runs into one output would each replace the tables with their own rows.
-    from jobs.run_lock import acquire_lease, release_lease
+    from jobs.runs.lease import acquire_lease, release_lease
 
     output = f"s3://{BUCKET}/leased/"
     lease = acquire_lease(output, "run-in-progress")  # this live process: a run at work

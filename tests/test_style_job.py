@@ -15,7 +15,8 @@ from jobs.errors import MediaJobsError
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import download_prefix, exists, list_objects, read_bytes, read_table, upload_dir
+from jobs.storage import download_prefix, exists, list_objects, read_bytes, upload_dir
+from jobs.delta_tables import read_table
 from tasks.style_transfer import load_stylizer, stylize
 
 pytestmark = pytest.mark.integration
@@ -95,7 +96,7 @@ def _check_stylize_outputs(result, style_media, styles: list[str], output: str) 
         assert stylized.shape == (source.height, source.width, 3) == (row["height"], row["width"], 3), row
         assert row["output_uri"].startswith(output + "images/")
     errors = read_table(output + "errors/").to_pylist()
-    assert sorted(e["content_uri"].rsplit("/", 1)[-1] for e in errors) == ["corrupt.jpg", "empty.png"]
+    assert sorted(e["uri"].rsplit("/", 1)[-1] for e in errors) == ["corrupt.jpg", "empty.png"]
     assert all(e["stage"] and e["error"] for e in errors)
     sheet = Image.open(io.BytesIO(read_bytes(output + "contact_sheet.png")))
     assert sheet.size == ((len(styles) + 1) * 164 + 4, (style_media["good"] + 1) * 164 + 4)

@@ -12,7 +12,8 @@ from PIL import Image
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import download_file, list_objects, read_bytes, read_table
+from jobs.storage import download_file, list_objects, read_bytes
+from jobs.delta_tables import read_table
 from media_video import (write_empty_file, write_text_as_video, write_truncated_faststart_mp4,
                          write_truncated_mp4, write_video, write_video_dataset, write_zero_frame_mp4)
 

@@ -121,7 +121,7 @@ def _score_through_outage(output: str, outage_seconds: float, env: dict | None =
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_a_store_outage_mid_scoring_is_waited_out_and_nothing_is_lost(archive):
-    from jobs.storage import read_table
+    from jobs.delta_tables import read_table
 
     output = f"s3://{BUCKET}/out-outage/"
     code, log = _score_through_outage(output, outage_seconds=10)
@@ -158,7 +158,8 @@ def test_a_nightly_run_past_the_outage_budget_fails_clearly_and_its_rerun_finish
     line saying so; no table, manifest or summary visible; the re-run scores every object once."""
     from jobs.runner import run_spec
     from jobs.specs import load_spec
-    from jobs.storage import list_objects, read_table
+    from jobs.storage import list_objects
+    from jobs.delta_tables import read_table
 
     _upload_images("nightly-in/", NIGHTLY_IMAGES)
     output, night = f"s3://{BUCKET}/nightly-outage/", "2026-11-20"

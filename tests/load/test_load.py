@@ -192,7 +192,8 @@ def _score(model: str, input_uri: str, output: str, stack) -> ScoreRun:
 
 def _check_accounting(output: str, expected: set[str], bad: set[str]) -> None:
     """Every object in exactly one of predictions/ and errors/, once; the broken ones in errors/."""
-    from jobs.storage import list_objects, read_bytes, read_table
+    from jobs.storage import list_objects, read_bytes
+    from jobs.delta_tables import read_table
 
     predicted = read_table(output + "predictions/", columns=["uri", "label"]).to_pylist()
     errors = read_table(output + "errors/", columns=["uri", "stage", "error"]).to_pylist()
@@ -268,7 +269,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_20_submissions_in_a_row_each_finish_or_are_refused_and_none_is_lost(small_folders, model, local_stack):
     from jobs.cluster_client import jobs_client, resolve_target
     from jobs.job_control import TERMINAL_STATES, describe_job
-    from jobs.storage import read_table
+    from jobs.delta_tables import read_table
 
     run = secrets.token_hex(3)  # this test's spec names, apart from any other job on the head
     run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()  # fixed: no new ids at midnight

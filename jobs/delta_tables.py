@@ -1,0 +1,200 @@
+"""The result tables under a job's output as Delta Lake tables (delta-rs, no catalog service).
+
+A Delta table is a folder of Parquet files plus `_delta_log/`, whose numbered commits say
+which files make up each version; a commit is a put-if-absent of the next log entry, so
+readers always see a whole version and two writers conflict instead of overwriting each
+other. Every commit of a run carries the run's id (`mediajobs.run_id` in the commit's
+metadata), so a commit retried after a lost answer is recognised instead of made twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from jobs.errors import MediaJobsError
+from jobs.storage import Location, list_objects, parse_uri
+from jobs.s3_settings import resolve_s3_settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+__all__ = ["COMMIT_KEY", "DELTA_LOG", "FENCE_KEY", "LegacyLayoutError", "RUN_ID_KEY", "TableExistsError", "committed_version", "convert_table",
+           "fence_table", "is_delta_table", "open_table", "read_table", "storage_options", "table_path",
+           "vacuum_table", "write_table"]
+
+DELTA_LOG = "_delta_log"
+RUN_ID_KEY = "mediajobs.run_id"  # in each commit's metadata: the run that made it
+COMMIT_KEY = "mediajobs.commit"  # ... and what it was (the run id, or run id/date for a nightly date)
+FENCE_KEY = "mediajobs.fenced_by"  # a table property: the run that last took the output over
+HISTORY_DEPTH = 20  # commits searched for a run's own commit when a commit is retried
+
+
+class TableExistsError(MediaJobsError):
+    """A table this run meant to create was created by another run in the meantime."""
+
+
+class LegacyLayoutError(MediaJobsError):
+    """An output table was written by the Parquet-folder layout of mediajobs before Delta tables."""
+
+    headline = "output in an earlier layout"
+    exit_code = 2
+
+
+def storage_options(location: Location) -> dict[str, str] | None:
+    """delta-rs's options for the store a location is in: the same endpoint and key pair as
+    boto3 and pyarrow use (resolved from the environment, AWS config or the local stack),
+    with `conditional_put: etag` so that commits are put-if-absent on any S3 store."""
+    if location.scheme != "s3":
+        return None
+    settings = resolve_s3_settings()
+    options = {"AWS_REGION": settings.region, "conditional_put": "etag"}
+    if settings.endpoint:
+        options["AWS_ENDPOINT_URL"] = settings.endpoint
+        if settings.endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if settings.access_key and settings.secret_key:
+        options["AWS_ACCESS_KEY_ID"], options["AWS_SECRET_ACCESS_KEY"] = settings.access_key, settings.secret_key
+    return options
+
+
+def table_path(location: Location) -> str:
+    """What delta-rs takes for a location: `s3://bucket/key` or a local path, no trailing slash."""
+    location = location.as_prefix()
+    return f"s3://{location.bucket}/{location.key.rstrip('/')}" if location.scheme == "s3" else location.key.rstrip("/")
+
+
+def is_delta_table(location: Location) -> bool:
+    return any(True for _ in list_objects(location.as_prefix().join(DELTA_LOG).uri))
+
+
+def open_table(location: Location, version: int | None = None) -> DeltaTable | None:
+    """The table's latest (or a given) version, or None where no table is."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(table_path(location), version=version, storage_options=storage_options(location))
+    except TableNotFoundError:
+        return None
+
+
+def read_table(uri: str, columns: list[str] | None = None, version: int | None = None) -> pa.Table:
+    """A result table as one pyarrow Table (for small tables, reports and tests): a Delta
+    table's latest (or given) version; a folder of plain Parquet files (the staging, and
+    outputs of the earlier layout) as the files it holds."""
+    location = parse_uri(uri).as_prefix()
+    table = open_table(location, version)
+    if table is not None:
+        return table.to_pyarrow_table(columns=columns)
+    import pyarrow.dataset as pads
+
+    from jobs.storage import filesystem_for
+
+    dataset = pads.dataset(location.fs_path.rstrip("/"), filesystem=filesystem_for(location), format="parquet")
+    return dataset.to_table(columns=columns)
+
+
+def committed_version(table: DeltaTable | None, commit_key: str) -> int | None:
+    """The version of the commit marked `commit_key` (see `write_table`), among the table's
+    latest commits; None if there is none."""
+    if table is None:
+        return None
+    for entry in table.history(HISTORY_DEPTH):
+        if entry.get(COMMIT_KEY) == commit_key:
+            return int(entry["version"])
+    return None
+
+
+def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | pa.RecordBatchReader, run_id: str,
+                commit_key: str, *, mode: str, partition_by: list[str] | None = None, predicate: str | None = None,
+                app_transaction: tuple[str, int] | None = None) -> int:
+    """Commit `rows` to the table as one version, marked with `run_id` and `commit_key`
+    (so that a retry whose first answer was lost finds it); returns the version.
+
+    `table` is the handle the commit is checked against: Delta refuses the commit
+    (`CommitFailedError`) when a commit since that version conflicts with it, which is how
+    a run that lost its lease is fenced out (see `fence_table`). None creates the table,
+    and only creates it: where another run created it since, this raises `TableExistsError`
+    (a write by path would otherwise load that run's version and replace it).
+    `mode="overwrite"` replaces the whole table (schema included), or with `predicate`
+    only the rows it matches; `app_transaction` (app id, version) is Delta's idempotency
+    marker (`DeltaTable.transaction_version`).
+    """
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    commit = CommitProperties(custom_metadata={RUN_ID_KEY: run_id, COMMIT_KEY: commit_key},
+                              app_transactions=[Transaction(*app_transaction)] if app_transaction else None)
+    if table is None:
+        from deltalake.exceptions import DeltaError
+
+        try:
+            write_deltalake(table_path(location), rows, mode="error", partition_by=partition_by,
+                            storage_options=storage_options(location), commit_properties=commit)
+        except DeltaError as exc:
+            if "already exists" in str(exc) or "Version 0 already exists" in str(exc):
+                raise TableExistsError(f"{location.uri} was created by another run since this run looked") from None
+            raise
+    else:
+        write_deltalake(table, rows, mode=mode, partition_by=partition_by, predicate=predicate,
+                        schema_mode="overwrite" if mode == "overwrite" and predicate is None else None,
+                        commit_properties=commit)
+    return committed_version(open_table(location), commit_key) or 0
+
+
+def fence_table(location: Location, run_id: str, schema: pa.Schema | None = None,
+                partition_by: list[str] | None = None) -> None:
+    """Make every commit prepared before now conflict: a table-property change, which Delta
+    counts as a metadata change, and a writer whose snapshot predates one is refused. A
+    table that is not there yet is created empty (with `schema`), so a stale run cannot
+    create it either."""
+    from deltalake import CommitProperties, DeltaTable
+
+    # Not RUN_ID_KEY: that marks a run's data commit, and a retried commit looks for it.
+    commit = CommitProperties(custom_metadata={FENCE_KEY: run_id})
+    table = open_table(location)
+    if table is not None:
+        table.alter.set_table_properties({FENCE_KEY: run_id}, raise_if_not_exists=False, commit_properties=commit)
+    elif schema is not None:
+        DeltaTable.create(table_path(location), schema=schema, mode="ignore", partition_by=partition_by,
+                          configuration={FENCE_KEY: run_id}, storage_options=storage_options(location),
+                          commit_properties=commit, raise_if_key_not_exists=False)
+
+
+def check_not_legacy(output: Location, tables: list[str], convert_hint: Callable[[str], str]) -> None:
+    """Refuse an output whose tables are Parquet folders of the earlier layout (no `_delta_log`).
+
+    Raises:
+        LegacyLayoutError: naming the table and how to convert it.
+    """
+    for name in tables:
+        folder = output.join(name).as_prefix()
+        has_files = any(o.uri.endswith(".parquet") for o in list_objects(folder.uri))
+        if has_files and not is_delta_table(folder):
+            raise LegacyLayoutError(
+                f"output: {folder.uri} holds Parquet files of the earlier mediajobs layout, not a Delta table; "
+                f"convert the output in place with `{convert_hint(output.uri)}` (its rows stay), or write to a "
+                "new output. Nothing was started.")
+
+
+def convert_table(location: Location, partition_by: list[str] | None = None) -> bool:
+    """Turn a folder of Parquet files into a Delta table in place (its files become version 0);
+    False when it already is one or holds nothing."""
+    import pyarrow as pa
+    from deltalake import convert_to_deltalake
+
+    folder = location.as_prefix()
+    if is_delta_table(folder) or not any(o.uri.endswith(".parquet") for o in list_objects(folder.uri)):
+        return False
+    partitions = pa.schema([(name, pa.string()) for name in partition_by]) if partition_by else None
+    convert_to_deltalake(table_path(folder), partition_by=partitions, partition_strategy="hive" if partitions else None,
+                         storage_options=storage_options(folder))
+    return True
+
+
+def vacuum_table(location: Location, retain_hours: int, dry_run: bool) -> list[str]:
+    """Delete (or, dry, list) the files no version younger than `retain_hours` still reads."""
+    table = open_table(location)
+    if table is None:
+        return []
+    return table.vacuum(retention_hours=retain_hours, dry_run=dry_run, enforce_retention_duration=False)

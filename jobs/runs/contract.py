@@ -1,0 +1,30 @@
+"""The columns every job kind's tables share: `scored_at` on every row, and one `errors` schema.
+
+Every result row carries `run_id`, `model_id` and `scored_at` (when a worker produced it,
+UTC); an object that failed is one `errors` row of this schema, whatever the job kind.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ERRORS_SCHEMA", "SCORED_AT", "now_utc"]
+
+
+def SCORED_AT():  # noqa: N802 - a type constant, built lazily (pyarrow is imported on use)
+    import pyarrow as pa
+
+    return pa.timestamp("us", tz="UTC")
+
+
+def ERRORS_SCHEMA():  # noqa: N802
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()), ("modality", pa.string()),
+                      ("route", pa.string()), ("stage", pa.string()), ("error", pa.string()),
+                      ("seconds", pa.float32()), ("model_id", pa.string()), ("run_id", pa.string()),
+                      ("scored_at", SCORED_AT())])
+
+
+def now_utc():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)

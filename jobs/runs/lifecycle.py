@@ -1,0 +1,266 @@
+"""The one lifecycle of a run that writes result tables (score, nightly score, generate, stylize).
+
+Modelled on Ray Data's `Datasink` (`on_write_start` -> `write` -> `on_write_complete` /
+`on_write_failed`):
+
+    start   run id ▶ output check (writable, conditional writes honoured) ▶ no tables of the
+            earlier layout ▶ the output's lease ▶ after a takeover, the tables fenced ▶ stale
+            staging of dead runs dropped
+    work    the job's own (Ray Data actors stage Parquet under `run.staging`)
+    commit  the accounting check ▶ per table one Delta commit, checked against a snapshot
+            taken while the lease was verified: a run that lost its lease cannot commit;
+            waited out through a store outage, and a commit that already landed is not
+            made twice
+    finish  `runs/<run_id>/summary.json` (with each table's committed version) ▶ staging
+            dropped ▶ lease released;   on failure: lease released, staging kept for the
+            next run to drop (or to reuse: a nightly attempt keeps its date's staging)
+
+A job supplies only its rows -> tables mapping (`TableWrite`) and its accounting keys.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable
+
+from jobs.delta_tables import (DELTA_LOG, TableExistsError, check_not_legacy, committed_version, fence_table,
+                               open_table, write_table)
+from jobs.errors import JobFailedError, MediaJobsError
+from jobs.runs.lease import LeaseKeeper
+from jobs.runs.output_check import prepare_output
+from jobs.storage import Location, delete_prefix, list_objects, parse_uri, write_bytes
+from jobs.store_outage import retry_while_unavailable, store_outage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["STAGING", "Run", "RunFencedError", "TableWrite", "new_run_id"]
+
+STAGING = "_staging"
+CONVERT_COMMAND = "mediajobs tables convert {output}"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class RunFencedError(JobFailedError):
+    """This run lost the output's lease (it stalled past its TTL and another run took over)."""
+
+    headline = "run fenced out"
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """One table's part of a run's commit.
+
+    `rows` is called on each attempt (a commit waited out through a store outage reads its
+    staged rows again).
+    """
+
+    name: str
+    rows: Callable[[], pa.Table | pa.RecordBatchReader]
+    mode: str = "overwrite"  # or "append"
+    partition_by: list[str] | None = None
+    predicate: str | None = None  # with overwrite: replace only the rows it matches
+    app_transaction: tuple[str, int] | None = None
+    key: str = ""  # with the run id, what marks this commit: a run that commits one table twice keys each
+
+
+@dataclass
+class Run:
+    """One run of a job into `output_uri`; use as a context manager around the job's work.
+
+    Args:
+        output_uri: the job's output prefix.
+        tables: the tables this kind of job writes (checked for the earlier layout, fenced
+            after a takeover).
+        staging_key: the folder under `_staging/` for this run's staged rows; defaults to
+            the run id. Runs that resume (a nightly date) pass a key of their own, which
+            the start-up clean-up keeps.
+        echo: where notes go (the CLI's console).
+    """
+
+    output_uri: str
+    tables: list[str]
+    staging_key: str | None = None
+    echo: Callable[[str], None] = print
+    run_id: str = field(default_factory=new_run_id)
+    started: float = field(default_factory=time.time)
+    output: Location = field(init=False)
+    keeper: LeaseKeeper | None = field(init=False, default=None)
+    versions: dict[str, int | None] = field(init=False, default_factory=dict)  # None: no rows, no table
+
+    # -- start ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        self.output = prepare_output(self.output_uri)
+        check_not_legacy(self.output, self.tables, lambda uri: CONVERT_COMMAND.format(output=uri))
+        self.keeper = LeaseKeeper(self.output.uri, self.run_id)
+        try:
+            if self.keeper.lease.taken_over:
+                self._fence()
+            self._drop_stale_staging()
+        except BaseException:
+            self.keeper.release_after_failure(self.echo)
+            raise
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        if exc is None:
+            self.keeper.release()
+        else:
+            self.keeper.release_after_failure(self.echo)
+
+    @property
+    def staging(self) -> Location:
+        return self.output.join(STAGING, self.staging_key or self.run_id)
+
+    def _fence(self) -> None:
+        """The lease was taken from a run that did not release it and may still be alive:
+        make its prepared commits conflict, on every table under the output."""
+        existing = {name for name in self._delta_tables()}
+        for name in sorted(existing | set(self.tables)):
+            fence_table(self.output.join(name), self.run_id)
+        self.echo(f"note: took over the output from a run that did not finish; its tables are fenced "
+                  f"(run {self.run_id})")
+
+    def _delta_tables(self) -> Iterable[str]:
+        prefix = self.output.as_prefix().uri
+        for obj in list_objects(prefix):
+            parts = obj.uri[len(prefix):].split("/")
+            if len(parts) > 2 and parts[1] == DELTA_LOG and parts[0] != STAGING:
+                yield parts[0]
+
+    def _drop_stale_staging(self) -> None:
+        """Staging folders of runs that are gone: this run holds the lease, so no live run
+        writes there (a fenced one cannot commit what it stages). A nightly date's folder
+        (`run_date=...`) is left to the nightly runs, which reuse what an attempt staged."""
+        prefix = self.output.join(STAGING).as_prefix().uri
+        folders = {o.uri[len(prefix):].split("/", 1)[0] for o in list_objects(prefix) if "/" in o.uri[len(prefix):]}
+        for key in sorted(folders - {self.staging_key or self.run_id}):
+            if not key.startswith("run_date="):
+                self.delete(self.output.join(STAGING, key).uri)
+
+    def delete(self, uri: str) -> None:
+        """Delete everything under `uri`, after checking that this run still holds the
+        output: a run that lost its lease deletes nothing.
+
+        Raises:
+            RunFencedError: it does not.
+        """
+        if not self.keeper.held():
+            raise self._fenced(f"its lease was taken over before it deleted {uri}", {})
+        delete_prefix(uri)
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def check_accounting(self, expected: Iterable[Hashable], outcomes: Iterable[Hashable],
+                         extra: dict[str, int] | None = None, what: str = "") -> None:
+        """Every expected key has exactly one final outcome, and nothing else has one.
+
+        Raises:
+            JobFailedError: naming each kind of problem and how many; nothing is committed.
+        """
+        counts = Counter(outcomes)
+        wanted = set(expected)
+        problems = {"missing": len(wanted - counts.keys()), "unexpected": len(counts.keys() - wanted),
+                    "more than one outcome": sum(1 for n in counts.values() if n > 1), **(extra or {})}
+        if any(problems.values()):
+            detail = ", ".join(f"{name}: {n}" for name, n in problems.items() if n)
+            raise JobFailedError(f"accounting check failed for run {self.run_id}{what} ({detail}); nothing was "
+                                 f"committed, the staged rows are under {self.staging.uri}/")
+
+    def commit(self, writes: list[TableWrite]) -> dict[str, int | None]:
+        """Commit each table's rows (one Delta version per table), fenced by the lease.
+
+        Returns:
+            Each table's committed version; None for a table that does not exist and
+            would hold no rows (it is not created: "no errors table" means no errors).
+
+        Raises:
+            RunFencedError: the lease was lost; nothing more is committed.
+            JobFailedError: the store stayed away past the outage budget (saying which
+                tables hold this run and which still the previous one).
+        """
+        done: dict[str, int | None] = {}  # kept across attempts: a retry goes on where one stopped
+        try:
+            retry_while_unavailable(lambda: self._commit_once(writes, done), f"committing run {self.run_id}")
+        except RunFencedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - delta-rs's and pyarrow's errors past the budget, or ours
+            outage = store_outage(exc)
+            if outage is None:
+                raise
+            state = (f"Nothing was committed: {self.output.uri} holds no results of run {self.run_id}" if not done
+                     else f"the tables {', '.join(sorted(done))} hold run {self.run_id}, the others its previous run")
+            raise JobFailedError(f"the object store stopped answering: {outage}. {state}; the staged rows are "
+                                 f"kept under {self.staging.uri}/. Re-run the job when the store answers "
+                                 "again.") from exc
+        self.versions.update(done)
+        return done
+
+    def _commit_once(self, writes: list[TableWrite], done: dict[str, int | None]) -> None:
+        from deltalake.exceptions import CommitFailedError
+
+        # Snapshots first, then the lease: a run that takes the lease over after this check
+        # fences every table, which makes each commit against these snapshots conflict.
+        todo = [w for w in writes if w.name not in done]
+        snapshots = {w.name: open_table(self.output.join(w.name)) for w in todo}
+        if not self.keeper.held():
+            raise self._fenced("its lease was taken over before its commit", done)
+        for write in todo:
+            location, snapshot = self.output.join(write.name), snapshots[write.name]
+            key = self.run_id + (f"/{write.key}" if write.key else "")
+            landed = committed_version(snapshot, key)  # an earlier attempt whose answer was lost
+            if landed is None:
+                rows = write.rows()
+                if snapshot is None:
+                    rows = rows.read_all() if hasattr(rows, "read_all") else rows
+                    if not rows.num_rows:  # nothing to say and no earlier run to replace: no table
+                        done[write.name] = None
+                        continue
+                try:
+                    landed = write_table(location, snapshot, rows, self.run_id, key, mode=write.mode,
+                                         partition_by=write.partition_by,
+                                         predicate=write.predicate,
+                                         app_transaction=write.app_transaction)
+                except (CommitFailedError, TableExistsError) as exc:
+                    raise self._fenced(f"another run committed to {write.name} first ({exc})", done) from None
+            done[write.name] = landed
+
+    def _fenced(self, why: str, done: dict[str, int | None]) -> RunFencedError:
+        done = sorted({**self.versions, **done})
+        return RunFencedError(
+            f"run {self.run_id} lost its lease on {self.output.uri} ({why}): another run has taken over the output. "
+            + (f"Nothing of this run was committed" if not done else
+               f"Only {', '.join(done)} were committed before it was fenced out; the other run's commit replaces "
+               "them") + "; this run stops here and deletes nothing.")
+
+    # -- finish ---------------------------------------------------------------------------
+
+    def finish(self, summary: dict) -> str:
+        """Write `runs/<run_id>/summary.json` (the run's summary plus each table's committed
+        version), drop the staging, and return the summary's URI."""
+        uri = self.output.join("runs", self.run_id, "summary.json").uri
+        record = {**summary, "run_id": self.run_id, "table_versions": dict(self.versions),
+                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        retry_while_unavailable(lambda: write_bytes(uri, json.dumps(record, indent=2).encode()),
+                                f"writing the summary of run {self.run_id}")
+        self.drop_staging()
+        return uri
+
+    def drop_staging(self) -> None:
+        """Best effort: the run is committed, and the next run drops what is left."""
+        try:
+            self.delete(self.staging.uri)
+        except (OSError, MediaJobsError):
+            self.echo(f"note: {self.staging.uri}/ was not deleted (the store did not answer); the next run drops it")
+
+
+def summary_uri(output_uri: str, run_id: str) -> str:
+    return parse_uri(output_uri).as_prefix().join("runs", run_id, "summary.json").uri
