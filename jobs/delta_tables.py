@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
-__all__ = ["COMMIT_KEY", "DELTA_LOG", "FENCE_KEY", "LegacyLayoutError", "RUN_ID_KEY", "TableExistsError", "committed_version", "convert_table",
+__all__ = ["COMMIT_KEY", "DELTA_LOG", "FENCE_KEY", "LegacyLayoutError", "RUN_ID_KEY", "TableExistsError", "committed_version", "convert_table", "delta_tables_under",
            "fence_table", "is_delta_table", "open_table", "read_table", "storage_options", "table_path",
            "vacuum_table", "write_table"]
 
@@ -68,6 +68,24 @@ def is_delta_table(location: Location) -> bool:
     return any(True for _ in list_objects(location.as_prefix().join(DELTA_LOG).uri))
 
 
+def delta_tables_under(output: Location) -> list[str]:
+    """The names of the Delta tables directly under an output (folders holding `_delta_log/`),
+    found without listing their files: one delimited listing, then one probe per folder."""
+    output = output.as_prefix()
+    if output.scheme == "s3":
+        from jobs.storage import s3_client
+
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=output.bucket, Prefix=output.key,
+                                                                      Delimiter="/")
+        folders = [p["Prefix"][len(output.key):].rstrip("/") for page in pages for p in page.get("CommonPrefixes", [])]
+    else:
+        from pathlib import Path
+
+        root = Path(output.key)
+        folders = sorted(entry.name for entry in root.iterdir() if entry.is_dir()) if root.is_dir() else []
+    return [name for name in folders if not name.startswith("_") and is_delta_table(output.join(name))]
+
+
 def open_table(location: Location, version: int | None = None) -> DeltaTable | None:
     """The table's latest (or a given) version, or None where no table is."""
     from deltalake import DeltaTable
@@ -108,7 +126,7 @@ def committed_version(table: DeltaTable | None, commit_key: str) -> int | None:
 
 def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | pa.RecordBatchReader, run_id: str,
                 commit_key: str, *, mode: str, partition_by: list[str] | None = None, predicate: str | None = None,
-                app_transaction: tuple[str, int] | None = None) -> int:
+                app_transaction: tuple[str, int] | None = None, supersedes: tuple[str, pa.Table] | None = None) -> int:
     """Commit `rows` to the table as one version, marked with `run_id` and `commit_key`
     (so that a retry whose first answer was lost finds it); returns the version.
 
@@ -119,7 +137,10 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
     (a write by path would otherwise load that run's version and replace it).
     `mode="overwrite"` replaces the whole table (schema included), or with `predicate`
     only the rows it matches; `app_transaction` (app id, version) is Delta's idempotency
-    marker (`DeltaTable.transaction_version`).
+    marker (`DeltaTable.transaction_version`). `supersedes`, for an existing table of the
+    errors schema and `rows` of one run date: (that date, the (uri, etag, model_id) of its
+    outcomes); the same commit (a merge) adds `rows` and marks every earlier row of those
+    keys not superseded yet `superseded_on` the date.
     """
     from deltalake import CommitProperties, Transaction, write_deltalake
 
@@ -135,11 +156,34 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
             if "already exists" in str(exc) or "Version 0 already exists" in str(exc):
                 raise TableExistsError(f"{location.uri} was created by another run since this run looked") from None
             raise
+    elif supersedes is not None:
+        _merge_superseding(table, rows, *supersedes, commit)
     else:
         write_deltalake(table, rows, mode=mode, partition_by=partition_by, predicate=predicate,
-                        schema_mode="overwrite" if mode == "overwrite" and predicate is None else None,
+                        # A plain run's table is replaced whole, schema included; a date added to a
+                        # table of an earlier schema (a converted output) adds the new columns.
+                        schema_mode="overwrite" if mode == "overwrite" and predicate is None else "merge",
                         commit_properties=commit)
     return committed_version(open_table(location), commit_key) or 0
+
+
+def _merge_superseding(table: DeltaTable, rows: pa.Table, run_date: str, keys: pa.Table, commit) -> None:
+    """One MERGE commit: insert a date's rows, and mark the earlier rows their keys supersede."""
+    import pyarrow as pa
+
+    schema = rows.schema
+    n = keys.num_rows
+    markers = pa.table({name: (keys.column(name).cast(schema.field(name).type) if name in ("uri", "etag", "model_id")
+                               else pa.array([run_date] * n, pa.string()) if name == "run_date"
+                               else pa.nulls(n, schema.field(name).type)) for name in schema.names}, schema=schema)
+    source = pa.concat_tables([rows.append_column("_kind", pa.array(["row"] * rows.num_rows, pa.string())),
+                               markers.append_column("_kind", pa.array(["supersede"] * n, pa.string()))])
+    (table.merge(source, predicate="s._kind = 'supersede' AND t.uri = s.uri AND t.etag = s.etag AND "
+                                   "t.model_id = s.model_id AND t.run_date < s.run_date AND t.superseded_on IS NULL",
+                 source_alias="s", target_alias="t", streamed_exec=False, commit_properties=commit)
+     .when_matched_update(updates={"superseded_on": "s.run_date"})
+     .when_not_matched_insert(updates={name: f"s.{name}" for name in schema.names}, predicate="s._kind = 'row'")
+     .execute())
 
 
 def fence_table(location: Location, run_id: str, schema: pa.Schema | None = None,
@@ -177,18 +221,26 @@ def check_not_legacy(output: Location, tables: list[str], convert_hint: Callable
                 "new output. Nothing was started.")
 
 
-def convert_table(location: Location, partition_by: list[str] | None = None) -> bool:
-    """Turn a folder of Parquet files into a Delta table in place (its files become version 0);
-    False when it already is one or holds nothing."""
+def convert_table(location: Location, partition_by: list[str] | None = None, schema: pa.Schema | None = None) -> bool:
+    """Turn a folder of Parquet files into a Delta table in place (its files become version 0),
+    then add the columns of `schema` it lacks (null in its old rows: a table of the earlier
+    layout predates `scored_at` and `superseded_on`); False when it already is one or holds
+    nothing."""
     import pyarrow as pa
-    from deltalake import convert_to_deltalake
+    from deltalake import Schema, convert_to_deltalake
 
     folder = location.as_prefix()
     if is_delta_table(folder) or not any(o.uri.endswith(".parquet") for o in list_objects(folder.uri)):
         return False
-    partitions = pa.schema([(name, pa.string()) for name in partition_by]) if partition_by else None
+    partitions = Schema.from_arrow(pa.schema([(name, pa.string()) for name in partition_by])) if partition_by else None
     convert_to_deltalake(table_path(folder), partition_by=partitions, partition_strategy="hive" if partitions else None,
                          storage_options=storage_options(folder))
+    if schema is not None:
+        table = open_table(folder)
+        present = {field.name for field in table.schema().fields}
+        missing = [field for field in schema if field.name not in present]
+        if missing:
+            table.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
     return True
 
 

@@ -119,7 +119,6 @@ def run_generate(spec, echo=print) -> GenerateResult:
 
 
 def _generate_run(spec, run: Run, echo) -> GenerateResult:
-    import pyarrow.dataset as pads
     import ray.data
 
     from tasks.gan import sample_grid_png
@@ -143,7 +142,7 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures; show their root cause
         raise JobFailedError(f"generation failed: {root_cause(exc)}") from exc
 
-    staged = pads.dataset(run.staging.fs_path, filesystem=fs, format="parquet")
+    staged = run.staged_rows()
     run.check_accounting(range(spec.count), staged.to_table(columns=["index"]).column("index").to_pylist(),
                          what=f" ({spec.count} images)")
     run.commit([TableWrite(INDEX, lambda: staged.to_table(columns=index_schema().names).sort_by("index"))])

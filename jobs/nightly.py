@@ -42,7 +42,7 @@ from jobs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
 from jobs.nightly_routes import RoutePlan, check_run_date, plan_routes, route_for
 from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, route_tables, skipped_table,
                                  stage_table)
-from jobs.runs.lifecycle import STAGING, Run, RunFencedError
+from jobs.runs.lifecycle import Run, RunFencedError
 from jobs.runs.pointer import PointerMovedError
 from jobs.score_commit import PARTIAL
 from jobs.storage import filesystem_for, list_objects, parse_uri, write_bytes
@@ -338,6 +338,8 @@ class _Night:
         return tables, updates
 
     def _check_accounting(self, wanted: dict, by_route: dict[str, list[dict]]) -> None:
+        """Every object to score has exactly one outcome (the lifecycle's check; a partly
+        decoded object's warning row is not an outcome)."""
         scored, failed = set(), []
         for rows in by_route.values():
             for row in rows:
@@ -345,12 +347,7 @@ class _Night:
                     scored.add(row["uri"])
                 elif row["stage"] != PARTIAL:
                     failed.append(row["uri"])
-        problems = {"missing": set(wanted) - scored - set(failed), "both scored and failed": scored & set(failed),
-                    "failed twice": len(failed) - len(set(failed))}
-        if any(problems.values()):
-            detail = ", ".join(f"{k}: {len(v) if isinstance(v, set) else v}" for k, v in problems.items() if v)
-            raise JobFailedError(f"accounting check failed for run date {self.run_date} ({detail}); nothing was "
-                                 f"committed, the staged rows are under {self.staging.uri}/; run it again")
+        self.run.check_accounting(wanted, [*scored, *failed], what=f" of run date {self.run_date}")
 
     def outage_failure(self, outage: str) -> JobFailedError:
         """The failure to raise when the object store stopped answering during this attempt."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from jobs.errors import JobFailedError
-from jobs.nightly_tables import TABLES
+from jobs.nightly_tables import SCHEMAS, TABLES
+from jobs.runs.contract import OUTCOME_KEY
 from jobs.runs.lifecycle import STAGING, Run, TableWrite
 from jobs.storage import exists, filesystem_for, list_objects, read_bytes, write_bytes
 
@@ -44,7 +45,8 @@ def tidy(run: Run, committed: dict[str, str], run_date: str, echo) -> None:
 def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
     """Make a committed date's staged tables visible: per table one Delta commit replacing
     the date's partition, marked with the date as its application transaction (a table
-    that has it already is passed over); then its summary (`runs/<run_id>/summary.json`),
+    that has it already is passed over; `errors` also marks the earlier rows this date's
+    outcomes supersede, in the same commit); then its summary (`runs/<run_id>/summary.json`),
     its report, and drop its staging. Idempotent, so a publish cut short is finished by the
     next run. Returns the report's URI ("" if it could not be drawn).
 
@@ -67,26 +69,36 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
         return ""
     summary = json.loads(read_bytes(staged_summary))
     fs = filesystem_for(run.output)
+
+    def staged(name: str, columns: list[str] | None = None):
+        if not summary["tables"].get(name, 0):
+            return SCHEMAS[name]().empty_table().select(columns or SCHEMAS[name]().names)
+        return pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet").to_table(columns=columns)
+
+    def dated(name: str):
+        rows = staged(name)
+        return rows.append_column("run_date", pa.array([run_date] * rows.num_rows, pa.string()))
+
+    def outcome_keys():  # this date's outcomes, which supersede earlier errors rows of the same keys
+        return run_date, pa.concat_tables([staged(name, list(OUTCOME_KEY)) for name in ("predictions", "errors")])
+
     writes = []
     for name in TABLES:
         rows = summary["tables"].get(name, 0)
         table = open_table(run.output.join(name))
-        if not rows or (table is not None and (table.transaction_version(NIGHTLY_APP) or 0) >= date_version(run_date)):
+        if table is not None and (table.transaction_version(NIGHTLY_APP) or 0) >= date_version(run_date):
+            continue  # published by an earlier attempt
+        superseding = name == "errors" and table is not None
+        if not rows and not superseding:
             continue
-        folder = final.join(name)
-        dataset = pads.dataset(folder.fs_path, filesystem=fs, format="parquet")
-        if dataset.count_rows() != rows:
-            raise JobFailedError(f"publishing run date {run_date}: {folder.uri}/ holds {dataset.count_rows()} rows of "
+        if rows and (found := pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet").count_rows()) != rows:
+            raise JobFailedError(f"publishing run date {run_date}: {final.join(name).uri}/ holds {found} rows of "
                                  f"{name}, its summary counts {rows}; nothing more was published and the staging "
                                  f"stays under {staging.uri}/")
-
-        def dated(dataset=dataset):
-            rows = dataset.to_table()
-            return rows.append_column("run_date", pa.array([run_date] * rows.num_rows, pa.string()))
-
-        writes.append(TableWrite(name, dated, mode="overwrite", partition_by=["run_date"],
+        writes.append(TableWrite(name, lambda name=name: dated(name), mode="overwrite", partition_by=["run_date"],
                                  predicate=f"run_date = '{run_date}'", key=run_date,
-                                 app_transaction=(NIGHTLY_APP, date_version(run_date))))
+                                 app_transaction=(NIGHTLY_APP, date_version(run_date)),
+                                 supersedes=outcome_keys if superseding else None))
     run.commit(writes)
     write_bytes(summary_uri, read_bytes(staged_summary))  # last: once it is there, so is every table
     report_uri = ""

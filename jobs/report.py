@@ -49,7 +49,7 @@ def read_run_tables(output_uri: str, run_date: str) -> dict[str, pa.Table]:
     for name in TABLES:
         table = open_table(parse_uri(output_uri).as_prefix().join(name))
         if table is not None:
-            rows = table.to_pyarrow_table(partitions=[("run_date", "=", run_date)])
+            rows = table.to_pyarrow_table(filters=[("run_date", "=", run_date)])
             if rows.num_rows:
                 tables[name] = rows.drop_columns(["run_date"])
             continue

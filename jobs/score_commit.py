@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT
 from jobs.runs.lifecycle import Run, TableWrite
-from jobs.storage import StoredObject, filesystem_for
+from jobs.storage import StoredObject
 
 PARTIAL = "decode-partial"  # an errors row for an object whose examples were still scored
 
@@ -58,10 +58,8 @@ def commit_run(run: Run, task, media: str, class_names: list[str], listed: dict[
         RunFencedError: the run lost its lease before or during the commit.
     """
     import pyarrow.compute as pc
-    import pyarrow.dataset as pads
 
-    fs = filesystem_for(run.staging)
-    staged = pads.dataset(run.staging.fs_path, filesystem=fs, format="parquet")
+    staged = run.staged_rows()
     is_example = pc.field("error").is_null()
     is_failure = pc.field("error").is_valid() & (pc.field("stage") != PARTIAL)
     scored = set(staged.to_table(columns=["uri"], filter=is_example).column("uri").to_pylist())
@@ -92,7 +90,7 @@ def errors_rows(staged_errors, listed: dict[str, StoredObject], media: str):
         {"uri": r["uri"], "etag": r["etag"], "size": listed[r["uri"]].size if r["uri"] in listed else None,
          "modality": media, "route": None, "stage": r["stage"], "error": r["error"],
          "seconds": _info(r).get("seconds"), "model_id": r["model_id"], "run_id": r["run_id"],
-         "scored_at": r["scored_at"]} for r in rows], schema=ERRORS_SCHEMA())
+         "scored_at": r["scored_at"], "superseded_on": None} for r in rows], schema=ERRORS_SCHEMA())
 
 
 def _info(row: dict) -> dict:

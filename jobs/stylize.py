@@ -300,7 +300,6 @@ def run_stylize(spec, echo=print) -> StylizeResult:
 
 def _stylize_run(spec, run: Run, echo) -> StylizeResult:
     import pyarrow.compute as pc
-    import pyarrow.dataset as pads
     import ray.data
 
     from tasks.image_classifier import IMAGE_SUFFIXES
@@ -338,7 +337,7 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures (e.g. the module not loading)
         raise JobFailedError(f"stylize failed: {_reason(exc)}") from exc
 
-    staged = pads.dataset(run.staging.fs_path, filesystem=fs, format="parquet")
+    staged = run.staged_rows()
     is_result, is_error = pc.field("error").is_null(), pc.field("error").is_valid()
     _check_accounting(run, staged, {o.uri for o in objects}, list(spec.styles))
     listed = {o.uri: o for o in objects}
@@ -367,7 +366,7 @@ def error_rows(staged_errors, listed: dict[str, StoredObject]):
     return pa.Table.from_pylist([
         {"uri": r["content_uri"], "etag": listed[r["content_uri"]].etag, "size": listed[r["content_uri"]].size,
          "modality": "image", "route": None, "stage": r["stage"], "error": r["error"], "seconds": None,
-         "model_id": r["model_id"], "run_id": r["run_id"], "scored_at": r["scored_at"]}
+         "model_id": r["model_id"], "run_id": r["run_id"], "scored_at": r["scored_at"], "superseded_on": None}
         for r in staged_errors.to_pylist()], schema=ERRORS_SCHEMA())
 
 

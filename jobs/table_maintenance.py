@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.delta_tables import DELTA_LOG, RUN_ID_KEY, convert_table, open_table, vacuum_table
+from jobs.delta_tables import RUN_ID_KEY, convert_table, delta_tables_under, open_table, vacuum_table
+from jobs.nightly_tables import SCHEMAS
 from jobs.storage import list_objects, parse_uri
 
 __all__ = ["DEFAULT_RETAIN_HOURS", "TableInfo", "convert_output", "list_tables", "vacuum_output"]
@@ -28,25 +29,22 @@ class TableInfo:
     last_operation: str
 
 
-def _table_names(output_uri: str, with_log: bool) -> list[str]:
+def _parquet_folders(output_uri: str) -> list[str]:
+    """Folders directly under the output holding Parquet files but no Delta log (the earlier layout)."""
     prefix = parse_uri(output_uri).as_prefix().uri
-    names: set[str] = set()
+    names = set()
     for obj in list_objects(prefix):
         parts = obj.uri[len(prefix):].split("/")
-        if len(parts) < 2 or parts[0].startswith("_"):
-            continue
-        if with_log and parts[1] == DELTA_LOG:
+        if len(parts) > 1 and not parts[0].startswith("_") and obj.uri.endswith(".parquet"):
             names.add(parts[0])
-        elif not with_log and obj.uri.endswith(".parquet"):
-            names.add(parts[0])
-    return sorted(names)
+    return sorted(names - set(delta_tables_under(parse_uri(output_uri))))
 
 
 def list_tables(output_uri: str) -> list[TableInfo]:
     """Each Delta table under the output: its latest version, rows and last commit."""
     output = parse_uri(output_uri).as_prefix()
     infos = []
-    for name in _table_names(output.uri, with_log=True):
+    for name in delta_tables_under(output):
         table = open_table(output.join(name))
         last = table.history(1)[0]
         rows = sum(int(n) for n in table.get_add_actions(flatten=True).column("num_records").to_pylist() if n)
@@ -61,10 +59,13 @@ def convert_output(output_uri: str) -> list[str]:
     returns the names converted."""
     output = parse_uri(output_uri).as_prefix()
     converted = []
-    for name in _table_names(output.uri, with_log=False):
+    for name in _parquet_folders(output.uri):
         location = output.join(name)
         partitioned = any("/run_date=" in o.uri for o in list_objects(location.as_prefix().uri))
-        if convert_table(location, list(PARTITIONED) if partitioned else None):
+        # A nightly table keeps taking dates: it gets today's columns. A plain run's table is
+        # replaced whole, schema included, by the next run.
+        schema = SCHEMAS[name]() if partitioned and name in SCHEMAS else None
+        if convert_table(location, list(PARTITIONED) if partitioned else None, schema):
             converted.append(name)
     return converted
 
@@ -74,4 +75,4 @@ def vacuum_output(output_uri: str, retain_hours: int = DEFAULT_RETAIN_HOURS, dry
     or only listed when `dry_run`."""
     output = parse_uri(output_uri).as_prefix()
     return {name: vacuum_table(output.join(name), retain_hours, dry_run)
-            for name in _table_names(output.uri, with_log=True)}
+            for name in delta_tables_under(output)}

@@ -21,7 +21,7 @@ PINNED = {
     "frames": "uri: string, frame_index: int64, timestamp_s: double, " + PREDICTION + ", " + STAMPS,
     "windows": "uri: string, window_start_s: double, window_end_s: double, " + PREDICTION + ", " + STAMPS,
     "errors": "uri: string, etag: string, size: int64, modality: string, route: string, stage: string, "
-              "error: string, seconds: float, " + STAMPS,
+              "error: string, seconds: float, " + STAMPS + ", superseded_on: string",
     "skipped": "uri: string, etag: string, size: int64, reason: string, " + STAMPS,
     "manifest": "uri: string, etag: string, size: int64, model_id: string, run_id: string, run_date: string, "
                 "outcome: string, stage: string, deleted_on: string",

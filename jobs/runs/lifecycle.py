@@ -27,9 +27,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
-from jobs.delta_tables import (DELTA_LOG, TableExistsError, check_not_legacy, committed_version, fence_table,
+from jobs.delta_tables import (TableExistsError, check_not_legacy, committed_version, delta_tables_under, fence_table,
                                open_table, write_table)
-from jobs.errors import JobFailedError, MediaJobsError
+from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.runs.lease import LeaseKeeper
 from jobs.runs.output_check import prepare_output
 from jobs.storage import Location, delete_prefix, list_objects, parse_uri, write_bytes
@@ -69,6 +69,7 @@ class TableWrite:
     predicate: str | None = None  # with overwrite: replace only the rows it matches
     app_transaction: tuple[str, int] | None = None
     key: str = ""  # with the run id, what marks this commit: a run that commits one table twice keys each
+    supersedes: Callable[[], tuple[str, pa.Table]] | None = None  # see delta_tables.write_table
 
 
 @dataclass
@@ -111,10 +112,29 @@ class Run:
         return self
 
     def __exit__(self, kind, exc, traceback) -> None:
-        if exc is None:
-            self.keeper.release()
-        else:
+        if exc is not None:
+            lost = isinstance(exc, Exception) and not isinstance(exc, RunFencedError) and not self._still_held()
             self.keeper.release_after_failure(self.echo)
+            if lost:  # the takeover explains the failure (e.g. its staging was dropped as a dead run's)
+                raise self._fenced(f"it failed after another run took the output over: {root_cause(exc)}",
+                                   {}) from exc
+            return
+        if not self._still_held():
+            self.keeper.release()  # conditional: the other run's lease stays
+            done = ", ".join(f"{name} version {v}" for name, v in sorted(self.versions.items()) if v is not None)
+            raise RunFencedError(
+                f"run {self.run_id} lost its lease on {self.output.uri} before it finished: another run has taken "
+                f"over the output since. What this run committed ({done or 'nothing'}) stands until that run "
+                "commits its own; check that run's summary.")
+        self.keeper.release()
+
+    def _still_held(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.keeper.held()
+        except (OSError, MediaJobsError, BotoCoreError, ClientError):
+            return True  # the store does not answer: nothing says another run took over
 
     @property
     def staging(self) -> Location:
@@ -123,18 +143,10 @@ class Run:
     def _fence(self) -> None:
         """The lease was taken from a run that did not release it and may still be alive:
         make its prepared commits conflict, on every table under the output."""
-        existing = {name for name in self._delta_tables()}
-        for name in sorted(existing | set(self.tables)):
+        for name in sorted(set(delta_tables_under(self.output)) | set(self.tables)):
             fence_table(self.output.join(name), self.run_id)
         self.echo(f"note: took over the output from a run that did not finish; its tables are fenced "
                   f"(run {self.run_id})")
-
-    def _delta_tables(self) -> Iterable[str]:
-        prefix = self.output.as_prefix().uri
-        for obj in list_objects(prefix):
-            parts = obj.uri[len(prefix):].split("/")
-            if len(parts) > 2 and parts[1] == DELTA_LOG and parts[0] != STAGING:
-                yield parts[0]
 
     def _drop_stale_staging(self) -> None:
         """Staging folders of runs that are gone: this run holds the lease, so no live run
@@ -158,6 +170,21 @@ class Run:
         delete_prefix(uri)
 
     # -- commit ---------------------------------------------------------------------------
+
+    def staged_rows(self):
+        """The run's staged Parquet as one pyarrow dataset, once this run is known to still
+        hold the output (a run that took over drops a stale run's staging).
+
+        Raises:
+            RunFencedError: it does not.
+        """
+        import pyarrow.dataset as pads
+
+        from jobs.storage import filesystem_for
+
+        if not self.keeper.held():
+            raise self._fenced("its lease was taken over before its commit", {})
+        return pads.dataset(self.staging.fs_path, filesystem=filesystem_for(self.staging), format="parquet")
 
     def check_accounting(self, expected: Iterable[Hashable], outcomes: Iterable[Hashable],
                          extra: dict[str, int] | None = None, what: str = "") -> None:
@@ -228,7 +255,8 @@ class Run:
                     landed = write_table(location, snapshot, rows, self.run_id, key, mode=write.mode,
                                          partition_by=write.partition_by,
                                          predicate=write.predicate,
-                                         app_transaction=write.app_transaction)
+                                         app_transaction=write.app_transaction,
+                                         supersedes=write.supersedes() if write.supersedes else None)
                 except (CommitFailedError, TableExistsError) as exc:
                     raise self._fenced(f"another run committed to {write.name} first ({exc})", done) from None
             done[write.name] = landed
@@ -237,7 +265,7 @@ class Run:
         done = sorted({**self.versions, **done})
         return RunFencedError(
             f"run {self.run_id} lost its lease on {self.output.uri} ({why}): another run has taken over the output. "
-            + (f"Nothing of this run was committed" if not done else
+            + ("Nothing of this run was committed" if not done else
                f"Only {', '.join(done)} were committed before it was fenced out; the other run's commit replaces "
                "them") + "; this run stops here and deletes nothing.")
 
@@ -258,6 +286,8 @@ class Run:
         """Best effort: the run is committed, and the next run drops what is left."""
         try:
             self.delete(self.staging.uri)
+        except RunFencedError:
+            pass  # said when the run ends (__exit__)
         except (OSError, MediaJobsError):
             self.echo(f"note: {self.staging.uri}/ was not deleted (the store did not answer); the next run drops it")
 

@@ -1,0 +1,127 @@
+"""A score run without Ray, for the crash matrix and split-brain tests (tests/faults/): the
+run lifecycle exactly as the runners drive it (jobs.runs, jobs.score_commit, jobs.nightly),
+with one stand-in: the classifier actors' staging is done here, in-process, writing the
+same staged rows (an object whose name holds "bad" fails at the decode stage, one whose
+name holds "flaky" at the read stage unless FLAKY_READS_OK is set).
+
+    python tests/lifecycle_driver.py plain OUTPUT OBJECTS MODEL_ID
+    python tests/lifecycle_driver.py nightly OUTPUT ARCHIVE MODEL RUN_DATE
+
+Exit codes are the CLI's (jobs.cli.main): 0 done, 1 failed or fenced out, 3 lease held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+CLASSES = ["cat", "dog"]
+
+
+def staged_rows(items: list[dict], model_id: str, run_id: str, position_columns: tuple[str, ...] = ()):
+    """What BatchClassifier stages for these objects: a prediction row, or an error row (at
+    the decode stage for a `bad` name; at the read stage for a `flaky` one, unless
+    FLAKY_READS_OK is set: a read that fails one night and works the next)."""
+    import os
+
+    import pyarrow as pa
+
+    from jobs.runs.contract import now_utc
+    from jobs.score_commit import staged_schema
+
+    rows = []
+    for item in items:
+        name = item["uri"].rsplit("/", 1)[-1]
+        flaky = "flaky" in name and not os.environ.get("FLAKY_READS_OK")
+        bad = "bad" in name or flaky
+        digit = int(hashlib.sha256(item["uri"].encode()).hexdigest(), 16) % 2
+        rows.append({"uri": item["uri"], "label": None if bad else CLASSES[digit], "score": None if bad else 0.9,
+                     "top_labels": None if bad else [CLASSES[digit], CLASSES[1 - digit]],
+                     "top_scores": None if bad else [0.9, 0.1],
+                     "probabilities": None if bad else ([0.9, 0.1] if digit == 0 else [0.1, 0.9]),
+                     "object_info": json.dumps({"seconds": 0.01}), "model_id": model_id, "run_id": run_id,
+                     "stage": ("read" if flaky else "decode") if bad else None,
+                     "error": ("connection reset by peer" if flaky else "not a decodable image") if bad else None,
+                     "node_id": "driver", "etag": item.get("etag"), "scored_at": now_utc()})
+    return pa.Table.from_pylist(rows, schema=staged_schema(position_columns))
+
+
+def stage(rows, staging_uri: str) -> None:
+    """One staged file per block, named by a digest of its objects (as the actors do)."""
+    import pyarrow.parquet as pq
+
+    from jobs.storage import filesystem_for, parse_uri
+
+    location = parse_uri(staging_uri)
+    digest = hashlib.sha256(repr(rows.column("uri").to_pylist()).encode()).hexdigest()[:40]
+    pq.write_table(rows, f"{location.fs_path}/{digest}.parquet", filesystem=filesystem_for(location))
+
+
+def plain(output: str, objects: int, model_id: str) -> str:
+    """A plain score run over `objects` listed objects (`obj-i.jpg`, every fifth `bad`);
+    returns its run id."""
+    from jobs.runs import Run
+    from jobs.score_commit import commit_run
+    from jobs.storage import StoredObject
+    from tasks import get_task
+
+    listed = {}
+    for i in range(objects):
+        uri = f"s3://archive/{'bad' if i % 5 == 4 else 'obj'}-{i:03d}.jpg"
+        listed[uri] = StoredObject(uri, 100 + i, f"etag-{i}")
+    task = get_task("image-classifier")
+    with Run(output, ["predictions", "errors"], echo=print) as run:
+        items = [{"uri": o.uri, "etag": o.etag} for o in listed.values()]
+        for start in range(0, len(items), 8):  # blocks of 8, as Ray Data would hand them out
+            stage(staged_rows(items[start:start + 8], model_id, run.run_id), run.staging.uri)
+        committed = commit_run(run, task, "image", CLASSES, listed)
+        run.finish({"listed": len(listed), "predicted": committed.scored_objects, "errors": committed.failed_objects,
+                    "model_id": model_id})
+    return run.run_id
+
+
+def nightly(output: str, archive: str, model: str, run_date: str):
+    """An incremental run of `run_date` over the archive, with the actors' work done here."""
+    import pyarrow.parquet as pq
+
+    import jobs.nightly as nightly_module
+    from jobs.specs import parse_spec
+    from jobs.storage import list_objects, parse_uri
+
+    def score_route(night, route) -> None:
+        pending = night.staging.join(f"pending-{night.run_id}", route.name)
+        for obj in sorted(o.uri for o in list_objects(pending.uri) if o.uri.endswith(".parquet")):
+            items = pq.read_table(parse_uri(obj).fs_path, filesystem=night.fs).to_pylist()
+            scored = night.staging.join("scored", route.name, night.run_id).uri
+            for start in range(0, len(items), 32):
+                stage(staged_rows(items[start:start + 32], route.model_id, night.run_id), scored)
+
+    spec = parse_spec({"version": 1, "kind": "score", "name": "crash-nightly", "input": archive, "output": output,
+                       "incremental": True, "task": "image-classifier", "model": model}, "crash-nightly.yaml")
+    real = nightly_module._Night._score_route
+    nightly_module._Night._score_route = score_route  # the stand-in, for this run only (tests call this in-process)
+    try:
+        result = nightly_module.run_incremental(spec, run_date, echo=print)
+    finally:
+        nightly_module._Night._score_route = real
+    print(json.dumps({"run_id": result.run_id, "committed": result.committed}))
+    return result
+
+
+def main(argv: list[str]) -> int:
+    from jobs.errors import MediaJobsError
+
+    try:
+        if argv[0] == "plain":
+            plain(argv[1], int(argv[2]), argv[3])
+        else:
+            nightly(*argv[1:5])
+    except MediaJobsError as exc:
+        print(f"{exc.headline}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
