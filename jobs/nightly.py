@@ -42,12 +42,12 @@ from jobs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
 from jobs.nightly_routes import RoutePlan, check_run_date, plan_routes, route_for
 from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, route_tables, skipped_table,
                                  stage_table)
+from jobs.nightly_worklists import WorkListWriter
 from jobs.runs.lifecycle import Run, RunFencedError
 from jobs.runs.pointer import PointerMovedError
 from jobs.score_commit import PARTIAL
 from jobs.storage import filesystem_for, list_objects, parse_uri, write_bytes
 
-TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
 
 
 @dataclass
@@ -156,7 +156,7 @@ class _Night:
             if folder.startswith(("todo-", "pending-")):
                 self.run.delete(self.staging.join(folder).uri)  # an earlier attempt's lists are stale
         finished = self._finished_by_earlier_attempts()
-        writers = {(folder, r.name): _RowWriter(self.fs, self.staging.join(f"{folder}-{self.run_id}", r.name),
+        writers = {(folder, r.name): WorkListWriter(self.fs, self.staging.join(f"{folder}-{self.run_id}", r.name),
                                                 self.run_id)
                    for folder in ("todo", "pending") for r in self.routes}
         model_for = {r.name: r.model_id for r in self.routes}
@@ -387,43 +387,6 @@ class _Night:
 
 def _iso(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
-
-
-class _RowWriter:
-    """Appends dict rows to Parquet files under a folder, a file per TODO_FLUSH_ROWS rows."""
-
-    def __init__(self, fs, folder, run_id: str) -> None:
-        self.fs, self.folder, self.run_id = fs, folder, run_id
-        self.buffer: list[dict] = []
-        self.rows = self.files = 0
-
-    def add(self, row: dict) -> None:
-        self.buffer.append(row)
-        if len(self.buffer) >= TODO_FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self.buffer:
-            return
-        if self.folder.scheme == "file":
-            self.fs.create_dir(self.folder.fs_path, recursive=True)
-        table = pa.Table.from_pylist(self.buffer, schema=TODO_SCHEMA())
-        pq.write_table(table, f"{self.folder.fs_path}/part-{self.run_id}-{self.files:05d}.parquet", filesystem=self.fs)
-        self.rows += len(self.buffer)
-        self.files += 1
-        self.buffer.clear()
-
-    def close(self) -> None:
-        self.flush()
-
-
-def TODO_SCHEMA():  # noqa: N802 - a schema constant, built lazily (pyarrow is imported on use)
-    import pyarrow as pa
-
-    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("reason", pa.string())])
 
 
 __all__ = ["NightlyResult", "error_budget_exceeded", "run_incremental"]

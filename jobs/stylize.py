@@ -16,7 +16,6 @@ per style) and `runs/<run_id>/summary.json`.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -29,16 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from jobs.annotate_stage import output_key_for
+from jobs.contact_sheet import contact_sheet_png
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import FETCH_THREADS, fetch_object
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
 from jobs.runs.lifecycle import Run, TableWrite
-from jobs.storage import StoredObject, filesystem_for, is_file, list_objects, needs_folders, parse_uri, read_bytes, write_bytes
+from jobs.storage import (StoredObject, filesystem_for, is_file, list_objects, needs_folders, parse_uri, read_bytes,
+                          write_bytes)
 
 IMAGES, RESULTS, ERRORS, SHEET = "images", "results", "errors", "contact_sheet.png"
 SAVED_MODEL_FILE = "saved_model.pb"
-SHEET_ROWS, SHEET_CELL = 8, 160  # contact sheet: first 8 content images, 160-pixel cells
 _EXTENSIONS = {"png": "png", "jpeg": "jpg"}
 
 
@@ -388,36 +388,3 @@ def _check_accounting(run: Run, staged, expected: set[str], style_uris: list[str
     wanted = sorted(style_uris)
     run.check_accounting(expected, [*per_content, *failed],
                          extra={"wrong set of styles": sum(1 for s in per_content.values() if sorted(s) != wanted)})
-
-
-def contact_sheet_png(results, style_uris: list[str], styles: list[np.ndarray]) -> bytes:
-    """A PNG: a header row of the styles, then per content image (the first SHEET_ROWS, by URI)
-    the content and its result in each style, each fitted into a SHEET_CELL square."""
-    from PIL import Image
-
-    from tasks.style_transfer import decode_full
-
-    by_content: dict[str, dict[str, str]] = defaultdict(dict)
-    for content, style, out in zip(*(results.column(name).to_pylist()
-                                     for name in ("content_uri", "style_uri", "output_uri"))):
-        by_content[content][style] = out
-    contents = sorted(by_content)[:SHEET_ROWS]
-    pad = 4
-    sheet = Image.new("RGB", ((len(style_uris) + 1) * (SHEET_CELL + pad) + pad,
-                              (len(contents) + 1) * (SHEET_CELL + pad) + pad), (32, 32, 32))
-
-    def place(image: Image.Image, row: int, column: int) -> None:
-        image.thumbnail((SHEET_CELL, SHEET_CELL))
-        x = pad + column * (SHEET_CELL + pad) + (SHEET_CELL - image.width) // 2
-        y = pad + row * (SHEET_CELL + pad) + (SHEET_CELL - image.height) // 2
-        sheet.paste(image, (x, y))
-
-    for column, style in enumerate(styles, start=1):
-        place(Image.fromarray(style), 0, column)
-    for row, content in enumerate(contents, start=1):
-        place(Image.fromarray(decode_full(read_bytes(content))), row, 0)
-        for column, style_uri in enumerate(style_uris, start=1):
-            place(Image.open(io.BytesIO(read_bytes(by_content[content][style_uri]))).convert("RGB"), row, column)
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    return buffer.getvalue()

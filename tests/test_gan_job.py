@@ -90,6 +90,7 @@ def test_generation_is_deterministic_and_indexed(gan_trained):
     index = read_table(first.index_uri).sort_by("index")
     assert index.column("index").to_pylist() == list(range(150))
     assert set(index.column("seed").to_pylist()) == {7}
+    _one_commit_readable_in_duckdb(first.index_uri, first.run_id, 150)
     images = {parse_uri(o.uri).key.split("/", 1)[1]: o.uri for o in list_objects("s3://it-samples/a/images/")}
     assert sorted(parse_uri(u).key for u in index.column("uri").to_pylist()) == sorted(
         parse_uri(u).key for u in images.values())
@@ -105,6 +106,19 @@ def test_generation_is_deterministic_and_indexed(gan_trained):
                                overrides + ["output=s3://it-samples/c/", "seed=8", "count=3"]))
     assert read_bytes(read_table(other.index_uri).sort_by("index").column("uri")[0].as_py()) != read_bytes(
         index.column("uri")[0].as_py())
+
+
+def _one_commit_readable_in_duckdb(table_uri: str, run_id: str, rows: int) -> None:
+    """The Delta table holds the run in one commit, and DuckDB reads it (through the Arrow
+    dataset deltalake gives: DuckDB's own delta extension downloads itself at first use)."""
+    import duckdb
+
+    from jobs.delta_tables import RUN_ID_KEY, open_table
+
+    table = open_table(parse_uri(table_uri))
+    assert [h.get(RUN_ID_KEY) for h in table.history()] == [run_id]
+    dataset = table.to_pyarrow_dataset()  # noqa: F841 - DuckDB finds it by name
+    assert duckdb.connect().execute("SELECT count(*), count(DISTINCT run_id) FROM dataset").fetchone() == (rows, 1)
 
 
 def test_generate_refuses_a_model_of_another_task(gan_trained):

@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,8 +16,8 @@ from jobs.errors import MediaJobsError
 from jobs.ingest import ingest_folder
 from jobs.runner import run_spec
 from jobs.specs import load_spec
-from jobs.storage import download_prefix, exists, list_objects, read_bytes, upload_dir
-from jobs.delta_tables import read_table
+from jobs.delta_tables import RUN_ID_KEY, open_table, read_table
+from jobs.storage import download_prefix, exists, list_objects, parse_uri, read_bytes, upload_dir
 from tasks.style_transfer import load_stylizer, stylize
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,11 @@ def _check_stylize_outputs(result, style_media, styles: list[str], output: str) 
     errors = read_table(output + "errors/").to_pylist()
     assert sorted(e["uri"].rsplit("/", 1)[-1] for e in errors) == ["corrupt.jpg", "empty.png"]
     assert all(e["stage"] and e["error"] for e in errors)
+    for table in ("results", "errors"):  # one commit of the run each; DuckDB reads them
+        handle = open_table(parse_uri(output + table + "/"))
+        assert [h.get(RUN_ID_KEY) for h in handle.history()] == [result.run_id]
+        dataset = handle.to_pyarrow_dataset()  # noqa: F841 - DuckDB finds it by name
+        assert duckdb.connect().execute("SELECT count(DISTINCT run_id) FROM dataset").fetchone() == (1,)
     sheet = Image.open(io.BytesIO(read_bytes(output + "contact_sheet.png")))
     assert sheet.size == ((len(styles) + 1) * 164 + 4, (style_media["good"] + 1) * 164 + 4)
     assert exists(result.tables["summary"])

@@ -32,7 +32,7 @@ from jobs.delta_tables import (TableExistsError, check_not_legacy, committed_ver
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.runs.lease import LeaseKeeper
 from jobs.runs.output_check import prepare_output
-from jobs.storage import Location, delete_prefix, list_objects, parse_uri, write_bytes
+from jobs.storage import Location, delete_prefix, list_objects, write_bytes
 from jobs.store_outage import retry_while_unavailable, store_outage
 
 if TYPE_CHECKING:
@@ -291,6 +291,3 @@ class Run:
         except (OSError, MediaJobsError):
             self.echo(f"note: {self.staging.uri}/ was not deleted (the store did not answer); the next run drops it")
 
-
-def summary_uri(output_uri: str, run_id: str) -> str:
-    return parse_uri(output_uri).as_prefix().join("runs", run_id, "summary.json").uri

@@ -1,0 +1,48 @@
+"""The work lists of an incremental run: the objects each route scores, staged as Parquet
+(`_staging/run_date=D/todo-<run_id>/<route>/`, and `pending-...` for those no earlier
+attempt of the date finished), a file per TODO_FLUSH_ROWS objects, so neither the
+classify pass nor a route's scoring holds a whole night's list in memory."""
+
+from __future__ import annotations
+
+TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
+
+
+class WorkListWriter:
+    """Appends dict rows to Parquet files under a folder, a file per TODO_FLUSH_ROWS rows."""
+
+    def __init__(self, fs, folder, run_id: str) -> None:
+        self.fs, self.folder, self.run_id = fs, folder, run_id
+        self.buffer: list[dict] = []
+        self.rows = self.files = 0
+
+    def add(self, row: dict) -> None:
+        self.buffer.append(row)
+        if len(self.buffer) >= TODO_FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.buffer:
+            return
+        if self.folder.scheme == "file":
+            self.fs.create_dir(self.folder.fs_path, recursive=True)
+        table = pa.Table.from_pylist(self.buffer, schema=TODO_SCHEMA())
+        pq.write_table(table, f"{self.folder.fs_path}/part-{self.run_id}-{self.files:05d}.parquet", filesystem=self.fs)
+        self.rows += len(self.buffer)
+        self.files += 1
+        self.buffer.clear()
+
+    def close(self) -> None:
+        self.flush()
+
+
+def TODO_SCHEMA():  # noqa: N802 - a schema constant, built lazily (pyarrow is imported on use)
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("reason", pa.string())])
+
+
+__all__ = ["TODO_FLUSH_ROWS", "TODO_SCHEMA", "WorkListWriter"]
