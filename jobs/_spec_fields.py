@@ -113,6 +113,22 @@ _Version = Annotated[Literal[1], BeforeValidator(_check_version)]
 _JobName = Annotated[str, Field(strict=True), AfterValidator(_check_name)]
 _TaskName = Annotated[str, Field(strict=True), AfterValidator(_check_task)]
 _Uri = Annotated[str, Field(strict=True), AfterValidator(_check_uri)]
+_PIN = re.compile(r"@[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def _check_model_uri(uri: str) -> str:
+    # A train job's output, optionally pinned to one exported version: s3://models/cnn/@cnn-1a2b3c.
+    _check_uri(uri)
+    last = uri.rstrip("/").rsplit("/", 1)[-1]
+    if "@" in last and not _PIN.fullmatch(last):
+        raise _fail(f"pins a model version as .../@<model_id> (letters, digits, '.', '_', '-' after the @); "
+                    f"got {last!r}, e.g. s3://models/cifar10-cnn/@cifar10-cnn-1a2b3c4d5e6f")
+    return uri
+
+
+_ModelUri = Annotated[str, Field(strict=True), AfterValidator(_check_model_uri)]
+_TRUST_DESCRIPTION = ("load a model whose files carry code (Lambda layers, custom objects, SavedModel ops that "
+                      "touch files); only for models whose author you trust")
 _InputShape = Annotated[tuple[int, int, int], BeforeValidator(_check_input_shape)]
 _Count = Annotated[int, Field(strict=True, ge=1)]
 _BatchSize = Annotated[int, Field(strict=True, ge=1, le=65536)]

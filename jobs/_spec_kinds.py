@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from jobs._spec_fields import (CLASSIFIER_TASKS, TASK_ARCHITECTURES, _BatchSize, _check_model_source, _Count, _fail,
-                               _Flag, _JobName, _Strict, _TaskName, _Uri, _Version)
+                               _Flag, _JobName, _ModelUri, _Strict, _TaskName, _TRUST_DESCRIPTION, _Uri, _Version)
 from jobs._spec_sections import (SECTION_TASKS, AudioConfig, FramesConfig, ModelConfig, ScoreResources, TrainData,
                                  TrainingConfig, TrainResources, _only_for)
 
@@ -78,6 +78,7 @@ class _ScoreCommon(_Strict):
     output: _Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
     batch_size: _BatchSize = 256
     top_k: _Count = 3
+    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION)
     incremental: _Flag = Field(False, description="score only new or changed objects, tables partitioned by run date")
     max_error_rate: _ErrorRate | None = Field(
         None, description="the share of scored objects that may fail before the run exits 1 "
@@ -91,7 +92,8 @@ class _ScoreCommon(_Strict):
 
 class ScoreSpec(_ScoreCommon):
     task: _TaskName = Field(description="the task to run, e.g. image-classifier")
-    model: _Uri = Field(description="the output URI of a train job, e.g. s3://models/cifar10-cnn/")
+    model: _ModelUri = Field(description="the output URI of a train job, e.g. s3://models/cifar10-cnn/ "
+                                         "(pin a version: s3://models/cifar10-cnn/@<model_id>)")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     annotate: _Flag = Field(False, description="write annotated videos and contact sheets (video-classifier)")
 
@@ -122,7 +124,8 @@ class Route(_Strict):
     """One modality of a mixed archive: which objects (by extension), scored by which model."""
 
     media: Literal["image", "video", "audio"] = Field(description="the kind of media this route scores")
-    model: _Uri = Field(description="the output URI of a train job for this media, e.g. s3://models/cifar10-cnn/")
+    model: _ModelUri = Field(description="the output URI of a train job for this media, e.g. "
+                                         "s3://models/cifar10-cnn/ (or a pinned version: .../@<model_id>)")
     name: _JobName | None = Field(None, description="the route's name in the tables (default: the media)")
     extensions: list[_Extension] | None = Field(
         None, description="object name suffixes this route takes, e.g. [.jpg, .png] (default: the media's)")
@@ -182,13 +185,15 @@ class GenerateSpec(_Strict):
     kind: Literal["generate"]
     name: _JobName = Field(description="the job name, e.g. digits-samples")
     task: Literal["gan"] = Field("gan", description="the task: gan (the only one that generates)")
-    model: _Uri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/")
+    model: _ModelUri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/ "
+                                         "(or a pinned version: .../@<model_id>)")
     count: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] = Field(
         description="how many images to generate, e.g. 10000")
     seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
     output: _Uri = Field(description="where to write the images and their index, e.g. s3://samples/digits/")
     batch_size: _BatchSize = 256
     grid_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
+    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION)
     resources: ScoreResources = Field(default_factory=ScoreResources)
 
 
@@ -208,6 +213,7 @@ class StylizeSpec(_Strict):
     batch_size: Annotated[int, Field(strict=True, ge=1, le=256)] = 4
     image_format: Literal["png", "jpeg"] = "jpeg"
     max_side: Annotated[int, Field(strict=True, ge=16, le=16384)] | None = None
+    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION)
     resources: ScoreResources = Field(default_factory=ScoreResources)
 
     @field_validator("styles")

@@ -233,19 +233,21 @@ def bench(
 
 @app.command()
 def predict(
-    model: str = typer.Argument(..., help="A trained model: the output URI of a train job."),
+    model: str = typer.Argument(..., help="A trained model: the output URI of a train job (or .../@<model_id>)."),
     source: str = typer.Argument(..., help="An image or video (path or s3:// URI), or a camera index (0, 1, ...)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the annotated video (MP4) here."),
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (needs a display)."),
     every_n_frames: int = typer.Option(1, min=1, help="Classify every n-th frame."),
     batch: int = typer.Option(8, min=1, help="Frames per model call."),
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many classified frames."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code",
+                                          help="Load a model whose files carry code (Lambda layers, custom objects)."),
 ) -> None:
     """Classify one image, video file or camera stream, printing predictions as they come."""
     from jobs.predict import predict_source
 
     predict_source(model, source, echo=echo, batch=batch, every_n_frames=every_n_frames, max_frames=max_frames,
-                   out=str(out) if out else None, show=show)
+                   out=str(out) if out else None, show=show, trust_model_code=trust_model_code)
 
 
 app.add_typer(local_commands(console), name="local")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.model_store import fetch_model, read_model_metadata
+from jobs.model_store import METADATA_FILE, fetch_model, prepare_model
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import SCORED_AT, now_utc
 from jobs.runs.lifecycle import Run, TableWrite
@@ -57,16 +57,18 @@ def encode_png(image: np.ndarray) -> bytes:
 class ImageGenerator:
     """A Ray Data actor: loads the generator once, turns batches of indices into PNGs in storage."""
 
-    def __init__(self, model_uri: str, seed: int, output_uri: str, run_id: str) -> None:
+    def __init__(self, model_uri: str, seed: int, output_uri: str, run_id: str, model_id: str | None = None,
+                 trust_model_code: bool = False) -> None:
         import tensorflow as tf
 
         from jobs.train import enable_gpu_memory_growth
         from tasks.gan import load_generator
 
         enable_gpu_memory_growth(tf)
-        local = fetch_model(model_uri)
-        metadata = json.loads((local / "metadata.json").read_text())
-        self.generator = load_generator(str(local / metadata.get("generator", "generator.keras")))
+        local = fetch_model(model_uri, model_id)  # the version the driver resolved, checked
+        metadata = json.loads((local / METADATA_FILE).read_text())
+        self.generator = load_generator(str(local / metadata.get("generator", "generator.keras")),
+                                        trust_code=trust_model_code)
         self.latent_dim = int(self.generator.input_shape[-1])
         self.model_id = metadata["model_id"]
         self.seed, self.run_id = seed, run_id
@@ -124,7 +126,8 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
     from tasks.gan import sample_grid_png
 
     output = run.output
-    metadata = read_model_metadata(spec.model)
+    model = prepare_model(spec.model, spec.trust_model_code)
+    metadata = model.metadata
     if metadata.get("task") != "gan":
         raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.get('task')!r}; "
                              "a generate job needs the output of a train job with task: gan")
@@ -133,8 +136,10 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
     ranges = [{"start": start, "stop": min(start + spec.batch_size, spec.count)}
               for start in range(0, spec.count, spec.batch_size)]
     ds = ray.data.from_items(ranges, override_num_blocks=max(1, min(len(ranges), 1000)))
-    ds = ds.map_batches(ImageGenerator, fn_constructor_kwargs={"model_uri": spec.model, "seed": spec.seed,
-                                                               "output_uri": output.uri, "run_id": run.run_id},
+    ds = ds.map_batches(ImageGenerator, fn_constructor_kwargs={"model_uri": model.uri, "seed": spec.seed,
+                                                               "output_uri": output.uri, "run_id": run.run_id,
+                                                               "model_id": model.model_id,
+                                                               "trust_model_code": spec.trust_model_code},
                         batch_size=1, batch_format="numpy", **actor_pool_options(spec.resources))
     fs = filesystem_for(output)
     try:

@@ -199,12 +199,15 @@ class _Night:
                 self.pending[name] = writer.rows
 
     def _finished_by_earlier_attempts(self) -> dict[str, str]:
-        """uri -> etag of the objects whose rows an earlier attempt of this date staged."""
+        """uri -> etag of the objects whose rows an earlier attempt of this date staged with
+        the model this attempt uses (rows of a model exported since are scored again)."""
+        import pyarrow.dataset as pads
+
         finished: dict[str, str] = {}
         for route in self.routes:
             staged = self._staged_dataset(route)
             if staged is not None:
-                table = staged.to_table(columns=["uri", "etag"])
+                table = staged.to_table(columns=["uri", "etag"], filter=pads.field("model_id") == route.model_id)
                 finished.update(zip(table.column("uri").to_pylist(), table.column("etag").to_pylist()))
         return finished
 
@@ -248,7 +251,8 @@ class _Night:
             items = pq.read_table(parse_uri(uri).fs_path, filesystem=self.fs).to_pylist()
             # One folder per route and attempt: a resumed run adds files, never rewrites one.
             stage_all(classified(items, route.task, route.model_uri, self.spec, self.run_id,
-                                 self.staging.join("scored", route.name, self.run_id).uri, objects_per_block=32))
+                                 self.staging.join("scored", route.name, self.run_id).uri, objects_per_block=32,
+                                 model_id=route.model_id))
 
     # -- commit -----------------------------------------------------------------------------
 
@@ -310,11 +314,13 @@ class _Night:
             if staged is None:
                 continue
             # Keep the rows of objects this date scores (an object changed since an earlier
-            # attempt scored it is not one of them), from one staged file per object: a
-            # retried Ray task may have written an object's rows twice.
+            # attempt scored it is not one of them) by the route's model (an earlier attempt's
+            # model may have been replaced since), from one staged file per object: a retried
+            # Ray task may have written an object's rows twice.
             for row in staged.to_table(columns=[*staged.schema.names, "__filename"]).to_pylist():
                 uri = row["uri"]
-                if uri not in wanted or row["etag"] != wanted[uri][0] or wanted[uri][2] != route.name:
+                if (uri not in wanted or row["etag"] != wanted[uri][0] or wanted[uri][2] != route.name
+                        or row["model_id"] != route.model_id):
                     continue
                 if first_file.setdefault(uri, row["__filename"]) == row["__filename"]:
                     by_route[route.name].append(row)

@@ -13,7 +13,8 @@ MEDIA_OF_TASK = {"image-classifier": "image", "video-classifier": "video", "audi
 
 @dataclass
 class RoutePlan:
-    """A route, resolved: the model's metadata and the task object that decodes for it."""
+    """A route, resolved: its model version (`model_uri` names exactly it) and the task object
+    that decodes for it."""
 
     name: str
     media: str
@@ -28,7 +29,7 @@ class RoutePlan:
 
 def plan_routes(spec) -> list[RoutePlan]:
     """The spec's routes (a single-task spec is one route), with their models checked."""
-    from jobs.model_store import read_model_metadata
+    from jobs.model_store import prepare_model
     from jobs.task_config import task_config_from_metadata
     from tasks import get_task
 
@@ -39,14 +40,16 @@ def plan_routes(spec) -> list[RoutePlan]:
     for i, (name, media, task_name, model, extensions, section) in enumerate(wanted):
         where = f"routes[{i}].model" if routes else "model"
         try:
-            metadata = read_model_metadata(model)
+            version = prepare_model(model, getattr(spec, "trust_model_code", False))
         except MediaJobsError as exc:  # it says "model: ..."; name the route's field
-            raise MediaJobsError(where + exc.message.removeprefix("model")) from None
+            raise type(exc)(where + exc.message.removeprefix("model")) from None
+        metadata = version.metadata
         if metadata.get("task") != task_name:
             raise MediaJobsError(f"{where}: the model at {model} was trained for task {metadata.get('task')!r}, "
                                  f"not {task_name!r} (media: {media})")
         task = get_task(task_name)(**task_config_from_metadata(metadata, section))
-        plans.append(RoutePlan(name, media, task_name, model, metadata["model_id"], metadata["class_names"],
+        # The version resolved now is the one every actor of the run loads (and checks).
+        plans.append(RoutePlan(name, media, task_name, version.uri, version.model_id, metadata["class_names"],
                                tuple(e.lower() for e in (extensions or task.suffixes)), task))
     return plans
 

@@ -47,14 +47,14 @@ def _frames(capture, every_n_frames: int, max_frames: int | None) -> Iterator[tu
 
 def predict_source(model_uri: str, source: str, echo: Callable[[str], None] = print, batch: int = 8,
                    every_n_frames: int = 1, max_frames: int | None = None, out: str | None = None,
-                   show: bool = False) -> list[Prediction]:
+                   show: bool = False, trust_model_code: bool = False) -> list[Prediction]:
     """Classify `source` (an image or video path or s3:// URI, or a camera index) with a model."""
     import cv2
 
     from tasks.annotate import draw_label, write_annotated_mp4
     from tasks.image_classifier import IMAGE_SUFFIXES, decode_image, fit_to_input, top_k
 
-    model, metadata = load_keras_model(model_uri)
+    model, metadata = load_keras_model(model_uri, trust_code=trust_model_code)
     if metadata["task"] not in ("image-classifier", "video-classifier"):
         raise UsageError(f"predict classifies images and video frames; the model at {model_uri} is a "
                          f"{metadata['task']} model (score audio with a score spec)")

@@ -20,7 +20,7 @@ import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError
 from jobs.media_stage import EXAMPLE, fetch_and_decode
-from jobs.model_store import load_keras_model, read_model_metadata
+from jobs.model_store import load_keras_model, prepare_model
 from jobs.nightly_routes import MEDIA_OF_TASK
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import now_utc
@@ -48,7 +48,8 @@ class BatchClassifier:
     """
 
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...],
-                 staging_uri: str, cpus: float = 1, batch_size: int = 256) -> None:
+                 staging_uri: str, cpus: float = 1, batch_size: int = 256, model_id: str | None = None,
+                 trust_model_code: bool = False) -> None:
         import ray
         import tensorflow as tf
 
@@ -56,7 +57,8 @@ class BatchClassifier:
 
         enable_gpu_memory_growth(tf)
         limit_tf_threads(tf, cpus)
-        self.model, metadata = load_keras_model(model_uri)
+        # The version the driver resolved, checked here: one run's rows come from one model.
+        self.model, metadata = load_keras_model(model_uri, model_id, trust_model_code)
         # A graph, not eager calls: 1.6x the images/s on CPU. reduce_retracing: batches
         # differ in size (the last of each block), and one shape-generic trace serves all.
         self.predict = tf.function(lambda examples: self.model(examples, training=False), reduce_retracing=True)
@@ -134,7 +136,7 @@ class BatchClassifier:
 
 
 def classified(items: list[dict], task, model_uri: str, spec, run_id: str, staging_uri: str,
-               objects_per_block: int):
+               objects_per_block: int, model_id: str | None = None):
     """The scoring pipeline over `items` (uri, size, ...): fetch+decode, then the classifier
     actors, which stage their rows under `staging_uri`; one Ray Data stage (fused: decoded
     examples never cross the object store). Run it with `stage_all`.
@@ -145,7 +147,8 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
     `objects_per_block` objects for a bytes task (an image is one example) and one video
     (which expands to many frames; one per block also spreads long ones best), the
     classifier takes each decoded block whole, and it slices its model calls to
-    `spec.batch_size` itself.
+    `spec.batch_size` itself. `model_uri` names one version (`ModelVersion.uri`), and each
+    actor checks it loaded `model_id`.
     """
     import ray.data
 
@@ -162,7 +165,8 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
                           fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,
                                                  "position_columns": tuple(task.position_columns),
                                                  "staging_uri": staging_uri, "cpus": spec.resources.cpus_per_actor,
-                                                 "batch_size": spec.batch_size},
+                                                 "batch_size": spec.batch_size, "model_id": model_id,
+                                                 "trust_model_code": getattr(spec, "trust_model_code", False)},
                           batch_size=None, batch_format="numpy", **pool)
 
 
@@ -246,7 +250,8 @@ def run_score(spec, echo=print) -> ScoreResult:
 
 
 def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
-    metadata = read_model_metadata(spec.model)
+    model = prepare_model(spec.model, spec.trust_model_code)
+    metadata = model.metadata
     if metadata.get("task") != spec.task:
         raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.get('task')!r}, "
                              f"not {spec.task!r}")
@@ -258,7 +263,8 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
 
     task = task_class(**task_config_from_metadata(metadata, spec))
     items = [{"uri": o.uri, "size": o.size, "etag": o.etag} for o in objects]
-    ds = classified(items, task, spec.model, spec, run.run_id, run.staging.uri, objects_per_block=spec.batch_size)
+    ds = classified(items, task, model.uri, spec, run.run_id, run.staging.uri, objects_per_block=spec.batch_size,
+                    model_id=model.model_id)
     try:
         first_rows_s, steady_rate = pace(stage_all(ds), run.started)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message

@@ -1,6 +1,6 @@
 """The stylization runner: a stylize spec to every content image in every style.
 
-Data flow: resolve the module (a style-transfer train output -> its `model/stylizer/`;
+Data flow: resolve the module (a style-transfer model version -> its `stylizer/`;
 an s3:// or local SavedModel directory; a TF Hub handle) -> fetch and decode the style
 images on the driver (job parameters, not inputs: a bad one stops the job before any
 work) -> list the content images -> `from_items` -> `BatchStylizer` actor pool (module
@@ -15,15 +15,12 @@ per style) and `runs/<run_id>/summary.json`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -34,62 +31,14 @@ from jobs.media_stage import FETCH_THREADS, fetch_object
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
 from jobs.runs.lifecycle import Run, TableWrite
-from jobs.storage import (StoredObject, filesystem_for, is_file, list_objects, needs_folders, parse_uri, read_bytes,
+from jobs.storage import (StoredObject, filesystem_for, list_objects, needs_folders, parse_uri, read_bytes,
                           write_bytes)
+from jobs.stylizer_source import StylizerSource, check_stylizer, load_module, resolve_stylizer
+
+__all__ = ["StylizerSource", "resolve_stylizer", "run_stylize"]
 
 IMAGES, RESULTS, ERRORS, SHEET = "images", "results", "errors", "contact_sheet.png"
-SAVED_MODEL_FILE = "saved_model.pb"
 _EXTENSIONS = {"png": "png", "jpeg": "jpg"}
-
-
-@dataclass(frozen=True)
-class StylizerSource:
-    """Where the module comes from: `kind` is "handle" (TF Hub/Kaggle URL), "s3" or "local"."""
-
-    kind: str
-    location: str
-    model_id: str
-
-
-def resolve_stylizer(model: str) -> StylizerSource:
-    """The stylization module a spec's `model` names.
-
-    Raises:
-        MediaJobsError: nothing loadable there, or a model of another task.
-    """
-    from jobs.model_store import METADATA_FILE, model_location
-
-    if model.startswith(("https://", "http://")):
-        return StylizerSource("handle", model, model)
-    loc = parse_uri(model).as_prefix()
-    kind = "s3" if loc.scheme == "s3" else "local"
-    if is_file(loc.join(SAVED_MODEL_FILE).uri):
-        return StylizerSource(kind, loc.uri, loc.uri)
-    trained = model_location(model)
-    if is_file(trained.join(METADATA_FILE).uri):
-        metadata = json.loads(read_bytes(trained.join(METADATA_FILE).uri))
-        if metadata.get("task") != "style-transfer":
-            raise MediaJobsError(f"model: the model at {trained.uri} was trained for task {metadata.get('task')!r}; "
-                                 "a stylize job needs a style-transfer model or a TF Hub stylization module")
-        return StylizerSource(kind, trained.join(metadata.get("stylizer", "stylizer")).as_prefix().uri,
-                              metadata["model_id"])
-    raise MediaJobsError(f"model: no stylization module at {loc.uri} (expected {SAVED_MODEL_FILE}, or the output "
-                         "of a style-transfer train job); use a SavedModel directory, its s3:// copy, or a TF Hub "
-                         "handle such as https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2")
-
-
-def _load_module(source: StylizerSource):
-    """The module, loaded with `hub.load`; an s3:// module is first copied to a local cache."""
-    from jobs.storage import download_prefix
-    from tasks.style_transfer import load_stylizer
-
-    if source.kind != "s3":
-        return load_stylizer(parse_uri(source.location).key if source.kind == "local" else source.location)
-    cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
-    local = cache / hashlib.sha256(source.location.encode()).hexdigest()[:16] / f"stylizer-{os.getpid()}"
-    if not (local / SAVED_MODEL_FILE).exists():
-        download_prefix(source.location, local)
-    return load_stylizer(str(local))
 
 
 def style_names(uris: list[str]) -> list[str]:
@@ -142,13 +91,13 @@ class BatchStylizer:
 
     def __init__(self, source: StylizerSource, styles: list[np.ndarray], style_uris: list[str], run_id: str,
                  output_uri: str, input_prefix: str, image_format: str, batch_size: int,
-                 max_side: int | None) -> None:
+                 max_side: int | None, trust_model_code: bool = False) -> None:
         import tensorflow as tf
 
         from jobs.train import enable_gpu_memory_growth
 
         enable_gpu_memory_growth(tf)
-        self.module = _load_module(source)
+        self.module = load_module(source, trust_model_code)
         self.model_id, self.run_id = source.model_id, run_id
         self.styles, self.style_uris, self.names = styles, style_uris, style_names(style_uris)
         self.output, self.input_prefix = parse_uri(output_uri).as_prefix(), input_prefix
@@ -306,14 +255,7 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
 
     output = run.output
     source = resolve_stylizer(spec.model)
-    if source.kind == "handle":
-        # Fail before any work when the hub cannot be reached (it also warms hub's cache).
-        from tasks.style_transfer import StylizerLoadError, load_stylizer
-
-        try:
-            load_stylizer(source.location)
-        except StylizerLoadError as exc:
-            raise MediaJobsError(f"model: {exc.message}") from None
+    check_stylizer(source, spec.trust_model_code)  # fail before any work
     styles = load_styles(spec.styles)
     input_prefix = parse_uri(spec.input).as_prefix()
     objects = list(list_objects(input_prefix.uri, IMAGE_SUFFIXES))
@@ -330,7 +272,7 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
         fn_constructor_kwargs={"source": source, "styles": styles, "style_uris": list(spec.styles),
                                "run_id": run.run_id, "output_uri": output.uri, "input_prefix": input_prefix.uri,
                                "image_format": spec.image_format, "batch_size": spec.batch_size,
-                               "max_side": spec.max_side})
+                               "max_side": spec.max_side, "trust_model_code": spec.trust_model_code})
     fs = filesystem_for(output)
     try:
         ds.write_parquet(run.staging.fs_path, filesystem=fs, try_create_dir=needs_folders(run.staging))

@@ -6,7 +6,8 @@ once, uint8) -> `streaming_split` of `train` to workers -> each worker builds th
 under `MultiWorkerMirroredStrategy`, fits one epoch at a time, evaluates, and saves a
 checkpoint (every rank saves: MWMS save is collective; only rank 0's is reported) ->
 Ray Train persists checkpoints under `<output>/train/` -> the driver exports the
-final model (the plan's files) to `<output>/model/` with `metadata.json`.
+final model (the plan's files) as `<output>/model/versions/<model_id>/` with `metadata.json`
+(each file's digest) and moves `<output>/model/LATEST` to it (`jobs.model_export`).
 
 Re-running a spec whose output already holds checkpoints resumes from the latest
 (Ray Train V2 restores the run named `train` under the output URI).
@@ -25,10 +26,10 @@ from typing import Any
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.media_stage import EXAMPLE, fetch_and_decode
-from jobs.model_store import METADATA_FILE, MODEL_DIR
+from jobs.model_export import export_model
 from jobs.resources import scaling_config
 from jobs.runs.output_check import prepare_output
-from jobs.storage import filesystem_for, parse_uri, upload_dir, upload_file, write_bytes
+from jobs.storage import filesystem_for, parse_uri, write_bytes
 from jobs.task_config import task_config_for
 from jobs.train_plans import extra_metadata, plan_for
 
@@ -140,21 +141,10 @@ def run_train(spec, echo=print) -> TrainResult:
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **extra_metadata(spec.task, checkpoint_dir),
         }
-        model_dir = output.join(MODEL_DIR)
-        for name in plan.exported:
-            _upload(Path(checkpoint_dir) / name, model_dir.join(name))
-        write_bytes(model_dir.join(METADATA_FILE).uri, json.dumps(metadata, indent=2).encode())
-        write_bytes(model_dir.join("training_curve.svg").uri, training_curve_svg(state["history"]).encode())
-    return TrainResult(model_dir.uri + "/", state["metrics"], objects.class_names, state["epoch"] + 1,
+        version = export_model(Path(checkpoint_dir), metadata, output.uri,
+                               extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
+    return TrainResult(version.uri, state["metrics"], objects.class_names, state["epoch"] + 1,
                        examples, skipped, time.time() - started, workers)
-
-
-def _upload(local: Path, target) -> None:
-    """A checkpoint file, or a directory tree (a SavedModel), to `target`."""
-    if local.is_file():
-        upload_file(local, target.uri)
-    else:
-        upload_dir(local, target.uri)
 
 
 def _digest(path: Path) -> str:

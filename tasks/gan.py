@@ -282,8 +282,9 @@ def export_generator(dcgan, directory: str) -> str:
     return path
 
 
-def load_generator(path: str):
-    """The generator saved at `path`: a `.keras` file or a directory holding `generator.keras`.
+def load_generator(path: str, trust_code: bool = False):
+    """The generator saved at `path`: a `.keras` file or a directory holding `generator.keras`
+    (checked for code unless `trust_code`; see `load_keras`).
 
     Raises:
         FileNotFoundError: no generator there.
@@ -292,7 +293,7 @@ def load_generator(path: str):
         path = _existing(path, GENERATOR_FILE)
     elif not os.path.exists(path):
         raise FileNotFoundError(f"no generator at {path}")
-    return load_keras(path)
+    return load_keras(path, trust_code=trust_code)
 
 
 def _existing(directory: str, name: str) -> str:

@@ -8,6 +8,7 @@ load it on first use.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -16,6 +17,7 @@ import numpy as np
 # decode_full refuses what decode_image refuses: truncated files and decompression bombs.
 from tasks.image_classifier import IMAGE_SUFFIXES, _check_complete, _check_declared_size, _sniff, fit_to_input
 from tasks.media import MediaDecodeError
+from tasks.saved_model_ops import UnsafeSavedModelError
 from tasks.registry import DecodedMedia, Task, register
 
 if TYPE_CHECKING:  # loaded lazily by __getattr__ below: they need TensorFlow
@@ -53,19 +55,29 @@ class StylizerLoadError(RuntimeError):
         return (type(self), (self.message,))
 
 
-def load_stylizer(path_or_handle: str) -> Callable:
+def load_stylizer(path_or_handle: str, trust_code: bool = False) -> Callable:
     """A stylization module, called as `module(content, style) -> [stylized]`.
 
     `path_or_handle` is a local SavedModel directory (one written by `export_stylizer`, or a
-    downloaded TF Hub module) or a tfhub.dev/Kaggle handle, which needs internet.
+    downloaded TF Hub module) or a tfhub.dev/Kaggle handle, which needs internet. Unless
+    `trust_code`, a module whose graph could touch files or Python is refused before it is
+    loaded (`tasks.saved_model_ops`).
 
     Raises:
         StylizerLoadError: with the cause and the fix, when it cannot be loaded.
+        UnsafeSavedModelError: the module's graph reaches outside its tensors.
     """
     import tensorflow_hub as hub
 
+    from tasks.saved_model_ops import SAVED_MODEL_FILE, check_saved_model
+
     try:
-        return hub.load(str(path_or_handle))
+        directory = hub.resolve(str(path_or_handle))  # a handle is downloaded (and cached) first
+        if not trust_code and os.path.isfile(os.path.join(directory, SAVED_MODEL_FILE)):
+            check_saved_model(directory)
+        return hub.load(directory)
+    except UnsafeSavedModelError:
+        raise
     except Exception as error:  # hub and TF raise OSError, ValueError, URLError, NotFoundError, ...
         raise StylizerLoadError(
             f"cannot load the stylization module {str(path_or_handle)!r}: {type(error).__name__}: "

@@ -19,6 +19,24 @@ import sys
 CLASSES = ["cat", "dog"]
 
 
+def stub_model(uri: str, model_id: str) -> str:
+    """A model version as a train job exports it, whose `model.keras` holds only a config: the
+    drivers here resolve and check it like any model but never run it. Returns `uri`."""
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from jobs.model_export import export_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        with zipfile.ZipFile(Path(folder) / "model.keras", "w") as archive:
+            archive.writestr("config.json", json.dumps({"module": "keras", "class_name": "Sequential",
+                                                        "config": {"name": "stub", "layers": []}}))
+        export_model(Path(folder), {"task": "image-classifier", "model_id": model_id, "class_names": CLASSES,
+                                    "input_shape": [32, 32, 3], "files": ["model.keras"]}, uri)
+    return uri
+
+
 def staged_rows(items: list[dict], model_id: str, run_id: str, position_columns: tuple[str, ...] = ()):
     """What BatchClassifier stages for these objects: a prediction row, or an error row (at
     the decode stage for a `bad` name; at the read stage for a `flaky` one, unless

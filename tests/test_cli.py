@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jobs.model_store import read_model_metadata
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "jobs" / "examples"
@@ -57,7 +57,7 @@ def test_validate_prints_kind_and_hash():
 @pytest.mark.integration
 def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path):
     from jobs.ingest import ingest_folder
-    from jobs.storage import exists, read_bytes
+    from jobs.storage import exists
     from jobs.synthetic import write_shapes_dataset
 
     write_shapes_dataset(tmp_path / "data", per_class_train=40, per_class_test=10, seed=3)
@@ -77,13 +77,13 @@ def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path)
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the driver dies mid-run, as on a crash
         first.wait()
-    assert not exists("s3://it-models/resume/model/metadata.json"), "the first run must not have finished"
+    assert not exists("s3://it-models/resume/model/LATEST"), "the first run must not have finished"
 
     second = _run(["run", str(EXAMPLES / "train-demo.yaml"), *overrides])
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert "resuming from checkpoint after epoch" in output
-    metadata = json.loads(read_bytes("s3://it-models/resume/model/metadata.json"))
+    metadata = read_model_metadata("s3://it-models/resume/")
     assert [h["epoch"] for h in metadata["history"]] == [1, 2, 3, 4, 5, 6]
     assert "model: s3://it-models/resume/model/" in second.stdout
 

@@ -14,6 +14,7 @@ import pytest
 
 from jobs.storage import list_objects, read_bytes
 from ray_cluster import start_cluster, stop_cluster
+from jobs.model_store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -70,7 +71,7 @@ def test_submit_wait_trains_on_two_nodes_and_ray_job_list_shows_it(ray_cluster, 
     job_id = _job_id(result)
     assert f"job {job_id} SUCCEEDED" in result.stdout
     assert "epoch=2" in result.stdout  # the job's log was streamed
-    metadata = json.loads(read_bytes("s3://it-models/cluster-cnn/model/metadata.json"))
+    metadata = read_model_metadata("s3://it-models/cluster-cnn/")
     workers = metadata["workers"]
     assert sorted(w["rank"] for w in workers) == [0, 1]
     assert len({w["node_id"] for w in workers}) == 2, workers  # one worker on each node

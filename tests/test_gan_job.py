@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from jobs.runner import run_spec
 from jobs.specs import load_spec
 from jobs.storage import exists, list_objects, parse_uri, read_bytes
 from jobs.delta_tables import read_table
+from jobs.model_store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -54,12 +54,13 @@ def test_gan_training_reports_losses_checkpoints_and_grids(gan_trained):
     assert gan_trained.epochs_run == 3 and gan_trained.examples == 256 and gan_trained.skipped == 1
     assert set(gan_trained.metrics) >= {"g_loss", "d_loss"}
     assert all(np.isfinite(gan_trained.metrics[k]) and gan_trained.metrics[k] > 0 for k in ("g_loss", "d_loss"))
-    metadata = json.loads(read_bytes("s3://it-models/blobs-gan/model/metadata.json"))
+    metadata = read_model_metadata("s3://it-models/blobs-gan/")
     assert metadata["task"] == "gan" and metadata["files"] == ["generator.keras"]
     assert metadata["task_config"] == {"image_shape": [28, 28, 1], "latent_dim": 100}
     assert [h["epoch"] for h in metadata["history"]] == [1, 2, 3]
-    assert exists("s3://it-models/blobs-gan/model/generator.keras")
-    assert exists("s3://it-models/blobs-gan/model/training_curve.svg")
+    version = f"s3://it-models/blobs-gan/model/versions/{metadata['model_id']}/"
+    assert exists(version + "generator.keras")
+    assert exists(version + "training_curve.svg")
     # A checkpoint holds both networks and both optimizers' state, for resuming.
     keys = [parse_uri(o.uri).key for o in list_objects("s3://it-models/blobs-gan/train/")]
     assert any(k.endswith("/discriminator.keras") for k in keys) and any("/optimizers/" in k for k in keys)
@@ -74,7 +75,7 @@ def test_rerunning_a_finished_gan_job_resumes_instead_of_retraining(gan_trained)
         "data.train=s3://it-media/blobs/", "training.epochs=4", "training.batch_size=32",
         "output=s3://it-models/blobs-gan/"])
     result = run_spec(spec)
-    metadata = json.loads(read_bytes("s3://it-models/blobs-gan/model/metadata.json"))
+    metadata = read_model_metadata("s3://it-models/blobs-gan/")
     # Epochs 1-3 come from the first run's history: only epoch 4 was trained now.
     assert result.epochs_run == 4 and [h["epoch"] for h in metadata["history"]] == [1, 2, 3, 4]
     assert exists("s3://it-models/blobs-gan/samples/epoch-004.png")

@@ -14,6 +14,7 @@ from jobs.specs import load_spec
 from jobs.storage import exists, list_objects, parse_uri, read_bytes, s3_client
 from jobs.delta_tables import read_table
 from jobs.synthetic import write_shapes_dataset
+from jobs.model_store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -41,11 +42,13 @@ def test_two_worker_training_learns_and_exports(trained):
     assert trained.epochs_run == 4
     # 3 balanced classes: chance is 0.33
     assert trained.metrics["val_accuracy"] > 0.6, trained.metrics
-    metadata = json.loads(read_bytes("s3://it-models/shapes-cnn/model/metadata.json"))
+    metadata = read_model_metadata("s3://it-models/shapes-cnn/")
     assert metadata["class_names"] == trained.class_names
     assert metadata["input_shape"] == [32, 32, 3]
     assert len(metadata["history"]) == 4
-    assert exists("s3://it-models/shapes-cnn/model/model.keras")
+    # The version is complete under versions/<model_id>/, and LATEST names it.
+    assert exists(f"s3://it-models/shapes-cnn/model/versions/{metadata['model_id']}/model.keras")
+    assert trained.model_uri == f"s3://it-models/shapes-cnn/model/@{metadata['model_id']}"
     checkpoints = {parse_uri(o.uri).key.split("/")[2] for o in list_objects("s3://it-models/shapes-cnn/train/")}
     assert any(name.startswith("checkpoint_") for name in checkpoints)
 

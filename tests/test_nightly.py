@@ -34,30 +34,30 @@ MODELS = "s3://it-nightly/models/"
 NIGHTS = ("2026-11-20", "2026-11-21", "2026-11-22")
 
 
-def save_untrained_model(train_example: str, classes: list[str], uri: str) -> None:
-    """An exported model as a train job writes it (model.keras + metadata.json), without the
-    training: these tests are about accounting, not accuracy."""
+def save_untrained_model(train_example: str, classes: list[str], uri: str, seed: int = 0,
+                         model_id: str | None = None) -> str:
+    """An exported model as a train job writes it (a version with digests, then LATEST),
+    without the training: these tests are about accounting, not accuracy. Returns its id."""
     import tempfile
 
     import tensorflow as tf
 
+    from jobs.model_export import export_model
     from jobs.task_config import task_config_for
-    from jobs.train import MODEL_DIR
     from tasks import get_task
+    from tasks.keras_files import save_keras
 
     spec = load_spec(EXAMPLES / train_example)
     config = task_config_for(spec)
     task = get_task(spec.task)(**config)
-    tf.keras.utils.set_random_seed(0)
+    tf.keras.utils.set_random_seed(seed)
     model = task.build_model(spec.model.architecture, len(classes), 0.001)
+    metadata = {"model_id": model_id or f"{spec.name}-untrained", "task": spec.task,
+                "architecture": spec.model.architecture, "task_config": config,
+                "input_shape": list(task.example_shape), "class_names": classes, "files": ["model.keras"]}
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
-        model.save(path)
-        write_bytes(f"{uri}{MODEL_DIR}/model.keras", path.read_bytes())
-    metadata = {"model_id": f"{spec.name}-untrained", "task": spec.task, "architecture": spec.model.architecture,
-                "task_config": config, "input_shape": list(task.example_shape), "class_names": classes,
-                "files": ["model.keras"]}
-    write_bytes(f"{uri}{MODEL_DIR}/metadata.json", json.dumps(metadata).encode())
+        save_keras(model, Path(folder) / "model.keras")
+        return export_model(Path(folder), metadata, uri).model_id
 
 
 @pytest.fixture(scope="module")

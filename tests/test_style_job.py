@@ -19,6 +19,7 @@ from jobs.specs import load_spec
 from jobs.delta_tables import RUN_ID_KEY, open_table, read_table
 from jobs.storage import download_prefix, exists, list_objects, parse_uri, read_bytes, upload_dir
 from tasks.style_transfer import load_stylizer, stylize
+from jobs.model_store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -68,7 +69,7 @@ def style_trained(ray_driver, style_media):
 
 
 def test_style_training_lowers_the_loss_and_exports_a_hub_module(style_trained, tmp_path):
-    metadata = json.loads(read_bytes("s3://it-models/style/model/metadata.json"))
+    metadata = read_model_metadata("s3://it-models/style/")
     history = metadata["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert {"loss", "content_loss", "style_loss"} <= set(history[0])
@@ -76,7 +77,8 @@ def test_style_training_lowers_the_loss_and_exports_a_hub_module(style_trained, 
     assert metadata["task"] == "style-transfer" and metadata["encoder_weights"] == "random"
     assert metadata["files"] == ["stylizer"] and style_trained.skipped == 2  # the corrupt and empty contents
     # The exported SavedModel loads through hub.load and is called like the TF Hub module.
-    local = download_prefix("s3://it-models/style/model/stylizer/", tmp_path / "stylizer")
+    local = download_prefix(f"s3://it-models/style/model/versions/{metadata['model_id']}/stylizer/",
+                            tmp_path / "stylizer")
     module = load_stylizer(str(local))
     content = np.asarray(Image.open(io.BytesIO(media.image_bytes("PNG", size=(30, 22), seed=1))).convert("RGB"))
     style = np.asarray(_stripes(64, 4, True, [(250, 0, 0), (0, 0, 250)]))

@@ -7,7 +7,6 @@ and its model is as good as an undisturbed run's.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from jobs.model_store import read_model_metadata
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "jobs" / "examples"
@@ -43,9 +43,7 @@ def _train_args(output: str) -> list[str]:
 
 
 def _history(output: str) -> list[dict]:
-    from jobs.storage import read_bytes
-
-    return json.loads(read_bytes(output + "model/metadata.json"))["history"]
+    return read_model_metadata(output)["history"]
 
 
 def _train_workers() -> list[psutil.Process]:

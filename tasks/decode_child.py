@@ -1,0 +1,129 @@
+"""A decode child: the process where untrusted media bytes are parsed, apart from the actor.
+
+FFmpeg, OpenCV, libsndfile and Pillow parse objects nobody checked. Run in the scoring
+actor, a decoder that aborts takes the actor down, one stuck in C cannot be stopped, and
+one that is exploited holds the actor's storage credentials. So each actor decodes in
+children started with `python -m tasks.decode_child` (`jobs.decode_isolation`): an
+address-space limit set before the first object is read, no core dumps, an environment
+without credentials or tokens, a private empty HOME, and a parent that kills it at the
+decode budget.
+
+The protocol runs over the child's stdin and stdout. The parent trusts the child's
+answers no more than the media: they are a JSON header and raw array bytes, checked by
+the parent, never a pickle. The parent's messages to the child are trusted (the task
+object is pickled once at start).
+
+    parent -> child   frame(pickle(task)), then per object: frame(json request), frame(payload)
+    child -> parent   frame(json header), frame(example bytes)   (per object, in order)
+
+A frame is an 8-byte big-endian length and the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import time
+
+LENGTH = struct.Struct("!Q")
+MAX_HEADER_BYTES = 1 << 20  # a header is positions and info for at most a few thousand examples
+DEFAULT_MEMORY_BYTES = 3 << 30
+FAULT_PREFIX = b"MEDIAJOBS-FAULT:"  # test hook, only with MEDIAJOBS_DECODE_FAULTS=1 (see `_injected_fault`)
+
+
+def write_frame(stream, data) -> None:
+    stream.write(LENGTH.pack(len(data)))
+    stream.write(data)
+
+
+def read_frame(stream, limit: int | None = None) -> bytes | None:
+    """The next frame's bytes; None at a clean end of the stream."""
+    head = stream.read(LENGTH.size)
+    if not head:
+        return None
+    if len(head) < LENGTH.size:
+        raise EOFError("the stream ended inside a frame header")
+    (length,) = LENGTH.unpack(head)
+    if limit is not None and length > limit:
+        raise ValueError(f"frame of {length} bytes is over the limit of {limit}")
+    data = stream.read(length)
+    if len(data) < length:
+        raise EOFError("the stream ended inside a frame")
+    return data
+
+
+def _jsonable(value):
+    """numpy scalars in positions and info (json cannot write np.int64)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _injected_fault(source) -> None:
+    """Test hook: with MEDIAJOBS_DECODE_FAULTS=1, an object starting with
+    `MEDIAJOBS-FAULT:abort` aborts this process and `MEDIAJOBS-FAULT:hang` blocks in C,
+    standing in for decoders that do so on a poisoned file."""
+    if os.environ.get("MEDIAJOBS_DECODE_FAULTS") != "1":
+        return
+    if isinstance(source, str):
+        with open(source, "rb") as handle:
+            head = handle.read(64)
+    else:
+        head = bytes(source[:64])
+    if head.startswith(FAULT_PREFIX + b"abort"):
+        os.abort()
+    if head.startswith(FAULT_PREFIX + b"hang"):
+        import ctypes
+
+        ctypes.CDLL(None).sleep(1_000_000)  # in C: no Python-level timeout reaches it
+
+
+def _answer(task, request: dict, payload: bytes) -> tuple[dict, bytes]:
+    import numpy as np
+
+    from tasks.media import MediaDecodeError
+
+    source = payload if request["kind"] == "bytes" else request["path"]
+    _injected_fault(source)
+    try:
+        decoded = task.decode(source, deadline=time.monotonic() + request["seconds"])
+    except MediaDecodeError as exc:
+        return {"ok": False, "stage": exc.stage, "reason": exc.reason}, b""
+    except MemoryError:
+        limit = int(os.environ.get("MEDIAJOBS_DECODE_MEMORY_BYTES", DEFAULT_MEMORY_BYTES))
+        return {"ok": False, "stage": "crash",
+                "reason": f"out of memory: decoding needed more than the decoder's {limit / 2**30:g} GiB"}, b""
+    except Exception as exc:  # noqa: BLE001 - an exotic file is recorded, the child goes on
+        return {"ok": False, "stage": "decode", "reason": f"{type(exc).__name__}: {exc}"}, b""
+    examples = np.ascontiguousarray(decoded.examples)
+    header = {"ok": True, "dtype": examples.dtype.str, "shape": list(examples.shape),
+              "positions": list(decoded.positions), "info": getattr(decoded, "info", None) or {},
+              "warning": decoded.warning}
+    return header, examples.tobytes()
+
+
+def main() -> None:
+    import pickle
+    import resource
+
+    limit = int(os.environ.get("MEDIAJOBS_DECODE_MEMORY_BYTES", DEFAULT_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing decoder writes no core file
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a decoder's stray print must not corrupt the protocol
+    task = pickle.loads(read_frame(requests))
+    while True:
+        request = read_frame(requests)
+        if request is None:
+            return  # the parent closed the pipe: done
+        payload = read_frame(requests)
+        header, data = _answer(task, json.loads(request), payload)
+        write_frame(answers, json.dumps(header, default=_jsonable).encode())
+        write_frame(answers, data)
+        answers.flush()
+
+
+if __name__ == "__main__":
+    main()
