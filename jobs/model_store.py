@@ -193,7 +193,8 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
         ModelRefusedError: the version is not `expected_model_id`, a name leaves the folder, a
             local model's file is a link, or a file does not match its digest.
     """
-    version = resolve_model(uri)
+    # Every actor fetches the model when it starts: a store that restarts meanwhile is waited out.
+    version = retry_while_unavailable(lambda: resolve_model(uri), f"fetching the model {uri}")
     if expected_model_id is not None and version.model_id != expected_model_id:
         raise ModelRefusedError(f"model: {uri} is now model {version.model_id!r}, not {expected_model_id!r}, which "
                                 "this run resolved at its start; a run loads one model version")
@@ -202,13 +203,14 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
     local = cache / hashlib.sha256(version.folder.encode()).hexdigest()[:16] / str(os.getpid())
     digests = version.metadata.get("digests")
     if digests is None:
-        names = [n for entry in version.metadata.get("files", [MODEL_FILE]) for n in _entry_files(source, entry)]
+        names = retry_while_unavailable(
+            lambda: [n for entry in version.metadata.get("files", [MODEL_FILE]) for n in _entry_files(source, entry)],
+            f"fetching the model {uri}")
     else:
         _check_entries_covered(version)
         names = sorted(digests)
     for name in [METADATA_FILE, *names]:
         _check_not_linked(source, name)
-    # Every actor fetches the model when it starts: a store that restarts meanwhile is waited out.
     for name in [METADATA_FILE, *names]:
         target = _inside(local, name)
         retry_while_unavailable(lambda: download_file(source.join(name).uri, target),
