@@ -70,7 +70,8 @@ class DecodeChild:
         self._send(task_blob)
 
     def decode(self, source: Any, reads: str, seconds: float, example_shape, dtype) -> Decoded:
-        """Raises ChildLost; a decode error comes back as MediaDecodeError-like (stage, reason)."""
+        """`example_shape` None: any shape (images at their own size; the child's decoder
+        bounds their pixels). Raises ChildLost, or DecodeRefused with the decoder's reason."""
         import numpy as np
 
         request = {"kind": "bytes", "seconds": seconds} if reads == "bytes" else \
@@ -86,10 +87,11 @@ class DecodeChild:
         if not header.get("ok"):
             raise DecodeRefused(str(header.get("stage") or "decode"), str(header.get("reason") or "decode failed"))
         shape, expected = tuple(int(v) for v in header["shape"]), np.dtype(dtype)
-        if (np.dtype(header["dtype"]) != expected or shape[1:] != tuple(example_shape)
-                or len(data) != int(np.prod(shape)) * expected.itemsize):
+        wanted = "(n, " + ", ".join(map(str, example_shape)) + ")" if example_shape is not None else "(n, ...)"
+        if (np.dtype(header["dtype"]) != expected or len(data) != int(np.prod(shape)) * expected.itemsize
+                or (example_shape is not None and shape[1:] != tuple(example_shape)) or not shape):
             raise ChildLost("crash", f"the decoder answered an array of {header['dtype']} {shape}, not "
-                                     f"{expected} (n, {', '.join(map(str, example_shape))})")
+                                     f"{expected} {wanted}")
         positions = header.get("positions") or []
         if len(positions) != shape[0] or not all(isinstance(p, dict) for p in positions):
             raise ChildLost("crash", "the decoder answered positions that do not match its examples")

@@ -8,11 +8,13 @@ block: every listed object comes out of this stage, as one row per decoded examp
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
 import os
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,9 +26,23 @@ import numpy as np
 MAX_OBJECT_BYTES = {"bytes": 256 * 1024 * 1024, "file": 16 * 1024 * 1024 * 1024}
 # Object fetches are I/O bound: overlap them within a batch.
 FETCH_THREADS = 16
-# A per-object decode budget, so a pathological file cannot hang a worker.
+# A per-object decode budget (`MEDIAJOBS_DECODE_SECONDS`): the decoder is told, and a
+# decoder that does not stop by then is killed (`jobs.decode_isolation`).
 DECODE_SECONDS = 300.0
+# Fetched bytes a worker process holds at once, whatever the block size
+# (`MEDIAJOBS_FETCH_BUDGET_BYTES`): 256 objects of 200 MiB each must not be 50 GiB of RAM.
+FETCH_BUDGET_BYTES = 512 * 1024 * 1024
 EXAMPLE = "example"
+
+
+def decode_seconds() -> float:
+    return float(os.environ.get("MEDIAJOBS_DECODE_SECONDS", DECODE_SECONDS))
+
+
+def isolation_enabled() -> bool:
+    """Decode in child processes (the default); `MEDIAJOBS_DECODE_ISOLATION=0` decodes in the
+    worker itself, as before (the benchmark compares the two)."""
+    return os.environ.get("MEDIAJOBS_DECODE_ISOLATION", "1") != "0"
 
 
 def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, str | None]:
@@ -36,7 +52,7 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
     budget `StoreUnavailableError` fails the job, as the object itself is not at fault.
     """
     from jobs.errors import StorageError
-    from jobs.storage import copy_to_file, describe_storage_error, parse_uri, read_bytes
+    from jobs.storage import copy_to_file, describe_storage_error, parse_uri, read_sized
     from jobs.store_outage import StoreUnavailableError, retry_while_unavailable
 
     limit = MAX_OBJECT_BYTES[reads]
@@ -44,7 +60,7 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
         return None, f"object too large: {size:,} bytes (limit {limit:,})"
     try:
         if reads == "bytes":
-            return retry_while_unavailable(lambda: read_bytes(uri), f"reading {uri}"), None
+            return retry_while_unavailable(lambda: read_sized(uri, size), f"reading {uri}"), None
         location = parse_uri(uri)
         if location.scheme == "file":
             return location.key, None
@@ -66,6 +82,68 @@ def fetch_object(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
         return None, describe_storage_error(exc)
 
 
+class _ByteBudget:
+    """The fetched bytes a worker process holds, across its concurrent calls. An object
+    larger than the whole budget is fetched when nothing else is held."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.changed = threading.Condition()
+
+    def try_take(self, size: int, limit: int) -> bool:
+        with self.changed:
+            if self.held and self.held + size > limit:
+                return False
+            self.held += size
+            return True
+
+    def take(self, size: int, limit: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: not self.held or self.held + size <= limit)
+            self.held += size
+
+    def give(self, size: int) -> None:
+        with self.changed:
+            self.held -= size
+            self.changed.notify_all()
+
+
+_BUDGET = _ByteBudget()
+
+
+def give_back(held: int) -> None:
+    """An object from `fetched_in_order` is done with: its bytes leave the budget."""
+    _BUDGET.give(held)
+
+
+def fetched_in_order(uris: list[str], sizes: list[int], reads: str, spool_dir: str):
+    """(fetch result, bytes held) for each object, in input order, fetched ahead in the fetch
+    pool while the bytes held stay within the budget. The caller gives each one's bytes
+    back (`give_back`) once it has decoded it; on an early exit the rest are given back here."""
+    limit = int(os.environ.get("MEDIAJOBS_FETCH_BUDGET_BYTES", FETCH_BUDGET_BYTES))
+    pending: collections.deque = collections.deque()
+
+    def oldest():
+        future, held = pending[0]
+        result = future.result()  # a store outage raises here; `finally` gives its bytes back
+        pending.popleft()
+        return result, held
+
+    try:
+        for uri, size in zip(uris, sizes):
+            while pending and not _BUDGET.try_take(size, limit):
+                yield oldest()
+            if not pending:
+                _BUDGET.take(size, limit)  # another call holds the budget: wait for it
+            pending.append((_fetch_pool().submit(_timed_fetch, uri, size, reads, spool_dir), size))
+        while pending:
+            yield oldest()
+    finally:
+        for future, held in pending:  # not handed out: the caller stopped early
+            future.cancel()
+            _BUDGET.give(held)
+
+
 @functools.lru_cache(maxsize=1)
 def _fetch_pool() -> ThreadPoolExecutor:
     """One fetch pool per worker process, kept across batches (starting threads per batch
@@ -79,18 +157,26 @@ def _timed_fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
     return source, error, time.perf_counter() - began
 
 
-def _decode_one(task: Any, source: Any):
+def decode_one(task: Any, blob: bytes | None, source: Any):
+    """(decoded, None, None) or (None, stage, reason); in a decode child when `blob` is set."""
     from tasks.media import MediaDecodeError
 
+    if blob is not None:
+        from jobs.decode_isolation import decode_isolated as decode_in_child
+
+        return decode_in_child(task, blob, source, decode_seconds())
+    if isinstance(source, bytearray):
+        source = bytes(source)  # decoders in this process take bytes (in a child they get bytes too)
     try:
-        return task.decode(source, deadline=time.monotonic() + DECODE_SECONDS), None, None
+        return task.decode(source, deadline=time.monotonic() + decode_seconds()), None, None
     except MediaDecodeError as exc:
         return None, exc.stage, exc.reason
     except Exception as exc:  # noqa: BLE001 - an exotic file must not kill the job; it is recorded
         return None, "decode", f"{type(exc).__name__}: {exc}"
 
 
-def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bool) -> dict[str, np.ndarray]:
+def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bool,
+                     isolate: bool | None = None) -> dict[str, np.ndarray]:
     """Fetch and decode each `uri` in the batch with `task.decode`.
 
     Output: one row per decoded example with the input columns repeated (e.g. `label`),
@@ -100,27 +186,39 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
     decoded only partly (e.g. a truncated video) gets its examples plus one row with
     stage "decode-partial". Without `keep_errors` failed objects are dropped (training).
     Strings rather than None: Ray's block conversions may turn an all-None object
-    column into NaN floats.
+    column into NaN floats. `isolate`: decode in child processes (None: `isolation_enabled()`
+    where this runs; runners pass the driver's setting).
     """
     uris = [str(u) for u in batch["uri"]]
     sizes = [int(s) for s in batch["size"]] if "size" in batch else [0] * len(uris)
     passthrough = {name: values for name, values in batch.items() if name not in ("uri", "size")}
     rows: list[tuple[int, Any, dict, str, str, str]] = []  # (input index, example, position, info, stage, error)
     zero = np.zeros(task.example_shape, dtype=task.example_dtype)
+    blob = None
+    if isolation_enabled() if isolate is None else isolate:
+        from jobs.decode_isolation import task_blob
+
+        blob = task_blob(task)
     with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
         # Lazily, in input order: object i is decoded while later ones are still being
         # fetched, so the CPU decodes during the network waits instead of after them.
-        fetched = _fetch_pool().map(_timed_fetch, uris, sizes, [task.reads] * len(uris), [spool_dir] * len(uris))
-        for i, (source, fetch_error, fetch_seconds) in enumerate(fetched):
+        fetched = fetched_in_order(uris, sizes, task.reads, spool_dir)
+        for i, ((source, fetch_error, fetch_seconds), held) in enumerate(fetched):
             # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
             if fetch_error is not None:
+                give_back(held)
                 rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
                 continue
             began = time.perf_counter()
-            decoded, stage, reason = _decode_one(task, source)
+            spooled = source if task.reads == "file" and str(source).startswith(spool_dir) else None
+            try:
+                decoded, stage, reason = decode_one(task, blob, source)
+            finally:
+                del source  # the fetched bytes go now, not when the next object's replace them
+                give_back(held)
+                if spooled:
+                    os.unlink(spooled)  # free the disk as soon as the object is decoded
             seconds = round(fetch_seconds + time.perf_counter() - began, 4)
-            if task.reads == "file" and isinstance(source, str) and source.startswith(spool_dir):
-                os.unlink(source)  # free the disk as soon as the object is decoded
             if decoded is None:
                 rows.append((i, zero, {}, json.dumps({"seconds": seconds}), stage, reason))
                 continue

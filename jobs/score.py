@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError
-from jobs.media_stage import EXAMPLE, fetch_and_decode
+from jobs.media_stage import EXAMPLE, fetch_and_decode, isolation_enabled
 from jobs.model_store import load_keras_model, prepare_model
 from jobs.nightly_routes import MEDIA_OF_TASK
 from jobs.resources import actor_pool_options
@@ -159,7 +159,8 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
     # = the node's CPUs) the job waited forever.
     resources = {name: value for name, value in pool.items() if name != "compute"}
     ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
-    ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": True},
+    fetch = {"task": task, "keep_errors": True, "isolate": isolation_enabled()}
+    ds = ds.map_batches(fetch_and_decode, fn_kwargs=fetch,
                         batch_size=per_block, batch_format="numpy", **resources)
     return ds.map_batches(BatchClassifier,
                           fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,

@@ -212,6 +212,25 @@ def read_bytes(uri: str) -> bytes:
         return stream.read()
 
 
+def read_sized(uri: str, size: int) -> bytearray:
+    """The whole content of an object listed as `size` bytes, read straight into one buffer of
+    that size (`read_bytes` holds it twice for a moment: Arrow's buffer, then the bytes).
+
+    Raises:
+        OSError: (pyarrow) or StorageError: (boto3) when it cannot be read.
+    """
+    loc = parse_uri(uri)
+    if _pyarrow_refuses(loc) or size <= 0:
+        return bytearray(read_bytes(uri))
+    data, got = bytearray(size), 0
+    with filesystem_for(loc).open_input_stream(loc.fs_path) as stream:
+        view = memoryview(data)
+        while got < size and (n := stream.readinto(view[got:])):
+            got += n
+        rest = stream.read()  # the object grew since it was listed
+    return data[:got] + rest if got < size or rest else data
+
+
 def copy_to_file(uri: str, out: BinaryIO, chunk_bytes: int = 8 * 1024 * 1024) -> None:
     """Stream one object or file into an open binary file, a chunk at a time.
 

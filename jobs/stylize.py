@@ -27,7 +27,8 @@ import numpy as np
 from jobs.annotate_stage import output_key_for
 from jobs.contact_sheet import contact_sheet_png
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.media_stage import FETCH_THREADS, fetch_object
+from jobs.decode_isolation import task_blob
+from jobs.media_stage import decode_one, fetched_in_order, give_back, isolation_enabled
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
 from jobs.runs.lifecycle import Run, TableWrite
@@ -111,19 +112,18 @@ class BatchStylizer:
         uris = [str(u) for u in batch["uri"]]
         rows: list[dict] = []
         images: dict[str, np.ndarray] = {}
-        with tempfile.TemporaryDirectory(prefix="mediajobs-stylize-") as spool, \
-                ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(uris))) as pool:
-            fetched = list(pool.map(fetch_object, uris, [int(s) for s in batch["size"]], ["bytes"] * len(uris),
-                                    [spool] * len(uris)))
-        for uri, (data, error) in zip(uris, fetched):
-            if error:
-                rows.append(self._error(uri, "read", error))
-                continue
-            image, stage, reason = _decode(data)
-            if image is None:
-                rows.append(self._error(uri, stage, reason))
-            else:
-                images[uri] = image
+        with tempfile.TemporaryDirectory(prefix="mediajobs-stylize-") as spool:
+            fetched = fetched_in_order(uris, [int(s) for s in batch["size"]], "bytes", spool)
+            for uri, ((data, error, _), held) in zip(uris, fetched):
+                try:
+                    image, stage, reason = (None, "read", error) if error else _decode(data)
+                finally:
+                    del data
+                    give_back(held)
+                if image is None:
+                    rows.append(self._error(uri, stage, reason))
+                else:
+                    images[uri] = image
         by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
         for uri, image in images.items():
             by_size[image.shape[:2]].append(uri)  # one module call per size: shapes must match in a batch
@@ -182,15 +182,12 @@ class BatchStylizer:
 
 
 def _decode(data: bytes) -> tuple[np.ndarray | None, str, str]:
-    from tasks.media import MediaDecodeError
-    from tasks.style_transfer import decode_full
+    """A content image at its own size, decoded in a decode child (`jobs.decode_isolation`)."""
+    from tasks.style_transfer import FullImageDecoder
 
-    try:
-        return decode_full(data), "", ""
-    except MediaDecodeError as exc:
-        return None, exc.stage, exc.reason
-    except Exception as exc:  # noqa: BLE001 - an exotic file must not kill the job; it is recorded
-        return None, "decode", f"{type(exc).__name__}: {exc}"
+    decoder = FullImageDecoder()
+    decoded, stage, reason = decode_one(decoder, task_blob(decoder) if isolation_enabled() else None, data)
+    return (None, stage, reason) if decoded is None else (np.asarray(decoded.examples[0]), "", "")
 
 
 def _write(item: tuple[str, bytes]) -> str:

@@ -64,7 +64,10 @@ def _jsonable(value):
 def _injected_fault(source) -> None:
     """Test hook: with MEDIAJOBS_DECODE_FAULTS=1, an object starting with
     `MEDIAJOBS-FAULT:abort` aborts this process and `MEDIAJOBS-FAULT:hang` blocks in C,
-    standing in for decoders that do so on a poisoned file."""
+    standing in for decoders that do so on a poisoned file; `MEDIAJOBS-FAULT:alloc` asks for
+    more memory than the limit allows; `MEDIAJOBS-FAULT:environ` is
+    refused with what this process can see (its environment, arguments, open files and
+    HOME), for tests that look for secrets from inside."""
     if os.environ.get("MEDIAJOBS_DECODE_FAULTS") != "1":
         return
     if isinstance(source, str):
@@ -78,6 +81,25 @@ def _injected_fault(source) -> None:
         import ctypes
 
         ctypes.CDLL(None).sleep(1_000_000)  # in C: no Python-level timeout reaches it
+    if head.startswith(FAULT_PREFIX + b"alloc"):  # 10% past the address-space limit, untouched
+        import numpy as np
+
+        np.empty(int(int(os.environ.get("MEDIAJOBS_DECODE_MEMORY_BYTES", DEFAULT_MEMORY_BYTES)) * 1.1), np.uint8)
+        raise RuntimeError("allocated past the address-space limit")
+    if head.startswith(FAULT_PREFIX + b"environ"):
+        from tasks.media import MediaDecodeError
+
+        seen = {"env": dict(os.environ), "argv": sys.argv, "cwd": os.getcwd(),
+                "fds": {fd: _link(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")},
+                "home": sorted(os.listdir(os.environ.get("HOME", "/nonexistent") or "/nonexistent"))}
+        raise MediaDecodeError("environ " + json.dumps(seen))
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def _answer(task, request: dict, payload: bytes) -> tuple[dict, bytes]:
@@ -86,8 +108,8 @@ def _answer(task, request: dict, payload: bytes) -> tuple[dict, bytes]:
     from tasks.media import MediaDecodeError
 
     source = payload if request["kind"] == "bytes" else request["path"]
-    _injected_fault(source)
     try:
+        _injected_fault(source)
         decoded = task.decode(source, deadline=time.monotonic() + request["seconds"])
     except MediaDecodeError as exc:
         return {"ok": False, "stage": exc.stage, "reason": exc.reason}, b""

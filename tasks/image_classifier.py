@@ -12,14 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
-from tasks.media import MediaDecodeError
+from tasks.media import MediaDecodeError, max_pixels
 from tasks.registry import DecodedMedia, Task, register
 
 ARCHITECTURES = ("cifar10-cnn", "binary-cnn")
 DEFAULT_INPUT_SHAPES = {"cifar10-cnn": (32, 32, 3), "binary-cnn": (64, 64, 3)}
-# Larger images are refused before decoding: a small file can declare a huge canvas
-# (decompression bomb), and decoding it would exhaust a worker's memory.
-MAX_PIXELS = 64_000_000
 
 
 def build_cnn(architecture: str, input_shape: Sequence[int], num_classes: int, learning_rate: float = 1e-3):
@@ -204,28 +201,30 @@ def _decode_flag(data: bytes, declared: tuple[int, int] | None, input_shape: Seq
     return cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
 
 
-def _check_declared_size(data: bytes) -> tuple[int, int] | None:
-    """Refuse images whose header declares more than MAX_PIXELS, before decoding.
+def _check_declared_size(data: bytes) -> tuple[int, int]:
+    """Refuse images whose header declares more than `max_pixels()`, before decoding; and
+    images whose header PIL cannot read, whose size is then unknown until a decoder has
+    allocated it (OpenCV's own limit is 1 gigapixel).
 
-    Returns the declared (width, height), or None when PIL cannot read the header.
+    Returns the declared (width, height).
     """
     from PIL import Image, UnidentifiedImageError
     import io
 
+    limit = max_pixels()
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
     except Image.DecompressionBombError as exc:
-        # PIL refuses headers over twice its own limit (~179 MP), which is above ours. This
-        # must not fall through to OpenCV: its limit is 1 GP, so a 1 KB file declaring
-        # 16000x16000 would make it allocate 768 MB and decode.
+        # PIL refuses headers over twice its own limit (~179 MP), which is above ours.
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(declared[1]):,} pixels" if declared else "more pixels than PIL opens"
-        raise MediaDecodeError(f"image too large: {pixels} (limit {MAX_PIXELS:,})") from None
+        raise MediaDecodeError(f"image too large: {pixels} (limit {limit:,})") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        return None  # let the real decoder produce the error message (or decode what PIL can't)
-    if width * height > MAX_PIXELS:
-        raise MediaDecodeError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
+        raise MediaDecodeError(f"not a decodable image ({_sniff(data)}): its size cannot be read before "
+                               "decoding") from None
+    if width * height > limit:
+        raise MediaDecodeError(f"image too large: {width}x{height} pixels (limit {limit:,})")
     return width, height
 
 

@@ -152,6 +152,19 @@ def decode_full(data: bytes) -> np.ndarray:
     return fit_to_input(image, (image.shape[0], image.shape[1], 3))
 
 
+@dataclass(frozen=True)
+class FullImageDecoder:
+    """`decode_full` as a decoder for `jobs.decode_isolation`: a content image at its own size
+    (any shape, so `example_shape` is None; its pixels are bounded by `max_pixels`)."""
+
+    reads = "bytes"
+    example_shape = None
+    example_dtype = "uint8"
+
+    def decode(self, data: bytes, deadline: float | None = None) -> DecodedMedia:
+        return DecodedMedia(decode_full(data)[np.newaxis], [{}])
+
+
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
     """The largest centred square of an (H, W, 3) image, resized to (size, size, 3)."""
     import cv2

@@ -17,7 +17,7 @@ import numpy as np
 
 from tasks.image_classifier import build_cnn, fit_to_input
 from tasks._video_probe import _explain_unopenable, _sniff_non_video
-from tasks.media import MediaDecodeError
+from tasks.media import MediaDecodeError, max_pixels
 from tasks.registry import DecodedMedia, Task, register
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -259,6 +259,14 @@ def _open_capture(path: str):
     if not capture.isOpened():
         capture.release()
         raise MediaDecodeError(_explain_unopenable(path))
+    # The frame size from the container and codec headers, before any frame is decoded: a
+    # 16384x16384 MJPEG frame alone would take 800 MB to decode. (A stream that declares no
+    # size, e.g. an index without data, is left to the decoder, in its memory-limited child.)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    limit = max_pixels()
+    if width * height > limit:
+        capture.release()
+        raise MediaDecodeError(f"video frames too large: {width}x{height} pixels (limit {limit:,})")
     return capture
 
 

@@ -24,6 +24,7 @@ DEFAULT_BUCKET = "s3://mediajobs-bench/"
 # (section, ours, alternative, at least this ratio of ours to the alternative)
 TARGETS = (
     ("image", "ours", "ideal", 0.8),
+    ("image", "ours", "in_process_decode", 0.9),  # what decoding in child processes costs
     ("image", "ours", "ray_data_plain", 1.0),
     ("image", "ours", "tf_data", 1.0),
     ("image", "ours", "seed_loop", 100.0),
@@ -80,6 +81,7 @@ def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | 
         with peak_memory() as meter:
             measure("image", "ours", lambda out: image.ours(data.images, image_model, out))
         memory["peak_bytes_5n"] = max(memory["peak_bytes_5n"], meter.peak_bytes)
+        measure("image", "in_process_decode", lambda out: image.in_process_decode(data.images, image_model, out))
         measure("image", "ray_data_plain", lambda out: image.ray_data_plain(data.images, image_model, out))
         measure("image", "tf_data", lambda out: image.tf_data(data.images, image_model, out))
         measure("image", "decode_only", lambda out: image.decode_only(data.images))

@@ -38,6 +38,20 @@ def ours(images: str, model: str, output: str) -> tuple[float, dict]:
     return result.listed / result.seconds, {"steady": result.steady_rows_per_s}
 
 
+def in_process_decode(images: str, model: str, output: str) -> tuple[float, dict]:
+    """`ours` with each object decoded in the scoring actor itself, as before decode children
+    (`MEDIAJOBS_DECODE_ISOLATION=0`): what the isolation costs."""
+    previous = os.environ.get("MEDIAJOBS_DECODE_ISOLATION")
+    os.environ["MEDIAJOBS_DECODE_ISOLATION"] = "0"
+    try:
+        return ours(images, model, output)
+    finally:
+        if previous is None:
+            del os.environ["MEDIAJOBS_DECODE_ISOLATION"]
+        else:
+            os.environ["MEDIAJOBS_DECODE_ISOLATION"] = previous
+
+
 def seed_loop(images: str, model_uri: str, output: str, limit: int) -> float:
     """The seeds' loop: per image, download, decode with PIL, `model.predict` on a batch of one."""
     import pyarrow as pa
