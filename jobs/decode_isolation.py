@@ -2,10 +2,12 @@
 cannot take the scoring actor with (the child itself: `tasks.decode_child`).
 
 Each worker process keeps a few children per task (one per concurrent `fetch_and_decode`
-call) and sends them one object at a time. The parent waits at most the decode budget
-plus a grace period, then kills the child; a child that dies (a signal, the address-space
-limit) is replaced. The object is tried once more in a fresh child, then becomes an errors
-row: stage `timeout` or `crash`, with the limit or the signal.
+call) and sends them the objects already fetched, a group at a time (one round trip);
+the child answers object by object. The parent waits at most the decode budget plus a
+grace period for each answer, then kills the child; a child that dies (a signal, the
+address-space limit) is replaced. The object it died on is tried once more in a fresh
+child, then becomes an errors row: stage `timeout` or `crash`, with the limit or the
+signal.
 
 What a child answers is checked here like any untrusted input: sizes are bounded, the
 array must have the task's dtype and example shape, and nothing is unpickled.
@@ -67,25 +69,43 @@ class DecodeChild:
         env.update(HOME=self.home, TMPDIR=self.home, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen([sys.executable, "-m", "tasks.decode_child"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, cwd=self.home, close_fds=True)
+        self.unread = bytearray()  # answers read from the pipe, not yet taken
         self._send(task_blob)
 
-    def decode(self, source: Any, reads: str, seconds: float, example_shape, dtype) -> Decoded:
-        """`example_shape` None: any shape (images at their own size; the child's decoder
-        bounds their pixels). Raises ChildLost, or DecodeRefused with the decoder's reason."""
-        import numpy as np
-
-        request = {"kind": "bytes", "seconds": seconds} if reads == "bytes" else \
-            {"kind": "path", "path": source, "seconds": seconds}
+    def decode_group(self, sources: list, reads: str, seconds: float, example_shape,
+                     dtype) -> tuple[list[tuple], ChildLost | None]:
+        """The answers for `sources`, in order, each (Decoded, None, None) or (None, stage,
+        reason); and, if the child died, hung or lied before answering them all, why (the
+        object it was on is the first one without an answer). `example_shape` None: any
+        shape (images at their own size; the child's decoder bounds their pixels)."""
+        request = {"kind": reads, "seconds": seconds, "count": len(sources)}
+        if reads != "bytes":
+            request["paths"] = [str(source) for source in sources]
         try:
             self._send(json.dumps(request).encode())
-            self._send(source if reads == "bytes" else b"")
+            for source in sources:
+                self._send(source if reads == "bytes" else b"")
         except (BrokenPipeError, OSError):
-            raise self._lost() from None
-        deadline = time.monotonic() + seconds + GRACE_SECONDS
-        header = json.loads(self._receive(deadline, MAX_HEADER_BYTES))
-        data = self._receive(deadline, MAX_EXAMPLE_BYTES)
+            return [], self._lost()
+        answers: list[tuple] = []
+        for _ in sources:
+            try:
+                deadline = time.monotonic() + seconds + GRACE_SECONDS  # the child decodes one at a time
+                header = json.loads(self._receive(deadline, MAX_HEADER_BYTES))
+                data = self._receive(deadline, MAX_EXAMPLE_BYTES)
+                answers.append(self._checked(header, data, example_shape, dtype))
+            except ChildLost as lost:
+                return answers, lost
+            except ValueError as exc:  # a header that is no JSON: the child is not well
+                return answers, ChildLost("crash", f"the decoder answered garbage ({exc})")
+        return answers, None
+
+    @staticmethod
+    def _checked(header: dict, data: bytes, example_shape, dtype) -> tuple:
+        import numpy as np
+
         if not header.get("ok"):
-            raise DecodeRefused(str(header.get("stage") or "decode"), str(header.get("reason") or "decode failed"))
+            return None, str(header.get("stage") or "decode"), str(header.get("reason") or "decode failed")
         shape, expected = tuple(int(v) for v in header["shape"]), np.dtype(dtype)
         wanted = "(n, " + ", ".join(map(str, example_shape)) + ")" if example_shape is not None else "(n, ...)"
         if (np.dtype(header["dtype"]) != expected or len(data) != int(np.prod(shape)) * expected.itemsize
@@ -98,7 +118,7 @@ class DecodeChild:
         examples = np.frombuffer(data, dtype=expected).reshape(shape)
         info = header.get("info") if isinstance(header.get("info"), dict) else {}
         warning = header.get("warning")
-        return Decoded(examples, positions, str(warning) if warning else None, info)
+        return Decoded(examples, positions, str(warning) if warning else None, info), None, None
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -125,17 +145,20 @@ class DecodeChild:
         return self._read(length, deadline)
 
     def _read(self, count: int, deadline: float) -> bytes:
-        fd, chunks, left = self.process.stdout.fileno(), [], count
-        while left:
+        """`count` bytes of the answers, read as they arrive (a read takes all there is, so
+        the answers to a group cost a few system calls, not four per object)."""
+        fd = self.process.stdout.fileno()
+        while len(self.unread) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 raise ChildLost("timeout", "")  # the caller names the budget
-            chunk = os.read(fd, min(left, 1 << 20))
+            chunk = os.read(fd, min(max(count - len(self.unread), 1 << 20), 8 << 20))
             if not chunk:
                 raise self._lost()
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+            self.unread += chunk
+        data = bytes(self.unread[:count])
+        del self.unread[:count]
+        return data
 
     def _lost(self) -> ChildLost:
         try:
@@ -150,14 +173,6 @@ class DecodeChild:
             how = f"exited with code {code}"
         return ChildLost("crash", f"the decoder crashed ({how}; its limit is {memory_limit() / 2**30:g} GiB of "
                                   "address space)")
-
-
-class DecodeRefused(Exception):
-    """The child decoded nothing and said why (a MediaDecodeError, or another exception)."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stage, self.reason = stage, reason
 
 
 class _Children:
@@ -187,28 +202,32 @@ def task_blob(task: Any) -> bytes:
     return pickle.dumps(task)
 
 
-def decode_isolated(task: Any, blob: bytes, source: Any, seconds: float):
-    """(Decoded, None, None) or (None, stage, reason): `task.decode(source)` in a child
-    started with `blob` (`task_blob(task)`).
+def decode_isolated(task: Any, blob: bytes, sources: list, seconds: float) -> list[tuple]:
+    """`task.decode` of each source in a child started with `blob` (`task_blob(task)`), in
+    one round trip while nothing goes wrong: per source (Decoded, None, None) or (None,
+    stage, reason).
 
-    A crash or a timeout is tried once more in a fresh child (a transient failure, e.g. the
-    node short of memory, passes then); the second makes the errors row.
+    The object a child crashes or hangs on is tried once more in a fresh child (a transient
+    failure, e.g. the node short of memory, passes then), with the objects after it; the
+    second time it makes the errors row, and the others go on in another child.
     """
-    lost: ChildLost | None = None
-    for _ in range(2):
+    results: list[tuple | None] = [None] * len(sources)
+    todo, tries = list(range(len(sources))), [0] * len(sources)
+    while todo:
         child = _CHILDREN.take(blob)
-        try:
-            decoded = child.decode(source, task.reads, seconds, task.example_shape, task.example_dtype)
-        except DecodeRefused as refused:
+        answers, lost = child.decode_group([sources[i] for i in todo], task.reads, seconds, task.example_shape,
+                                           task.example_dtype)
+        for i, answer in zip(todo, answers):
+            results[i] = answer
+        if lost is None:
             _CHILDREN.give(blob, child)
-            return None, refused.stage, refused.reason
-        except ChildLost as exc:
-            child.kill()
-            lost = exc
-            continue
-        _CHILDREN.give(blob, child)
-        return decoded, None, None
-    assert lost is not None
-    if lost.stage == "timeout":
-        return None, "timeout", f"decoding took longer than the {seconds:g} s budget; the decoder was killed"
-    return None, lost.stage, lost.reason
+            break
+        child.kill()
+        culprit, todo = todo[len(answers)], todo[len(answers):]
+        tries[culprit] += 1
+        if tries[culprit] == 2:
+            reason = (f"decoding took longer than the {seconds:g} s budget; the decoder was killed"
+                      if lost.stage == "timeout" else lost.reason)
+            results[culprit] = (None, lost.stage, reason)
+            todo = todo[1:]
+    return results  # type: ignore[return-value]

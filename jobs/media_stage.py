@@ -32,6 +32,9 @@ DECODE_SECONDS = 300.0
 # Fetched bytes a worker process holds at once, whatever the block size
 # (`MEDIAJOBS_FETCH_BUDGET_BYTES`): 256 objects of 200 MiB each must not be 50 GiB of RAM.
 FETCH_BUDGET_BYTES = 512 * 1024 * 1024
+# Objects a decode child takes in one round trip: images already fetched, up to 16; a
+# video or audio file (read from a spool file, decoded for long) alone.
+DECODE_GROUP = {"bytes": 16, "file": 1}
 EXAMPLE = "example"
 
 
@@ -112,32 +115,37 @@ _BUDGET = _ByteBudget()
 
 
 def give_back(held: int) -> None:
-    """An object from `fetched_in_order` is done with: its bytes leave the budget."""
+    """Objects from `fetched_in_order` are done with: their bytes leave the budget."""
     _BUDGET.give(held)
 
 
-def fetched_in_order(uris: list[str], sizes: list[int], reads: str, spool_dir: str):
-    """(fetch result, bytes held) for each object, in input order, fetched ahead in the fetch
-    pool while the bytes held stay within the budget. The caller gives each one's bytes
-    back (`give_back`) once it has decoded it; on an early exit the rest are given back here."""
+def fetched_in_order(uris: list[str], sizes: list[int], reads: str, spool_dir: str, group: int = 1):
+    """Groups of fetched objects, in input order: lists of ((source, error, seconds), bytes
+    held), fetched ahead in the fetch pool while the bytes held stay within the budget. A
+    group is the oldest object plus up to `group - 1` more that are already fetched. The
+    caller gives each group's bytes back (`give_back`) once it has decoded it, before it
+    asks for the next; on an early exit the rest are given back here."""
     limit = int(os.environ.get("MEDIAJOBS_FETCH_BUDGET_BYTES", FETCH_BUDGET_BYTES))
     pending: collections.deque = collections.deque()
 
-    def oldest():
-        future, held = pending[0]
-        result = future.result()  # a store outage raises here; `finally` gives its bytes back
-        pending.popleft()
-        return result, held
+    def ready() -> list:
+        taken = []
+        while pending and (not taken or (len(taken) < group and pending[0][0].done())):
+            future, held = pending[0]
+            result = future.result()  # a store outage raises here; `finally` gives its bytes back
+            pending.popleft()
+            taken.append((result, held))
+        return taken
 
     try:
         for uri, size in zip(uris, sizes):
             while pending and not _BUDGET.try_take(size, limit):
-                yield oldest()
-            if not pending:
+                yield ready()
+            if not pending:  # the caller holds nothing now: waiting cannot block on ourselves
                 _BUDGET.take(size, limit)  # another call holds the budget: wait for it
             pending.append((_fetch_pool().submit(_timed_fetch, uri, size, reads, spool_dir), size))
         while pending:
-            yield oldest()
+            yield ready()
     finally:
         for future, held in pending:  # not handed out: the caller stopped early
             future.cancel()
@@ -157,16 +165,21 @@ def _timed_fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
     return source, error, time.perf_counter() - began
 
 
-def decode_one(task: Any, blob: bytes | None, source: Any):
-    """(decoded, None, None) or (None, stage, reason); in a decode child when `blob` is set."""
+def decode_all(task: Any, blob: bytes | None, sources: list) -> list[tuple]:
+    """Per source (decoded, None, None) or (None, stage, reason); in a decode child when
+    `blob` is set (`jobs.decode_isolation`), else here."""
+    if blob is not None:
+        from jobs.decode_isolation import decode_isolated
+
+        return decode_isolated(task, blob, sources, decode_seconds())
+    return [_decode_here(task, source) for source in sources]
+
+
+def _decode_here(task: Any, source: Any) -> tuple:
     from tasks.media import MediaDecodeError
 
-    if blob is not None:
-        from jobs.decode_isolation import decode_isolated as decode_in_child
-
-        return decode_in_child(task, blob, source, decode_seconds())
     if isinstance(source, bytearray):
-        source = bytes(source)  # decoders in this process take bytes (in a child they get bytes too)
+        source = bytes(source)  # decoders take bytes (a decode child receives bytes too)
     try:
         return task.decode(source, deadline=time.monotonic() + decode_seconds()), None, None
     except MediaDecodeError as exc:
@@ -202,33 +215,43 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
     with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
         # Lazily, in input order: object i is decoded while later ones are still being
         # fetched, so the CPU decodes during the network waits instead of after them.
-        fetched = fetched_in_order(uris, sizes, task.reads, spool_dir)
-        for i, ((source, fetch_error, fetch_seconds), held) in enumerate(fetched):
-            # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
-            if fetch_error is not None:
-                give_back(held)
-                rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
-                continue
+        # Decoded a group at a time (one round trip to the decode child for the images
+        # already fetched; a video alone), in input order.
+        index = 0
+        for group in fetched_in_order(uris, sizes, task.reads, spool_dir, DECODE_GROUP[task.reads]):
             began = time.perf_counter()
-            spooled = source if task.reads == "file" and str(source).startswith(spool_dir) else None
+            fetches = [(error, seconds) for (_, error, seconds), _ in group]
+            sources = [source for (source, error, _), _ in group if error is None]
+            spooled = [s for s in sources if task.reads == "file" and str(s).startswith(spool_dir)]
+            held = sum(held for _, held in group)
+            del group  # from here on only `sources` holds the fetched bytes
             try:
-                decoded, stage, reason = decode_one(task, blob, source)
+                decoded_all = iter(decode_all(task, blob, sources))
             finally:
-                del source  # the fetched bytes go now, not when the next object's replace them
+                del sources  # the fetched bytes go now, not when the next group's replace them
                 give_back(held)
-                if spooled:
-                    os.unlink(spooled)  # free the disk as soon as the object is decoded
-            seconds = round(fetch_seconds + time.perf_counter() - began, 4)
-            if decoded is None:
-                rows.append((i, zero, {}, json.dumps({"seconds": seconds}), stage, reason))
-                continue
-            info = json.dumps({**(getattr(decoded, "info", None) or {}), "seconds": seconds})
-            for example, position in zip(decoded.examples, decoded.positions):
-                rows.append((i, example, position, info, "", ""))
-            if len(decoded.examples) == 0:
-                rows.append((i, zero, {}, info, "decode", "no examples decoded"))
-            elif decoded.warning:
-                rows.append((i, zero, {}, info, "decode-partial", decoded.warning))
+                for path in spooled:
+                    os.unlink(path)  # free the disk as soon as the object is decoded
+            # Each object's fetch seconds, plus its share of the group's decoding, ride in
+            # object_info: reports name the slowest objects.
+            share = (time.perf_counter() - began) / len(fetches)
+            for fetch_error, fetch_seconds in fetches:
+                i, index = index, index + 1
+                seconds = round(fetch_seconds + share, 4)
+                if fetch_error is not None:
+                    rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
+                    continue
+                decoded, stage, reason = next(decoded_all)
+                if decoded is None:
+                    rows.append((i, zero, {}, json.dumps({"seconds": seconds}), stage, reason))
+                    continue
+                info = json.dumps({**(getattr(decoded, "info", None) or {}), "seconds": seconds})
+                for example, position in zip(decoded.examples, decoded.positions):
+                    rows.append((i, example, position, info, "", ""))
+                if len(decoded.examples) == 0:
+                    rows.append((i, zero, {}, info, "decode", "no examples decoded"))
+                elif decoded.warning:
+                    rows.append((i, zero, {}, info, "decode-partial", decoded.warning))
 
     if not keep_errors:
         rows = [r for r in rows if not r[4]]

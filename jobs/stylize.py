@@ -28,7 +28,7 @@ from jobs.annotate_stage import output_key_for
 from jobs.contact_sheet import contact_sheet_png
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.decode_isolation import task_blob
-from jobs.media_stage import decode_one, fetched_in_order, give_back, isolation_enabled
+from jobs.media_stage import decode_all, fetched_in_order, give_back, isolation_enabled
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
 from jobs.runs.lifecycle import Run, TableWrite
@@ -112,18 +112,23 @@ class BatchStylizer:
         uris = [str(u) for u in batch["uri"]]
         rows: list[dict] = []
         images: dict[str, np.ndarray] = {}
+        pending = iter(uris)
         with tempfile.TemporaryDirectory(prefix="mediajobs-stylize-") as spool:
-            fetched = fetched_in_order(uris, [int(s) for s in batch["size"]], "bytes", spool)
-            for uri, ((data, error, _), held) in zip(uris, fetched):
+            for group in fetched_in_order(uris, [int(s) for s in batch["size"]], "bytes", spool, group=len(uris)):
+                fetched = [(next(pending), data, error) for (data, error, _), _ in group]
+                held = sum(held for _, held in group)
+                del group
                 try:
-                    image, stage, reason = (None, "read", error) if error else _decode(data)
+                    decoded = iter(_decode([data for _, data, error in fetched if not error]))
                 finally:
-                    del data
                     give_back(held)
-                if image is None:
-                    rows.append(self._error(uri, stage, reason))
-                else:
-                    images[uri] = image
+                for uri, _, error in fetched:
+                    image, stage, reason = (None, "read", error) if error else next(decoded)
+                    if image is None:
+                        rows.append(self._error(uri, stage, reason))
+                    else:
+                        images[uri] = image
+                del fetched
         by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
         for uri, image in images.items():
             by_size[image.shape[:2]].append(uri)  # one module call per size: shapes must match in a batch
@@ -181,13 +186,14 @@ class BatchStylizer:
         return {"content_uri": uri, "stage": stage, "error": reason}
 
 
-def _decode(data: bytes) -> tuple[np.ndarray | None, str, str]:
-    """A content image at its own size, decoded in a decode child (`jobs.decode_isolation`)."""
+def _decode(contents: list) -> list[tuple[np.ndarray | None, str, str]]:
+    """Content images at their own size, decoded in a decode child (`jobs.decode_isolation`)."""
     from tasks.style_transfer import FullImageDecoder
 
     decoder = FullImageDecoder()
-    decoded, stage, reason = decode_one(decoder, task_blob(decoder) if isolation_enabled() else None, data)
-    return (None, stage, reason) if decoded is None else (np.asarray(decoded.examples[0]), "", "")
+    return [(None, stage, reason) if decoded is None else (np.asarray(decoded.examples[0]), "", "")
+            for decoded, stage, reason in decode_all(decoder, task_blob(decoder) if isolation_enabled() else None,
+                                                     contents)]
 
 
 def _write(item: tuple[str, bytes]) -> str:

@@ -11,12 +11,15 @@ decode budget.
 The protocol runs over the child's stdin and stdout. The parent trusts the child's
 answers no more than the media: they are a JSON header and raw array bytes, checked by
 the parent, never a pickle. The parent's messages to the child are trusted (the task
-object is pickled once at start).
+object is pickled once at start). Objects go in groups, one round trip per group (a
+round trip per object cost a fifth of the image throughput); answers come one object at
+a time, so the parent knows which object a child died on or hung at.
 
-    parent -> child   frame(pickle(task)), then per object: frame(json request), frame(payload)
-    child -> parent   frame(json header), frame(example bytes)   (per object, in order)
+    parent -> child   frame(pickle(task)); per group: frame(json request), one payload frame per object
+    child -> parent   per object of the group, in order: frame(json header), frame(example bytes)
 
-A frame is an 8-byte big-endian length and the bytes.
+The child reads a whole group before it answers, so neither side can block the other
+on a full pipe. A frame is an 8-byte big-endian length and the bytes.
 """
 
 from __future__ import annotations
@@ -102,15 +105,14 @@ def _link(path: str) -> str:
         return ""
 
 
-def _answer(task, request: dict, payload: bytes) -> tuple[dict, bytes]:
+def _answer(task, source, seconds: float) -> tuple[dict, bytes]:
     import numpy as np
 
     from tasks.media import MediaDecodeError
 
-    source = payload if request["kind"] == "bytes" else request["path"]
     try:
         _injected_fault(source)
-        decoded = task.decode(source, deadline=time.monotonic() + request["seconds"])
+        decoded = task.decode(source, deadline=time.monotonic() + seconds)
     except MediaDecodeError as exc:
         return {"ok": False, "stage": exc.stage, "reason": exc.reason}, b""
     except MemoryError:
@@ -140,11 +142,14 @@ def main() -> None:
         request = read_frame(requests)
         if request is None:
             return  # the parent closed the pipe: done
-        payload = read_frame(requests)
-        header, data = _answer(task, json.loads(request), payload)
-        write_frame(answers, json.dumps(header, default=_jsonable).encode())
-        write_frame(answers, data)
-        answers.flush()
+        request = json.loads(request)
+        payloads = [read_frame(requests) for _ in range(request["count"])]
+        sources = payloads if request["kind"] == "bytes" else request["paths"]
+        for source in sources:
+            header, data = _answer(task, source, request["seconds"])
+            write_frame(answers, json.dumps(header, default=_jsonable).encode())
+            write_frame(answers, data)
+            answers.flush()
 
 
 if __name__ == "__main__":

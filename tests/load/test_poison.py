@@ -161,6 +161,12 @@ def _outcomes(output: str, example_table: str) -> tuple[set[str], dict[str, dict
     return set(scored), {e["uri"]: e for e in errors}
 
 
+def _misreported(errors: dict[str, dict], expected: dict[str, tuple[str, str]]) -> list[tuple]:
+    """The bad objects whose errors row has another stage, or a reason without the expected words."""
+    return [(uri, errors[uri]["stage"], errors[uri]["error"][:200]) for uri, (stage, reason) in expected.items()
+            if uri in errors and (errors[uri]["stage"] != stage or reason not in errors[uri]["error"])]
+
+
 def _secrets(local_stack) -> dict[str, str]:
     from jobs.localstate import ray_auth_token_file
 
@@ -179,9 +185,7 @@ def test_a_poison_corpus_scores_to_exit_0_with_every_object_accounted_for(corpus
     bad = {uri: expected for uri, expected in corpus.items() if uri in listed}
     assert len(listed) == GOOD + HUGE + 4 and not scored & set(errors) and scored | set(errors) == listed
     assert set(errors) == set(bad), sorted(set(errors) ^ set(bad))[:5]
-    wrong = [(uri, errors[uri]["stage"], errors[uri]["error"][:200]) for uri, (stage, reason) in bad.items()
-             if errors[uri]["stage"] != stage or reason not in errors[uri]["error"]]
-    assert not wrong, wrong
+    assert not (wrong := _misreported(errors, bad)), wrong
     # What the decode child saw, from inside: no credential, no token, no file of the actor's.
     seen = errors[f"s3://{BUCKET}/images/poison/environ.jpg"]["error"]
     assert not [name for name, secret in _secrets(local_stack).items() if secret in seen]
@@ -203,7 +207,5 @@ def test_video_frames_too_large_to_decode_are_refused_before_decoding(corpus, lo
     scored, errors = _outcomes(output, "frames")
     assert {u.rsplit("/", 1)[-1] for u in scored} == {"good-0.mp4", "good-1.mp4", "good-2.mp4"}
     assert set(errors) == {u for u in listed if "mjpeg" in u}
-    wrong = [(uri, errors[uri]["error"]) for uri, (stage, reason) in corpus.items()
-             if uri in errors and (errors[uri]["stage"] != stage or reason not in errors[uri]["error"])]
-    assert not wrong, wrong
+    assert not (wrong := _misreported(errors, corpus)), wrong
     assert memory.peak < ACTOR_MEMORY, memory.peak
