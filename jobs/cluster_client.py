@@ -180,3 +180,17 @@ def jobs_client(target: ClusterTarget):
         # /api/version (checked above) needs no token; a listing does: fail here, clearly.
         client.list_jobs()
     return client
+
+
+def cluster_resources(target: ClusterTarget) -> dict[str, float] | None:
+    """The totals of the cluster's logical resources (`CPU`, `mediajobs_driver`, ...), from
+    the dashboard's cluster status; None when it does not answer with them."""
+    import requests
+
+    try:
+        answer = requests.get(target.address.rstrip("/") + "/api/cluster_status", headers=target.headers, timeout=10)
+        answer.raise_for_status()
+        usage = answer.json()["data"]["clusterStatus"]["loadMetricsReport"]["usage"]
+        return {str(name): float(total) for name, (_, total) in usage.items()}
+    except (requests.RequestException, KeyError, TypeError, ValueError):
+        return None

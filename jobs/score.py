@@ -49,8 +49,13 @@ class BatchClassifier:
 
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...],
                  staging_uri: str, cpus: float = 1, batch_size: int = 256, model_id: str | None = None,
-                 trust_model_code: bool = False) -> None:
+                 trust_model_code: bool = False, decode_task=None) -> None:
         import ray
+
+        if decode_task is not None:  # the decode children start while TensorFlow loads
+            from jobs.decode_isolation import prestart
+
+            prestart(decode_task, CALLS_PER_ACTOR)
         import tensorflow as tf
 
         from jobs.train import enable_gpu_memory_growth
@@ -167,7 +172,8 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
                                                  "position_columns": tuple(task.position_columns),
                                                  "staging_uri": staging_uri, "cpus": spec.resources.cpus_per_actor,
                                                  "batch_size": spec.batch_size, "model_id": model_id,
-                                                 "trust_model_code": getattr(spec, "trust_model_code", False)},
+                                                 "trust_model_code": getattr(spec, "trust_model_code", False),
+                                                 "decode_task": task if fetch["isolate"] else None},
                           batch_size=None, batch_format="numpy", **pool)
 
 

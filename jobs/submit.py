@@ -8,6 +8,12 @@ environment or IAM role. The entrypoint is the same runner as `mediajobs run`.
 
 The submission id is `<spec name>-<run date>-<spec hash>`: the same spec submitted twice
 on one run date is refused instead of starting a second run; `--force` adds a suffix.
+
+Where the driver runs: Ray starts a job's entrypoint on the head unless it asks for
+resources. A driver holds a run's listing and commit, so on a cluster that advertises the
+`mediajobs_driver` resource (the driver group of the definitions in `cluster/`) it asks for
+one unit of it and runs there, away from the head's control plane; elsewhere it runs on
+the head, as before, and the submission says so.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from jobs.cluster_client import ClusterTarget, jobs_client, translated_errors
+from jobs.cluster_client import ClusterTarget, cluster_resources, jobs_client, translated_errors
 from jobs.errors import MediaJobsError, UsageError
 from jobs.ray_runtime import WORKER_ENV, forwarded_settings
 from jobs.storage import parse_uri
@@ -36,6 +42,8 @@ SHIP_LIMIT_BYTES = 32 * 1024**2
 SHIP_EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache"]
 SPEC_FILE = "spec.yaml"
 METADATA_PREFIX = "mediajobs."
+# The logical resource of the nodes meant for drivers (the `drivers` group in cluster/).
+DRIVER_RESOURCE = "mediajobs_driver"
 # Non-secret storage settings a job may need from the submitting shell. Keys are never copied.
 _STORAGE_SWITCHES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
 
@@ -154,6 +162,16 @@ def shipped_code_bytes(root: Path = PROJECT_ROOT) -> tuple[int, list[tuple[int, 
     return total, largest
 
 
+def driver_placement(resources: Mapping[str, float] | None) -> tuple[dict, str]:
+    """`submit_job`'s entrypoint options for the cluster's resources, and a line saying
+    where the driver will run."""
+    if resources and resources.get(DRIVER_RESOURCE, 0) >= 1:
+        return ({"entrypoint_resources": {DRIVER_RESOURCE: 1}, "entrypoint_num_cpus": 0},
+                f"driver: on a node with the {DRIVER_RESOURCE} resource (the driver group), not the head")
+    return {}, (f"driver: on the head node (the cluster advertises no {DRIVER_RESOURCE} resource; the definitions "
+                "in cluster/ give drivers a group of their own)")
+
+
 def submit_spec(spec, target: ClusterTarget, *, run_date: dt.date | None = None, submission_id: str | None = None,
                 force: bool = False, echo: Callable[[str], None] = print) -> str:
     """Submit a validated spec; returns the submission id.
@@ -167,6 +185,7 @@ def submit_spec(spec, target: ClusterTarget, *, run_date: dt.date | None = None,
     total, _ = shipped_code_bytes()
     client = jobs_client(target)
     _refuse_duplicate(client, target, plan.submission_id)
+    placement, where = driver_placement(cluster_resources(target))
     with tempfile.TemporaryDirectory(prefix="mediajobs-submit-") as working_dir:
         Path(working_dir, SPEC_FILE).write_text(plan.spec_yaml)
         runtime_env = {
@@ -176,12 +195,12 @@ def submit_spec(spec, target: ClusterTarget, *, run_date: dt.date | None = None,
             "env_vars": plan.env_vars,
         }
         echo(f"submitting {spec.kind} job {spec.name!r} to {target.address} as {plan.submission_id} "
-             f"(code {total / 1024:.0f} KiB)")
-        _submit_with_retries(client, target, plan, runtime_env)
+             f"(code {total / 1024:.0f} KiB); {where}")
+        _submit_with_retries(client, target, plan, runtime_env, placement)
     return plan.submission_id
 
 
-def _submit_with_retries(client, target: ClusterTarget, plan: Submission, runtime_env: dict,
+def _submit_with_retries(client, target: ClusterTarget, plan: Submission, runtime_env: dict, placement: dict,
                          patience_seconds: float = 90.0) -> None:
     """Submit; while a fresh head's job agent is not up yet ("No available agent"), retry with backoff."""
     import time
@@ -193,7 +212,7 @@ def _submit_with_retries(client, target: ClusterTarget, plan: Submission, runtim
         try:
             with translated_errors(target):
                 client.submit_job(entrypoint=plan.entrypoint, submission_id=plan.submission_id,
-                                  runtime_env=runtime_env, metadata=plan.metadata)
+                                  runtime_env=runtime_env, metadata=plan.metadata, **placement)
             return
         except ClusterError as exc:
             if "already exists" in exc.message:  # lost a race with another submitter

@@ -356,6 +356,31 @@ def test_kuberay_clusters_have_an_autoscaling_gpu_group():
             assert group["maxReplicas"] > 0
 
 
+def test_every_cluster_gives_job_drivers_a_group_of_their_own():
+    """`mediajobs submit` asks for one mediajobs_driver (jobs/submit.py): each definition has
+    nodes that advertise it and run no tasks or actors, so drivers stay off the head."""
+    from jobs.submit import DRIVER_RESOURCE
+
+    for doc, cluster in ray_cluster_specs():
+        drivers = [g for g in cluster["workerGroupSpecs"] if DRIVER_RESOURCE in g["rayStartParams"].get("resources", "")]
+        assert len(drivers) == 1, f"{doc}: no worker group advertises {DRIVER_RESOURCE}"
+        params = drivers[0]["rayStartParams"]
+        assert params["num-cpus"] == "0" and drivers[0]["minReplicas"] >= 1, f"{doc}: {params}"
+        assert json.loads(json.loads(params["resources"]))[DRIVER_RESOURCE] >= 1
+    for doc in documents_of("RayJob"):
+        assert json.loads(doc.body["spec"]["entrypointResources"]) == {DRIVER_RESOURCE: 1}, f"{doc}"
+        drivers = next(g for g in doc.body["spec"]["rayClusterSpec"]["workerGroupSpecs"] if g["groupName"] == "drivers")
+        pod = drivers["template"]["spec"]
+        spec_path = shlex.split(doc.body["spec"]["entrypoint"])[-1]
+        configmap, key = mounted_configmap_key(pod, pod["containers"][0], spec_path, f"{doc} drivers")
+        assert key in configmaps().get(configmap, {}), f"{doc}: the driver cannot read {spec_path}"
+    for doc in documents_of(LAUNCHER):
+        types = doc.body["available_node_types"]
+        drivers = [t for t in types.values() if t.get("resources", {}).get(DRIVER_RESOURCE, 0) >= 1]
+        assert len(drivers) == 1 and drivers[0]["resources"]["CPU"] == 0 and drivers[0]["min_workers"] >= 1, doc
+        assert sum(t.get("max_workers", 0) for t in types.values()) <= doc.body["max_workers"]
+
+
 def test_ray_start_params_are_strings():
     # KubeRay's rayStartParams is a map of strings: `num-cpus: 0` (an int) is rejected.
     for doc, cluster in ray_cluster_specs():

@@ -24,11 +24,12 @@ DATA = "s3://it-media/cluster-shapes/"
 @pytest.fixture(scope="module")
 def ray_cluster(local_stack, tmp_path_factory):
     """Two nodes of 3 logical CPUs each: a 2-CPU scoring actor fits once per node, leaving a CPU
-    per node for the decode tasks, so the actor pool has to spread over both nodes."""
+    per node for the decode tasks, so the actor pool has to spread over both nodes. The second
+    node also takes job drivers (mediajobs_driver), as a cluster/ definition's driver group does."""
     s3_env = {"AWS_ENDPOINT_URL": local_stack.s3_endpoint, "AWS_ACCESS_KEY_ID": local_stack.access_key,
               "AWS_SECRET_ACCESS_KEY": local_stack.secret_key, "AWS_DEFAULT_REGION": local_stack.region}
     cluster = start_cluster(tmp_path_factory.mktemp("ray-cluster"), s3_env,
-                            [{"num_cpus": 3}, {"num_cpus": 3, "resources": {"second_node": 1}}])
+                            [{"num_cpus": 3}, {"num_cpus": 3, "resources": {"second_node": 1, "mediajobs_driver": 2}}])
     try:
         yield cluster
     finally:
@@ -104,22 +105,28 @@ def test_submit_wait_trains_on_two_nodes_and_ray_job_list_shows_it(ray_cluster, 
     assert summary["listed"] == 18 and sum(summary["rows_per_node"].values()) == 18
     actors = _actors_of(ray_cluster, _job_id(scored), "BatchClassifier")
     assert len(actors) == 2 and len({a["node_id"] for a in actors}) == 2, actors
+    # Its driver ran on the node that advertises mediajobs_driver, not on the head.
+    assert "driver: on a node with the mediajobs_driver resource" in scored.stdout
+    nodes = _dashboard(ray_cluster, "/api/v0/nodes?limit=100&detail=true")["data"]["result"]["result"]
+    (driver_node,) = [n["node_id"] for n in nodes if "mediajobs_driver" in n["resources_total"]]
+    assert _dashboard(ray_cluster, f"/api/jobs/{_job_id(scored)}")["driver_node_id"] == driver_node
 
 
 def _actors_of(cluster, submission_id: str, class_fragment: str) -> list[dict]:
     """The job's actors whose class name contains `class_fragment`, from Ray's state API."""
+    job = _dashboard(cluster, f"/api/jobs/{submission_id}")
+    actors = _dashboard(cluster, "/api/v0/actors?limit=10000&detail=true")["data"]["result"]["result"]
+    return [a for a in actors if a.get("job_id") == job["job_id"] and class_fragment in (a.get("class_name") or "")]
+
+
+def _dashboard(cluster, path: str):
+    """A GET of the cluster's dashboard API, with its token."""
     import urllib.request
 
     headers = {"Authorization": f"Bearer {cluster.token_file.read_text().strip()}"}
-
-    def get(path: str):
-        with urllib.request.urlopen(urllib.request.Request(cluster.dashboard_url + path, headers=headers),
-                                    timeout=30) as response:
-            return json.load(response)
-
-    job = get(f"/api/jobs/{submission_id}")
-    actors = get("/api/v0/actors?limit=10000&detail=true")["data"]["result"]["result"]
-    return [a for a in actors if a.get("job_id") == job["job_id"] and class_fragment in (a.get("class_name") or "")]
+    with urllib.request.urlopen(urllib.request.Request(cluster.dashboard_url + path, headers=headers),
+                                timeout=30) as response:
+        return json.load(response)
 
 
 def test_a_failing_job_is_reported_failed_and_force_starts_another(ray_cluster, shapes):

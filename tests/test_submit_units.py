@@ -13,7 +13,7 @@ from jobs import cluster_client
 from jobs.cluster_client import ClusterError, resolve_target
 from jobs.errors import UsageError
 from jobs.specs import load_spec, parse_spec, spec_hash
-from jobs.submit import plan_submission, shipped_code_bytes, submission_id_for
+from jobs.submit import DRIVER_RESOURCE, driver_placement, plan_submission, shipped_code_bytes, submission_id_for
 
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
 NIGHT = dt.date(2026, 11, 21)
@@ -73,6 +73,15 @@ def test_the_shipped_spec_is_the_validated_spec():
     spec = load_spec(EXAMPLES / "train-cifar10.yaml", ["training.epochs=3"])
     plan = plan_submission(spec, NIGHT, environ={})
     assert parse_spec(yaml.safe_load(plan.spec_yaml)) == spec
+
+
+def test_the_driver_asks_for_the_driver_group_where_the_cluster_has_one():
+    options, where = driver_placement({"CPU": 16.0, DRIVER_RESOURCE: 4.0})
+    assert options == {"entrypoint_resources": {DRIVER_RESOURCE: 1}, "entrypoint_num_cpus": 0}
+    assert "not the head" in where
+    for resources in ({"CPU": 2.0}, None):  # no group, or a cluster that does not say: the head, as Ray does
+        options, where = driver_placement(resources)
+        assert options == {} and where.startswith("driver: on the head node")
 
 
 def test_local_paths_are_refused_naming_each_field(tmp_path):
