@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tasks.decode_child import DEFAULT_MEMORY_BYTES, LENGTH, MAX_HEADER_BYTES
 
@@ -50,6 +50,16 @@ class ChildLost(Exception):
         self.stage, self.reason = stage, reason
 
 
+class Outcome(NamedTuple):
+    """One object's decode: `decoded` (None when it failed), or `stage` and `reason`; and the
+    seconds it took."""
+
+    decoded: Any
+    stage: str | None
+    reason: str | None
+    seconds: float
+
+
 @dataclass
 class Decoded:
     """A child's answer, checked: what `task.decode` returned, as plain data."""
@@ -70,14 +80,15 @@ class DecodeChild:
         self.process = subprocess.Popen([sys.executable, "-m", "tasks.decode_child"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, cwd=self.home, close_fds=True)
         self.unread = bytearray()  # answers read from the pipe, not yet taken
+        self.began = time.perf_counter()  # when the answer now awaited was asked for
         self._send(task_blob)
 
     def decode_group(self, sources: list, reads: str, seconds: float, example_shape,
-                     dtype) -> tuple[list[tuple], ChildLost | None]:
-        """The answers for `sources`, in order, each (Decoded, None, None) or (None, stage,
-        reason); and, if the child died, hung or lied before answering them all, why (the
-        object it was on is the first one without an answer). `example_shape` None: any
-        shape (images at their own size; the child's decoder bounds their pixels)."""
+                     dtype) -> tuple[list[Outcome], ChildLost | None]:
+        """The answers for `sources`, in order; and, if the child died, hung or lied before
+        answering them all, why (the object it was on is the first one without an answer).
+        `example_shape` None: any shape (images at their own size; the child's decoder
+        bounds their pixels)."""
         request = {"kind": reads, "seconds": seconds, "count": len(sources)}
         if reads != "bytes":
             request["paths"] = [str(source) for source in sources]
@@ -87,10 +98,11 @@ class DecodeChild:
                 self._send(source if reads == "bytes" else b"")
         except (BrokenPipeError, OSError):
             return [], self._lost()
-        answers: list[tuple] = []
+        answers: list[Outcome] = []
         for _ in sources:
             try:
                 deadline = time.monotonic() + seconds + GRACE_SECONDS  # the child decodes one at a time
+                self.began = time.perf_counter()
                 header = json.loads(self._receive(deadline, MAX_HEADER_BYTES))
                 data = self._receive(deadline, MAX_EXAMPLE_BYTES)
                 answers.append(self._checked(header, data, example_shape, dtype))
@@ -101,11 +113,14 @@ class DecodeChild:
         return answers, None
 
     @staticmethod
-    def _checked(header: dict, data: bytes, example_shape, dtype) -> tuple:
+    def _checked(header: dict, data: bytes, example_shape, dtype) -> Outcome:
         import numpy as np
 
+        took = header.get("seconds")
+        took = float(took) if isinstance(took, (int, float)) and 0 <= took < 1e6 else 0.0
         if not header.get("ok"):
-            return None, str(header.get("stage") or "decode"), str(header.get("reason") or "decode failed")
+            return Outcome(None, str(header.get("stage") or "decode"), str(header.get("reason") or "decode failed"),
+                           took)
         shape, expected = tuple(int(v) for v in header["shape"]), np.dtype(dtype)
         wanted = "(n, " + ", ".join(map(str, example_shape)) + ")" if example_shape is not None else "(n, ...)"
         if (np.dtype(header["dtype"]) != expected or len(data) != int(np.prod(shape)) * expected.itemsize
@@ -118,7 +133,7 @@ class DecodeChild:
         examples = np.frombuffer(data, dtype=expected).reshape(shape)
         info = header.get("info") if isinstance(header.get("info"), dict) else {}
         warning = header.get("warning")
-        return Decoded(examples, positions, str(warning) if warning else None, info), None, None
+        return Outcome(Decoded(examples, positions, str(warning) if warning else None, info), None, None, took)
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -215,16 +230,15 @@ def task_blob(task: Any) -> bytes:
     return pickle.dumps(task)
 
 
-def decode_isolated(task: Any, blob: bytes, sources: list, seconds: float) -> list[tuple]:
+def decode_isolated(task: Any, blob: bytes, sources: list, seconds: float) -> list[Outcome]:
     """`task.decode` of each source in a child started with `blob` (`task_blob(task)`), in
-    one round trip while nothing goes wrong: per source (Decoded, None, None) or (None,
-    stage, reason).
+    one round trip while nothing goes wrong: an Outcome per source.
 
     The object a child crashes or hangs on is tried once more in a fresh child (a transient
     failure, e.g. the node short of memory, passes then), with the objects after it; the
     second time it makes the errors row, and the others go on in another child.
     """
-    results: list[tuple | None] = [None] * len(sources)
+    results: list[Outcome | None] = [None] * len(sources)
     todo, tries = list(range(len(sources))), [0] * len(sources)
     while todo:
         child = _CHILDREN.take(blob)
@@ -241,6 +255,6 @@ def decode_isolated(task: Any, blob: bytes, sources: list, seconds: float) -> li
         if tries[culprit] == 2:
             reason = (f"decoding took longer than the {seconds:g} s budget; the decoder was killed"
                       if lost.stage == "timeout" else lost.reason)
-            results[culprit] = (None, lost.stage, reason)
+            results[culprit] = Outcome(None, lost.stage, reason, time.perf_counter() - child.began)
             todo = todo[1:]
     return results  # type: ignore[return-value]

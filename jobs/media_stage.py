@@ -165,8 +165,8 @@ def _timed_fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
     return source, error, time.perf_counter() - began
 
 
-def decode_all(task: Any, blob: bytes | None, sources: list) -> list[tuple]:
-    """Per source (decoded, None, None) or (None, stage, reason); in a decode child when
+def decode_all(task: Any, blob: bytes | None, sources: list) -> list:
+    """An `Outcome` (decoded, stage, reason, seconds) per source; in a decode child when
     `blob` is set (`jobs.decode_isolation`), else here."""
     if blob is not None:
         from jobs.decode_isolation import decode_isolated
@@ -175,17 +175,20 @@ def decode_all(task: Any, blob: bytes | None, sources: list) -> list[tuple]:
     return [_decode_here(task, source) for source in sources]
 
 
-def _decode_here(task: Any, source: Any) -> tuple:
+def _decode_here(task: Any, source: Any):
+    from jobs.decode_isolation import Outcome
     from tasks.media import MediaDecodeError
 
     if isinstance(source, bytearray):
         source = bytes(source)  # decoders take bytes (a decode child receives bytes too)
+    began = time.perf_counter()
     try:
-        return task.decode(source, deadline=time.monotonic() + decode_seconds()), None, None
+        decoded = task.decode(source, deadline=time.monotonic() + decode_seconds())
+        return Outcome(decoded, None, None, time.perf_counter() - began)
     except MediaDecodeError as exc:
-        return None, exc.stage, exc.reason
+        return Outcome(None, exc.stage, exc.reason, time.perf_counter() - began)
     except Exception as exc:  # noqa: BLE001 - an exotic file must not kill the job; it is recorded
-        return None, "decode", f"{type(exc).__name__}: {exc}"
+        return Outcome(None, "decode", f"{type(exc).__name__}: {exc}", time.perf_counter() - began)
 
 
 def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bool,
@@ -219,7 +222,6 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
         # already fetched; a video alone), in input order.
         index = 0
         for group in fetched_in_order(uris, sizes, task.reads, spool_dir, DECODE_GROUP[task.reads]):
-            began = time.perf_counter()
             fetches = [(error, seconds) for (_, error, seconds), _ in group]
             sources = [source for (source, error, _), _ in group if error is None]
             spooled = [s for s in sources if task.reads == "file" and str(s).startswith(spool_dir)]
@@ -232,16 +234,14 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
                 give_back(held)
                 for path in spooled:
                     os.unlink(path)  # free the disk as soon as the object is decoded
-            # Each object's fetch seconds, plus its share of the group's decoding, ride in
-            # object_info: reports name the slowest objects.
-            share = (time.perf_counter() - began) / len(fetches)
+            # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
             for fetch_error, fetch_seconds in fetches:
                 i, index = index, index + 1
-                seconds = round(fetch_seconds + share, 4)
                 if fetch_error is not None:
                     rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
                     continue
-                decoded, stage, reason = next(decoded_all)
+                decoded, stage, reason, took = next(decoded_all)
+                seconds = round(fetch_seconds + took, 4)
                 if decoded is None:
                     rows.append((i, zero, {}, json.dumps({"seconds": seconds}), stage, reason))
                     continue

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from jobs.errors import JobFailedError
-from jobs.model_store import (LATEST_FILE, METADATA_FILE, VERSIONS_DIR, ModelVersion, check_file_names,
-                              model_location, resolve_model)
+from jobs.model_store import (LATEST_FILE, METADATA_FILE, MODEL_DIR, VERSIONS_DIR, ModelVersion, check_file_names,
+                              resolve_model)
 from jobs.runs.pointer import PointerMovedError, read_pointer, write_pointer
-from jobs.storage import ensure_bucket, exists, read_bytes, upload_file, write_bytes
+from jobs.storage import ensure_bucket, exists, parse_uri, read_bytes, upload_file, write_bytes
 
 
 def file_digests(source: Path, entries: list[str]) -> dict[str, str]:
@@ -45,7 +45,7 @@ def export_model(source: Path, metadata: dict, output_uri: str, extra: dict[str,
     Raises:
         JobFailedError: another export moved `LATEST` while this one was writing.
     """
-    model_dir = model_location(output_uri)
+    model_dir = parse_uri(output_uri).as_prefix().join(MODEL_DIR).as_prefix()  # a train job's output/model/
     model_id = metadata["model_id"]
     metadata = {**metadata, "digests": file_digests(source, metadata["files"])}
     check_file_names(metadata, str(source) + "/")

@@ -75,10 +75,16 @@ def split_pin(uri: str) -> tuple[str, str | None]:
 
 
 def model_location(uri: str):
-    """Accept a train job's output URI or its `model/` folder (a pin is ignored)."""
+    """Accept a train job's output URI or its `model/` folder (a pin is ignored). An output
+    that is itself named `model` (`s3://b/model/`) holds `s3://b/model/model/`: that is
+    where the models are when the folder named has none of its own."""
     loc = parse_uri(split_pin(uri)[0]).as_prefix()
     if not loc.key.rstrip("/").endswith("/" + MODEL_DIR) and loc.key.rstrip("/") != MODEL_DIR:
-        loc = loc.join(MODEL_DIR).as_prefix()
+        return loc.join(MODEL_DIR).as_prefix()
+    inner = loc.join(MODEL_DIR).as_prefix()
+    if not exists(loc.join(LATEST_FILE).uri) and not exists(loc.join(METADATA_FILE).uri) and \
+            exists(inner.join(LATEST_FILE).uri):
+        return inner
     return loc
 
 

@@ -192,8 +192,8 @@ def _decode(contents: list) -> list[tuple[np.ndarray | None, str, str]]:
 
     decoder = FullImageDecoder()
     return [(None, stage, reason) if decoded is None else (np.asarray(decoded.examples[0]), "", "")
-            for decoded, stage, reason in decode_all(decoder, task_blob(decoder) if isolation_enabled() else None,
-                                                     contents)]
+            for decoded, stage, reason, _ in decode_all(decoder, task_blob(decoder) if isolation_enabled() else None,
+                                                        contents)]
 
 
 def _write(item: tuple[str, bytes]) -> str:

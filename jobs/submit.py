@@ -165,7 +165,10 @@ def shipped_code_bytes(root: Path = PROJECT_ROOT) -> tuple[int, list[tuple[int, 
 def driver_placement(resources: Mapping[str, float] | None) -> tuple[dict, str]:
     """`submit_job`'s entrypoint options for the cluster's resources, and a line saying
     where the driver will run."""
-    if resources and resources.get(DRIVER_RESOURCE, 0) >= 1:
+    def same(name: str) -> bool:  # the dashboard reports `mediajobs_driver` as `mediajobsDriver`
+        return name.replace("_", "").lower() == DRIVER_RESOURCE.replace("_", "").lower()
+
+    if resources and sum(total for name, total in resources.items() if same(name)) >= 1:
         return ({"entrypoint_resources": {DRIVER_RESOURCE: 1}, "entrypoint_num_cpus": 0},
                 f"driver: on a node with the {DRIVER_RESOURCE} resource (the driver group), not the head")
     return {}, (f"driver: on the head node (the cluster advertises no {DRIVER_RESOURCE} resource; the definitions "
@@ -195,7 +198,8 @@ def submit_spec(spec, target: ClusterTarget, *, run_date: dt.date | None = None,
             "env_vars": plan.env_vars,
         }
         echo(f"submitting {spec.kind} job {spec.name!r} to {target.address} as {plan.submission_id} "
-             f"(code {total / 1024:.0f} KiB); {where}")
+             f"(code {total / 1024:.0f} KiB)")
+        echo(where)
         _submit_with_retries(client, target, plan, runtime_env, placement)
     return plan.submission_id
 

@@ -106,7 +106,8 @@ def test_submit_wait_trains_on_two_nodes_and_ray_job_list_shows_it(ray_cluster, 
     actors = _actors_of(ray_cluster, _job_id(scored), "BatchClassifier")
     assert len(actors) == 2 and len({a["node_id"] for a in actors}) == 2, actors
     # Its driver ran on the node that advertises mediajobs_driver, not on the head.
-    assert "driver: on a node with the mediajobs_driver resource" in scored.stdout
+    placed = [line for line in scored.stdout.splitlines() if line.startswith("driver: ")]
+    assert placed and "on a node with the mediajobs_driver resource" in placed[0], placed
     nodes = _dashboard(ray_cluster, "/api/v0/nodes?limit=100&detail=true")["data"]["result"]["result"]
     (driver_node,) = [n["node_id"] for n in nodes if "mediajobs_driver" in n["resources_total"]]
     assert _dashboard(ray_cluster, f"/api/jobs/{_job_id(scored)}")["driver_node_id"] == driver_node

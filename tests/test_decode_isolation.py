@@ -35,7 +35,7 @@ def test_a_child_sees_no_credential_token_or_open_file_of_its_worker(image_task,
         monkeypatch.setenv(name, value)
     secret_file = open(tmp_path / "held-open", "w")  # a file the worker holds open
     task, _ = image_task
-    [(decoded, stage, reason)] = decode_isolated(task, task_blob(task), [FAULT_PREFIX + b"environ"], 10.0)
+    [(decoded, stage, reason, _)] = decode_isolated(task, task_blob(task), [FAULT_PREFIX + b"environ"], 10.0)
     secret_file.close()
     assert decoded is None and stage == "decode" and reason.startswith("environ ")
     seen = json.loads(reason.removeprefix("environ "))
@@ -50,7 +50,7 @@ def test_a_child_sees_no_credential_token_or_open_file_of_its_worker(image_task,
 
 def test_an_aborting_decoder_is_a_crash_row_after_one_retry(image_task):
     task, blob = image_task
-    [(decoded, stage, reason)] = decode_isolated(task, blob, [FAULT_PREFIX + b"abort"], 10.0)
+    [(decoded, stage, reason, _)] = decode_isolated(task, blob, [FAULT_PREFIX + b"abort"], 10.0)
     assert decoded is None and stage == "crash" and "killed by signal SIGABRT" in reason
     good = decode_isolated(task, blob, [_jpeg()], 10.0)[0][0]  # the next object gets a fresh child
     assert good.examples.shape == (1, 32, 32, 3)
@@ -62,23 +62,24 @@ def test_the_objects_of_a_group_around_a_crash_are_all_decoded(image_task):
     task, blob = image_task
     sources = [_jpeg(1), FAULT_PREFIX + b"abort", _jpeg(2), b"not an image", _jpeg(3)]
     answers = decode_isolated(task, blob, sources, 10.0)
-    assert [stage for _, stage, _ in answers] == [None, "crash", None, "decode", None]
+    assert [answer.stage for answer in answers] == [None, "crash", None, "decode", None]
     assert all(answers[i][0].examples.shape == (1, 32, 32, 3) for i in (0, 2, 4))
 
 
 def test_a_decoder_stuck_in_c_is_killed_at_the_budget(image_task):
     task, blob = image_task
     began = time.monotonic()
-    [(decoded, stage, reason)] = decode_isolated(task, blob, [FAULT_PREFIX + b"hang"], 1.0)
+    [(decoded, stage, reason, took)] = decode_isolated(task, blob, [FAULT_PREFIX + b"hang"], 1.0)
     waited = time.monotonic() - began
     assert decoded is None and stage == "timeout" and "longer than the 1 s budget" in reason
+    assert 1.0 + 5.0 <= took <= waited  # its own seconds (the last try's), for the slowest-objects list
     assert waited < 2 * (1.0 + 5.0) + 4, waited  # two tries, each the budget plus the grace
 
 
 def test_a_decoder_past_its_address_space_limit_is_an_out_of_memory_row(image_task, monkeypatch):
     monkeypatch.setenv("MEDIAJOBS_DECODE_MEMORY_BYTES", str(1 << 30))
     task, blob = image_task
-    [(decoded, stage, reason)] = decode_isolated(task, task_blob(task), [FAULT_PREFIX + b"alloc"], 10.0)
+    [(decoded, stage, reason, _)] = decode_isolated(task, task_blob(task), [FAULT_PREFIX + b"alloc"], 10.0)
     assert decoded is None and stage == "crash" and "out of memory" in reason and "1 GiB" in reason
 
 
@@ -86,7 +87,7 @@ def test_what_a_child_answers_is_checked_not_trusted(monkeypatch):
     from decode_tasks import LyingTask
 
     task = LyingTask()
-    [(decoded, stage, reason)] = decode_isolated(task, task_blob(task), [b"anything"], 10.0)
+    [(decoded, stage, reason, _)] = decode_isolated(task, task_blob(task), [b"anything"], 10.0)
     assert decoded is None and stage == "crash" and "not uint8 (n, 4, 4, 3)" in reason
 
 

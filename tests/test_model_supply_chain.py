@@ -115,6 +115,14 @@ def test_versions_latest_and_pins(local_stack, tmp_path):
         fetch_model(output, "m-1")
 
 
+def test_an_output_named_model_holds_its_models_in_model_model(local_stack, tmp_path):
+    ensure_bucket(BUCKET)
+    output = BUCKET + "named/model/"  # a train job's output that happens to be called model
+    version = export_model(_keras_model(tmp_path / "one"), _metadata("n-1"), output)
+    assert version.folder == f"{output}model/versions/n-1/"
+    assert resolve_model(output).model_id == resolve_model(output + "model/").model_id == "n-1"
+
+
 def test_latest_moves_only_over_the_version_its_export_read(local_stack, tmp_path, monkeypatch):
     """Two exports at once: the one whose LATEST changed under it is told, and its version
     stays complete and pinnable."""

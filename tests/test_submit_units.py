@@ -76,9 +76,10 @@ def test_the_shipped_spec_is_the_validated_spec():
 
 
 def test_the_driver_asks_for_the_driver_group_where_the_cluster_has_one():
-    options, where = driver_placement({"CPU": 16.0, DRIVER_RESOURCE: 4.0})
-    assert options == {"entrypoint_resources": {DRIVER_RESOURCE: 1}, "entrypoint_num_cpus": 0}
-    assert "not the head" in where
+    for name in (DRIVER_RESOURCE, "mediajobsDriver"):  # as Ray names it, and as its dashboard reports it
+        options, where = driver_placement({"CPU": 16.0, name: 4.0})
+        assert options == {"entrypoint_resources": {DRIVER_RESOURCE: 1}, "entrypoint_num_cpus": 0}
+        assert "not the head" in where
     for resources in ({"CPU": 2.0}, None):  # no group, or a cluster that does not say: the head, as Ray does
         options, where = driver_placement(resources)
         assert options == {} and where.startswith("driver: on the head node")

@@ -19,11 +19,11 @@ def export_model(uri: str, task_name: str, architecture: str, task_config: dict,
     import tensorflow as tf
 
     from jobs.model_export import export_model as export_version
-    from jobs.model_store import LATEST_FILE, MODEL_FILE, model_location
-    from jobs.storage import exists
+    from jobs.model_store import LATEST_FILE, MODEL_DIR, MODEL_FILE
+    from jobs.storage import exists, parse_uri
     from tasks import get_task
 
-    if exists(model_location(uri).join(LATEST_FILE).uri):
+    if exists(parse_uri(uri).as_prefix().join(MODEL_DIR, LATEST_FILE).uri):
         return uri
     tf.keras.utils.set_random_seed(0)
     task = get_task(task_name)(**task_config)
