@@ -112,8 +112,17 @@ class DecodeChild:
                 return answers, ChildLost("crash", f"the decoder answered garbage ({exc})")
         return answers, None
 
+    @classmethod
+    def _checked(cls, header, data: bytes, example_shape, dtype) -> Outcome:
+        """The answer as an Outcome; anything malformed (not a dict, a missing or odd field)
+        is the child's fault: ChildLost, never an exception that would fail the batch."""
+        try:
+            return cls._outcome(header, data, example_shape, dtype)
+        except (TypeError, KeyError, AttributeError, ValueError, OverflowError) as exc:
+            raise ChildLost("crash", f"the decoder answered garbage ({type(exc).__name__})") from None
+
     @staticmethod
-    def _checked(header: dict, data: bytes, example_shape, dtype) -> Outcome:
+    def _outcome(header: dict, data: bytes, example_shape, dtype) -> Outcome:
         import numpy as np
 
         took = header.get("seconds")

@@ -91,6 +91,16 @@ def test_what_a_child_answers_is_checked_not_trusted(monkeypatch):
     assert decoded is None and stage == "crash" and "not uint8 (n, 4, 4, 3)" in reason
 
 
+@pytest.mark.parametrize("header", [[1, 2], {"ok": True}, {"ok": True, "dtype": "|u1", "shape": [-1, 4, 4, 3],
+                                                             "positions": [{}]},
+                                    {"ok": True, "dtype": 7, "shape": "x", "positions": None}])
+def test_a_malformed_answer_is_the_childs_crash_never_the_workers(header):
+    from jobs.decode_isolation import ChildLost, DecodeChild
+
+    with pytest.raises(ChildLost, match="answered"):
+        DecodeChild._checked(header, b"", (4, 4, 3), np.uint8)
+
+
 def test_isolated_and_in_process_decoding_give_the_same_examples(monkeypatch, tmp_path):
     from jobs.media_stage import fetch_and_decode
 
