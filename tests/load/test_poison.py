@@ -142,23 +142,30 @@ class ActorMemory:
         self._thread.join()
 
 
-def _run(spec: str, overrides: dict[str, str]) -> tuple[str, float, ActorMemory]:
+def _run(spec: str, overrides: dict[str, str]) -> tuple[float, ActorMemory]:
     env = {**os.environ, "MEDIAJOBS_DECODE_FAULTS": "1", "MEDIAJOBS_DECODE_SECONDS": str(DECODE_SECONDS)}
     args = [*MEDIAJOBS, "run", str(EXAMPLES / spec), *(a for k, v in overrides.items() for a in ("--set", f"{k}={v}"))]
     started = time.monotonic()
     with ActorMemory() as memory:
         job = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
     assert job.returncode == 0, job.stdout[-3000:]
-    return job.stdout, time.monotonic() - started, memory
+    return time.monotonic() - started, memory
 
 
-def _outcomes(output: str, example_table: str) -> tuple[set[str], dict[str, dict]]:
+def _score_folder(spec: str, model: str, folder: str, example_table: str):
+    """`mediajobs run` of `spec` over s3://it-poison/<folder>/ with <model>; returns the objects
+    listed, those scored, the errors rows by URI, the seconds and the actors' memory."""
     from jobs.delta_tables import read_table
+    from jobs.storage import list_objects
 
+    output = f"s3://{BUCKET}/out-{folder}/"
+    seconds, memory = _run(spec, {"model": f"s3://{BUCKET}/{model}/", "input": f"s3://{BUCKET}/{folder}/",
+                                  "output": output})
+    listed = {o.uri for o in list_objects(f"s3://{BUCKET}/{folder}/")}
     scored = read_table(output + example_table + "/", columns=["uri"]).column("uri").to_pylist()
     errors = read_table(output + "errors/", columns=["uri", "stage", "error"]).to_pylist()
     assert len({e["uri"] for e in errors}) == len(errors), "an object has two errors rows"
-    return set(scored), {e["uri"]: e for e in errors}
+    return listed, set(scored), {e["uri"]: e for e in errors}, seconds, memory
 
 
 def _misreported(errors: dict[str, dict], expected: dict[str, tuple[str, str]]) -> list[tuple]:
@@ -175,13 +182,7 @@ def _secrets(local_stack) -> dict[str, str]:
 
 @pytest.mark.timeout(1200)
 def test_a_poison_corpus_scores_to_exit_0_with_every_object_accounted_for(corpus, local_stack):
-    from jobs.storage import list_objects
-
-    output = f"s3://{BUCKET}/out-images/"
-    log, seconds, memory = _run("score-demo.yaml", {"model": f"s3://{BUCKET}/image-model/",
-                                                    "input": f"s3://{BUCKET}/images/", "output": output})
-    listed = {o.uri for o in list_objects(f"s3://{BUCKET}/images/")}
-    scored, errors = _outcomes(output, "predictions")
+    listed, scored, errors, seconds, memory = _score_folder("score-demo.yaml", "image-model", "images", "predictions")
     bad = {uri: expected for uri, expected in corpus.items() if uri in listed}
     assert len(listed) == GOOD + HUGE + 4 and not scored & set(errors) and scored | set(errors) == listed
     assert set(errors) == set(bad), sorted(set(errors) ^ set(bad))[:5]
@@ -198,13 +199,7 @@ def test_a_poison_corpus_scores_to_exit_0_with_every_object_accounted_for(corpus
 
 @pytest.mark.timeout(900)
 def test_video_frames_too_large_to_decode_are_refused_before_decoding(corpus, local_stack):
-    from jobs.storage import list_objects
-
-    output = f"s3://{BUCKET}/out-videos/"
-    _, seconds, memory = _run("score-video.yaml", {"model": f"s3://{BUCKET}/video-model/",
-                                                   "input": f"s3://{BUCKET}/videos/", "output": output})
-    listed = {o.uri for o in list_objects(f"s3://{BUCKET}/videos/")}
-    scored, errors = _outcomes(output, "frames")
+    listed, scored, errors, _, memory = _score_folder("score-video.yaml", "video-model", "videos", "frames")
     assert {u.rsplit("/", 1)[-1] for u in scored} == {"good-0.mp4", "good-1.mp4", "good-2.mp4"}
     assert set(errors) == {u for u in listed if "mjpeg" in u}
     assert not (wrong := _misreported(errors, corpus)), wrong
