@@ -224,8 +224,17 @@ def bench(
     json_: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
     repeats: Optional[int] = typer.Option(None, min=1, help="Runs of each measurement (default 3, --quick 1)."),
     bucket: str = typer.Option("s3://mediajobs-bench/", help="Where the benchmark's media are made and kept."),
+    driver_memory: bool = typer.Option(False, "--driver-memory",
+                                       help="Only the nightly commit's peak driver memory, on synthetic staged "
+                                            "tables of N and 5N objects (local files; no Ray, no S3)."),
+    objects: int = typer.Option(1_000_000, min=5, help="--driver-memory: objects at 5N."),
 ) -> None:
     """Time our pipelines against the obvious alternatives on data made here; print the ratios."""
+    if driver_memory:
+        from jobs.bench.driver_memory import run_driver_memory_command
+
+        run_driver_memory_command(objects, json_, echo)
+        return
     from jobs.bench.cli import run_bench_command
 
     run_bench_command(quick, json_, repeats, bucket, echo, console)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
-__all__ = ["COMMIT_KEY", "DELTA_LOG", "FENCE_KEY", "LegacyLayoutError", "RUN_ID_KEY", "TableExistsError", "committed_version", "convert_table", "delta_tables_under",
+__all__ = ["COMMIT_KEY", "DELTA_LOG", "commit_parts", "FENCE_KEY", "LegacyLayoutError", "RUN_ID_KEY", "TableExistsError", "committed_version", "convert_table", "delta_tables_under",
            "fence_table", "is_delta_table", "open_table", "read_table", "storage_options", "table_path",
            "vacuum_table", "write_table"]
 
@@ -27,6 +27,8 @@ DELTA_LOG = "_delta_log"
 RUN_ID_KEY = "mediajobs.run_id"  # in each commit's metadata: the run that made it
 COMMIT_KEY = "mediajobs.commit"  # ... and what it was (the run id, or run id/date for a nightly date)
 FENCE_KEY = "mediajobs.fenced_by"  # a table property: the run that last took the output over
+ROW_GROUP_ROWS = 131_072
+TARGET_FILE_BYTES = 32 * 2 ** 20
 HISTORY_DEPTH = 20  # commits searched for a run's own commit when a commit is retried
 
 
@@ -142,8 +144,12 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
     outcomes); the same commit (a merge) adds `rows` and marks every earlier row of those
     keys not superseded yet `superseded_on` the date.
     """
-    from deltalake import CommitProperties, Transaction, write_deltalake
+    from deltalake import CommitProperties, Transaction, WriterProperties, write_deltalake
 
+    # Row groups of 128k rows: delta-rs holds a row group in memory while it writes it (the
+    # default, 1M rows of a night's frames, made the publish the driver's largest step).
+    bounded = {"writer_properties": WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
+               "target_file_size": TARGET_FILE_BYTES}
     commit = CommitProperties(custom_metadata={RUN_ID_KEY: run_id, COMMIT_KEY: commit_key},
                               app_transactions=[Transaction(*app_transaction)] if app_transaction else None)
     if table is None:
@@ -151,7 +157,7 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
 
         try:
             write_deltalake(table_path(location), rows, mode="error", partition_by=partition_by,
-                            storage_options=storage_options(location), commit_properties=commit)
+                            storage_options=storage_options(location), commit_properties=commit, **bounded)
         except DeltaError as exc:
             if "already exists" in str(exc) or "Version 0 already exists" in str(exc):
                 raise TableExistsError(f"{location.uri} was created by another run since this run looked") from None
@@ -163,7 +169,62 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
                         # A plain run's table is replaced whole, schema included; a date added to a
                         # table of an earlier schema (a converted output) adds the new columns.
                         schema_mode="overwrite" if mode == "overwrite" and predicate is None else "merge",
-                        commit_properties=commit)
+                        commit_properties=commit, **bounded)
+    return committed_version(open_table(location), commit_key) or 0
+
+
+def commit_parts(location: Location, table: DeltaTable | None, parts: list[str], schema: pa.Schema, run_id: str,
+                 commit_key: str, *, partition: tuple[str, str], app_transaction: tuple[str, int] | None = None) -> int:
+    """Commit staged Parquet files (in the table's schema without its partition column) as
+    one version that replaces the partition `column = value`; returns the version.
+
+    The files are copied into the table's folder first (on S3 a server-side copy: no row
+    passes through this process, whatever the date's size), then one transaction adds them
+    and removes the partition's earlier files, checked against `table` as `write_table`'s
+    commits are. A table that is not there yet is created empty first: files in a folder
+    without a Delta log would read as the earlier layout if the run stopped before its
+    commit (and are never seen by readers otherwise: `vacuum` removes them).
+
+    Raises:
+        TableExistsError: another run created the table since this run looked.
+        CommitFailedError: a commit since `table`'s version conflicts (a fence).
+    """
+    import json
+    import time
+
+    import pyarrow.parquet as pq
+    from deltalake import CommitProperties, DeltaTable, Transaction
+    from deltalake.exceptions import DeltaError
+    from deltalake.transaction import AddAction
+
+    from jobs.storage import filesystem_for
+
+    if table is None:
+        try:
+            DeltaTable.create(table_path(location), schema=schema, mode="error", partition_by=[partition[0]],
+                              storage_options=storage_options(location),
+                              commit_properties=CommitProperties(custom_metadata={RUN_ID_KEY: run_id}))
+        except DeltaError as exc:
+            if "already exists" in str(exc):
+                raise TableExistsError(f"{location.uri} was created by another run since this run looked") from None
+            raise
+        table = open_table(location)
+    column, value = partition
+    folder = location.join(f"{column}={value}")
+    fs = filesystem_for(location)
+    if location.scheme == "file":
+        fs.create_dir(folder.fs_path, recursive=True)
+    actions = []
+    for i, source in enumerate(parts):
+        name = f"part-{run_id}-{i:05d}.parquet"  # the same names on a retry: a copy replaces its own
+        fs.copy_file(source, f"{folder.fs_path}/{name}")
+        rows = pq.read_metadata(source, filesystem=fs).num_rows
+        actions.append(AddAction(f"{column}={value}/{name}", fs.get_file_info(f"{folder.fs_path}/{name}").size,
+                                 {column: value}, int(time.time() * 1000), True, json.dumps({"numRecords": rows})))
+    commit = CommitProperties(custom_metadata={RUN_ID_KEY: run_id, COMMIT_KEY: commit_key},
+                              app_transactions=[Transaction(*app_transaction)] if app_transaction else None)
+    table.create_write_transaction(actions, mode="overwrite", schema=schema, partition_by=[column],
+                                   partition_filters=[(column, "=", value)], commit_properties=commit)
     return committed_version(open_table(location), commit_key) or 0
 
 
@@ -171,6 +232,7 @@ def _merge_superseding(table: DeltaTable, rows: pa.Table, run_date: str, keys: p
     """One MERGE commit: insert a date's rows, and mark the earlier rows their keys supersede."""
     import pyarrow as pa
 
+    rows = rows if isinstance(rows, pa.Table) else rows.read_all()  # a date's errors: small next to its rows
     schema = rows.schema
     n = keys.num_rows
     markers = pa.table({name: (keys.column(name).cast(schema.field(name).type) if name in ("uri", "etag", "model_id")

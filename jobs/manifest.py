@@ -16,7 +16,7 @@ one atomic switch; a crash before it leaves the previous snapshot current. `CURR
 written only if it is still the version the run read while it held the output's lease
 (`jobs.runs.pointer`), and a run that takes a lease over rewrites it (`fence_current`):
 a run that lost its lease cannot commit. A snapshot is
-written as a stream (memory for one part): at 10 million objects, some hundreds of MB of
+written as a stream (memory for one row group): at 10 million objects, some hundreds of MB of
 Parquet per run.
 
 Both the listing of the input (S3 lists in key order) and a snapshot are sorted, so
@@ -34,13 +34,14 @@ from jobs.errors import MediaJobsError
 from jobs.runs.pointer import read_pointer, write_pointer
 from jobs.storage import StoredObject, delete_prefix, filesystem_for, list_objects, parse_uri, read_bytes, write_bytes
 
-__all__ = ["Decision", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "deleted_entry",
+__all__ = ["Decision", "GROUP_ROWS", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "deleted_entry",
            "fence_current", "ledger_schema", "merge_ledger", "prune_snapshots", "read_current", "read_ledger",
            "restored_entry", "snapshot_index", "write_snapshot"]
 
 MANIFEST_DIR = "_manifest"
 CURRENT = "CURRENT"
-PART_ROWS = 1_000_000  # ~40-60 MB of Parquet: a part fits comfortably in a driver's memory
+PART_ROWS = 1_000_000  # ~40-60 MB of Parquet per part
+GROUP_ROWS = 16_384  # entries a snapshot's writer holds (as Python objects) before it writes them
 KEEP_SNAPSHOTS = 7  # the ledger of the last week's runs stays readable
 
 # Why an object is (not) scored in a run.
@@ -129,7 +130,7 @@ def _index(snapshot_uri: str) -> list[dict]:
     return snapshot_index(snapshot_uri)["parts"]
 
 
-def read_ledger(snapshot_uri: str | None, batch_rows: int = 65_536) -> Iterator[LedgerEntry]:
+def read_ledger(snapshot_uri: str | None, batch_rows: int = GROUP_ROWS) -> Iterator[LedgerEntry]:
     """The ledger's entries in key order, streamed part by part, batch by batch."""
     import pyarrow.parquet as pq
 
@@ -246,26 +247,35 @@ def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], p
     if snapshot.scheme == "file":
         fs.create_dir(snapshot.fs_path, recursive=True)  # S3 needs no folders (and would get markers)
     parts: list[dict] = []
-    rows: list[dict] = []
+    rows: list[dict] = []  # a row group's worth: the part itself is written as it grows
+    part: dict = {}
     previous: str | None = None
 
-    def flush() -> None:
-        if not rows:
-            return
-        file = f"part-{len(parts):05d}.parquet"
-        table = pa.Table.from_pylist(rows, schema=ledger_schema())
-        with fs.open_output_stream(snapshot.join(file).fs_path) as handle:
-            pq.write_table(table, handle, compression="zstd")
-        parts.append({"file": file, "first_uri": rows[0]["uri"], "last_uri": rows[-1]["uri"], "rows": len(rows)})
-        rows.clear()
+    def write_group(last: bool) -> None:
+        if rows:
+            if not part:
+                file = f"part-{len(parts):05d}.parquet"
+                stream = fs.open_output_stream(snapshot.join(file).fs_path)
+                part.update(file=file, first_uri=rows[0]["uri"], rows=0, stream=stream,
+                            writer=pq.ParquetWriter(stream, ledger_schema(), compression="zstd"))
+            part["writer"].write_table(pa.Table.from_pylist(rows, schema=ledger_schema()))
+            part["rows"] += len(rows)
+            part["last_uri"] = rows[-1]["uri"]
+            rows.clear()
+        if part and (last or part["rows"] >= part_rows):
+            part.pop("writer").close()
+            part.pop("stream").close()
+            parts.append({"file": part["file"], "first_uri": part["first_uri"], "last_uri": part["last_uri"],
+                          "rows": part["rows"]})
+            part.clear()
 
     for entry in entries:
         _check_order(previous, entry.uri, "the new ledger")
         previous = entry.uri
         rows.append(asdict(entry))
-        if len(rows) >= part_rows:
-            flush()
-    flush()
+        if len(rows) >= min(GROUP_ROWS, part_rows - part.get("rows", 0)):
+            write_group(last=False)
+    write_group(last=True)
     index = {**(index_extra or {}), "parts": parts}
     write_bytes(snapshot.join("index.json").uri, json.dumps(index, indent=1).encode())
     pointer = f"{name}\n".encode()  # the snapshot's name holds the run id: unique to this commit

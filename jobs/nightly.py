@@ -11,8 +11,9 @@ inside the run lifecycle (`jobs.runs`: output check, lease, fencing after a take
          as it was → restored (its old rows stand again)
       ─▶ per route, the todo objects no earlier attempt of D finished ─▶ Ray Data: fetch +
          decode ─▶ classifier actors ─▶ Parquet under `_staging/run_date=D/scored/`
-      ─▶ commit: the staged rows of every attempt of D, checked (each todo object once) ─▶
-         the tables and summary.json staged under `_staging/run_date=D/final-<run_id>/` ─▶
+      ─▶ commit (`jobs.nightly_commit`, streamed a window of staged rows at a time): the
+         staged rows of every attempt of D, checked (each todo object once) ─▶ the tables
+         and summary.json staged under `_staging/run_date=D/final-<run_id>/` ─▶
          the new ledger snapshot and its `CURRENT` pointer, written only over the version
          read at the start: the commit point
       ─▶ publish: per Delta table (`predictions frames windows errors skipped`) one commit
@@ -30,22 +31,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from jobs.errors import JobFailedError, UsageError
 from jobs.manifest import (CHANGED, DELETED, NEW, OTHER_MODEL, RESTORED, RETRY, SKIPPED, UNCHANGED,
-                           LedgerEntry, classify, deleted_entry, fence_current, merge_ledger, prune_snapshots,
-                           read_current, read_ledger, restored_entry, snapshot_index, write_snapshot)
+                           LedgerEntry, classify, deleted_entry, fence_current, ledger_schema, merge_ledger,
+                           prune_snapshots, read_current, read_ledger, restored_entry, snapshot_index, write_snapshot)
+from jobs.nightly_commit import NightTables, ledger_updates, stage_night_tables
 from jobs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
 from jobs.nightly_routes import RoutePlan, check_run_date, plan_routes, route_for
-from jobs.nightly_tables import (DETAIL_TABLE, SUMMARY_FIELDS, TABLES, assemble_tables, route_tables, skipped_table,
-                                 stage_table)
+from jobs.nightly_tables import SUMMARY_FIELDS, TABLES
 from jobs.nightly_worklists import WorkListWriter
 from jobs.runs.lifecycle import Run, RunFencedError
 from jobs.runs.pointer import PointerMovedError
-from jobs.score_commit import PARTIAL
 from jobs.storage import filesystem_for, list_objects, parse_uri, write_bytes
 
 
@@ -144,7 +144,6 @@ class _Night:
         self.listed = 0
         self.pending: dict[str, int] = {}  # route -> objects this attempt scores
         self.resumed = 0
-        self.passthrough: list[LedgerEntry] = []  # skipped, deleted, restored: ledger updates, nothing scored
         self.commit_point_passed = False  # the new ledger snapshot is CURRENT: the date is committed
 
     # -- classify ---------------------------------------------------------------------------
@@ -153,12 +152,13 @@ class _Night:
         """Stream the listing against the ledger; write each route's todo and pending objects."""
         for folder in {o.uri[len(self.staging.as_prefix().uri):].split("/", 1)[0]
                        for o in list_objects(self.staging.uri)}:
-            if folder.startswith(("todo-", "pending-")):
+            if folder.startswith(("todo-", "pending-", "passthrough-", "ledger-")):
                 self.run.delete(self.staging.join(folder).uri)  # an earlier attempt's lists are stale
-        finished = self._finished_by_earlier_attempts()
-        writers = {(folder, r.name): WorkListWriter(self.fs, self.staging.join(f"{folder}-{self.run_id}", r.name),
-                                                self.run_id)
-                   for folder in ("todo", "pending") for r in self.routes}
+        writers = {r.name: WorkListWriter(self.fs, self.staging.join(f"todo-{self.run_id}", r.name), self.run_id)
+                   for r in self.routes}
+        # skipped, deleted, restored: ledger updates, nothing scored
+        passthrough = WorkListWriter(self.fs, self.staging.join(f"passthrough-{self.run_id}"), self.run_id,
+                                     ledger_schema())
         model_for = {r.name: r.model_id for r in self.routes}
         listing = list_objects(self.spec.input)
         for decision in classify(listing, ledger,
@@ -168,11 +168,11 @@ class _Night:
             obj = decision.listed
             if decision.reason == DELETED:
                 self.decisions[DELETED] += 1
-                self.passthrough.append(deleted_entry(decision.known, self.run_date))
+                passthrough.add(asdict(deleted_entry(decision.known, self.run_date)))
                 continue
             if decision.reason == RESTORED:
                 self.decisions[RESTORED] += 1
-                self.passthrough.append(restored_entry(decision.known))
+                passthrough.add(asdict(restored_entry(decision.known)))
                 continue
             if decision.reason == UNCHANGED:
                 self.decisions[UNCHANGED] += 1
@@ -183,42 +183,46 @@ class _Night:
                 suffix = obj.uri.rsplit("/", 1)[-1].rpartition(".")[2]
                 reason = f"no route takes .{suffix.lower()} objects" if "." in obj.uri.rsplit("/", 1)[-1] else \
                     "no route takes objects without an extension"
-                self.passthrough.append(LedgerEntry(obj.uri, obj.etag, obj.size, "", self.run_id, self.run_date,
-                                                    SKIPPED, reason))
+                passthrough.add(asdict(LedgerEntry(obj.uri, obj.etag, obj.size, "", self.run_id, self.run_date,
+                                                   SKIPPED, reason)))
                 continue
             self.decisions[decision.reason] += 1
-            row = {"uri": obj.uri, "size": obj.size, "etag": obj.etag, "reason": decision.reason}
-            writers["todo", route.name].add(row)
-            if finished.get(obj.uri) == obj.etag:
-                self.resumed += 1
-            else:
-                writers["pending", route.name].add(row)
-        for (folder, name), writer in writers.items():
-            writer.close()
-            if folder == "pending":
-                self.pending[name] = writer.rows
-
-    def _finished_by_earlier_attempts(self) -> dict[str, str]:
-        """uri -> etag of the objects whose rows an earlier attempt of this date staged with
-        the model this attempt uses (rows of a model exported since are scored again)."""
-        import pyarrow.dataset as pads
-
-        finished: dict[str, str] = {}
+            writers[route.name].add({"uri": obj.uri, "size": obj.size, "etag": obj.etag, "reason": decision.reason})
+        passthrough.close()
         for route in self.routes:
-            staged = self._staged_dataset(route)
-            if staged is not None:
-                table = staged.to_table(columns=["uri", "etag"], filter=pads.field("model_id") == route.model_id)
-                finished.update(zip(table.column("uri").to_pylist(), table.column("etag").to_pylist()))
-        return finished
+            writers[route.name].close()
+            self.pending[route.name] = self._write_pending(route)
 
-    def _staged_dataset(self, route: RoutePlan):
-        """The route's staged rows from every attempt of this date (each attempt, a folder)."""
-        import pyarrow.dataset as pads
+    def _write_pending(self, route: RoutePlan) -> int:
+        """Write the route's pending list: its todo objects whose rows no earlier attempt of
+        this date staged with the model this attempt uses (rows of a model exported since
+        are scored again); returns how many. The todo list and the staged rows are read
+        side by side in key order, a window at a time (`jobs.runs.staged_sweep`)."""
+        import pyarrow.compute as pc
 
-        scored = self.staging.join("scored", route.name)
-        if not any(True for _ in list_objects(scored.uri)):
-            return None
-        return pads.dataset(scored.fs_path, filesystem=self.fs, format="parquet", partitioning=None)
+        from jobs.nightly_worklists import TODO_FLUSH_ROWS, TODO_SCHEMA
+        from jobs.runs.staged_parts import PartWriter, parquet_files, table_batches
+        from jobs.runs.staged_sweep import SortedStream, staged_files, windows
+
+        pending = PartWriter(self.staging.join(f"pending-{self.run_id}", route.name), self.fs, TODO_SCHEMA(),
+                             part_rows=TODO_FLUSH_ROWS)
+        todo = SortedStream(table_batches(self.fs, parquet_files(self.staging.join(f"todo-{self.run_id}",
+                                                                                   route.name))))
+        staged = staged_files(self.fs, [(path, 0) for path in parquet_files(self.staging.join("scored", route.name))])
+
+        def key(table):  # an object as it was scored: its URI and ETag
+            return pc.binary_join_element_wise(table.column("uri"), pc.fill_null(table.column("etag"), ""), "\n")
+
+        for window in windows(self.fs, staged, lambda _: ["uri", "etag", "model_id"], [todo], TODO_SCHEMA(),
+                              read_filter=lambda rows, _: rows.filter(pc.equal(rows.column("model_id"),
+                                                                                route.model_id))):
+            listed = window.expected
+            if window.rows is not None and window.rows.num_rows and listed.num_rows:
+                done = pc.is_in(key(listed), value_set=key(window.rows).combine_chunks())
+                self.resumed += int(pc.sum(done).as_py() or 0)
+                listed = listed.filter(pc.invert(done))
+            pending.append(listed)
+        return pending.close()
 
     # -- score ------------------------------------------------------------------------------
 
@@ -259,16 +263,16 @@ class _Night:
     def commit(self, snapshot, current_version: str | None, committed: dict[str, str]) -> NightlyResult:
         """Stage the final tables and summary, commit (the new ledger snapshot, written only
         over the version of CURRENT this run read), publish."""
-        tables, updates = self._build_tables()
         self.run.keeper.check()
         final = self.staging.join(final_folder(self.run_id))  # this attempt's own: nobody else writes there
-        rows = {}
-        for name, table in tables.items():
-            rows[name] = table.num_rows
-            if table.num_rows:
-                stage_table(table, final.join(name), self.fs)
-        errors = tables["errors"].num_rows
-        scored = tables["predictions"].num_rows
+        tables = stage_night_tables(self.fs, self.staging, final, self.routes, self.run_id, self.run_date,
+                                    self.spec.top_k)
+        problems = tables.problems
+        self.run.fail_unless_accounted({"missing": problems["missing"], "unexpected": problems["unexpected"],
+                                        "more than one outcome": problems["more than one outcome"]},
+                                       what=f" of run date {self.run_date}")
+        rows = tables.rows
+        errors, scored = rows["errors"], rows["predictions"]
         result = NightlyResult(
             self.run_id, self.run_date, committed=True, listed=self.listed, scored=scored, errors=errors,
             skipped=rows["skipped"], deleted=self.decisions[DELETED], unchanged=self.decisions[UNCHANGED],
@@ -276,10 +280,10 @@ class _Night:
             seconds=time.time() - self.run.started)
         result.tables = {name: self.output.join(name).uri + "/" for name in TABLES}
         result.summary_uri = self.output.join("runs", self.run_id, "summary.json").uri
-        summary = self._summary(result, tables, rows)
+        summary = self._summary(result, tables)
         write_bytes(final.join(SUMMARY).uri, json.dumps(summary, indent=2).encode())
         self.run.keeper.check()
-        ledger = merge_ledger(read_ledger(snapshot), sorted(updates, key=lambda e: e.uri))
+        ledger = merge_ledger(read_ledger(snapshot), ledger_updates(self.fs, self.staging, self.run_id))
         try:
             write_snapshot(self.output.uri, f"snapshot-{self.run_date}-{self.run_id}", ledger, index_extra={
                 "run_id": self.run_id, "run_date": self.run_date,
@@ -295,66 +299,6 @@ class _Night:
             prune_snapshots(self.output.uri)
         return result
 
-    def _build_tables(self):
-        """The run's tables from the staged rows of every attempt, after the accounting check;
-        and the ledger updates (one per todo, skipped or deleted object)."""
-        import pyarrow as pa
-        import pyarrow.dataset as pads
-
-        todo_folder = self.staging.join(f"todo-{self.run_id}")
-        todo = (pads.dataset(todo_folder.fs_path, filesystem=self.fs, format="parquet",
-                             partitioning=pads.partitioning(pa.schema([("route", pa.string())])))
-                .to_table() if any(True for _ in list_objects(todo_folder.uri)) else None)
-        wanted = {} if todo is None else {u: (e, s, r) for u, e, s, r in zip(
-            *(todo.column(c).to_pylist() for c in ("uri", "etag", "size", "route")))}
-        by_route: dict[str, list[dict]] = defaultdict(list)
-        first_file: dict[str, str] = {}
-        for route in self.routes:
-            staged = self._staged_dataset(route)
-            if staged is None:
-                continue
-            # Keep the rows of objects this date scores (an object changed since an earlier
-            # attempt scored it is not one of them) by the route's model (an earlier attempt's
-            # model may have been replaced since), from one staged file per object: a retried
-            # Ray task may have written an object's rows twice.
-            for row in staged.to_table(columns=[*staged.schema.names, "__filename"]).to_pylist():
-                uri = row["uri"]
-                if (uri not in wanted or row["etag"] != wanted[uri][0] or wanted[uri][2] != route.name
-                        or row["model_id"] != route.model_id):
-                    continue
-                if first_file.setdefault(uri, row["__filename"]) == row["__filename"]:
-                    by_route[route.name].append(row)
-        self._check_accounting(wanted, by_route)
-        routes = {r.name: r for r in self.routes}
-        parts: dict[str, list] = defaultdict(list)
-        updates: list[LedgerEntry] = list(self.passthrough)
-        for name, staged_rows in by_route.items():
-            route = routes[name]
-            predictions, detail, errors, outcomes = route_tables(route, staged_rows, wanted, self.run_id,
-                                                                 min(self.spec.top_k, len(route.class_names)))
-            parts["predictions"].append(predictions)
-            parts["errors"].append(errors)
-            if detail is not None:
-                parts[DETAIL_TABLE[route.media]].append(detail)
-            for uri, (outcome, stage) in outcomes.items():
-                etag, size, _ = wanted[uri]
-                updates.append(LedgerEntry(uri, etag, size, route.model_id, self.run_id, self.run_date, outcome, stage))
-        parts["skipped"].append(skipped_table([e for e in self.passthrough if e.outcome == SKIPPED], self.run_id))
-        tables = assemble_tables(parts)
-        return tables, updates
-
-    def _check_accounting(self, wanted: dict, by_route: dict[str, list[dict]]) -> None:
-        """Every object to score has exactly one outcome (the lifecycle's check; a partly
-        decoded object's warning row is not an outcome)."""
-        scored, failed = set(), []
-        for rows in by_route.values():
-            for row in rows:
-                if row["error"] is None:
-                    scored.add(row["uri"])
-                elif row["stage"] != PARTIAL:
-                    failed.append(row["uri"])
-        self.run.check_accounting(wanted, [*scored, *failed], what=f" of run date {self.run_date}")
-
     def outage_failure(self, outage: str) -> JobFailedError:
         """The failure to raise when the object store stopped answering during this attempt."""
         if self.commit_point_passed:
@@ -367,11 +311,8 @@ class _Night:
             f"under {self.staging.uri}/ and a re-run of {self.run_date}, once the store answers again, scores "
             "only the rest.")
 
-    def _summary(self, result: NightlyResult, tables: dict, rows: dict[str, int]) -> dict:
-        counts: dict[str, dict[str, int]] = {}
-        for table, outcome in (("predictions", "predicted"), ("errors", "errors")):
-            for media in tables[table].column("modality").to_pylist():
-                counts.setdefault(media, {"predicted": 0, "errors": 0})[outcome] += 1
+    def _summary(self, result: NightlyResult, tables: NightTables) -> dict:
+        counts = {media: tables.counts[media] for media in sorted(tables.counts)}
         seconds = max(result.seconds, 1e-9)
         budget = self.spec.error_budget
         summary = {
@@ -386,7 +327,7 @@ class _Night:
             "model_ids": {r.name: r.model_id for r in self.routes},
             "error_rate": round(result.error_rate, 6), "max_error_rate": budget,
             "error_budget_exceeded": budget is not None and result.error_rate > budget,
-            "tables": rows,
+            "tables": tables.rows,
         }
         return {key: summary[key] for key in SUMMARY_FIELDS}  # the documented order
 

@@ -10,6 +10,7 @@ from jobs.errors import JobFailedError
 from jobs.nightly_tables import SCHEMAS, TABLES
 from jobs.runs.contract import OUTCOME_KEY
 from jobs.runs.lifecycle import STAGING, Run, TableWrite
+from jobs.runs.staged_parts import parquet_files, read_parts
 from jobs.storage import exists, filesystem_for, list_objects, read_bytes, write_bytes
 
 SUMMARY = "summary.json"
@@ -70,17 +71,34 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
     summary = json.loads(read_bytes(staged_summary))
     fs = filesystem_for(run.output)
 
-    def staged(name: str, columns: list[str] | None = None):
-        if not summary["tables"].get(name, 0):
-            return SCHEMAS[name]().empty_table().select(columns or SCHEMAS[name]().names)
-        return pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet").to_table(columns=columns)
-
     def dated(name: str):
-        rows = staged(name)
-        return rows.append_column("run_date", pa.array([run_date] * rows.num_rows, pa.string()))
+        """The date's staged rows of a table with their `run_date`, as a stream (a night's
+        frames may be more rows than the driver should hold)."""
+        schema = SCHEMAS[name]().append(pa.field("run_date", pa.string()))
+        if not summary["tables"].get(name, 0):
+            return schema.empty_table()
+        # Row group by row group (a dataset scan reads ahead several hundred MB here).
+        staged = read_parts(fs, final.join(name), SCHEMAS[name]())
+        batches = (pa.RecordBatch.from_arrays([*batch.columns, pa.repeat(run_date, batch.num_rows)], schema=schema)
+                   for batch in staged)
+        return pa.RecordBatchReader.from_batches(schema, batches)
 
-    def outcome_keys():  # this date's outcomes, which supersede earlier errors rows of the same keys
-        return run_date, pa.concat_tables([staged(name, list(OUTCOME_KEY)) for name in ("predictions", "errors")])
+    def outcome_keys(errors_table):
+        """This date's outcomes that may supersede an earlier errors row: the keys of the
+        objects with an open (not superseded) errors row of an earlier date, the only rows the
+        merge can mark. Reading those first keeps a night of millions of outcomes out of
+        memory; the merge matches the whole key."""
+        import pyarrow.compute as pc
+
+        open_errors = errors_table.to_pyarrow_dataset().to_table(
+            columns=["uri"], filter=pc.field("superseded_on").is_null() & (pc.field("run_date") < run_date))
+        failed_before = pc.unique(open_errors.column("uri"))
+        keys = [batch.filter(pc.is_in(batch.column("uri"), value_set=failed_before))
+                for name in ("predictions", "errors") if summary["tables"].get(name, 0)
+                for batch in pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet")
+                .to_batches(columns=list(OUTCOME_KEY))]
+        schema = pa.schema([SCHEMAS["errors"]().field(name) for name in OUTCOME_KEY])
+        return run_date, pa.Table.from_batches([k for k in keys if k.num_rows], schema=schema)
 
     writes = []
     for name in TABLES:
@@ -95,22 +113,40 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
             raise JobFailedError(f"publishing run date {run_date}: {final.join(name).uri}/ holds {found} rows of "
                                  f"{name}, its summary counts {rows}; nothing more was published and the staging "
                                  f"stays under {staging.uri}/")
+        by_reference = not superseding and _same_columns(table, name)
         writes.append(TableWrite(name, lambda name=name: dated(name), mode="overwrite", partition_by=["run_date"],
                                  predicate=f"run_date = '{run_date}'", key=run_date,
                                  app_transaction=(NIGHTLY_APP, date_version(run_date)),
-                                 supersedes=outcome_keys if superseding else None))
+                                 supersedes=(lambda table=table: outcome_keys(table)) if superseding else None,
+                                 # The staged files themselves become the partition (copied, not read).
+                                 parts=(lambda name=name: parquet_files(final.join(name))) if by_reference else None,
+                                 schema=lambda name=name: SCHEMAS[name]().append(pa.field("run_date", pa.string())),
+                                 partition=("run_date", run_date)))
     run.commit(writes)
     write_bytes(summary_uri, read_bytes(staged_summary))  # last: once it is there, so is every table
     report_uri = ""
     try:
-        from jobs.report import read_run_tables, write_report
+        from jobs.report import write_report
+        from jobs.report_figures import read_figures
 
-        report_uri = write_report(run.output.uri, summary, read_run_tables(run.output.uri, run_date))
+        report_uri = write_report(run.output.uri, summary, read_figures(run.output.uri, run_date))
     except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
         echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
              f"`mediajobs report {run.output.uri} --run-date {run_date}` tries again")
     run.delete(staging.uri)
     return report_uri
+
+
+def _same_columns(table, name: str) -> bool:
+    """Whether a date's staged files can become the table's partition as they are: a new
+    table, or one with the contract's columns (a table converted from the earlier layout
+    may lack some: its dates are written through delta-rs, which adds them)."""
+    if table is None:
+        return True
+    import pyarrow as pa
+
+    names = [n for n in pa.schema(table.schema().to_arrow()).names if n != "run_date"]
+    return names == SCHEMAS[name]().names
 
 
 def partition_date(uri: str) -> str | None:

@@ -25,6 +25,11 @@ class RoutePlan:
     extensions: tuple[str, ...]
     task: object = field(repr=False)
 
+    @property
+    def positions(self) -> tuple[str, ...]:
+        """The columns that place an example in its object (a frame's index and time, a
+        window's start and end); none for images."""
+        return tuple(getattr(self.task, "position_columns", ()))
 
 
 def plan_routes(spec) -> list[RoutePlan]:

@@ -1,7 +1,9 @@
 """The work lists of an incremental run: the objects each route scores, staged as Parquet
 (`_staging/run_date=D/todo-<run_id>/<route>/`, and `pending-...` for those no earlier
-attempt of the date finished), a file per TODO_FLUSH_ROWS objects, so neither the
-classify pass nor a route's scoring holds a whole night's list in memory."""
+attempt of the date finished), and the ledger entries of objects nothing scores
+(`passthrough-<run_id>/`: skipped, deleted, restored), a file per TODO_FLUSH_ROWS rows, so
+neither the classify pass, a route's scoring nor the commit holds a whole night's list in
+memory. Rows go in listing order: every list is sorted by URI."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows
 class WorkListWriter:
     """Appends dict rows to Parquet files under a folder, a file per TODO_FLUSH_ROWS rows."""
 
-    def __init__(self, fs, folder, run_id: str) -> None:
+    def __init__(self, fs, folder, run_id: str, schema=None) -> None:
         self.fs, self.folder, self.run_id = fs, folder, run_id
+        self.schema = schema if schema is not None else TODO_SCHEMA()
         self.buffer: list[dict] = []
         self.rows = self.files = 0
 
@@ -29,7 +32,7 @@ class WorkListWriter:
             return
         if self.folder.scheme == "file":
             self.fs.create_dir(self.folder.fs_path, recursive=True)
-        table = pa.Table.from_pylist(self.buffer, schema=TODO_SCHEMA())
+        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
         pq.write_table(table, f"{self.folder.fs_path}/part-{self.run_id}-{self.files:05d}.parquet", filesystem=self.fs)
         self.rows += len(self.buffer)
         self.files += 1

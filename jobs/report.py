@@ -14,21 +14,24 @@ import base64
 import html
 import io
 import json
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from jobs.errors import UsageError
 from jobs.nightly_tables import TABLES
-from jobs.report_thumbnails import Thumbnail, has_rows, lowest_confidence_thumbnails, modality_rows
+from jobs.report_figures import SLOWEST_ROWS, THUMBNAILS, ReportFigures, figures_of_tables, read_figures
+from jobs.report_thumbnails import Thumbnail, lowest_confidence_thumbnails, thumbnails_for
 from jobs.storage import exists, filesystem_for, parse_uri, read_bytes, write_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+__all__ = ["Thumbnail", "lowest_confidence_thumbnails", "read_run_tables", "render_report", "rerender_report",
+           "write_report"]
+
 MODALITIES = ("image", "video", "audio")  # display order; other modalities follow, sorted
 DECISIONS = ("new", "changed", "other-model", "retry", "unchanged", "deleted", "restored")
 EXAMPLE_NAMES = {"image": "images", "video": "frames", "audio": "windows"}
-SLOWEST_ROWS = 20
-MAX_ERROR_ROWS = 200
 MAX_BARS = 25  # beyond this a bar chart is unreadable: the rarest labels are summed as "other"
 
 
@@ -84,16 +87,21 @@ def rerender_report(output_uri: str, run_date: str | None = None) -> tuple[str, 
     if not exists(summary_uri):
         raise UsageError(f"{summary_uri} is missing; the run of {date} committed without it (deleted since?)")
     summary = json.loads(read_bytes(summary_uri))
-    return date, write_report(output_uri, summary, read_run_tables(output_uri, date))
+    return date, write_report(output_uri, summary, read_figures(output_uri, date))
 
 
-def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table]) -> str:
+def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table] | ReportFigures) -> str:
     """Render the report with thumbnails and write it to `<output>/runs/<run_id>/report.html`.
+
+    Args:
+        tables: what `read_run_tables` returns, or the figures `read_figures` gathers (as
+            a run's publish does: a stream, whatever the night's size).
 
     Returns:
         The URI of the written report.
     """
-    page = render_report(summary, tables, lowest_confidence_thumbnails(tables))
+    figures = tables if isinstance(tables, ReportFigures) else figures_of_tables(tables, THUMBNAILS)
+    page = render_report(summary, figures, thumbnails_for(figures.candidates()))
     uri = parse_uri(output_uri).join("runs", str(summary["run_id"]), "report.html").uri
     write_bytes(uri, page.encode("utf-8"))
     return uri
@@ -105,26 +113,19 @@ def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table]) ->
 # --- tables -----------------------------------------------------------------------------------
 
 
-def _modalities(summary: dict, tables: dict[str, pa.Table]) -> list[str]:
-    found = {m for m, counts in (summary.get("counts") or {}).items() if isinstance(counts, dict)}
-    for name in ("predictions", "errors"):
-        if has_rows(tables, name):
-            found.update(m for m in tables[name]["modality"].unique().to_pylist() if m)
+def _modalities(summary: dict, figures: ReportFigures) -> list[str]:
+    found = {m for m, counts in (summary.get("counts") or {}).items() if isinstance(counts, dict)} | figures.found
     return [m for m in MODALITIES if m in found] + sorted(found - set(MODALITIES))
-
-
-def _top_rows(table: pa.Table, columns: list[str], sort: list[tuple[str, str]], limit: int) -> list[dict]:
-    return table.select(columns).sort_by(sort).slice(0, limit).to_pylist()
 
 
 # --- charts -----------------------------------------------------------------------------------
 
 
-def _label_chart(labels: pa.ChunkedArray) -> bytes:
+def _label_chart(labels: Counter) -> bytes:
     from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg renders the PNG
     from matplotlib.ticker import MaxNLocator
 
-    counted = sorted(((entry["values"] or "(none)", entry["counts"]) for entry in labels.value_counts().to_pylist()),
+    counted = sorted(((name or "(none)", count) for name, count in labels.items()),
                      key=lambda pair: (-pair[1], pair[0]))
     if len(counted) > MAX_BARS:
         rest = counted[MAX_BARS - 1:]
@@ -140,14 +141,16 @@ def _label_chart(labels: pa.ChunkedArray) -> bytes:
     return _png_of_figure(figure)
 
 
-def _score_histogram(scores: pa.ChunkedArray) -> bytes:
+def _score_histogram(bins) -> bytes:
+    """The histogram of the scores, from their counts per bin (SCORE_BINS over [0, 1])."""
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 2.5), dpi=90, layout="constrained")
     axes = figure.subplots()
-    axes.hist(np.clip(scores.drop_null().to_numpy(), 0, 1), bins=20, range=(0, 1), color="#dd8452")
+    edges = np.linspace(0, 1, len(bins) + 1)
+    axes.hist(edges[:-1], bins=edges, weights=bins, color="#dd8452")
     axes.set_xlabel("score (confidence of the label)")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("objects")
@@ -163,18 +166,20 @@ def _png_of_figure(figure) -> bytes:
 # --- HTML -------------------------------------------------------------------------------------
 
 
-def render_report(summary: dict, tables: dict[str, pa.Table], thumbnails: list[Thumbnail]) -> str:
+def render_report(summary: dict, tables: dict[str, pa.Table] | ReportFigures, thumbnails: list[Thumbnail]) -> str:
     """The report as one self-contained HTML page (inline CSS and PNGs, no JavaScript).
 
     Args:
         summary: the run's `summary.json`.
-        tables: what `read_run_tables` returns; missing or empty tables render as "none".
+        tables: what `read_run_tables` returns (missing or empty tables render as "none"),
+            or the figures gathered from them (`jobs.report_figures`).
         thumbnails: the lowest-confidence items to show, in display order.
     """
-    modalities = _modalities(summary, tables)
-    sections = [_header(summary), _counts_section(summary, modalities, tables),
-                *(_modality_section(m, tables) for m in modalities),
-                _slowest_section(tables), _errors_section(summary, tables), _thumbnails_section(thumbnails)]
+    figures = tables if isinstance(tables, ReportFigures) else figures_of_tables(tables)
+    modalities = _modalities(summary, figures)
+    sections = [_header(summary), _counts_section(summary, modalities, figures),
+                *(_modality_section(m, figures) for m in modalities),
+                _slowest_section(figures), _errors_section(summary, figures), _thumbnails_section(thumbnails)]
     title = _e(f"{summary.get('spec_name', '?')} {summary.get('run_date', '')}: morning report")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_STYLE}</style></head>\n<body>\n" + "\n".join(sections) + "\n</body></html>\n")
@@ -239,58 +244,47 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
-def _counts_section(summary: dict, modalities: list[str], tables: dict[str, pa.Table]) -> str:
+def _counts_section(summary: dict, modalities: list[str], figures: ReportFigures) -> str:
     counts, decisions = summary.get("counts") or {}, summary.get("decisions") or {}
     per_modality = [[m, counts.get(m, {}).get("predicted"), counts.get(m, {}).get("errors")] for m in modalities]
     skipped = f"<p>skipped: {_number(counts.get('skipped'))} objects</p>"
-    if has_rows(tables, "skipped"):
-        reasons = tables["skipped"]["reason"].value_counts().to_pylist()
-        skipped += _table(["skip reason", "objects"], sorted(([r["values"], r["counts"]] for r in reasons),
+    if figures.skipped:
+        skipped += _table(["skip reason", "objects"], sorted(([reason, n] for reason, n in figures.skip_reasons.items()),
                                                                key=lambda row: -row[1]))
     return _section("counts", "Counts", _table(["modality", "predicted", "errors"], per_modality) + skipped
                     + f"<h3>Decisions</h3>{_table(list(DECISIONS), [[decisions.get(d) for d in DECISIONS]])}")
 
 
-def _modality_section(modality: str, tables: dict[str, pa.Table]) -> str:
-    import pyarrow.compute as pc
-
-    rows = modality_rows(tables, modality)
-    if rows is None:
+def _modality_section(modality: str, figures: ReportFigures) -> str:
+    shown = figures.modalities.get(modality)
+    if shown is None or not shown.objects:
         return _section(f"modality-{modality}", modality, '<p class="none">none: no predictions</p>')
-    examples = pc.sum(rows["examples"]).as_py() or 0
     examples_name = EXAMPLE_NAMES.get(modality, "examples")
     return _section(f"modality-{modality}", modality,
-                    f"<p>objects scored: {rows.num_rows:,} ({examples_name}: {examples:,})</p>"
-                    f"<h3>Class distribution</h3>{_png_img(_label_chart(rows['label']), f'labels of {modality}')}"
-                    f"<h3>Scores</h3>{_png_img(_score_histogram(rows['score']), f'scores of {modality}')}")
+                    f"<p>objects scored: {shown.objects:,} ({examples_name}: {shown.examples:,})</p>"
+                    f"<h3>Class distribution</h3>{_png_img(_label_chart(shown.labels), f'labels of {modality}')}"
+                    f"<h3>Scores</h3>{_png_img(_score_histogram(shown.score_bins), f'scores of {modality}')}")
 
 
-def _slowest_section(tables: dict[str, pa.Table]) -> str:
+def _slowest_section(figures: ReportFigures) -> str:
     """Fetch+decode time of scored and failed objects together: a slow failure costs as much."""
-    import pyarrow.compute as pc
-
     slowest = []
     for name, outcome in (("predictions", "scored"), ("errors", "failed")):
-        if has_rows(tables, name):
-            timed = tables[name].filter(pc.is_valid(pc.field("seconds")))
-            slowest += [[row["uri"], row["modality"], outcome, round(float(row["seconds"]), 3)]
-                        for row in _top_rows(timed, ["uri", "modality", "seconds"], [("seconds", "descending")],
-                                             SLOWEST_ROWS)]
+        slowest += [[row["uri"], row["modality"], outcome, round(float(row["seconds"]), 3)]
+                    for row in figures.slowest[name].to_pylist()]
     slowest = sorted(slowest, key=lambda row: -row[3])[:SLOWEST_ROWS]
     return _section("slowest", f"Slowest {SLOWEST_ROWS} objects (fetch + decode)",
                     _table(["uri", "modality", "outcome", "seconds"], slowest) if slowest else _NONE)
 
 
-def _errors_section(summary: dict, tables: dict[str, pa.Table]) -> str:
-    if not has_rows(tables, "errors"):
+def _errors_section(summary: dict, figures: ReportFigures) -> str:
+    if not figures.errors:
         return _section("errors", "Errors", _NONE)
-    errors = tables["errors"]
-    rows = _top_rows(errors, ["uri", "modality", "stage", "error"], [("stage", "ascending"), ("uri", "ascending")],
-                     MAX_ERROR_ROWS)
-    more = errors.num_rows - len(rows)
+    rows = figures.first_errors.to_pylist()
+    more = figures.errors - len(rows)
     where = f"{str(summary.get('output', '<output>')).rstrip('/')}/errors/run_date={summary.get('run_date', '?')}/"
     note = f"<p>… and {more:,} more errors, in {_e(where)}</p>" if more > 0 else ""
-    return _section("errors", f"Errors ({errors.num_rows:,})",
+    return _section("errors", f"Errors ({figures.errors:,})",
                     _table(["uri", "modality", "stage", "error"], [list(r.values()) for r in rows]) + note)
 
 

@@ -33,13 +33,20 @@ class Thumbnail:
 
 
 def lowest_confidence_thumbnails(tables: dict[str, pa.Table], n: int = 20, side: int = 128) -> list[Thumbnail]:
-    """Thumbnails of the `n` lowest-score images and video frames, by score ascending.
+    """Thumbnails of the `n` lowest-score images and video frames, by score ascending."""
+    from jobs.report_figures import figures_of_tables
 
-    The `n` candidates are chosen first; one whose object cannot be fetched or decoded is
-    left out (and logged), so fewer than `n` may come back. Not backfilling keeps the cost
-    bounded when the store is unreachable. Each video is fetched once for all its frames.
+    return thumbnails_for(figures_of_tables(tables, n).candidates(), side)
+
+
+def thumbnails_for(candidates: list[dict], side: int = 128) -> list[Thumbnail]:
+    """Thumbnails of the candidates (`uri`, `label`, `score`, `frame_index`, `timestamp_s`;
+    no frame index: an image), in their order.
+
+    The candidates are chosen first; one whose object cannot be fetched or decoded is
+    left out (and logged), so fewer may come back. Not backfilling keeps the cost bounded
+    when the store is unreachable. Each video is fetched once for all its frames.
     """
-    candidates = _lowest_confidence_candidates(tables, n)
     pngs: dict[int, bytes] = {}  # candidate position -> thumbnail PNG
     frames_wanted: dict[str, list[int]] = {}  # video uri -> candidate positions
     for position, item in enumerate(candidates):
@@ -55,28 +62,6 @@ def lowest_confidence_thumbnails(tables: dict[str, pa.Table], n: int = 20, side:
                      if candidates[p]["frame_index"] in decoded})
     return [Thumbnail(item["uri"], item["label"] or "", item["score"], pngs[p], _detail(item))
             for p, item in enumerate(candidates) if p in pngs]
-
-
-def _lowest_confidence_candidates(tables: dict[str, pa.Table], n: int) -> list[dict]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    schema = pa.schema([("uri", pa.string()), ("label", pa.string()), ("score", pa.float64()),
-                        ("frame_index", pa.int64()), ("timestamp_s", pa.float64())])
-    parts = []
-    images = modality_rows(tables, "image")
-    if images is not None:
-        no_position = pa.nulls(images.num_rows)
-        parts.append(pa.table([images["uri"], images["label"], images["score"], no_position, no_position],
-                              names=schema.names).cast(schema))
-    if has_rows(tables, "frames"):
-        parts.append(tables["frames"].select(schema.names).cast(schema))
-    if not parts:
-        return []
-    items = pa.concat_tables(parts).filter(pc.is_valid(pc.field("score")))
-    # uri and frame break ties, so the same run always shows the same thumbnails.
-    items = items.sort_by([("score", "ascending"), ("uri", "ascending"), ("frame_index", "ascending")])
-    return items.slice(0, n).to_pylist()
 
 
 def _fetch(uri: str) -> bytes | None:
@@ -147,17 +132,3 @@ def _detail(item: dict) -> str:
         return "image"
     at = f" at {item['timestamp_s']:.1f} s" if item["timestamp_s"] is not None else ""
     return f"frame {item['frame_index']}{at}"
-
-
-def has_rows(tables: dict[str, pa.Table], name: str) -> bool:
-    return name in tables and tables[name].num_rows > 0
-
-
-def modality_rows(tables: dict[str, pa.Table], modality: str) -> pa.Table | None:
-    """The predictions of one modality, or None when there are none."""
-    import pyarrow.compute as pc
-
-    if not has_rows(tables, "predictions"):
-        return None
-    rows = tables["predictions"].filter(pc.field("modality") == modality)
-    return rows if rows.num_rows else None

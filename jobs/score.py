@@ -1,14 +1,16 @@
 """The scoring runner: a score spec to a Ray Data batch-inference pipeline.
 
-Data flow: list the input prefix (every object, paged) -> `from_items` -> one fused
-stage in the classifier actors (`classified`): fetch+decode (per-object try/except: bad
-objects become error rows; videos and audio expand to one row per sampled frame /
-window), the model (loaded once per actor, large batches), and each block's rows written
-as Parquet under the run's staging prefix -> commit through the run lifecycle
-(`jobs.runs`, mapping in `jobs.score_commit`): the task's example table (`predictions`
-or `frames`), its per-object table for multi-example media (`videos`, `files`) and
-`errors`, each one Delta commit, and `runs/<run_id>/summary.json`. Every listed object
-lands in exactly one of the example table or errors, and the commit checks it.
+Data flow: list the input prefix (every object, paged) into `_staging/<run>/listing/`
+(Parquet, 100,000 objects a file) -> per listing file, `from_items` -> one fused stage in
+the classifier actors (`classified`): fetch+decode (per-object try/except: bad objects
+become error rows; videos and audio expand to one row per sampled frame / window), the
+model (loaded once per actor, large batches), and each block's rows written as Parquet
+under `_staging/<run>/scored/` -> commit through the run lifecycle (`jobs.runs`, mapping
+in `jobs.score_commit`, streamed a window of staged rows at a time): the task's example
+table (`predictions` or `frames`), its per-object table for multi-example media
+(`videos`, `files`) and `errors`, each one Delta commit, and `runs/<run_id>/summary.json`.
+Every listed object lands in exactly one of the example table or errors, and the commit
+checks it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from jobs.nightly_routes import MEDIA_OF_TASK
 from jobs.resources import actor_pool_options
 from jobs.runs.contract import now_utc
 from jobs.runs.lifecycle import Run
-from jobs.score_commit import commit_run, staged_schema
+from jobs.score_commit import SCORED, commit_run, listing_files, stage_listing, staged_schema
 from jobs.storage import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.store_outage import retry_while_unavailable, store_outage
 from jobs.task_config import task_config_from_metadata
@@ -257,23 +259,30 @@ def run_score(spec, echo=print) -> ScoreResult:
 
 
 def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
+    import pyarrow.parquet as pq
+
     model = prepare_model(spec.model, spec.trust_model_code)
     metadata = model.metadata
     if metadata.get("task") != spec.task:
         raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.get('task')!r}, "
                              f"not {spec.task!r}")
-    objects = list(list_objects(spec.input))
-    if not objects:
+    # The listing goes to staging as it is read, and each of its files (100,000 objects) is
+    # one Ray Data run: the driver never holds the whole listing (10M objects at ~4 KiB each
+    # would be ~40 GB), at the price of starting the actors again per 100,000 objects.
+    listed = stage_listing(list_objects(spec.input), run)
+    if not listed:
         raise MediaJobsError(f"input: no objects under {parse_uri(spec.input).as_prefix().uri}")
-    echo(f"scoring {len(objects)} objects from {parse_uri(spec.input).as_prefix().uri} with model "
+    echo(f"scoring {listed} objects from {parse_uri(spec.input).as_prefix().uri} with model "
          f"{metadata['model_id']} (run {run.run_id})")
 
     task = task_class(**task_config_from_metadata(metadata, spec))
-    items = [{"uri": o.uri, "size": o.size, "etag": o.etag} for o in objects]
-    ds = classified(items, task, model.uri, spec, run.run_id, run.staging.uri, objects_per_block=spec.batch_size,
-                    model_id=model.model_id)
+    fs = filesystem_for(run.output)
+    records: list[dict] = []
     try:
-        first_rows_s, steady_rate = pace(stage_all(ds), run.started)
+        for path in listing_files(run):
+            items = pq.read_table(path, filesystem=fs).to_pylist()
+            records += stage_all(classified(items, task, model.uri, spec, run.run_id, run.staging.join(SCORED).uri,
+                                            objects_per_block=spec.batch_size, model_id=model.model_id))
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
@@ -281,9 +290,9 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
         raise JobFailedError(f"the object store stopped answering: {outage}. Nothing was committed: "
                              f"{run.output.uri} holds no results of run {run.run_id}. Re-run the job when the store "
                              "answers again.") from exc
+    first_rows_s, steady_rate = pace(records, run.started)
 
-    committed = commit_run(run, task, MEDIA_OF_TASK.get(spec.task, ""), metadata["class_names"],
-                           {o.uri: o for o in objects})
+    committed = commit_run(run, task, MEDIA_OF_TASK.get(spec.task, ""), metadata["class_names"])
     output = run.output
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
     annotated: list[dict] = []
@@ -291,11 +300,13 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
         from jobs.annotate_stage import ANNOTATED, annotate_videos
 
         echo("drawing predictions on the sampled frames (annotate: true)")
-        annotated = annotate_videos(tables[task.output_tables[0]], {o.uri: o.size for o in objects}, task,
-                                    output.uri, parse_uri(spec.input).as_prefix().uri)
+        sizes = {row["uri"]: row["size"] for path in listing_files(run)
+                 for row in pq.read_table(path, filesystem=fs, columns=["uri", "size"]).to_pylist()}
+        annotated = annotate_videos(tables[task.output_tables[0]], sizes, task, output.uri,
+                                    parse_uri(spec.input).as_prefix().uri)
         tables[ANNOTATED] = output.join(ANNOTATED).uri + "/"
     seconds = time.time() - run.started
-    result = ScoreResult(run.run_id, metadata["model_id"], len(objects), committed.scored_objects,
+    result = ScoreResult(run.run_id, metadata["model_id"], listed, committed.scored_objects,
                          committed.failed_objects, seconds, tables[task.output_tables[0]], tables["errors"],
                          output.join("runs", run.run_id, "summary.json").uri, tables, committed.example_rows,
                          committed.partial_objects, round(first_rows_s, 3), round(steady_rate, 2))

@@ -1,22 +1,30 @@
-"""A plain score run's rows -> tables mapping, after the accounting check.
+"""A plain score run's staging and its rows -> tables mapping, after the accounting check.
 
-The staged Parquet holds one row per decoded example (an image, a frame, a window)
-and one row per failed object. Committing splits it into the example table, the
-per-object table (majority label and mean class scores, for videos and audio files)
-and `errors`, each replacing the previous run's version of that Delta table.
+Under the run's staging: `listing/` (the input's objects, sorted, a file per 100,000)
+and `scored/` (what the actors stage: one row per decoded example, an image, a frame, a
+window, and one row per failed object). Committing splits the staged rows into the
+example table, the per-object table (majority label and mean class scores, for videos
+and audio files) and `errors`, each replacing the previous run's version of that Delta
+table, reading the staged rows a window at a time.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
+from jobs.errors import MediaJobsError
+from tasks.object_votes import object_votes
 from jobs.runs.contract import ERRORS_SCHEMA, SCORED_AT
 from jobs.runs.lifecycle import Run, TableWrite
-from jobs.storage import StoredObject
+from jobs.runs.staged_parts import PartWriter, parquet_files, read_parts, table_batches
+from jobs.runs.staged_sweep import SortedStream, staged_files, windows
 
 PARTIAL = "decode-partial"  # an errors row for an object whose examples were still scored
+LISTING, SCORED = "listing", "scored"  # under a plain run's staging: what it lists, what the actors stage
+STAGED_COLUMNS = ["uri", "etag", "probabilities", "object_info", "model_id", "run_id", "stage", "error", "node_id",
+                  "scored_at"]
 
 
 def staged_schema(position_columns: tuple[str, ...]):
@@ -47,10 +55,13 @@ class Committed:
     versions: dict[str, int]  # each table's Delta version holding this run
 
 
-def commit_run(run: Run, task, media: str, class_names: list[str], listed: dict[str, StoredObject]) -> Committed:
-    """Check the accounting invariant over the staged rows, then replace each of the task's
-    tables with this run's rows (one Delta commit each: readers see the previous run or
-    this one, whole). The staged rows stay until the run finishes.
+def commit_run(run: Run, task, media: str, class_names: list[str]) -> Committed:
+    """Check the accounting invariant over the staged rows (`scored/`) against the listing
+    (`listing/`, see `stage_listing`), then replace each of the task's tables with this
+    run's rows (one Delta commit each: readers see the previous run or this one, whole).
+    Streamed: the staged rows are read a window at a time (`jobs.runs.staged_sweep`), the
+    errors and per-object rows written under `commit/` as they go, and every table is
+    committed from a stream. The staged rows stay until the run finishes.
 
     Raises:
         JobFailedError: when an object is missing, unexpected or both scored and failed;
@@ -59,87 +70,169 @@ def commit_run(run: Run, task, media: str, class_names: list[str], listed: dict[
     """
     import pyarrow.compute as pc
 
-    staged = run.staged_rows()
-    is_example = pc.field("error").is_null()
-    is_failure = pc.field("error").is_valid() & (pc.field("stage") != PARTIAL)
-    scored = set(staged.to_table(columns=["uri"], filter=is_example).column("uri").to_pylist())
-    failed = staged.to_table(columns=["uri"], filter=is_failure).column("uri").to_pylist()
-    partial = set(staged.to_table(columns=["uri"], filter=pc.field("stage") == PARTIAL).column("uri").to_pylist())
-    run.check_accounting(listed, [*scored, *failed], extra={"partial without examples": len(partial - scored)})
+    from jobs.storage import filesystem_for
 
-    example_rows = staged.count_rows(filter=is_example)
-    per_node = staged.to_table(columns=["node_id"]).column("node_id").value_counts().to_pylist()
+    scored = run.staged_rows(SCORED)  # checks the lease
+    fs = filesystem_for(run.output)
     examples_table, objects_table = task.output_tables
-    writes = [TableWrite(examples_table, lambda: staged.scanner(columns=example_columns(task), filter=is_example)
+    derived = run.staging.join("commit")
+    errors = PartWriter(derived.join("errors"), fs, ERRORS_SCHEMA())
+    objects = PartWriter(derived.join(objects_table), fs, _objects_schema(task, class_names)) if objects_table \
+        else None
+    tally = _Tally()
+    files = staged_files(fs, [(path, 0) for path in parquet_files(run.staging.join(SCORED))])
+    listing = SortedStream(table_batches(fs, parquet_files(run.staging.join(LISTING))))
+    for window in windows(fs, files, lambda staged: STAGED_COLUMNS, [listing], LISTING_SCHEMA()):
+        tally.add(window)
+        if window.rows is None:
+            continue
+        failed_rows = window.rows.filter(pc.is_valid(window.rows.column("error")))
+        errors.append(errors_rows(failed_rows, window.expected, media))
+        if objects is not None:
+            examples = window.rows.filter(pc.is_null(window.rows.column("error")))
+            if examples.num_rows:
+                objects.append(_object_rows(examples.sort_by("uri"), task, class_names))
+    errors.close()
+    if objects is not None:
+        objects.close()
+    run.fail_unless_accounted({"missing": tally.missing, "unexpected": tally.unexpected,
+                               "more than one outcome": tally.more_than_one,
+                               "partial without examples": tally.partial_without_examples})
+
+    is_example = pc.field("error").is_null()
+    writes = [TableWrite(examples_table, lambda: scored.scanner(columns=example_columns(task), filter=is_example)
                          .to_reader()),
-              TableWrite("errors", lambda: errors_rows(staged.to_table(filter=pc.field("error").is_valid()),
-                                                       listed, media))]
-    if objects_table:
-        writes.append(TableWrite(objects_table, lambda: _object_rows(staged, is_example, task, class_names)))
+              TableWrite("errors", lambda: read_parts(fs, derived.join("errors"), ERRORS_SCHEMA()))]
+    if objects is not None:
+        writes.append(TableWrite(objects_table, lambda: read_parts(fs, derived.join(objects_table),
+                                                                   _objects_schema(task, class_names))))
     versions = run.commit(writes)
-    return Committed([w.name for w in writes], len(scored), len(failed), len(partial), example_rows,
-                     {str(entry["values"]): entry["counts"] for entry in per_node}, versions)
+    return Committed([w.name for w in writes], tally.scored, tally.failed, tally.partial, tally.example_rows,
+                     dict(tally.nodes), versions)
 
 
-def errors_rows(staged_errors, listed: dict[str, StoredObject], media: str):
-    """The errors table of a plain run (the one schema of every job kind's errors)."""
+class _Tally:
+    """The accounting check's counts, and the run's, summed window by window (an object's
+    rows are all in one window)."""
+
+    def __init__(self) -> None:
+        self.missing = self.unexpected = self.more_than_one = self.partial_without_examples = 0
+        self.scored = self.failed = self.partial = self.example_rows = 0
+        self.nodes: Counter = Counter()
+
+    def add(self, window) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        expected = window.expected.column("uri")
+        rows = window.rows
+        if rows is None:
+            self.missing += len(expected)
+            return
+        error, stage = rows.column("error"), pc.fill_null(rows.column("stage"), "")
+        examples = pc.unique(rows.filter(pc.is_null(error)).column("uri"))
+        failed = rows.filter(pc.and_(pc.is_valid(error), pc.not_equal(stage, PARTIAL))).column("uri")
+        partial = pc.unique(rows.filter(pc.equal(stage, PARTIAL)).column("uri"))
+        outcomes = pc.value_counts(pa.chunked_array([examples.cast(pa.string()), failed.combine_chunks()]))
+        found = outcomes.field("values")
+        self.missing += _count(pc.invert(pc.is_in(expected, value_set=found)))
+        self.unexpected += _count(pc.invert(pc.is_in(found, value_set=expected.combine_chunks())))
+        self.more_than_one += _count(pc.greater(outcomes.field("counts"), 1))
+        self.partial_without_examples += _count(pc.invert(pc.is_in(partial, value_set=examples)))
+        self.scored += len(examples)
+        self.failed += len(failed)
+        self.partial += len(partial)
+        self.example_rows += _count(pc.is_null(error))
+        self.nodes.update({str(entry["values"]): entry["counts"]
+                           for entry in pc.value_counts(rows.column("node_id")).to_pylist()})
+
+
+def _count(mask) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def errors_rows(staged_errors, listed, media: str):
+    """The errors table of a plain run (the one schema of every job kind's errors); `listed`
+    is the listing's rows of the same objects (their sizes)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    rows = staged_errors.to_pylist()
-    return pa.Table.from_pylist([
-        {"uri": r["uri"], "etag": r["etag"], "size": listed[r["uri"]].size if r["uri"] in listed else None,
-         "modality": media, "route": None, "stage": r["stage"], "error": r["error"],
-         "seconds": _info(r).get("seconds"), "model_id": r["model_id"], "run_id": r["run_id"],
-         "scored_at": r["scored_at"], "superseded_on": None} for r in rows], schema=ERRORS_SCHEMA())
+    n = staged_errors.num_rows
+    sizes = pc.take(listed.column("size"), pc.index_in(staged_errors.column("uri"), value_set=listed.column("uri")))
+    return pa.table({
+        "uri": staged_errors.column("uri"), "etag": staged_errors.column("etag"), "size": sizes,
+        "modality": pa.repeat(media, n), "route": pa.nulls(n, pa.string()), "stage": staged_errors.column("stage"),
+        "error": staged_errors.column("error"),
+        "seconds": pa.array([_info(i).get("seconds") for i in staged_errors.column("object_info").to_pylist()],
+                            pa.float32()),
+        "model_id": staged_errors.column("model_id"), "run_id": staged_errors.column("run_id"),
+        "scored_at": staged_errors.column("scored_at"), "superseded_on": pa.nulls(n, pa.string())},
+        schema=ERRORS_SCHEMA()).sort_by("uri")
 
 
-def _info(row: dict) -> dict:
+def _info(object_info: str | None) -> dict:
     try:
-        return json.loads(row.get("object_info") or "{}")
+        return json.loads(object_info or "{}")
     except ValueError:
         return {}
 
 
-def _object_rows(staged, row_filter, task, class_names):
+def _objects_schema(task, class_names: list[str]):
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("etag", pa.string()), ("label", pa.string()), ("score", pa.float32()),
+                      ("mean_scores", pa.map_(pa.string(), pa.float32())), (task.count_column, pa.int64()),
+                      ("duration_s", pa.float64()), ("model_id", pa.string()), ("run_id", pa.string()),
+                      ("scored_at", SCORED_AT())])
+
+
+def _object_rows(examples, task, class_names: list[str]):
     """One row per object: majority label (ties broken by mean score), mean scores per class."""
     import numpy as np
     import pyarrow as pa
-    counts: dict[str, int] = defaultdict(int)
-    sums: dict[str, np.ndarray] = {}
-    votes: dict[str, np.ndarray] = {}
-    info: dict[str, str] = {}
-    model_id = run_id = ""
-    etags: dict[str, str] = {}
-    scored_at: dict[str, object] = {}
-    columns = ["uri", "probabilities", "object_info", "model_id", "run_id", "etag", "scored_at"]
-    for batch in staged.to_batches(columns=columns, filter=row_filter):
-        for uri, probs, object_info, model, run, etag, when in zip(*(batch.column(i).to_pylist()
-                                                                      for i in range(len(columns)))):
-            vector = np.asarray(probs, dtype=np.float64)
-            if uri not in sums:
-                sums[uri], votes[uri] = np.zeros_like(vector), np.zeros_like(vector)
-            sums[uri] += vector
-            votes[uri][int(vector.argmax())] += 1
-            counts[uri] += 1
-            info.setdefault(uri, object_info)
-            etags.setdefault(uri, etag)
-            scored_at[uri] = max(scored_at.get(uri, when), when)
-            model_id, run_id = model, run
-    uris = sorted(counts)
-    means = [sums[u] / counts[u] for u in uris]
-    labels = []
-    for uri, mean in zip(uris, means):
-        tally = votes[uri]
-        tied = np.flatnonzero(tally == tally.max())
-        labels.append(class_names[int(tied[np.argmax(mean[tied])])])
-    durations = [json.loads(info[u] or "{}").get("duration_s") for u in uris]
+
+    votes = object_votes(examples)
+    firsts = pa.array(votes.first_row)
+    n, classes = votes.means.shape
+    mean_scores = pa.MapArray.from_arrays(pa.array((np.arange(n + 1) * classes).astype(np.int32)),
+                                          pa.array(class_names * n, pa.string()),
+                                          pa.array(votes.means.ravel().astype(np.float32)))
+    info = [_info(i) for i in examples.column("object_info").take(firsts).to_pylist()]
     return pa.table({
-        "uri": uris, "etag": pa.array([etags[u] for u in uris], pa.string()), "label": labels,
-        "score": pa.array([float(m[class_names.index(lab)]) for m, lab in zip(means, labels)], pa.float32()),
-        "mean_scores": pa.array([dict(zip(class_names, map(float, m))) for m in means],
-                                pa.map_(pa.string(), pa.float32())),
-        task.count_column: pa.array([counts[u] for u in uris], pa.int64()),
-        "duration_s": pa.array(durations, pa.float64()),
-        "model_id": pa.array([model_id] * len(uris), pa.string()), "run_id": pa.array([run_id] * len(uris), pa.string()),
-        "scored_at": pa.array([scored_at[u] for u in uris], SCORED_AT()),
-    })
+        "uri": votes.uris, "etag": examples.column("etag").take(firsts), "label": votes.labels(class_names),
+        "score": pa.array(votes.scores().astype(np.float32)), "mean_scores": mean_scores,
+        task.count_column: pa.array(votes.examples.astype(np.int64)),
+        "duration_s": pa.array([i.get("duration_s") for i in info], pa.float64()),
+        "model_id": examples.column("model_id").take(firsts), "run_id": examples.column("run_id").take(firsts),
+        "scored_at": votes.scored_at}, schema=_objects_schema(task, class_names))
+
+
+def LISTING_SCHEMA():  # noqa: N802 - a schema constant, built lazily
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string())])
+
+
+def stage_listing(objects, run: Run) -> int:
+    """Write the listing (sorted, as S3 lists) under the run's staging, a file per
+    TODO_FLUSH_ROWS objects; returns how many objects. The driver keeps no listing: the
+    scoring reads it a file at a time, the commit a window at a time."""
+    from jobs.nightly_worklists import WorkListWriter
+    from jobs.storage import filesystem_for
+
+    writer = WorkListWriter(filesystem_for(run.output), run.staging.join(LISTING), run.run_id, LISTING_SCHEMA())
+    previous = None
+    for obj in objects:
+        if previous is not None and obj.uri <= previous:
+            raise MediaJobsError(f"the input listing is not in key order ({obj.uri!r} after {previous!r}); the "
+                                 "commit reads it back in order")
+        previous = obj.uri
+        writer.add({"uri": obj.uri, "size": obj.size, "etag": obj.etag})
+    writer.close()
+    return writer.rows
+
+
+def listing_files(run: Run) -> list[str]:
+    return parquet_files(run.staging.join(LISTING))

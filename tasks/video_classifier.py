@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from tasks.image_classifier import build_cnn, fit_to_input
+from tasks.object_votes import winners
 from tasks._video_probe import _explain_unopenable, _sniff_non_video
 from tasks.media import MediaDecodeError, max_pixels
 from tasks.registry import DecodedMedia, Task, register
@@ -312,8 +313,7 @@ def summarize_video(labels: Sequence[str], scores: Sequence[Sequence[float]], cl
             raise ValueError(f"frame {i}: {len(row)} scores for {len(names)} classes (pass top_labels for top-k)")
     means = matrix.mean(axis=0)
     votes = np.bincount([names.index(l) for l in labels], minlength=len(names))
-    tied = np.flatnonzero(votes == votes.max())
-    winner = int(tied[np.argmax(means[tied])])
+    winner = int(winners(votes, means))
     return {"label": names[winner], "score": float(means[winner]), "frames": len(labels),
             "mean_scores": dict(zip(names, map(float, means))), "votes": dict(zip(names, map(int, votes)))}
 

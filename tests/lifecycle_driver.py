@@ -80,7 +80,7 @@ def plain(output: str, objects: int, model_id: str) -> str:
     """A plain score run over `objects` listed objects (`obj-i.jpg`, every fifth `bad`);
     returns its run id."""
     from jobs.runs import Run
-    from jobs.score_commit import commit_run
+    from jobs.score_commit import SCORED, commit_run, stage_listing
     from jobs.storage import StoredObject
     from tasks import get_task
 
@@ -90,10 +90,11 @@ def plain(output: str, objects: int, model_id: str) -> str:
         listed[uri] = StoredObject(uri, 100 + i, f"etag-{i}")
     task = get_task("image-classifier")
     with Run(output, ["predictions", "errors"], echo=print) as run:
+        stage_listing(sorted(listed.values(), key=lambda o: o.uri), run)  # in key order, as S3 lists
         items = [{"uri": o.uri, "etag": o.etag} for o in listed.values()]
         for start in range(0, len(items), 8):  # blocks of 8, as Ray Data would hand them out
-            stage(staged_rows(items[start:start + 8], model_id, run.run_id), run.staging.uri)
-        committed = commit_run(run, task, "image", CLASSES, listed)
+            stage(staged_rows(items[start:start + 8], model_id, run.run_id), run.staging.join(SCORED).uri)
+        committed = commit_run(run, task, "image", CLASSES)
         run.finish({"listed": len(listed), "predicted": committed.scored_objects, "errors": committed.failed_objects,
                     "model_id": model_id})
     return run.run_id

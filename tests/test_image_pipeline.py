@@ -124,6 +124,22 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
     assert result.predicted == 3
 
 
+def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data, monkeypatch):
+    """The listing goes to staging a file per TODO_FLUSH_ROWS objects and each file is one
+    Ray Data run (the driver never holds the whole listing): cut to files of 25 objects,
+    every object is still scored once, and the commit checks them all together."""
+    import jobs.nightly_worklists
+
+    monkeypatch.setattr(jobs.nightly_worklists, "TODO_FLUSH_ROWS", 25)
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes-cut/"])
+    result = run_spec(spec)
+    inputs = sorted(o.uri for o in list_objects("s3://it-media/shapes/test/"))
+    assert len(inputs) > 50  # three listing files, or nothing was cut
+    predictions = read_table(result.predictions_uri).column("uri").to_pylist()
+    assert sorted(predictions) == inputs and result.listed == len(inputs) and result.errors == 0
+
+
 def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
     from jobs.synthetic import write_binary_dataset
 

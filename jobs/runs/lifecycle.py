@@ -27,8 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
-from jobs.delta_tables import (TableExistsError, check_not_legacy, committed_version, delta_tables_under, fence_table,
-                               open_table, write_table)
+from jobs.delta_tables import (TableExistsError, check_not_legacy, commit_parts, committed_version, delta_tables_under,
+                               fence_table, open_table, write_table)
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.runs.lease import LeaseKeeper
 from jobs.runs.output_check import prepare_output
@@ -70,6 +70,12 @@ class TableWrite:
     app_transaction: tuple[str, int] | None = None
     key: str = ""  # with the run id, what marks this commit: a run that commits one table twice keys each
     supersedes: Callable[[], tuple[str, pa.Table]] | None = None  # see delta_tables.write_table
+    # Instead of `rows`: staged Parquet files in the table's schema (`schema`, with the
+    # partition column), committed by reference as the partition `partition` (column,
+    # value): see delta_tables.commit_parts.
+    parts: Callable[[], list[str]] | None = None
+    schema: Callable[[], pa.Schema] | None = None
+    partition: tuple[str, str] | None = None
 
 
 @dataclass
@@ -171,9 +177,10 @@ class Run:
 
     # -- commit ---------------------------------------------------------------------------
 
-    def staged_rows(self):
-        """The run's staged Parquet as one pyarrow dataset, once this run is known to still
-        hold the output (a run that took over drops a stale run's staging).
+    def staged_rows(self, *folder: str):
+        """The run's staged Parquet (or that of a folder under its staging) as one pyarrow
+        dataset, once this run is known to still hold the output (a run that took over
+        drops a stale run's staging).
 
         Raises:
             RunFencedError: it does not.
@@ -184,7 +191,8 @@ class Run:
 
         if not self.keeper.held():
             raise self._fenced("its lease was taken over before its commit", {})
-        return pads.dataset(self.staging.fs_path, filesystem=filesystem_for(self.staging), format="parquet")
+        location = self.staging.join(*folder) if folder else self.staging
+        return pads.dataset(location.fs_path, filesystem=filesystem_for(location), format="parquet")
 
     def check_accounting(self, expected: Iterable[Hashable], outcomes: Iterable[Hashable],
                          extra: dict[str, int] | None = None, what: str = "") -> None:
@@ -195,8 +203,17 @@ class Run:
         """
         counts = Counter(outcomes)
         wanted = set(expected)
-        problems = {"missing": len(wanted - counts.keys()), "unexpected": len(counts.keys() - wanted),
-                    "more than one outcome": sum(1 for n in counts.values() if n > 1), **(extra or {})}
+        self.fail_unless_accounted({"missing": len(wanted - counts.keys()), "unexpected": len(counts.keys() - wanted),
+                                    "more than one outcome": sum(1 for n in counts.values() if n > 1),
+                                    **(extra or {})}, what)
+
+    def fail_unless_accounted(self, problems: dict[str, int], what: str = "") -> None:
+        """The accounting check's verdict on counts a job tallied itself (a streamed commit
+        counts window by window): each name, how many; all zero passes.
+
+        Raises:
+            JobFailedError: naming each kind of problem and how many; nothing is committed.
+        """
         if any(problems.values()):
             detail = ", ".join(f"{name}: {n}" for name, n in problems.items() if n)
             raise JobFailedError(f"accounting check failed for run {self.run_id}{what} ({detail}); nothing was "
@@ -244,11 +261,17 @@ class Run:
             location, snapshot = self.output.join(write.name), snapshots[write.name]
             key = self.run_id + (f"/{write.key}" if write.key else "")
             landed = committed_version(snapshot, key)  # an earlier attempt whose answer was lost
+            if landed is None and write.parts is not None:
+                try:
+                    landed = commit_parts(location, snapshot, write.parts(), write.schema(), self.run_id, key,
+                                          partition=write.partition, app_transaction=write.app_transaction)
+                except (CommitFailedError, TableExistsError) as exc:
+                    raise self._fenced(f"another run committed to {write.name} first ({exc})", done) from None
             if landed is None:
                 rows = write.rows()
                 if snapshot is None:
-                    rows = rows.read_all() if hasattr(rows, "read_all") else rows
-                    if not rows.num_rows:  # nothing to say and no earlier run to replace: no table
+                    rows = _unless_empty(rows)
+                    if rows is None:  # nothing to say and no earlier run to replace: no table
                         done[write.name] = None
                         continue
                 try:
@@ -291,3 +314,17 @@ class Run:
         except (OSError, MediaJobsError):
             self.echo(f"note: {self.staging.uri}/ was not deleted (the store did not answer); the next run drops it")
 
+
+def _unless_empty(rows: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader | None:
+    """None for rows without a row; else the same rows (a reader is read up to its first
+    row, not whole: a table's rows may be more than the driver should hold)."""
+    import itertools
+
+    import pyarrow as pa
+
+    if isinstance(rows, pa.Table):
+        return rows if rows.num_rows else None
+    for batch in rows:
+        if batch.num_rows:
+            return pa.RecordBatchReader.from_batches(rows.schema, itertools.chain([batch], rows))
+    return None
