@@ -54,6 +54,19 @@ class TrainSpec(_Strict):
             raise _fail(f"validation: applies to classifier tasks only (this spec's task is {task}); delete it")
         return data
 
+    @field_validator("training")
+    @classmethod
+    def _early_stopping_fits(cls, training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
+        stopping, task, data = training.early_stopping, info.data.get("task"), info.data.get("data")
+        if stopping is None:
+            return training
+        if task in ("gan", "style-transfer"):
+            raise _fail(f"early_stopping: applies to classifier tasks only (this spec's task is {task}); delete it")
+        if stopping.monitor.startswith("val_") and data is not None and data.validation is None:
+            raise _fail(f"early_stopping.monitor: {stopping.monitor} is measured on held-out data; add "
+                        f"data.validation: s3://bucket/validation/ or monitor {stopping.monitor[4:]}")
+        return training
+
     @model_validator(mode="after")
     def _task_defaults(self) -> "TrainSpec":
         # Fill the media section of the task with its defaults, so the spec hash and the

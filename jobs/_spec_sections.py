@@ -100,12 +100,28 @@ class TrainData(_Strict):
                                                  "e.g. s3://media/styles/")
 
 
+class EarlyStopping(_Strict):
+    """Stop when `monitor` has not improved for `patience` epochs; with `restore_best`, the
+    exported model is the best epoch's (jobs.train_settings.EarlyStop)."""
+
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
+    patience: _Count = 3
+    restore_best: _Flag = True
+
+
 class TrainingConfig(_Strict):
     epochs: _Count = 10
+    # Global (over all workers). Unset, it is 64 lowered to fit the data (jobs.train_settings);
+    # set, it is used as given or refused.
     batch_size: _BatchSize = 64
     learning_rate: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = 0.001
     seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
     max_failures: Annotated[int, Field(strict=True, ge=0)] = 2
+    early_stopping: EarlyStopping | None = None
+
+    @property
+    def batch_size_is_set(self) -> bool:
+        return "batch_size" in self.model_fields_set
 
 
 _GpuShare = Annotated[float, Field(strict=False, ge=0, le=64, allow_inf_nan=False)]

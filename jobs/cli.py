@@ -228,8 +228,16 @@ def bench(
                                        help="Only the nightly commit's peak driver memory, on synthetic staged "
                                             "tables of N and 5N objects (local files; no Ray, no S3)."),
     objects: int = typer.Option(1_000_000, min=5, help="--driver-memory: objects at 5N."),
+    training_parity: bool = typer.Option(False, "--training-parity",
+                                         help="Only the same train specs (spoken words, shapes) on 1 and on 2 "
+                                              "workers: validation accuracy must agree within 2 points."),
 ) -> None:
     """Time our pipelines against the obvious alternatives on data made here; print the ratios."""
+    if training_parity:
+        from jobs.bench.parity import run_parity_command
+
+        run_parity_command(bucket, json_, echo)
+        return
     if driver_memory:
         from jobs.bench.driver_memory import run_driver_memory_command
 

@@ -61,7 +61,7 @@ class ImageGenerator:
                  trust_model_code: bool = False) -> None:
         import tensorflow as tf
 
-        from jobs.train import enable_gpu_memory_growth
+        from jobs.train_worker import enable_gpu_memory_growth
         from tasks.gan import load_generator
 
         enable_gpu_memory_growth(tf)

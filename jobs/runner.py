@@ -25,8 +25,10 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
 
         result = run_train(spec, echo=echo)
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
-                            if k not in ("epoch", "epoch_seconds"))
+                            if k not in ("epoch", "epoch_seconds", "steps"))
         echo(f"trained {result.epochs_run} epochs on {result.examples} examples in {result.seconds:.0f}s: {metrics}")
+        if result.exported_epoch is not None and result.exported_epoch != result.epochs_run:
+            echo(f"exported the model of epoch {result.exported_epoch} (the best by early_stopping.monitor)")
         nodes = {w["node_id"] for w in result.workers}
         echo(f"workers: {len(result.workers)} on {len(nodes)} node{'s' if len(nodes) != 1 else ''}")
         echo(f"model: {result.model_uri}")

@@ -60,7 +60,7 @@ class BatchClassifier:
             prestart(decode_task, CALLS_PER_ACTOR)
         import tensorflow as tf
 
-        from jobs.train import enable_gpu_memory_growth
+        from jobs.train_worker import enable_gpu_memory_growth
 
         enable_gpu_memory_growth(tf)
         limit_tf_threads(tf, cpus)

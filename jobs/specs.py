@@ -88,8 +88,15 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
-    """The spec as plain JSON-compatible data, defaults included; `parse_spec` reads it back."""
-    return spec.model_dump(mode="json")
+    """The spec as plain JSON-compatible data, defaults included; `parse_spec` reads it back.
+
+    An unset `training.batch_size` stays unset: the train job lowers an unset one to fit
+    the data and takes a set one as given, and a submitted spec must mean the same."""
+    data = spec.model_dump(mode="json")
+    training = getattr(spec, "training", None)
+    if training is not None and not training.batch_size_is_set:
+        del data["training"]["batch_size"]
+    return data
 
 
 def spec_hash(spec: Spec) -> str:

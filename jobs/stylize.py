@@ -95,7 +95,7 @@ class BatchStylizer:
                  max_side: int | None, trust_model_code: bool = False) -> None:
         import tensorflow as tf
 
-        from jobs.train import enable_gpu_memory_growth
+        from jobs.train_worker import enable_gpu_memory_growth
 
         enable_gpu_memory_growth(tf)
         self.module = load_module(source, trust_model_code)

@@ -1,20 +1,23 @@
-"""Generated image datasets of simple shapes: real JPEG/PNG files a tiny CNN can learn.
+"""Generated datasets: images of simple shapes (real JPEG/PNG files a tiny CNN can learn),
+and spoken words by espeak-ng.
 
-Used by `mediajobs demo` and the tests, so that training and scoring can run with no
-download. Every file is deterministic for a seed.
+Used by `mediajobs demo`, `mediajobs bench` and the tests, so that training and scoring can
+run with no download. Every file is deterministic for a seed (or for its voice and speed).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPES", "write_shapes_dataset", "write_binary_dataset"]
+__all__ = ["SHAPES", "write_shapes_dataset", "write_binary_dataset", "write_spoken_words"]
 
 SHAPES = ("circle", "square", "triangle", "cross")
 SPLITS = ("train", "test")
@@ -80,6 +83,28 @@ def write_binary_dataset(
         raise ValueError(f"image size must be at least 16 pixels, got {size}")
     return _write_dataset(Path(root), classes, {"train": per_class_train, "test": per_class_test}, seed,
                           fixed_size=size)
+
+
+def write_spoken_words(root: Path, words: Sequence[str], voices: Sequence[str], speeds: Sequence[int]) -> int:
+    """Every word in every espeak-ng English voice variant (`m1`..`m7`, `f1`..`f5`, ...) at
+    every speed (words per minute): `root/<word>/<word>_<voice>_<speed>.wav` (22.05 kHz,
+    16-bit). A grid rather than random draws, so a split by voice or by speed holds exactly
+    the voices or speeds it names. Needs the `espeak-ng` program (Debian package espeak-ng).
+
+    Returns:
+        The number of files written.
+    """
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install -y espeak-ng)")
+    for word in words:
+        folder = root / word
+        folder.mkdir(parents=True, exist_ok=True)
+        for voice in voices:
+            for speed in speeds:
+                subprocess.run(["espeak-ng", "-v", f"en+{voice}", "-s", str(speed), "-w",
+                                str(folder / f"{word}_{voice}_{speed}.wav"), word],
+                               check=True, capture_output=True, timeout=30)
+    return len(words) * len(voices) * len(speeds)
 
 
 def _write_dataset(root: Path, classes: Sequence[str], counts: dict[str, int], seed: int,

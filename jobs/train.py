@@ -2,12 +2,16 @@
 
 Data flow: list the task's objects (class folders for classifiers; see
 `jobs.train_plans` for GAN and style transfer) -> Ray Data fetch+decode (materialized
-once, uint8) -> `streaming_split` of `train` to workers -> each worker builds the model
-under `MultiWorkerMirroredStrategy`, fits one epoch at a time, evaluates, and saves a
-checkpoint (every rank saves: MWMS save is collective; only rank 0's is reported) ->
-Ray Train persists checkpoints under `<output>/train/` -> the driver exports the
-final model (the plan's files) as `<output>/model/versions/<model_id>/` with `metadata.json`
-(each file's digest) and moves `<output>/model/LATEST` to it (`jobs.model_export`).
+once, uint8) -> the batch size and any fitted statistics (the audio model's feature
+normalisation) decided from the decoded data (`jobs.train_settings`, `fitted_statistics`)
+-> `streaming_split` of `train` to workers -> each worker (`jobs.train_worker`) reads its
+shard and the validation set into memory once, builds the model under
+`MultiWorkerMirroredStrategy`, fits one epoch at a time, evaluates, agrees on early
+stopping, and saves a checkpoint (every rank saves: MWMS save is collective; only rank 0's
+is reported) -> Ray Train persists checkpoints under `<output>/train/` -> the driver exports
+the model (the plan's files; the best epoch's with `restore_best`) as
+`<output>/model/versions/<model_id>/` with `metadata.json` (each file's digest) and moves
+`<output>/model/LATEST` to it (`jobs.model_export`).
 
 Re-running a spec whose output already holds checkpoints resumes from the latest
 (Ray Train V2 restores the run named `train` under the output URI).
@@ -18,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +32,15 @@ from jobs.media_stage import EXAMPLE, fetch_and_decode
 from jobs.model_export import export_model
 from jobs.resources import scaling_config
 from jobs.runs.output_check import prepare_output
-from jobs.storage import filesystem_for, parse_uri, write_bytes
+from jobs.storage import filesystem_for
 from jobs.task_config import task_config_for
 from jobs.train_plans import extra_metadata, plan_for
+from jobs.train_settings import batch_size_for
+from jobs.train_worker import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
 RUN_NAME = "train"  # Ray Train run folder under the output URI (checkpoints live here)
-WORKERS_DIR = "workers"  # one placement record per training worker (rank, node, devices)
 
 
 def _decoded_dataset(uris: list[str], sizes: list[int], labels: list[int], task: Any, seed: int):
@@ -61,6 +65,7 @@ class TrainResult:
     skipped: int
     seconds: float
     workers: list[dict] = field(default_factory=list)  # placement records: rank, node_id, hostname, gpu_ids
+    exported_epoch: int | None = None  # the epoch whose model was exported (the best, with restore_best)
 
 
 def run_train(spec, echo=print) -> TrainResult:
@@ -89,20 +94,25 @@ def run_train(spec, echo=print) -> TrainResult:
     if skipped:
         echo(f"warning: {skipped} objects could not be decoded and were left out of training")
     plan.check_decoded(decoded)
-    if examples // spec.resources.num_workers < spec.training.batch_size:
-        raise MediaJobsError(
-            f"training.batch_size: {spec.training.batch_size} is larger than each worker's share of the "
-            f"{examples} decoded training examples ({examples // spec.resources.num_workers}); "
-            "lower training.batch_size or resources.num_workers")
+    workers = spec.resources.num_workers
+    batch = batch_size_for(spec.training.batch_size, spec.training.batch_size_is_set, examples, workers)
+    if batch.reason:
+        echo(batch.reason)
+    statistics = fitted_statistics(datasets["train"], task)
+    if statistics:
+        echo(f"feature normalisation fitted on {statistics['frames']} frames of the training set")
 
     fs = filesystem_for(output)
+    early_stopping = spec.training.early_stopping
     config = {
         "task": task, "architecture": spec.model.architecture, "epochs": spec.training.epochs,
-        "batch_size": spec.training.batch_size, "learning_rate": spec.training.learning_rate,
+        "batch_size": batch.size, "worker_batch_size": batch.per_worker, "learning_rate": spec.training.learning_rate,
         "class_names": objects.class_names, "datasets": sorted(datasets), "output": output.uri,
-        "seed": spec.training.seed,
+        "seed": spec.training.seed, "statistics": statistics,
+        "early_stopping": early_stopping.model_dump() if early_stopping else None,
         # Each worker's share of the decoded examples: small shards are served from memory.
-        "shard_bytes": datasets["train"].size_bytes() // spec.resources.num_workers,
+        "shard_bytes": datasets["train"].size_bytes() // workers,
+        "whole_bytes": {name: ds.size_bytes() for name, ds in datasets.items() if name != "train"},
     }
     trainer = TensorflowTrainer(
         train_loop_per_worker=train_loop_per_worker,
@@ -116,8 +126,8 @@ def run_train(spec, echo=print) -> TrainResult:
             failure_config=FailureConfig(max_failures=spec.training.max_failures),
         ),
     )
-    echo(f"training {spec.model.architecture} on {spec.resources.num_workers} workers "
-         f"(MultiWorkerMirroredStrategy), {spec.training.epochs} epochs; checkpoints under {output.join(RUN_NAME).uri}/")
+    echo(f"training {spec.model.architecture} on {workers} workers (MultiWorkerMirroredStrategy), "
+         f"{spec.training.epochs} epochs of global batch {batch.size}; checkpoints under {output.join(RUN_NAME).uri}/")
     try:
         result = trainer.fit()
     except MediaJobsError:
@@ -127,24 +137,67 @@ def run_train(spec, echo=print) -> TrainResult:
     if result.checkpoint is None:
         raise JobFailedError("training finished without a checkpoint; see the worker logs above")
 
-    workers = read_placements(output, spec.resources.num_workers)
+    placements = read_placements(output, workers)
     with result.checkpoint.as_directory() as checkpoint_dir:
-        state = json.loads((Path(checkpoint_dir) / "state.json").read_text())
-        model_id = f"{spec.name}-{_digest(Path(checkpoint_dir) / plan.exported[0])[:12]}"
+        state = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())
+        exported = _exported_epoch(state, spec.training.epochs)
+        source = Path(checkpoint_dir) / (BEST_DIR if exported.get("restored") else "")
+        if exported.get("reason"):
+            echo(f"early stopping: {exported['reason']}")
+        model_id = f"{spec.name}-{_digest(source / plan.exported[0])[:12]}"
         metadata = {
             "model_id": model_id, "task": spec.task, "architecture": spec.model.architecture,
             "task_config": task_config, "input_shape": list(task.example_shape),
             "class_names": objects.class_names, "files": list(plan.exported),
-            "epochs": state["epoch"] + 1, "metrics": state["metrics"], "history": state["history"],
+            "epochs": state["epoch"] + 1, "metrics": exported["metrics"], "history": state["history"],
+            "exported_epoch": exported["epoch"],
+            "batch_size": batch.size, **({"batch_size_reason": batch.reason} if batch.reason else {}),
+            **({"feature_statistics": statistics} if statistics else {}),
+            **({"early_stopping": exported["early_stopping"]} if early_stopping else {}),
             "examples": examples, "skipped": skipped, "spec_name": spec.name,
-            "workers": workers,
+            "workers": placements,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **extra_metadata(spec.task, checkpoint_dir),
+            **extra_metadata(spec.task, str(source)),
         }
-        version = export_model(Path(checkpoint_dir), metadata, output.uri,
+        version = export_model(source, metadata, output.uri,
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
-    return TrainResult(version.uri, state["metrics"], objects.class_names, state["epoch"] + 1,
-                       examples, skipped, time.time() - started, workers)
+    return TrainResult(version.uri, exported["metrics"], objects.class_names, state["epoch"] + 1,
+                       examples, skipped, time.time() - started, placements, exported["epoch"])
+
+
+def _exported_epoch(state: dict, epochs: int) -> dict:
+    """Which epoch's model the export holds, with its metrics: the last one, or the best one
+    by the monitored metric when early stopping restores it (`restored`, with the reason)."""
+    from jobs.train_settings import EarlyStop
+
+    last = {"epoch": state["epoch"] + 1, "metrics": state["metrics"]}
+    stop_state = state.get("early_stopping")
+    if not stop_state:
+        return last
+    stop = EarlyStop.from_config(stop_state, stop_state)
+    reason = stop.reason(epochs)
+    record = {**stop.state(), "reason": reason}
+    if not stop.restore_best or stop.best_epoch is None or stop.best_epoch == last["epoch"]:
+        return {**last, "early_stopping": record, "reason": reason}
+    best = state["history"][stop.best_epoch - 1]
+    return {"epoch": stop.best_epoch, "metrics": best, "early_stopping": record, "reason": reason, "restored": True}
+
+
+def fitted_statistics(train, task) -> dict | None:
+    """What a task fits on the whole training set before training (the audio model's feature
+    normalisation): moments per block of decoded examples, added up here. None for a task
+    that fits nothing."""
+    import numpy as np
+
+    if not hasattr(task, "feature_moments"):
+        return None
+
+    def moments(batch: dict) -> dict:
+        return {"moments": task.feature_moments(batch[EXAMPLE])[None]}
+
+    total = sum(np.asarray(batch["moments"]).sum(axis=0) for batch in train.select_columns([EXAMPLE]).map_batches(
+        moments, batch_format="numpy", batch_size=None).iter_batches(batch_size=None, batch_format="numpy"))
+    return task.feature_statistics(total)
 
 
 def _digest(path: Path) -> str:
@@ -159,75 +212,6 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def train_loop_per_worker(config: dict) -> None:
-    """Runs on every Ray Train worker. TF_CONFIG is set by Ray Train for MWMS."""
-    import ray.train
-    import tensorflow as tf
-
-    enable_gpu_memory_growth(tf)
-    tf.get_logger().setLevel("ERROR")  # MWMS logs every collective at INFO
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
-    _record_placement(config["output"], rank, context.get_world_size())
-    # The same seed on every rank: identical initial weights, and reruns that repeat.
-    tf.keras.utils.set_random_seed(config.get("seed", 0))
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-
-    plan = plan_for(config["task"].name)
-    history: list[dict] = []
-    start_epoch = 0
-    checkpoint = ray.train.get_checkpoint()
-    with strategy.scope():
-        if checkpoint is not None:
-            with checkpoint.as_directory() as checkpoint_dir:
-                model = plan.load(checkpoint_dir, config)
-                state = json.loads(Path(checkpoint_dir, "state.json").read_text())
-            start_epoch, history = state["epoch"] + 1, state["history"]
-            if rank == 0:
-                print(f"resuming from checkpoint after epoch {start_epoch}", flush=True)
-        else:
-            model = plan.build(config["task"], config)
-
-    whole = {name: ray.train.get_dataset_shard(name) for name in config["datasets"] if name != "train"}
-    train_data = plan.train_data(ray.train.get_dataset_shard("train"), config, whole)
-
-    for epoch in range(start_epoch, config["epochs"]):
-        began = time.time()
-        fit = model.fit(train_data, epochs=1, verbose=0)
-        metrics = {"epoch": epoch + 1, **{name: float(values[-1]) for name, values in fit.history.items()}}
-        metrics.update(plan.evaluate(model, whole, config))
-        metrics["epoch_seconds"] = round(time.time() - began, 2)
-        history.append(metrics)
-        with tempfile.TemporaryDirectory() as checkpoint_dir:
-            # Every rank must save: MWMS saving runs collective ops (FACTS.md), and a
-            # rank that skips it leaves the others waiting forever.
-            plan.save(model, checkpoint_dir)
-            Path(checkpoint_dir, "state.json").write_text(
-                json.dumps({"epoch": epoch, "metrics": metrics, "history": history}))
-            if rank == 0:
-                print("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in metrics.items()), flush=True)
-                plan.after_epoch(checkpoint_dir, epoch, config)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
-            else:
-                ray.train.report(metrics)
-
-
-def _record_placement(output_uri: str, rank: int, world_size: int) -> None:
-    """Write where this worker runs to `<output>/workers/rank-<rank>.json` (the driver puts
-    all of them in metadata.json: which nodes trained, on which devices)."""
-    import os
-    import socket
-
-    import ray
-
-    runtime = ray.get_runtime_context()
-    placement = {"rank": rank, "world_size": world_size, "node_id": runtime.get_node_id(),
-                 "hostname": socket.gethostname(), "pid": os.getpid(),
-                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
-    write_bytes(parse_uri(output_uri).join(WORKERS_DIR, f"rank-{rank}.json").uri, json.dumps(placement).encode())
-
-
 def read_placements(output, world_size: int) -> list[dict]:
     """The placement records of ranks 0..world_size-1 (those that were written)."""
     from jobs.storage import exists, read_bytes
@@ -238,39 +222,6 @@ def read_placements(output, world_size: int) -> list[dict]:
         if exists(uri):
             records.append(json.loads(read_bytes(uri)))
     return records
-
-
-def evaluate_examples(model, shard, batch_size: int, architecture: str) -> dict[str, float]:
-    """Exact validation loss and accuracy over the whole (unsplit) validation set.
-
-    The model is called directly rather than through `model.evaluate`: every worker
-    holds the full validation set, so no collective is needed, and no batch is dropped.
-    """
-    import numpy as np
-
-    losses, correct, count = 0.0, 0, 0
-    for batch in shard.iter_batches(batch_size=max(batch_size, 256), batch_format="numpy"):
-        probabilities = model(batch[EXAMPLE], training=False).numpy().astype(np.float64)
-        labels = batch["label"].astype(np.int64)
-        if architecture == "binary-cnn":
-            p = np.clip(probabilities[:, 0], 1e-7, 1 - 1e-7)
-            losses += float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).sum())
-            correct += int(((p >= 0.5).astype(np.int64) == labels).sum())
-        else:
-            picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-            losses += float(-np.log(picked).sum())
-            correct += int((probabilities.argmax(axis=1) == labels).sum())
-        count += len(labels)
-    return {"val_loss": losses / max(count, 1), "val_accuracy": correct / max(count, 1)}
-
-
-def enable_gpu_memory_growth(tf) -> None:
-    # Without this TensorFlow grabs all GPU memory in every worker process.
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised: growth can only be set before first use
 
 
 def training_curve_svg(history: list[dict]) -> str:

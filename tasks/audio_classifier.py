@@ -33,6 +33,7 @@ PAD_VALUE = -1000.0
 # resampled signal plus one block, whatever the source's rate and channel count.
 _READ_BLOCK_SECONDS = 10.0
 _LSTM_UNITS = 64
+_NORM_EPSILON = 1e-3
 
 # Leading bytes of formats that are surely not audio, for a clear error before decoding.
 _NOT_AUDIO_SIGNATURES = (
@@ -51,27 +52,44 @@ class DecodedAudio(DecodedMedia):
     info: dict = field(default_factory=dict)
 
 
-def build_mfcc_lstm(example_shape: tuple[int, int], num_classes: int, learning_rate: float = 1e-3):
-    """The seeds' audio model, compiled: Masking -> BatchNorm -> LSTM(64) -> softmax.
+def build_mfcc_lstm(example_shape: tuple[int, int], num_classes: int, learning_rate: float = 1e-3,
+                    statistics: dict | None = None):
+    """The audio model, compiled: Masking -> fitted normalisation -> LSTM(64) over every frame
+    -> mean over the real frames -> softmax.
 
-    The loss is sparse categorical cross-entropy: the same loss as categorical
-    cross-entropy, with integer class ids as labels instead of one-hot vectors. Nothing
+    `statistics` (`feature_statistics` of the training examples: per-coefficient `mean` and
+    `variance`) become the constants of a frozen BatchNormalization layer, so the exported
+    model carries them and scoring normalises exactly as training did; without them the
+    inputs go in unscaled (c0 ~ -1100..0, the rest ~ +-50), which learns badly.
+
+    Measured on 4 espeak-ng words, 8 voices to train and 2 unheard to test, 10 epochs
+    (README, "The audio classifier"): the seeds' model (batch statistics learnt by
+    BatchNorm, the LSTM's last state) reached 0.54-0.79 per file; fixed statistics alone
+    0.75-1.0; with the LSTM's outputs averaged over the real frames, 1.0 for every seed.
+    The average gives every frame a direct path to the loss; the last state of a 101-step
+    sequence must carry a word spoken in its first half through the silence after it.
+
+    The loss is sparse categorical cross-entropy (integer class ids as labels). Nothing
     needs `adapt()`, so it builds inside `strategy.scope()` for distributed training.
     """
     import tensorflow as tf
 
     layers = tf.keras.layers
+    n_mfcc = example_shape[-1]
+    mean = [float(v) for v in (statistics or {}).get("mean", [0.0] * n_mfcc)]
+    variance = [float(v) for v in (statistics or {}).get("variance", [1.0] * n_mfcc)]
     model = tf.keras.Sequential(
         [
             layers.Input(shape=tuple(example_shape)),
             layers.Masking(mask_value=PAD_VALUE),
-            # MFCC coefficients differ in scale (c0 ~ -1100..0, the rest ~ +-50): a
-            # per-coefficient normalisation learnt from the data. It is mask-aware in
-            # tf-keras (batch moments weight out padded frames) and works per frame at
-            # inference. Momentum 0.9, not 0.99: small audio sets give few steps per
-            # epoch, and the moving statistics must settle within a few epochs.
-            layers.BatchNormalization(momentum=0.9),
-            layers.LSTM(_LSTM_UNITS),
+            # Frozen (trainable=False runs it in inference mode): its moving statistics are
+            # the training set's, never updated, and it is mask-aware like every layer here.
+            layers.BatchNormalization(
+                trainable=False, epsilon=_NORM_EPSILON, name="fitted_normalisation",
+                moving_mean_initializer=tf.keras.initializers.Constant(mean),
+                moving_variance_initializer=tf.keras.initializers.Constant(variance)),
+            layers.LSTM(_LSTM_UNITS, return_sequences=True),
+            layers.GlobalAveragePooling1D(),  # the mean over the frames the mask keeps
             layers.Dense(num_classes, activation="softmax"),
         ],
         name="mfcc_lstm",
@@ -86,6 +104,26 @@ def build_mfcc_lstm(example_shape: tuple[int, int], num_classes: int, learning_r
         metrics=["accuracy"],
     )
     return model
+
+
+def feature_moments(examples: np.ndarray) -> np.ndarray:
+    """(3, n_mfcc) float64: the count, sum and sum of squares of each coefficient over the
+    real (unpadded) frames of `examples`; moments of several batches add up."""
+    frames = examples.reshape(-1, examples.shape[-1]).astype(np.float64)
+    real = frames[(frames != PAD_VALUE).any(axis=1)]
+    return np.stack([np.full(frames.shape[1], len(real), np.float64), real.sum(axis=0), (real ** 2).sum(axis=0)])
+
+
+def feature_statistics(moments: np.ndarray) -> dict:
+    """Per-coefficient `mean` and `variance` (and the `frames` they come from) of summed
+    `feature_moments`, as JSON-ready lists for the model and its metadata."""
+    count = float(moments[0][0])
+    if count == 0:
+        raise ValueError("no real MFCC frames to fit the normalisation on")
+    mean = moments[1] / count
+    variance = np.maximum(moments[2] / count - mean ** 2, 0.0)
+    return {"mean": [round(float(v), 6) for v in mean], "variance": [round(float(v), 6) for v in variance],
+            "frames": int(count)}
 
 
 def read_mono(data: bytes, sample_rate: int, max_seconds: float, deadline: float | None = None):
@@ -289,7 +327,16 @@ class AudioClassifier(Task):
             positions.append({"window_start_s": start / self.sample_rate, "window_end_s": end})
         return DecodedAudio(examples, positions, warning, info=info)
 
-    def build_model(self, architecture: str, num_classes: int, learning_rate: float):
+    def feature_moments(self, examples: np.ndarray) -> np.ndarray:
+        """Summable moments of a batch of examples; the train job fits the model's
+        normalisation on the whole training set from them (`feature_statistics`)."""
+        return feature_moments(examples)
+
+    def feature_statistics(self, moments: np.ndarray) -> dict:
+        return feature_statistics(moments)
+
+    def build_model(self, architecture: str, num_classes: int, learning_rate: float,
+                    statistics: dict | None = None):
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
-        return build_mfcc_lstm(self.example_shape, num_classes, learning_rate)
+        return build_mfcc_lstm(self.example_shape, num_classes, learning_rate, statistics)

@@ -221,13 +221,18 @@ def test_padded_frames_do_not_influence_the_model():
     assert real == 41
 
 
-def test_batch_normalization_statistics_ignore_padded_frames():
-    model = TASK.build_model("mfcc-lstm", 2, 1e-3)
-    masking, norm = model.layers[0], model.layers[1]
+def test_fitted_normalisation_ignores_padded_frames_and_is_part_of_the_model():
+    # The statistics are fitted on the training set (summable moments per batch, as the train
+    # job adds them up across Ray Data blocks) and become the model's constants.
     batch = np.random.default_rng(0).normal(-50.0, 30.0, (3, FRAMES, N_MFCC)).astype(np.float32)
     batch[0, 40:] = PAD_VALUE
+    moments = TASK.feature_moments(batch[:1]) + TASK.feature_moments(batch[1:])
+    statistics = TASK.feature_statistics(moments)
+    model = TASK.build_model("mfcc-lstm", 2, 1e-3, statistics=statistics)
+    masking, norm = model.layers[0], model.layers[1]
     masked = masking(batch)
 
+    assert statistics["frames"] == 40 + 2 * FRAMES and not norm.trainable
     normalised = norm(masked, training=True, mask=masked._keras_mask).numpy()
     real = np.concatenate([batch[0, :40], batch[1], batch[2]])
     expected = (batch[1] - real.mean(axis=0)) / np.sqrt(real.var(axis=0) + norm.epsilon)

@@ -91,7 +91,8 @@ def test_train_defaults_apply():
     assert spec.model.input_shape == (32, 32, 3)
     assert spec.data.validation is None
     assert spec.training.model_dump() == {
-        "epochs": 10, "batch_size": 64, "learning_rate": 0.001, "seed": 0, "max_failures": 2}
+        "epochs": 10, "batch_size": 64, "learning_rate": 0.001, "seed": 0, "max_failures": 2,
+        "early_stopping": None}
     assert spec.resources.model_dump() == {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1,
                                            "gpus_per_worker": 0, "placement_strategy": "PACK"}
 
@@ -113,8 +114,14 @@ def test_round_trip_and_hash():
     assert parse_spec(spec_to_dict(spec)) == spec
     assert re.fullmatch(r"[0-9a-f]{12}", spec_hash(spec))
     # Defaults are part of the hash: spelling them out changes nothing, changing one does.
-    explicit = parse_spec(with_changes(MINIMAL_TRAIN, training={"epochs": 10, "batch_size": 64}))
+    explicit = parse_spec(with_changes(MINIMAL_TRAIN, training={"epochs": 10}))
     assert spec_hash(explicit) == spec_hash(parse_spec(MINIMAL_TRAIN))
+    # Except the batch size (issue 19): unset, the job lowers it to fit the data; set, it is
+    # taken as given. The two specs mean different jobs, and a submitted spec keeps which.
+    set_batch = parse_spec(with_changes(MINIMAL_TRAIN, training={"batch_size": 64}))
+    assert spec_hash(set_batch) != spec_hash(explicit)
+    assert parse_spec(spec_to_dict(set_batch)).training.batch_size_is_set
+    assert not parse_spec(spec_to_dict(explicit)).training.batch_size_is_set
     assert spec_hash(parse_spec(MINIMAL_TRAIN, overrides=["training.epochs=11"])) != spec_hash(explicit)
 
 

@@ -1,0 +1,81 @@
+"""The batch size a train job takes, and early stopping's decisions (no cluster needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.errors import MediaJobsError
+from jobs.specs import parse_spec
+from jobs.train_settings import MIN_STEPS_PER_EPOCH, BatchSize, EarlyStop, batch_size_for
+
+TRAIN = {"version": 1, "kind": "train", "name": "words", "task": "audio-classifier",
+         "model": {"architecture": "mfcc-lstm"}, "data": {"train": "s3://media/words/train/"},
+         "output": "s3://models/words/"}
+
+
+def test_an_unset_batch_size_is_lowered_to_give_an_epoch_enough_steps():
+    # 96 clips (the issue's spoken words): 64 would be 1-2 steps per epoch.
+    one, two = batch_size_for(64, False, 96, 1), batch_size_for(64, False, 96, 2)
+
+    assert one.size == two.size == 12 and 96 // one.size >= MIN_STEPS_PER_EPOCH
+    assert "training.batch_size is unset: 12 instead of 64" in two.reason and "6 per worker on 2" in two.reason
+
+
+def test_an_unset_batch_size_stays_the_default_when_the_data_is_large_and_splits_evenly():
+    assert batch_size_for(64, False, 50_000, 2).size == 64 and batch_size_for(64, False, 50_000, 2).reason is None
+    assert batch_size_for(64, False, 50_000, 3).size == 63  # an equal part per worker and step
+    assert batch_size_for(64, False, 20, 4).size == 4
+
+
+def test_a_set_batch_size_is_global_taken_as_given_or_refused():
+    assert batch_size_for(64, True, 96, 2) == BatchSize(64, 32)  # 32 per worker: one step per epoch
+    uneven = batch_size_for(16, True, 96, 3)
+    assert (uneven.size, uneven.per_worker) == (15, 5) and "16 is not a multiple of the 3 workers" in uneven.reason
+    with pytest.raises(MediaJobsError, match=r"training.batch_size: 128 is larger than the 96 decoded training "
+                                             r"examples allow on 2 workers \(each takes 64 of every step from its "
+                                             r"share of 48\); lower training.batch_size$"):
+        batch_size_for(128, True, 96, 2)
+
+
+def test_too_few_examples_for_the_workers_is_refused_even_unset():
+    with pytest.raises(MediaJobsError, match="3 decoded training examples are too few for 4 workers"):
+        batch_size_for(64, False, 3, 4)
+
+
+def test_early_stop_keeps_the_best_epoch_and_stops_after_patience():
+    stop = EarlyStop("val_loss", patience=2)
+    decisions = []
+    for epoch, value in enumerate([0.9, 0.5, 0.6, 0.55, 0.4], start=1):
+        improved = stop.update(epoch, value)
+        decisions.append((improved, stop.should_stop(epoch)))
+
+        if decisions[-1][1]:
+            break  # the job stops here: epoch 5 never runs
+
+    assert decisions == [(True, False), (True, False), (False, False), (False, True)]
+    assert (stop.best_epoch, stop.best_value, stop.stopped_after) == (2, 0.5, 4)
+    assert stop.reason(10) == "epoch 2 had the lowest val_loss (0.5); stopped after epoch 4 of 10: no improvement in 2 epochs"
+
+
+def test_early_stop_on_accuracy_wants_it_higher_and_survives_a_resume():
+    stop = EarlyStop("val_accuracy", patience=3)
+    stop.update(1, 0.5), stop.update(2, 0.75), stop.update(3, 0.7)
+    resumed = EarlyStop.from_config({"monitor": "val_accuracy", "patience": 3, "restore_best": True}, stop.state())
+
+    assert (resumed.best_epoch, resumed.best_value) == (2, 0.75)
+    assert not resumed.should_stop(4) and resumed.should_stop(5)
+    assert resumed.reason(5).startswith("epoch 2 had the highest val_accuracy (0.75)")
+
+
+def test_early_stopping_spec_errors_name_the_field_and_the_fix():
+    from jobs.specs import SpecError
+
+    with pytest.raises(SpecError, match="training: early_stopping.monitor: val_loss is measured on held-out data; add "
+                                        "data.validation: s3://bucket/validation/ or monitor loss"):
+        parse_spec({**TRAIN, "training": {"early_stopping": {"patience": 2}}})
+    gan = {**TRAIN, "task": "gan", "model": {"architecture": "dcgan"}, "training": {"early_stopping": {"monitor": "loss"}}}
+    with pytest.raises(SpecError, match="early_stopping: applies to classifier tasks only"):
+        parse_spec(gan)
+    spec = parse_spec({**TRAIN, "data": {"train": "s3://m/t/", "validation": "s3://m/v/"},
+                       "training": {"early_stopping": {"patience": 2}}})
+    assert spec.training.early_stopping.model_dump() == {"monitor": "val_loss", "patience": 2, "restore_best": True}
