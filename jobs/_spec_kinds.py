@@ -79,7 +79,7 @@ class TrainSpec(_Strict):
 
 
 MEDIA_TASKS = {"image": "image-classifier", "video": "video-classifier", "audio": "audio-classifier"}
-_ErrorRate = Annotated[float, Field(strict=False, ge=0, le=1, allow_inf_nan=False)]
+_ErrorRate = Annotated[float, Field(strict=False, ge=0, le=1, allow_inf_nan=False)]  # any share in 0..1
 _Extension = Annotated[str, Field(strict=True, pattern=r"^\.[A-Za-z0-9]{1,16}$")]
 
 
@@ -191,6 +191,18 @@ class RoutedScoreSpec(_ScoreCommon):
         return self
 
 
+class GenerationQuality(_Strict):
+    """The generated images judged by a classifier trained on the same kind of images."""
+
+    classifier: _ModelUri = Field(description="the output URI of an image-classifier train job trained on the "
+                                              "images the GAN learned, e.g. s3://models/digits-cnn/ (or a pinned "
+                                              "version: .../@<model_id>)")
+    confident: Annotated[float, Field(strict=False, gt=0, le=1, allow_inf_nan=False)] = Field(
+        0.9, description="the top-class probability from which a sample counts as confidently classified")
+    min_class_share: _ErrorRate = Field(0.03, description="classes with a smaller share of the samples are "
+                                                     "reported as a possible mode collapse")
+
+
 class GenerateSpec(_Strict):
     """Sample images from a trained GAN: `count` images, image i from latent vector (seed, i)."""
 
@@ -206,7 +218,9 @@ class GenerateSpec(_Strict):
     output: _Uri = Field(description="where to write the images and their index, e.g. s3://samples/digits/")
     batch_size: _BatchSize = 256
     grid_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
-    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION)
+    quality: GenerationQuality | None = Field(
+        None, description="judge the samples with a classifier, e.g. {classifier: s3://models/digits-cnn/}")
+    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION + " (the generator and the classifier)")
     resources: ScoreResources = Field(default_factory=ScoreResources)
 
 

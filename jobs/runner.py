@@ -40,6 +40,12 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
         echo(f"generated {result.count} images in {result.seconds:.1f}s ({result.throughput:.1f} images/s)")
         for name, uri in (("images:", result.images_uri), ("index:", result.index_uri), ("grid:", result.grid_uri)):
             echo(f"{name:<12} {uri}")
+        if result.quality is not None:
+            from tasks.sample_quality import describe_quality
+
+            for line in describe_quality(result.quality):
+                echo(f"{'quality:':<12} {line}")
+        echo(f"{'summary:':<12} {result.summary_uri}")
         return result
     if spec.kind == "stylize":
         from jobs.stylize import run_stylize

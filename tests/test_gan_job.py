@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from jobs.runner import run_spec
 from jobs.specs import load_spec
 from jobs.storage import exists, list_objects, parse_uri, read_bytes
 from jobs.delta_tables import read_table
-from jobs.model_store import read_model_metadata
+from jobs.model_store import load_keras_model, read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -33,6 +34,35 @@ def _write_blobs(root: Path, count: int, seed: int) -> None:
         Image.fromarray(pixels).save(folder / f"blob-{i:04d}.png")
     (root / "notes.txt").write_text("not an image: ignored by the listing (wrong suffix)")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # undecodable: skipped
+
+
+def _write_shapes(root: Path, per_class: int, seed: int) -> None:
+    """Three classes of 28x28 grayscale PNGs for a tiny classifier: discs, rings and bars."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    for i in range(per_class):
+        cy, cx, radius = rng.uniform(10, 18), rng.uniform(10, 18), rng.uniform(4, 7)
+        distance = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        shapes = {"disc": distance < radius, "ring": np.abs(distance - radius) < 1.2,
+                  "bar": (np.abs(yy - cy) < 2) & (np.abs(xx - cx) < radius + 3)}
+        for name, mask in shapes.items():
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.where(mask, BLOB, BACKGROUND).astype(np.uint8)).save(root / name / f"{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def shape_classifier(ray_driver, tmp_path_factory):
+    """A tiny image classifier on 32x32 RGB input, so generated 28x28 grey images must be fitted."""
+    from jobs.specs import parse_spec
+
+    root = tmp_path_factory.mktemp("shapes")
+    _write_shapes(root, 24, seed=5)
+    ingest_folder(root, "s3://it-media/shapes/")
+    spec = parse_spec({"version": 1, "kind": "train", "name": "shapes-cnn", "task": "image-classifier",
+                       "model": {"architecture": "cifar10-cnn", "input_shape": [32, 32, 3]},
+                       "data": {"train": "s3://it-media/shapes/"}, "training": {"epochs": 2, "batch_size": 16},
+                       "resources": {"num_workers": 1}, "output": "s3://it-models/shapes-cnn/"})
+    return run_spec(spec)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +159,52 @@ def test_generate_refuses_a_model_of_another_task(gan_trained):
                                                       "output=s3://it-samples/x/"])
     with pytest.raises(MediaJobsError, match="no exported model at s3://it-models/none-here/model/"):
         run_spec(spec)
+
+
+def test_generation_reports_the_quality_figures_of_a_classifier(gan_trained, shape_classifier):
+    from tasks.image_classifier import decode_image
+    from tasks.sample_quality import quality_figures
+
+    lines: list[str] = []
+    result = run_spec(load_spec(EXAMPLES / "generate-gan.yaml", [
+        "model=s3://it-models/blobs-gan/", "count=130", "seed=3", "batch_size=50", "grid_size=4",
+        "output=s3://it-samples/judged/", "quality={classifier: s3://it-models/shapes-cnn/, confident: 0.6}"]),
+        echo=lines.append)
+    quality = result.quality
+    assert json.loads(read_bytes(result.summary_uri))["quality"] == quality
+    assert quality["classifier_model_id"] == read_model_metadata("s3://it-models/shapes-cnn/")["model_id"]
+    assert quality["input_adaptation"] == "resized from 28x28 to 32x32, grey replicated to RGB"
+    # Consistent figures: every sample counted once, every class named (zero shares too).
+    counts, shares = quality["class_counts"], quality["class_shares"]
+    assert list(counts) == list(shares) == ["bar", "disc", "ring"]
+    assert quality["samples"] == sum(counts.values()) == result.count == 130
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert all(shares[name] == pytest.approx(counts[name] / 130) for name in counts)
+    assert quality["confident_threshold"] == 0.6
+    assert quality["confident_share"] == pytest.approx(quality["confident_count"] / 130)
+    assert quality["rare_classes"] == [name for name in counts if shares[name] < 0.03]
+    assert quality["possible_mode_collapse"] == bool(quality["rare_classes"])
+    # The figures judged in memory are those of scoring the written PNGs.
+    model, metadata = load_keras_model(quality["classifier"])
+    index = read_table(result.index_uri).sort_by("index")
+    assert index.column_names == ["uri", "seed", "index", "model_id", "run_id", "scored_at"]  # verdicts not kept
+    pngs = np.stack([decode_image(read_bytes(uri), metadata["input_shape"]) for uri in index.column("uri").to_pylist()])
+    expected = quality_figures(model(pngs, training=False).numpy(), metadata["class_names"], confident=0.6)
+    assert (counts, quality["confident_count"]) == (expected.class_counts, expected.confident_count)
+    assert any(line.startswith("quality:") and "of 130 samples classified with confidence >= 0.6" in line
+               for line in lines), lines
+    assert any(line.startswith("quality:") and line.endswith("ring " + f"{shares['ring']:.1%}") for line in lines)
+
+
+def test_generation_refuses_a_quality_classifier_that_is_no_image_classifier(gan_trained):
+    from jobs.errors import MediaJobsError
+
+    overrides = ["model=s3://it-models/blobs-gan/", "count=3", "output=s3://it-samples/unjudged/"]
+    with pytest.raises(MediaJobsError, match="quality.classifier: the model at s3://it-models/blobs-gan/ was trained "
+                                             "for task 'gan'; point it at the output of an image-classifier"):
+        run_spec(load_spec(EXAMPLES / "generate-gan.yaml", overrides + [
+            "quality={classifier: s3://it-models/blobs-gan/}"]))
+    with pytest.raises(MediaJobsError, match="quality.classifier: no exported model at s3://it-models/none-here/"
+                                             r"model/ .*point `quality.classifier` at the output URI"):
+        run_spec(load_spec(EXAMPLES / "generate-gan.yaml", overrides + [
+            "quality={classifier: s3://it-models/none-here/}"]))

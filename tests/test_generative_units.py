@@ -133,3 +133,28 @@ def test_ingest_digits_writes_class_folders_and_refuses_unknown_sources(tmp_path
     assert ingest_digits(str(tmp_path / "digits"), "sklearn", limit=25)["skipped"] == 25  # incremental
     with pytest.raises(IngestError, match="unknown digits source 'emnist'; valid: sklearn, mnist"):
         ingest_digits(str(tmp_path / "x"), "emnist")
+
+
+def _classifier(task: str = "image-classifier", input_shape=(32, 32, 3)):
+    from jobs.model_store import ModelVersion
+
+    return ModelVersion("s3://m/cnn/model/@cnn-1", "s3://m/cnn/model/versions/cnn-1/", "cnn-1",
+                        {"task": task, "input_shape": list(input_shape), "class_names": ["0", "1", "2"]})
+
+
+def test_the_quality_classifier_is_checked_against_the_generated_images():
+    from jobs.generate import check_classifier
+
+    check = check_classifier(_classifier(), (28, 28, 1), "s3://m/cnn/")
+    assert (check.input_shape, check.class_names) == ((32, 32, 3), ["0", "1", "2"])
+    assert check.adaptation == "resized from 28x28 to 32x32, grey replicated to RGB"
+    assert check_classifier(_classifier("video-classifier", (28, 28, 1)), [28, 28, 1], "s3://m/cnn/").adaptation is None
+    with pytest.raises(MediaJobsError, match="quality.classifier: the model at s3://m/cnn/ was trained for task "
+                                             "'audio-classifier'; point it at the output of an image-classifier"):
+        check_classifier(_classifier("audio-classifier"), (28, 28, 1), "s3://m/cnn/")
+    with pytest.raises(MediaJobsError, match=r"quality.classifier: the classifier takes grayscale 32x32x1 images .*"
+                                             r"train the classifier with model.input_shape: \[32, 32, 3\]"):
+        check_classifier(_classifier(input_shape=(32, 32, 1)), (32, 32, 3), "s3://m/cnn/")
+    with pytest.raises(MediaJobsError, match=r"resizing would distort them; train the classifier with "
+                                             r"model.input_shape: \[28, 28, 1\]"):
+        check_classifier(_classifier(input_shape=(32, 64, 3)), (28, 28, 1), "s3://m/cnn/")

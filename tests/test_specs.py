@@ -474,6 +474,25 @@ def test_generate_and_stylize_specs():
     assert "unknown kind 'stylise'; did you mean 'stylize'?" in spec_error({**stylize, "kind": "stylise"})
 
 
+
+def test_generate_specs_take_a_quality_section():
+    generate = {"version": 1, "kind": "generate", "name": "g", "model": "s3://m/g/", "count": 10, "output": "s3://o/"}
+    assert parse_spec(generate).quality is None
+    quality = parse_spec({**generate, "quality": {"classifier": "s3://m/cnn/@cnn-1a2b"}}).quality
+    assert (quality.classifier, quality.confident, quality.min_class_share) == ("s3://m/cnn/@cnn-1a2b", 0.9, 0.03)
+    assert parse_spec(generate, overrides=["quality={classifier: s3://m/cnn/, confident: 0.8}"]).quality.confident == 0.8
+    assert "g.yaml: quality.classifier: required field is missing (the output URI of an image-classifier train job" \
+        in spec_error({**generate, "quality": {"confident": 0.9}}, "g.yaml")
+    assert "quality.classifer: unknown field; did you mean 'classifier'?" in spec_error(
+        {**generate, "quality": {"classifer": "s3://m/cnn/"}})
+    assert "quality.confident: must be a number > 0 and <= 1 (got 1.5)" in spec_error(
+        {**generate, "quality": {"classifier": "s3://m/cnn/", "confident": 1.5}})
+    assert "quality.min_class_share: must be a number between 0 and 1 (got -0.1)" in spec_error(
+        {**generate, "quality": {"classifier": "s3://m/cnn/", "min_class_share": -0.1}})
+    assert "quality.classifier: credentials do not belong in a URI" in spec_error(
+        {**generate, "quality": {"classifier": "s3://key:hunter2@m/cnn/"}})
+    assert "hunter2" not in spec_error({**generate, "quality": {"classifier": "s3://key:hunter2@m/cnn/"}})
+
 # --- incremental and mixed-media score specs ------------------------------------------------------
 
 NIGHTLY = with_changes(MINIMAL_SCORE, incremental=True)
