@@ -57,11 +57,11 @@ def shape_classifier(ray_driver, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("shapes")
     _write_shapes(root, 24, seed=5)
-    ingest_folder(root, "s3://it-media/shapes/")
+    ingest_folder(root, "s3://it-media/gan-judge-shapes/")
     spec = parse_spec({"version": 1, "kind": "train", "name": "shapes-cnn", "task": "image-classifier",
                        "model": {"architecture": "cifar10-cnn", "input_shape": [32, 32, 3]},
-                       "data": {"train": "s3://it-media/shapes/"}, "training": {"epochs": 2, "batch_size": 16},
-                       "resources": {"num_workers": 1}, "output": "s3://it-models/shapes-cnn/"})
+                       "data": {"train": "s3://it-media/gan-judge-shapes/"}, "training": {"epochs": 2, "batch_size": 16},
+                       "resources": {"num_workers": 1}, "output": "s3://it-models/gan-judge-cnn/"})
     return run_spec(spec)
 
 
@@ -168,11 +168,11 @@ def test_generation_reports_the_quality_figures_of_a_classifier(gan_trained, sha
     lines: list[str] = []
     result = run_spec(load_spec(EXAMPLES / "generate-gan.yaml", [
         "model=s3://it-models/blobs-gan/", "count=130", "seed=3", "batch_size=50", "grid_size=4",
-        "output=s3://it-samples/judged/", "quality={classifier: s3://it-models/shapes-cnn/, confident: 0.6}"]),
+        "output=s3://it-samples/judged/", "quality={classifier: s3://it-models/gan-judge-cnn/, confident: 0.6}"]),
         echo=lines.append)
     quality = result.quality
     assert json.loads(read_bytes(result.summary_uri))["quality"] == quality
-    assert quality["classifier_model_id"] == read_model_metadata("s3://it-models/shapes-cnn/")["model_id"]
+    assert quality["classifier_model_id"] == read_model_metadata("s3://it-models/gan-judge-cnn/")["model_id"]
     assert quality["input_adaptation"] == "resized from 28x28 to 32x32, grey replicated to RGB"
     # Consistent figures: every sample counted once, every class named (zero shares too).
     counts, shares = quality["class_counts"], quality["class_shares"]
