@@ -30,6 +30,9 @@ _DECODER_PLANS = {
 }
 _TINY_ENCODER = (16, 32, 64)  # conv filters, a 2x2 max-pool between consecutive convs
 _TINY_SEED = 20170321  # the tiny encoder is a fixed random feature extractor: same weights everywhere
+# How convolutions pad their border: "SYMMETRIC" repeats the edge row for a 3x3 kernel, which
+# works at every size ("REFLECT" needs 2 pixels: a 1-pixel-wide deep feature map fails).
+PAD_MODE = "SYMMETRIC"
 
 
 def channel_stats(features: tf.Tensor, epsilon: float = EPSILON) -> tuple[tf.Tensor, tf.Tensor]:
@@ -44,6 +47,27 @@ def adain(content_features: tf.Tensor, style_features: tf.Tensor, epsilon: float
     content_mean, content_std = channel_stats(content_features, epsilon)
     style_mean, style_std = channel_stats(style_features, epsilon)
     return style_std * (content_features - content_mean) / content_std + style_mean
+
+
+@tf.keras.saving.register_keras_serializable(package="mediajobs")
+class MirrorPaddedConv2D(tf.keras.layers.Conv2D):
+    """A size-keeping convolution whose border is padded with the image's own pixels, mirrored
+    (`PAD_MODE`), not with zeros: zero padding makes every conv see a dark frame, and the
+    decoder learned to paint one on every result.
+
+    Same weights and config as `Conv2D(padding="same")` (odd kernels, stride 1), so
+    checkpoints of the zero-padded networks restore into it.
+    """
+
+    def __init__(self, *args, padding: str = "same", **kwargs) -> None:
+        super().__init__(*args, padding="valid", **kwargs)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        rows, cols = (size // 2 for size in self.kernel_size)
+        return super().call(tf.pad(inputs, [[0, 0], [rows, rows], [cols, cols], [0, 0]], mode=PAD_MODE))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "padding": "same"}
 
 
 class _CaffePreprocess(tf.keras.layers.Layer):
@@ -71,21 +95,37 @@ def build_encoder(encoder: str, weights: str = "imagenet") -> tuple[tf.keras.Mod
                                os.path.join(os.environ.get("KERAS_HOME", "~/.keras"), "models"), error)
         if loaded == "random":
             vgg = tf.keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
-        features = tf.keras.Model(vgg.input, [vgg.get_layer(name).output for name in VGG19_LAYERS])
+        features = _mirror_padded_vgg19(vgg)
         model = tf.keras.Model(images, features(_CaffePreprocess()(images)), name="vgg19_encoder")
     elif encoder == "tiny":
         loaded, x, outputs = "random", images, []
         for index, filters in enumerate(_TINY_ENCODER):
             if index:
                 x = tf.keras.layers.MaxPooling2D(name=f"tiny_pool{index}")(x)
-            x = tf.keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"tiny_conv{index + 1}",
-                                       kernel_initializer=tf.keras.initializers.HeNormal(seed=_TINY_SEED + index))(x)
+            x = MirrorPaddedConv2D(filters, 3, activation="relu", name=f"tiny_conv{index + 1}",
+                                   kernel_initializer=tf.keras.initializers.HeNormal(seed=_TINY_SEED + index))(x)
             outputs.append(x)
         model = tf.keras.Model(images, outputs, name="tiny_encoder")
     else:
         raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODER_DOWNSAMPLING)}")
     model.trainable = False
     return model, loaded
+
+
+def _mirror_padded_vgg19(vgg: tf.keras.Model) -> tf.keras.Model:
+    """VGG19 up to block4_conv1 (the same layers, names and weights as `vgg`'s), its convs
+    padded by mirroring; outputs at `VGG19_LAYERS`."""
+    images = tf.keras.Input((None, None, 3))
+    x, outputs = images, {}
+    for layer in vgg.layers[1:vgg.layers.index(vgg.get_layer(VGG19_LAYERS[-1])) + 1]:
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            mirrored = MirrorPaddedConv2D(layer.filters, layer.kernel_size, activation=layer.activation, name=layer.name)
+            x = mirrored(x)
+            mirrored.set_weights(layer.get_weights())
+        else:
+            x = tf.keras.layers.MaxPooling2D.from_config(layer.get_config())(x)
+        outputs[layer.name] = x
+    return tf.keras.Model(images, [outputs[name] for name in VGG19_LAYERS])
 
 
 def build_decoder(encoder: str, channels: int) -> tf.keras.Model:
@@ -98,8 +138,8 @@ def build_decoder(encoder: str, channels: int) -> tf.keras.Model:
         if step == "up":
             x = layers.UpSampling2D(interpolation="nearest", name=f"up{index}")(x)
         else:
-            x = layers.Conv2D(step, 3, padding="same", activation="relu", name=f"conv{index}")(x)
-    x = layers.Conv2D(3, 3, padding="same", name="to_rgb")(x)
+            x = MirrorPaddedConv2D(step, 3, activation="relu", name=f"conv{index}")(x)
+    x = MirrorPaddedConv2D(3, 3, name="to_rgb")(x)
     return tf.keras.Model(features, x, name=f"{encoder}_decoder")
 
 
