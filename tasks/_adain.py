@@ -77,10 +77,18 @@ class _CaffePreprocess(tf.keras.layers.Layer):
         return images[..., ::-1] * 255.0 - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
 
 
+def keras_weights_dir() -> str:
+    """Where tf-keras looks for (and downloads) application weights: `~/.keras/models`, or
+    `/tmp/.keras/models` when `~/.keras` is not writable. tf-keras's `get_file` does not read
+    $KERAS_HOME."""
+    home = os.path.expanduser(os.path.join("~", ".keras"))
+    return os.path.join(home if os.access(home, os.W_OK) else os.path.join("/tmp", ".keras"), "models")
+
+
 def build_encoder(encoder: str, weights: str = "imagenet") -> tuple[tf.keras.Model, str]:
     """The frozen encoder ([0, 1] RGB to the style feature maps, content layer last) and which
     weights it got: "imagenet", or "random" when asked for, for "tiny", or when the VGG19
-    ImageNet weights cannot be loaded (no network and no copy in $KERAS_HOME/models)."""
+    ImageNet weights cannot be loaded (no network and no copy in `keras_weights_dir()`)."""
     images = tf.keras.Input((None, None, 3), name="images")
     if encoder == "vgg19":
         loaded = "random"
@@ -92,7 +100,7 @@ def build_encoder(encoder: str, weights: str = "imagenet") -> tuple[tf.keras.Mod
                 logger.warning("VGG19 ImageNet weights unavailable, the encoder is RANDOM (encoder_weights="
                                "'random'); put vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 in "
                                "%s to use them offline. Cause: %s",
-                               os.path.join(os.environ.get("KERAS_HOME", "~/.keras"), "models"), error)
+                               keras_weights_dir(), error)
         if loaded == "random":
             vgg = tf.keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
         features = _mirror_padded_vgg19(vgg)
@@ -175,6 +183,30 @@ def _statistics_distance(generated: tf.Tensor, style: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(squared, axis=[1, 2, 3])
 
 
+def _content_and_style_losses(generated_features: list, target: tf.Tensor, style_features: list):
+    """Per example: the content loss (mean squared error of the generated image's content-layer
+    features against the AdaIN target) and the style loss (`_statistics_distance` summed over
+    the encoder's layers)."""
+    content_loss = tf.reduce_mean(tf.square(generated_features[-1] - target), axis=[1, 2, 3])
+    style_loss = tf.add_n([_statistics_distance(generated, wanted)
+                           for generated, wanted in zip(generated_features, style_features)])
+    return content_loss, style_loss
+
+
+def stylization_losses(encoder: tf.keras.Model, downsampling: int, content: tf.Tensor, style: tf.Tensor,
+                       stylized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The trainer's content and style losses of finished results: [0, 1] `stylized` images
+    (any size, the contents') measured against the AdaIN target of their `content` and
+    `style` images (a batch of 1 or of as many). Per example, float32.
+
+    `stylized=content` gives the content image's own losses: how far it is from the style.
+    """
+    style_features = encoder(style, training=False)
+    target = adain(encoder(_pad_to_multiple(content, downsampling), training=False)[-1], style_features[-1])
+    generated_features = encoder(_pad_to_multiple(stylized, downsampling), training=False)
+    return _content_and_style_losses(generated_features, target, style_features)
+
+
 @tf.keras.saving.register_keras_serializable(package="mediajobs")
 class AdaINTrainer(tf.keras.Model):
     """Trains the AdaIN decoder on batches of (content, style) uint8 images of one size.
@@ -235,10 +267,7 @@ class AdaINTrainer(tf.keras.Model):
         style_features = self.encoder(tf.cast(style, tf.float32) / 255.0, training=False)
         target = adain(self.encoder(content, training=False)[-1], style_features[-1])
         generated_features = self.encoder(self.decoder(target, training=training), training=False)
-        content_loss = tf.reduce_mean(tf.square(generated_features[-1] - target), axis=[1, 2, 3])
-        style_loss = tf.add_n([_statistics_distance(generated, wanted)
-                               for generated, wanted in zip(generated_features, style_features)])
-        return content_loss, style_loss
+        return _content_and_style_losses(generated_features, target, style_features)
 
     def train_step(self, data) -> dict:
         content, style = _unpack_pairs(data)
@@ -274,7 +303,9 @@ def _unpack_pairs(data) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 class _HubStylizer(tf.Module):
-    """The TF Hub stylization signature: `module(content, style) -> [stylized]`, all [0, 1]."""
+    """The TF Hub stylization signature: `module(content, style) -> [stylized]`, all [0, 1],
+    and `module.stylization_losses(content, style, stylized)`: the encoder's content and style
+    losses of results (`stylization_losses`), {"content_loss": [B], "style_loss": [B]}."""
 
     def __init__(self, trainer: AdaINTrainer) -> None:
         super().__init__(name="adain_stylizer")
@@ -287,10 +318,18 @@ class _HubStylizer(tf.Module):
     def __call__(self, content: tf.Tensor, style: tf.Tensor) -> list[tf.Tensor]:
         return [stylize_images(self.encoder, self.decoder, self.downsampling, content, style)]
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="content"),
+                                  tf.TensorSpec([None, None, None, 3], tf.float32, name="style"),
+                                  tf.TensorSpec([None, None, None, 3], tf.float32, name="stylized")])
+    def stylization_losses(self, content: tf.Tensor, style: tf.Tensor, stylized: tf.Tensor) -> dict[str, tf.Tensor]:
+        content_loss, style_loss = stylization_losses(self.encoder, self.downsampling, content, style, stylized)
+        return {"content_loss": content_loss, "style_loss": style_loss}
+
 
 def export_stylizer(trainer: AdaINTrainer, path: str) -> str:
     """Writes the trained stylizer as a SavedModel that `hub.load(path)` (and so
-    `load_stylizer`) calls exactly like the TF Hub arbitrary-image-stylization module.
+    `load_stylizer`) calls exactly like the TF Hub arbitrary-image-stylization module; it also
+    has `stylization_losses` (see `_HubStylizer`), which the TF Hub module has not.
 
     `assets.extra/stylizer.json` records the encoder and its weights ("random" weights make a
     usable but weaker stylizer). Under MultiWorkerMirroredStrategy call it on every worker
