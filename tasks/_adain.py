@@ -152,12 +152,12 @@ def build_decoder(encoder: str, channels: int) -> tf.keras.Model:
 
 
 def _pad_to_multiple(images: tf.Tensor, multiple: int) -> tf.Tensor:
-    """Repeat the last row and column until height and width divide by `multiple` (works for
-    any size, unlike reflection padding)."""
+    """Mirror the last rows and columns (edge pixel included) until height and width divide by
+    `multiple`; an image too small to mirror that far repeats its first row or column."""
     for axis in (1, 2):
         size = tf.shape(images)[axis]
-        padded = size + (multiple - size % multiple) % multiple
-        images = tf.gather(images, tf.minimum(tf.range(padded), size - 1), axis=axis)
+        padded = tf.range(size + (multiple - size % multiple) % multiple)
+        images = tf.gather(images, tf.maximum(tf.where(padded < size, padded, 2 * size - 1 - padded), 0), axis=axis)
     return images
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 import tasks  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 import tensorflow as tf
-from media import image_bytes, text_as_jpg_bytes, truncated_jpeg_bytes
+from media import border_difference, image_bytes, text_as_jpg_bytes, truncated_jpeg_bytes
 from tasks.media import MediaDecodeError
 from tasks.style_transfer import (ARCHITECTURES, ENCODER_DOWNSAMPLING, AdaINTrainer, StyleTransferTask,
                                   StylizerLoadError, adain, channel_stats, decode_full, export_stylizer,
@@ -294,18 +294,6 @@ def test_export_loads_like_the_hub_module_and_stylizes_odd_sizes(trained, tmp_pa
 
 
 # --- quality: no frame, style conditioning, losses ---------------------------------------------------
-
-
-def border_difference(image: np.ndarray, ring: int = 2) -> float:
-    """The largest channel difference (0-255) between the mean of an image's outer `ring`
-    pixels and the mean of the next 2 * `ring` pixels inward: a frame shows up here."""
-    image = image.astype(np.float64)
-    outer = np.ones(image.shape[:2], bool)
-    outer[ring:-ring, ring:-ring] = False
-    inner = np.zeros(image.shape[:2], bool)
-    inner[ring:-ring, ring:-ring] = True
-    inner[3 * ring:-3 * ring, 3 * ring:-3 * ring] = False
-    return float(np.abs(image[outer].mean(axis=0) - image[inner].mean(axis=0)).max())
 
 
 def test_results_have_no_frame_at_any_size(trained):
