@@ -53,6 +53,8 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
         result = run_stylize(spec, echo=echo)
         echo(f"stylized {result.contents - result.errors} of {result.contents} images in {len(spec.styles)} styles "
              f"in {result.seconds:.1f}s: {result.results} results, {result.errors} errors")
+        if result.content_loss is not None:
+            echo(f"mean losses:   content {result.content_loss:.4f}, style {result.style_loss:.4f}")
         for name, uri in result.tables.items():
             echo(f"{name + ':':<14} {uri}")
         return result

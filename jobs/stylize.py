@@ -6,7 +6,8 @@ images on the driver (job parameters, not inputs: a bad one stops the job before
 work) -> list the content images -> `from_items` -> `BatchStylizer` actor pool (module
 loaded once per actor, an s3:// module downloaded once per process): per batch, fetch
 and decode each content image at its own size, group the images by size, stylize each
-group in every style, write each result under `<output>/images/<style>/<content key>`
+group in every style, measure each result's content and style losses (modules that can:
+our exported stylizers), write each result under `<output>/images/<style>/<content key>`
 -> one staged row per (content, style) result or per failed content -> commit through the
 run lifecycle (`jobs.runs`): every content image in `results` once per style or in
 `errors` once, each Delta table replaced in one commit, a contact sheet (content | result
@@ -79,12 +80,13 @@ def staged_schema():
 
     return pa.schema([("content_uri", pa.string()), ("style_uri", pa.string()), ("output_uri", pa.string()),
                       ("height", pa.int32()), ("width", pa.int32()), ("seconds", pa.float32()),
-                      ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
+                      ("content_loss", pa.float32()), ("style_loss", pa.float32()), ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
                       ("error", pa.string()), ("scored_at", SCORED_AT())])
 
 
-RESULT_COLUMNS = ["content_uri", "style_uri", "output_uri", "height", "width", "seconds", "model_id", "run_id",
-                  "scored_at"]
+RESULT_COLUMNS = ["content_uri", "style_uri", "output_uri", "height", "width", "seconds", "content_loss",
+                  "style_loss", "model_id", "run_id", "scored_at"]
+LOSS_COLUMNS = ("content_loss", "style_loss")
 
 
 class BatchStylizer:
@@ -139,13 +141,15 @@ class BatchStylizer:
             except Exception as exc:  # noqa: BLE001 - one bad group must not kill the job; recorded per image
                 rows.extend(self._error(u, "stylize", f"{type(exc).__name__}: {exc}") for u in group)
                 continue
-            for style_index, (stylized, seconds) in enumerate(outputs):
-                for uri, image in zip(group, stylized):
+            for style_index, (stylized, seconds, losses) in enumerate(outputs):
+                for index, (uri, image) in enumerate(zip(group, stylized)):
                     key = output_key(uri, self.input_prefix, self.names[style_index], self.image_format)
                     writes.append((self.output.join(key).uri, encode_image(image, self.image_format)))
                     rows.append({"content_uri": uri, "style_uri": self.style_uris[style_index],
                                  "output_uri": self.output.join(key).uri, "height": height, "width": width,
-                                 "seconds": seconds / len(group)})
+                                 "seconds": seconds / len(group),
+                                 **{name: None if losses is None else float(losses[i][index])
+                                    for i, name in enumerate(LOSS_COLUMNS)}})
         failed_writes = set()
         with ThreadPoolExecutor(max_workers=8) as pool:
             for (uri, _), outcome in zip(writes, pool.map(_write, writes)):
@@ -161,11 +165,13 @@ class BatchStylizer:
         columns["scored_at"] = [now_utc()] * n
         return pa.Table.from_pydict(columns, schema=staged_schema())
 
-    def _stylize(self, contents: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        """The contents in every style: [(uint8 (N, H, W, 3), seconds)], at the contents' size."""
+    def _stylize(self, contents: np.ndarray) -> list[tuple[np.ndarray, float, tuple | None]]:
+        """The contents in every style: [(uint8 (N, H, W, 3), seconds, losses)], at the contents'
+        size; losses are (content losses, style losses), measured at the size stylized (see
+        `max_side`), or None when the module cannot measure them."""
         import cv2
 
-        from tasks.style_transfer import stylize_batch
+        from tasks.style_transfer import result_losses, stylize_batch
 
         height, width = contents.shape[1:3]
         scale = min(1.0, self.max_side / max(height, width)) if self.max_side else 1.0
@@ -175,10 +181,11 @@ class BatchStylizer:
         results = []
         for style in self.styles:
             began = time.perf_counter()
-            stylized = stylize_batch(self.module, contents, style, self.batch_size)
+            stylized = measured = stylize_batch(self.module, contents, style, self.batch_size)
             if scale < 1.0:
                 stylized = np.stack([cv2.resize(s, (width, height), interpolation=cv2.INTER_LINEAR) for s in stylized])
-            results.append((stylized, time.perf_counter() - began))
+            seconds = time.perf_counter() - began
+            results.append((stylized, seconds, result_losses(self.module, contents, style, measured, self.batch_size)))
         return results
 
     @staticmethod
@@ -238,6 +245,9 @@ class StylizeResult:
     errors: int
     seconds: float
     tables: dict[str, str] = field(default_factory=dict)
+    # Means over the results; None when the module cannot measure them (see `result_losses`).
+    content_loss: float | None = None
+    style_loss: float | None = None
 
 
 def run_stylize(spec, echo=print) -> StylizeResult:
@@ -297,10 +307,18 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
         write_bytes(output.join(SHEET).uri, contact_sheet_png(results, list(spec.styles), styles))
         tables["contact sheet"] = output.join(SHEET).uri
     result = StylizeResult(run.run_id, source.model_id, len(objects), results.num_rows, errors,
-                           time.time() - run.started, tables)
+                           time.time() - run.started, tables,
+                           *(_mean(results.column(name)) for name in LOSS_COLUMNS))
     tables["summary"] = output.join("runs", run.run_id, "summary.json").uri
     run.finish({**asdict(result), "spec_name": spec.name, "styles": list(spec.styles), "input": spec.input})
     return result
+
+
+def _mean(column) -> float | None:
+    import pyarrow.compute as pc
+
+    mean = pc.mean(column).as_py()  # nulls skipped; None when every value is null
+    return None if mean is None else float(mean)
 
 
 def error_rows(staged_errors, listed: dict[str, StoredObject]):

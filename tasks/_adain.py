@@ -30,6 +30,9 @@ _DECODER_PLANS = {
 }
 _TINY_ENCODER = (16, 32, 64)  # conv filters, a 2x2 max-pool between consecutive convs
 _TINY_SEED = 20170321  # the tiny encoder is a fixed random feature extractor: same weights everywhere
+# How convolutions pad their border: "SYMMETRIC" repeats the edge row for a 3x3 kernel, which
+# works at every size ("REFLECT" needs 2 pixels: a 1-pixel-wide deep feature map fails).
+PAD_MODE = "SYMMETRIC"
 
 
 def channel_stats(features: tf.Tensor, epsilon: float = EPSILON) -> tuple[tf.Tensor, tf.Tensor]:
@@ -46,6 +49,27 @@ def adain(content_features: tf.Tensor, style_features: tf.Tensor, epsilon: float
     return style_std * (content_features - content_mean) / content_std + style_mean
 
 
+@tf.keras.saving.register_keras_serializable(package="mediajobs")
+class MirrorPaddedConv2D(tf.keras.layers.Conv2D):
+    """A size-keeping convolution whose border is padded with the image's own pixels, mirrored
+    (`PAD_MODE`), not with zeros: zero padding makes every conv see a dark frame, and the
+    decoder learned to paint one on every result.
+
+    Same weights and config as `Conv2D(padding="same")` (odd kernels, stride 1), so
+    checkpoints of the zero-padded networks restore into it.
+    """
+
+    def __init__(self, *args, padding: str = "same", **kwargs) -> None:
+        super().__init__(*args, padding="valid", **kwargs)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        rows, cols = (size // 2 for size in self.kernel_size)
+        return super().call(tf.pad(inputs, [[0, 0], [rows, rows], [cols, cols], [0, 0]], mode=PAD_MODE))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "padding": "same"}
+
+
 class _CaffePreprocess(tf.keras.layers.Layer):
     """[0, 1] RGB to what the ImageNet VGG19 weights expect: 0-255 BGR minus the ImageNet mean."""
 
@@ -53,10 +77,18 @@ class _CaffePreprocess(tf.keras.layers.Layer):
         return images[..., ::-1] * 255.0 - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
 
 
+def keras_weights_dir() -> str:
+    """Where tf-keras looks for (and downloads) application weights: `~/.keras/models`, or
+    `/tmp/.keras/models` when `~/.keras` is not writable. tf-keras's `get_file` does not read
+    $KERAS_HOME."""
+    home = os.path.expanduser(os.path.join("~", ".keras"))
+    return os.path.join(home if os.access(home, os.W_OK) else os.path.join("/tmp", ".keras"), "models")
+
+
 def build_encoder(encoder: str, weights: str = "imagenet") -> tuple[tf.keras.Model, str]:
     """The frozen encoder ([0, 1] RGB to the style feature maps, content layer last) and which
     weights it got: "imagenet", or "random" when asked for, for "tiny", or when the VGG19
-    ImageNet weights cannot be loaded (no network and no copy in $KERAS_HOME/models)."""
+    ImageNet weights cannot be loaded (no network and no copy in `keras_weights_dir()`)."""
     images = tf.keras.Input((None, None, 3), name="images")
     if encoder == "vgg19":
         loaded = "random"
@@ -68,24 +100,40 @@ def build_encoder(encoder: str, weights: str = "imagenet") -> tuple[tf.keras.Mod
                 logger.warning("VGG19 ImageNet weights unavailable, the encoder is RANDOM (encoder_weights="
                                "'random'); put vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 in "
                                "%s to use them offline. Cause: %s",
-                               os.path.join(os.environ.get("KERAS_HOME", "~/.keras"), "models"), error)
+                               keras_weights_dir(), error)
         if loaded == "random":
             vgg = tf.keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
-        features = tf.keras.Model(vgg.input, [vgg.get_layer(name).output for name in VGG19_LAYERS])
+        features = _mirror_padded_vgg19(vgg)
         model = tf.keras.Model(images, features(_CaffePreprocess()(images)), name="vgg19_encoder")
     elif encoder == "tiny":
         loaded, x, outputs = "random", images, []
         for index, filters in enumerate(_TINY_ENCODER):
             if index:
                 x = tf.keras.layers.MaxPooling2D(name=f"tiny_pool{index}")(x)
-            x = tf.keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"tiny_conv{index + 1}",
-                                       kernel_initializer=tf.keras.initializers.HeNormal(seed=_TINY_SEED + index))(x)
+            x = MirrorPaddedConv2D(filters, 3, activation="relu", name=f"tiny_conv{index + 1}",
+                                   kernel_initializer=tf.keras.initializers.HeNormal(seed=_TINY_SEED + index))(x)
             outputs.append(x)
         model = tf.keras.Model(images, outputs, name="tiny_encoder")
     else:
         raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODER_DOWNSAMPLING)}")
     model.trainable = False
     return model, loaded
+
+
+def _mirror_padded_vgg19(vgg: tf.keras.Model) -> tf.keras.Model:
+    """VGG19 up to block4_conv1 (the same layers, names and weights as `vgg`'s), its convs
+    padded by mirroring; outputs at `VGG19_LAYERS`."""
+    images = tf.keras.Input((None, None, 3))
+    x, outputs = images, {}
+    for layer in vgg.layers[1:vgg.layers.index(vgg.get_layer(VGG19_LAYERS[-1])) + 1]:
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            mirrored = MirrorPaddedConv2D(layer.filters, layer.kernel_size, activation=layer.activation, name=layer.name)
+            x = mirrored(x)
+            mirrored.set_weights(layer.get_weights())
+        else:
+            x = tf.keras.layers.MaxPooling2D.from_config(layer.get_config())(x)
+        outputs[layer.name] = x
+    return tf.keras.Model(images, [outputs[name] for name in VGG19_LAYERS])
 
 
 def build_decoder(encoder: str, channels: int) -> tf.keras.Model:
@@ -98,18 +146,18 @@ def build_decoder(encoder: str, channels: int) -> tf.keras.Model:
         if step == "up":
             x = layers.UpSampling2D(interpolation="nearest", name=f"up{index}")(x)
         else:
-            x = layers.Conv2D(step, 3, padding="same", activation="relu", name=f"conv{index}")(x)
-    x = layers.Conv2D(3, 3, padding="same", name="to_rgb")(x)
+            x = MirrorPaddedConv2D(step, 3, activation="relu", name=f"conv{index}")(x)
+    x = MirrorPaddedConv2D(3, 3, name="to_rgb")(x)
     return tf.keras.Model(features, x, name=f"{encoder}_decoder")
 
 
 def _pad_to_multiple(images: tf.Tensor, multiple: int) -> tf.Tensor:
-    """Repeat the last row and column until height and width divide by `multiple` (works for
-    any size, unlike reflection padding)."""
+    """Mirror the last rows and columns (edge pixel included) until height and width divide by
+    `multiple`; an image too small to mirror that far repeats its first row or column."""
     for axis in (1, 2):
         size = tf.shape(images)[axis]
-        padded = size + (multiple - size % multiple) % multiple
-        images = tf.gather(images, tf.minimum(tf.range(padded), size - 1), axis=axis)
+        padded = tf.range(size + (multiple - size % multiple) % multiple)
+        images = tf.gather(images, tf.maximum(tf.where(padded < size, padded, 2 * size - 1 - padded), 0), axis=axis)
     return images
 
 
@@ -133,6 +181,30 @@ def _statistics_distance(generated: tf.Tensor, style: tf.Tensor) -> tf.Tensor:
     style_mean, style_std = channel_stats(style)
     squared = tf.square(generated_mean - style_mean) + tf.square(generated_std - style_std)
     return tf.reduce_mean(squared, axis=[1, 2, 3])
+
+
+def _content_and_style_losses(generated_features: list, target: tf.Tensor, style_features: list):
+    """Per example: the content loss (mean squared error of the generated image's content-layer
+    features against the AdaIN target) and the style loss (`_statistics_distance` summed over
+    the encoder's layers)."""
+    content_loss = tf.reduce_mean(tf.square(generated_features[-1] - target), axis=[1, 2, 3])
+    style_loss = tf.add_n([_statistics_distance(generated, wanted)
+                           for generated, wanted in zip(generated_features, style_features)])
+    return content_loss, style_loss
+
+
+def stylization_losses(encoder: tf.keras.Model, downsampling: int, content: tf.Tensor, style: tf.Tensor,
+                       stylized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The trainer's content and style losses of finished results: [0, 1] `stylized` images
+    (any size, the contents') measured against the AdaIN target of their `content` and
+    `style` images (a batch of 1 or of as many). Per example, float32.
+
+    `stylized=content` gives the content image's own losses: how far it is from the style.
+    """
+    style_features = encoder(style, training=False)
+    target = adain(encoder(_pad_to_multiple(content, downsampling), training=False)[-1], style_features[-1])
+    generated_features = encoder(_pad_to_multiple(stylized, downsampling), training=False)
+    return _content_and_style_losses(generated_features, target, style_features)
 
 
 @tf.keras.saving.register_keras_serializable(package="mediajobs")
@@ -195,10 +267,7 @@ class AdaINTrainer(tf.keras.Model):
         style_features = self.encoder(tf.cast(style, tf.float32) / 255.0, training=False)
         target = adain(self.encoder(content, training=False)[-1], style_features[-1])
         generated_features = self.encoder(self.decoder(target, training=training), training=False)
-        content_loss = tf.reduce_mean(tf.square(generated_features[-1] - target), axis=[1, 2, 3])
-        style_loss = tf.add_n([_statistics_distance(generated, wanted)
-                               for generated, wanted in zip(generated_features, style_features)])
-        return content_loss, style_loss
+        return _content_and_style_losses(generated_features, target, style_features)
 
     def train_step(self, data) -> dict:
         content, style = _unpack_pairs(data)
@@ -234,7 +303,9 @@ def _unpack_pairs(data) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 class _HubStylizer(tf.Module):
-    """The TF Hub stylization signature: `module(content, style) -> [stylized]`, all [0, 1]."""
+    """The TF Hub stylization signature: `module(content, style) -> [stylized]`, all [0, 1],
+    and `module.stylization_losses(content, style, stylized)`: the encoder's content and style
+    losses of results (`stylization_losses`), {"content_loss": [B], "style_loss": [B]}."""
 
     def __init__(self, trainer: AdaINTrainer) -> None:
         super().__init__(name="adain_stylizer")
@@ -247,10 +318,18 @@ class _HubStylizer(tf.Module):
     def __call__(self, content: tf.Tensor, style: tf.Tensor) -> list[tf.Tensor]:
         return [stylize_images(self.encoder, self.decoder, self.downsampling, content, style)]
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="content"),
+                                  tf.TensorSpec([None, None, None, 3], tf.float32, name="style"),
+                                  tf.TensorSpec([None, None, None, 3], tf.float32, name="stylized")])
+    def stylization_losses(self, content: tf.Tensor, style: tf.Tensor, stylized: tf.Tensor) -> dict[str, tf.Tensor]:
+        content_loss, style_loss = stylization_losses(self.encoder, self.downsampling, content, style, stylized)
+        return {"content_loss": content_loss, "style_loss": style_loss}
+
 
 def export_stylizer(trainer: AdaINTrainer, path: str) -> str:
     """Writes the trained stylizer as a SavedModel that `hub.load(path)` (and so
-    `load_stylizer`) calls exactly like the TF Hub arbitrary-image-stylization module.
+    `load_stylizer`) calls exactly like the TF Hub arbitrary-image-stylization module; it also
+    has `stylization_losses` (see `_HubStylizer`), which the TF Hub module has not.
 
     `assets.extra/stylizer.json` records the encoder and its weights ("random" weights make a
     usable but weaker stylizer). Under MultiWorkerMirroredStrategy call it on every worker

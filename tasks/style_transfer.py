@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # loaded lazily by __getattr__ below: they need TensorFlow
 
 __all__ = ["ARCHITECTURES", "ENCODER_DOWNSAMPLING", "HUB_STYLE_SIZE", "AdaINTrainer", "StyleTransferTask",
            "StylizerLoadError", "adain", "center_square", "channel_stats", "decode_full", "export_stylizer",
-           "load_stylizer", "stylize", "stylize_batch"]
+           "load_stylizer", "result_losses", "stylize", "stylize_batch"]
 
 ARCHITECTURES = ("adain",)
 # Encoder name -> how many times it shrinks an image (2 ** pooling layers); AdaIN content
@@ -33,6 +33,8 @@ ARCHITECTURES = ("adain",)
 ENCODER_DOWNSAMPLING = {"vgg19": 8, "tiny": 4}
 # The TF Hub module was trained with 256x256 style images and works best with them.
 HUB_STYLE_SIZE = 256
+# What our exported stylizers have beside `__call__`: (content, style, stylized) -> losses.
+LOSSES_FUNCTION = "stylization_losses"
 _FROM_ADAIN = ("AdaINTrainer", "adain", "channel_stats", "export_stylizer")
 
 
@@ -110,15 +112,7 @@ def stylize_batch(module: Callable, contents: np.ndarray, style: np.ndarray, bat
     import cv2
     import tensorflow as tf
 
-    contents, style = np.asarray(contents), np.asarray(style)
-    if contents.ndim != 4 or contents.shape[-1] != 3 or contents.dtype != np.uint8:
-        raise ValueError(f"contents must be uint8 (N, H, W, 3), got {contents.dtype} {contents.shape}")
-    if style.ndim != 3 or style.shape[-1] != 3 or style.dtype != np.uint8:
-        raise ValueError(f"style must be uint8 (H, W, 3), got {style.dtype} {style.shape}")
-    shrinking = style.shape[0] > HUB_STYLE_SIZE or style.shape[1] > HUB_STYLE_SIZE
-    style = cv2.resize(style, (HUB_STYLE_SIZE, HUB_STYLE_SIZE),
-                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    style01 = style[np.newaxis].astype(np.float32) / 255.0
+    contents, style01 = _checked_contents(contents), _module_style(style)
     height, width = contents.shape[1:3]
     result = np.empty_like(contents)
     for start in range(0, len(contents), batch_size):
@@ -131,6 +125,57 @@ def stylize_batch(module: Callable, contents: np.ndarray, style: np.ndarray, bat
                 image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             result[start + offset] = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     return result
+
+
+def result_losses(module: Callable, contents: np.ndarray, style: np.ndarray, results: np.ndarray,
+                  batch_size: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per result, the content loss and the style loss of a stylization: float64 (N,) each, or
+    None for a module that cannot measure them (the TF Hub module, stylizers exported before
+    modules had `stylization_losses`).
+
+    `contents` and their `results` are uint8 (N, H, W, 3) of one size; `style` is resized as
+    `stylize_batch` does. The module's own encoder measures: the content loss is the mean squared
+    distance of a result's deepest features from the AdaIN target (the content's features with
+    the style's channel statistics), the style loss the distance of its features' channel means
+    and standard deviations from the style's, summed over the encoder's layers: the trainer's
+    losses. `results=contents` gives the contents' own losses.
+    """
+    import tensorflow as tf
+
+    measure = getattr(module, LOSSES_FUNCTION, None)
+    if measure is None:
+        return None
+    contents, results = _checked_contents(contents), _checked_contents(results, "results")
+    style01 = _module_style(style)
+    if results.shape != contents.shape:
+        raise ValueError(f"results must match the contents' shape {contents.shape}, got {results.shape}")
+    content_loss, style_loss = np.empty(len(contents)), np.empty(len(contents))
+    for start in range(0, len(contents), batch_size):
+        end = min(start + batch_size, len(contents))
+        losses = measure(tf.constant(contents[start:end].astype(np.float32) / 255.0), tf.constant(style01),
+                         tf.constant(results[start:end].astype(np.float32) / 255.0))
+        content_loss[start:end], style_loss[start:end] = losses["content_loss"], losses["style_loss"]
+    return content_loss, style_loss
+
+
+def _checked_contents(images: np.ndarray, name: str = "contents") -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    return images
+
+
+def _module_style(style: np.ndarray) -> np.ndarray:
+    """A uint8 (H, W, 3) style image as the module takes it: float32 (1, 256, 256, 3) in [0, 1]."""
+    import cv2
+
+    style = np.asarray(style)
+    if style.ndim != 3 or style.shape[-1] != 3 or style.dtype != np.uint8:
+        raise ValueError(f"style must be uint8 (H, W, 3), got {style.dtype} {style.shape}")
+    shrinking = style.shape[0] > HUB_STYLE_SIZE or style.shape[1] > HUB_STYLE_SIZE
+    style = cv2.resize(style, (HUB_STYLE_SIZE, HUB_STYLE_SIZE),
+                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return style[np.newaxis].astype(np.float32) / 255.0
 
 
 def decode_full(data: bytes) -> np.ndarray:

@@ -166,6 +166,19 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30), seed: int =
     return buffer.getvalue()
 
 
+def border_difference(image: np.ndarray, ring: int = 2) -> float:
+    """The largest channel difference (0-255) between the mean of an image's outer `ring`
+    pixels and the mean of the next 2 * `ring` pixels inward: a frame shows up here (a
+    measurement of stylized results, kept beside the media they are made from)."""
+    image = image.astype(np.float64)
+    outer = np.ones(image.shape[:2], bool)
+    outer[ring:-ring, ring:-ring] = False
+    inner = np.zeros(image.shape[:2], bool)
+    inner[ring:-ring, ring:-ring] = True
+    inner[3 * ring:-3 * ring, 3 * ring:-3 * ring] = False
+    return float(np.abs(image[outer].mean(axis=0) - image[inner].mean(axis=0)).max())
+
+
 def corrupt_jpeg_bytes(seed: int = 0) -> bytes:
     """Starts like a real JPEG (magic, headers) but garbage replaces the image data.
 

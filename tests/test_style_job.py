@@ -86,7 +86,7 @@ def test_style_training_lowers_the_loss_and_exports_a_hub_module(style_trained, 
     assert stylized.shape == (22, 30, 3) and stylized.dtype == np.uint8 and stylized.std() > 1
 
 
-def _check_stylize_outputs(result, style_media, styles: list[str], output: str) -> None:
+def _check_stylize_outputs(result, style_media, styles: list[str], output: str, losses: bool) -> None:
     assert result.contents == style_media["good"] + style_media["bad"]
     assert result.errors == style_media["bad"] and result.results == style_media["good"] * len(styles)
     results = read_table(output + "results/").to_pylist()
@@ -109,6 +109,15 @@ def _check_stylize_outputs(result, style_media, styles: list[str], output: str) 
     sheet = Image.open(io.BytesIO(read_bytes(output + "contact_sheet.png")))
     assert sheet.size == ((len(styles) + 1) * 164 + 4, (style_media["good"] + 1) * 164 + 4)
     assert exists(result.tables["summary"])
+    # Losses per result, their means in the summary; null for modules that cannot measure them.
+    summary = json.loads(read_bytes(result.tables["summary"]))
+    for name in ("content_loss", "style_loss"):
+        values = [row[name] for row in results]
+        if losses:
+            assert all(v is not None and np.isfinite(v) and v >= 0 for v in values), values
+            assert summary[name] == getattr(result, name) == pytest.approx(np.mean(values), rel=1e-5)
+        else:
+            assert values == [None] * len(results) and summary[name] is None is getattr(result, name)
 
 
 def test_stylize_job_with_the_trained_model(style_trained, style_media):
@@ -117,11 +126,15 @@ def test_stylize_job_with_the_trained_model(style_trained, style_media):
         "model=s3://it-models/style/", "input=s3://it-media/style-content/", f"styles={json.dumps(styles)}",
         "output=s3://it-stylized/trained/", "image_format=png", "batch_size=2"])
     result = run_spec(spec)
-    _check_stylize_outputs(result, style_media, styles, "s3://it-stylized/trained/")
+    _check_stylize_outputs(result, style_media, styles, "s3://it-stylized/trained/", losses=True)
     # Both styles' results of one content differ: the style is applied, not ignored.
     results = read_table("s3://it-stylized/trained/results/").to_pylist()
     first = sorted(results, key=lambda r: (r["content_uri"], r["style_uri"]))[:2]
     assert read_bytes(first[0]["output_uri"]) != read_bytes(first[1]["output_uri"])
+    # No frame: the contents are noise round one colour, so a result's border is like its interior.
+    for row in results:
+        stylized = np.asarray(Image.open(io.BytesIO(read_bytes(row["output_uri"]))))
+        assert media.border_difference(stylized) < 10.0, (row["output_uri"], media.border_difference(stylized))
 
 
 class _MeanColourStylizer:
@@ -151,7 +164,7 @@ def test_stylize_job_with_a_hub_signature_module_from_s3_and_from_a_local_dir(ra
             f"model={model}", "input=s3://it-media/style-content/", f"styles=[{style}]", f"output={output}",
             "image_format=png", "max_side=32"])
         result = run_spec(spec)
-        _check_stylize_outputs(result, style_media, [style], output)
+        _check_stylize_outputs(result, style_media, [style], output, losses=False)
     # The module's arithmetic is visible: every pixel is half content, half the style's mean colour.
     row = read_table("s3://it-stylized/hub-s3/results/").to_pylist()[0]
     stylized = np.asarray(Image.open(io.BytesIO(read_bytes(row["output_uri"])))).astype(np.float64)
