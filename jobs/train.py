@@ -153,7 +153,7 @@ def run_train(spec, echo=print) -> TrainResult:
             "exported_epoch": exported["epoch"],
             "batch_size": batch.size, **({"batch_size_reason": batch.reason} if batch.reason else {}),
             **({"feature_statistics": statistics} if statistics else {}),
-            **({"early_stopping": exported["early_stopping"]} if early_stopping else {}),
+            **({"early_stopping": exported["early_stopping"]} if "early_stopping" in exported else {}),
             "examples": examples, "skipped": skipped, "spec_name": spec.name,
             "workers": placements,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

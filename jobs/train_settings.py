@@ -49,11 +49,15 @@ def batch_size_for(requested: int, is_set: bool, examples: int, workers: int) ->
                 f"training.batch_size: {requested} is larger than the {examples} decoded training examples allow "
                 f"on {workers} workers (each takes {requested / workers:g} of every step from its share of "
                 f"{share}); lower training.batch_size" + (" or resources.num_workers" if per_worker == 0 else ""))
-        if per_worker * workers == requested:
-            return BatchSize(requested, per_worker)
-        return BatchSize(per_worker * workers, per_worker,
-                         f"training.batch_size: {requested} is not a multiple of the {workers} workers; each step "
-                         f"takes {per_worker} examples per worker, {per_worker * workers} in all")
+        size = per_worker * workers
+        notes = [] if size == requested else [
+            f"training.batch_size: {requested} is not a multiple of the {workers} workers; each step "
+            f"takes {per_worker} examples per worker, {size} in all"]
+        if examples // size < MIN_STEPS_PER_EPOCH:
+            notes.append(f"training.batch_size: {size} as set gives an epoch {examples // size} "
+                         f"step{'s' if examples // size != 1 else ''} over {examples} examples; unset, it would be "
+                         "lowered to fit the data")
+        return BatchSize(size, per_worker, "; ".join(notes) or None)
     fit = min(requested, examples // MIN_STEPS_PER_EPOCH)
     size = max(workers, fit - fit % workers)
     if size // workers > share:

@@ -50,7 +50,10 @@ def train_loop_per_worker(config: dict) -> None:
              for name in config["datasets"] if name != "train"}
     train_data = plan.train_data(ray.train.get_dataset_shard("train"), config, whole)
 
-    for epoch in range(state["epoch"] + 1 if "epoch" in state else 0, config["epochs"]):
+    first = state["epoch"] + 1 if "epoch" in state else 0
+    if stop is not None and stop.stopped_after is not None:
+        first = config["epochs"]  # a job that stopped early and is run again: it is done
+    for epoch in range(first, config["epochs"]):
         began, steps = time.time(), []  # the optimizer steps of the epoch: what the batch size means, seen
         fit = model.fit(train_data, epochs=1, verbose=0, callbacks=[
             tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))])

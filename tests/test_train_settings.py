@@ -28,7 +28,11 @@ def test_an_unset_batch_size_stays_the_default_when_the_data_is_large_and_splits
 
 
 def test_a_set_batch_size_is_global_taken_as_given_or_refused():
-    assert batch_size_for(64, True, 96, 2) == BatchSize(64, 32)  # 32 per worker: one step per epoch
+    explicit = batch_size_for(64, True, 96, 2)  # 32 per worker: one step per epoch, as asked, and said
+    assert (explicit.size, explicit.per_worker) == (64, 32)
+    assert explicit.reason == ("training.batch_size: 64 as set gives an epoch 1 step over 96 examples; unset, it "
+                               "would be lowered to fit the data")
+    assert batch_size_for(64, True, 50_000, 2) == BatchSize(64, 32)
     uneven = batch_size_for(16, True, 96, 3)
     assert (uneven.size, uneven.per_worker) == (15, 5) and "16 is not a multiple of the 3 workers" in uneven.reason
     with pytest.raises(MediaJobsError, match=r"training.batch_size: 128 is larger than the 96 decoded training "

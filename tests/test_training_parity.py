@@ -115,7 +115,7 @@ def _held_out_loss(model, metadata: dict, root) -> float:
 @pytest.fixture(scope="module")
 def shapes(ray_driver, tmp_path_factory):
     root = tmp_path_factory.mktemp("parity-shapes")
-    write_shapes_dataset(root, per_class_train=80, per_class_test=50, seed=3)
+    write_shapes_dataset(root, per_class_train=200, per_class_test=100, seed=5)
     ingest_folder(root, "s3://it-media/parity-shapes/")
     return root
 
@@ -124,7 +124,9 @@ def shapes_spec(workers: int) -> dict:
     return {"version": 1, "kind": "train", "name": "shapes", "task": "image-classifier",
             "model": {"architecture": "cifar10-cnn"},
             "data": {"train": "s3://it-media/parity-shapes/train/", "validation": "s3://it-media/parity-shapes/test/"},
-            "training": {"epochs": 8}, "resources": {"num_workers": workers},
+            # Trained to convergence: at 8 epochs single runs still differed by up to 3.4 points
+            # seed to seed in one process; at 16, by 1 (README, "Training").
+            "training": {"epochs": 16}, "resources": {"num_workers": workers},
             "output": f"s3://it-models/parity-shapes-{workers}/"}
 
 
@@ -134,4 +136,4 @@ def test_one_and_two_workers_train_the_image_classifier_alike(shapes):
 
     assert one["steps"] == two["steps"]
     assert abs(one["val_accuracy"] - two["val_accuracy"]) <= 0.02, (one, two)
-    assert min(one["val_accuracy"], two["val_accuracy"]) > 0.8
+    assert min(one["val_accuracy"], two["val_accuracy"]) > 0.9
