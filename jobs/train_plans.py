@@ -206,10 +206,6 @@ class WholeDataset:
         return cls(None, (np.concatenate([part[EXAMPLE] for part in parts]),
                           np.concatenate([part["label"] for part in parts])))
 
-    @property
-    def in_memory(self) -> bool:
-        return self._arrays is not None
-
     def batches(self, batch_size: int):
         """(examples, labels) numpy batches, in order."""
         if self._arrays is None:

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.storage import parse_uri, write_bytes
@@ -53,39 +54,69 @@ def train_loop_per_worker(config: dict) -> None:
     first = state["epoch"] + 1 if "epoch" in state else 0
     if stop is not None and stop.stopped_after is not None:
         first = config["epochs"]  # a job that stopped early and is run again: it is done
-    for epoch in range(first, config["epochs"]):
+    loop = _EpochLoop(plan, model, config, strategy, rank, stop, best, history)
+    try:
+        for epoch in range(first, config["epochs"]):
+            if loop.run_epoch(epoch, train_data, whole):
+                break
+    finally:
+        if best is not None:
+            shutil.rmtree(best, ignore_errors=True)
+
+
+@dataclass
+class _EpochLoop:
+    """One worker's model and what its epochs share."""
+
+    plan: object
+    model: object
+    config: dict
+    strategy: object
+    rank: int
+    stop: EarlyStop | None
+    best: str | None  # rank 0's copy of the best epoch's files (restore_best)
+    history: list[dict]
+
+    def run_epoch(self, epoch: int, train_data, whole: dict) -> bool:
+        """Fit, evaluate, agree on stopping, checkpoint and report; True when training stops."""
+        import tensorflow as tf
+
         began, steps = time.time(), []  # the optimizer steps of the epoch: what the batch size means, seen
-        fit = model.fit(train_data, epochs=1, verbose=0, callbacks=[
+        fit = self.model.fit(train_data, epochs=1, verbose=0, callbacks=[
             tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))])
         metrics = {"epoch": epoch + 1, **{name: float(values[-1]) for name, values in fit.history.items()}}
-        metrics.update(plan.evaluate(model, whole, config))
+        metrics.update(self.plan.evaluate(self.model, whole, self.config))
         metrics["steps"] = len(steps)
         metrics["epoch_seconds"] = round(time.time() - began, 2)
-        history.append(metrics)
+        self.history.append(metrics)
         improved = stopping = False
-        if stop is not None:
-            improved = stop.update(epoch + 1, _agreed(strategy, _monitored(metrics, stop.monitor)))
-            stopping = stop.should_stop(epoch + 1)
+        if self.stop is not None:
+            improved = self.stop.update(epoch + 1, _agreed(self.strategy, _monitored(metrics, self.stop.monitor)))
+            stopping = self.stop.should_stop(epoch + 1)
+        self._checkpoint(epoch, metrics, improved)
+        if stopping and self.rank == 0:
+            print(f"early stopping: {self.stop.reason(self.config['epochs'])}", flush=True)
+        return stopping
+
+    def _checkpoint(self, epoch: int, metrics: dict, improved: bool) -> None:
+        import ray.train
+
         with tempfile.TemporaryDirectory() as checkpoint_dir:
             # Every rank must save: MWMS saving runs collective ops (FACTS.md), and a
             # rank that skips it leaves the others waiting forever.
-            plan.save(model, checkpoint_dir)
+            self.plan.save(self.model, checkpoint_dir)
             Path(checkpoint_dir, STATE_FILE).write_text(json.dumps(
-                {"epoch": epoch, "metrics": metrics, "history": history,
-                 "early_stopping": stop.state() if stop else None}))
-            if rank == 0:
-                print("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in metrics.items()), flush=True)
-                if stop is not None and stop.restore_best:
-                    _keep_best(plan, checkpoint_dir, best, improved)
-                plan.after_epoch(checkpoint_dir, epoch, config)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
-            else:
+                {"epoch": epoch, "metrics": metrics, "history": self.history,
+                 "early_stopping": self.stop.state() if self.stop else None}))
+            if self.rank != 0:
                 ray.train.report(metrics)
-        if stopping:
-            if rank == 0:
-                print(f"early stopping: {stop.reason(config['epochs'])}", flush=True)
-            break
+                return
+            print("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in metrics.items()), flush=True)
+            if self.stop is not None and self.stop.restore_best:
+                _keep_best(self.plan, checkpoint_dir, self.best, improved)
+            self.plan.after_epoch(checkpoint_dir, epoch, self.config)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
 
 
 def _restore_or_build(plan, config: dict, strategy, best: str | None, rank: int):
