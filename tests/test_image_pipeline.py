@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
 @pytest.fixture(scope="module")
 def shapes_data(local_stack, tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
-    write_shapes_dataset(root, per_class_train=80, per_class_test=20, seed=1)
+    write_shapes_dataset(root, per_class_train=150, per_class_test=20, seed=1)  # 14 steps an epoch at batch 32
     counts = ingest_folder(root, "s3://it-media/shapes/")
     assert counts["uploaded"] == sum(1 for p in root.rglob("*") if p.is_file())
     return root
