@@ -106,7 +106,8 @@ def run_train(spec, echo=print) -> TrainResult:
     early_stopping = spec.training.early_stopping
     config = {
         "task": task, "architecture": spec.model.architecture, "epochs": spec.training.epochs,
-        "batch_size": batch.size, "worker_batch_size": batch.per_worker, "learning_rate": spec.training.learning_rate,
+        "batch_size": batch.size, "steps_per_epoch": batch.steps_per_epoch,
+        "learning_rate": spec.training.learning_rate,
         "class_names": objects.class_names, "datasets": sorted(datasets), "output": output.uri,
         "seed": spec.training.seed, "statistics": statistics,
         "early_stopping": early_stopping.model_dump() if early_stopping else None,

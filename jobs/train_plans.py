@@ -152,16 +152,15 @@ class TrainingPlan:
         streaming it again every epoch through `to_tf` made an epoch 3-7x slower than the
         model's own step time (README, Performance). Larger shards stream.
         """
-        # drop_last: under MWMS each global batch is split across replicas, and a final
-        # batch smaller than the replica count leaves a replica an empty batch, which
-        # fails inside the convolution kernels. The shuffle varies what is dropped.
-        # Each worker batches its part of the global batch: MWMS averages the gradients of
-        # all workers' batches into one step (jobs.train_settings).
-        batch_size = config.get("worker_batch_size", config["batch_size"])
+        # Each worker batches the global batch; MWMS splits every batch into one part per
+        # worker and step (jobs.train_settings). drop_last: a final batch smaller than the
+        # worker count would leave a worker an empty part, which fails inside the kernels.
+        # repeat: `fit` runs `steps_per_epoch` steps, which may end inside a pass.
+        batch_size = config["batch_size"]
         if config.get("shard_bytes", 0) <= in_memory_budget():
             return _in_memory_batches(shard, batch_size, config.get("seed", 0))
         return shard.to_tf(feature_columns=EXAMPLE, label_columns="label", batch_size=batch_size, drop_last=True,
-                           local_shuffle_buffer_size=batch_size * 8)
+                           local_shuffle_buffer_size=batch_size * 8).repeat()
 
     def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
         if "validation" not in datasets:
@@ -232,6 +231,7 @@ def _in_memory_batches(shard, batch_size: int, seed: int):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return (tf.data.Dataset.range(count)
             .shuffle(count, seed=seed, reshuffle_each_iteration=True)
+            .repeat()  # each pass reshuffled; an epoch is `steps_per_epoch` steps, not one pass
             .batch(batch_size, drop_remainder=True)
             .map(lambda picks: (tf.gather(examples, picks), tf.gather(labels, picks)))
             .with_options(options)

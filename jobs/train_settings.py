@@ -1,13 +1,15 @@
 """Training settings decided from the data: the batch size, and when to stop.
 
-`training.batch_size` is the global batch: under MultiWorkerMirroredStrategy each step takes
-`batch_size / num_workers` examples on every worker and averages the gradients over all of
-them, so one step is one step of size `batch_size` whatever the worker count, an epoch has
-`examples / batch_size` steps, and the learning rate belongs to the global batch. Adding
-workers therefore changes neither the number of steps nor the learning rate a spec needs;
-raising the batch k-fold gives k-fold fewer steps, and the usual remedy is a learning rate
-raised with it (the "linear scaling rule", with care above ~8x). The default keeps the global
-batch a function of the data alone, so 1 and N workers train the same way.
+`training.batch_size` is the global batch. Each worker batches `batch_size` examples of its
+own shard, and MultiWorkerMirroredStrategy splits every such batch into one part per
+worker (`tf.distribute`'s rebatching), one part per step: a step takes `batch_size /
+num_workers` examples on every worker and averages the gradients over all of them. An
+epoch is `examples / batch_size` steps (`steps_per_epoch`, given to `fit`: Keras would
+count the worker's unsplit batches and stop after 1/N of the data), so 1 and N workers
+take the same steps, and the learning rate belongs to the global batch. Raising the batch
+k-fold gives k-fold fewer steps; the usual remedy is a learning rate raised with it (the
+"linear scaling rule", with care above ~8x). The default keeps the global batch a
+function of the data alone.
 """
 
 from __future__ import annotations
@@ -25,52 +27,51 @@ MIN_STEPS_PER_EPOCH = 8
 @dataclass(frozen=True)
 class BatchSize:
     size: int  # global: the examples of one optimizer step, over all workers
-    per_worker: int  # what each worker's input pipeline batches
-    reason: str | None = None  # why the batch is not the one the spec says (unset, or uneven); None when it is
+    steps_per_epoch: int  # examples // size, whatever the worker count
+    reason: str | None = None  # what the job says about it (unset and lowered, or few steps); None: nothing
 
 
 def batch_size_for(requested: int, is_set: bool, examples: int, workers: int) -> BatchSize:
-    """The global batch size to train with, and each worker's part of it.
+    """The global batch size to train with, and the steps of an epoch.
 
-    A set `training.batch_size` is used as given (rounded down to a multiple of the worker
-    count, said in the reason), and refused when it exceeds the examples: a worker's part
-    would not fit its share. An unset one is `DEFAULT_BATCH_SIZE` lowered to give an epoch
-    `MIN_STEPS_PER_EPOCH` steps, in multiples of the worker count.
+    A set `training.batch_size` is used as given, and refused when a worker's share of the
+    examples cannot fill one batch (each worker batches `batch_size` of its own examples,
+    which TensorFlow splits into one part per worker, one part per step) or when it is
+    smaller than the worker count (a worker's part would be empty). An unset one is
+    `DEFAULT_BATCH_SIZE` lowered to give an epoch `MIN_STEPS_PER_EPOCH` steps.
 
     Raises:
-        MediaJobsError: a set batch size larger than the examples, or too few examples for
-            one example per worker and step.
+        MediaJobsError: a set batch size that does not fit, or too few examples.
     """
     share = examples // workers
     if is_set:
-        per_worker = requested // workers
-        if per_worker > share or per_worker == 0:
+        if share < requested:
             raise MediaJobsError(
-                f"training.batch_size: {requested} is larger than the {examples} decoded training examples allow "
-                f"on {workers} workers (each takes {requested / workers:g} of every step from its share of "
-                f"{share}); lower training.batch_size" + (" or resources.num_workers" if per_worker == 0 else ""))
-        size = per_worker * workers
-        notes = [] if size == requested else [
-            f"training.batch_size: {requested} is not a multiple of the {workers} workers; each step "
-            f"takes {per_worker} examples per worker, {size} in all"]
-        if examples // size < MIN_STEPS_PER_EPOCH:
-            notes.append(f"training.batch_size: {size} as set gives an epoch {examples // size} "
-                         f"step{'s' if examples // size != 1 else ''} over {examples} examples; unset, it would be "
-                         "lowered to fit the data")
-        return BatchSize(size, per_worker, "; ".join(notes) or None)
-    fit = min(requested, examples // MIN_STEPS_PER_EPOCH)
-    size = max(workers, fit - fit % workers)
-    if size // workers > share:
+                f"training.batch_size: {requested} is larger than each worker's share of the "
+                f"{examples} decoded training examples ({share}); "
+                "lower training.batch_size or resources.num_workers")
+        if requested < workers:
+            raise MediaJobsError(
+                f"training.batch_size: {requested} is smaller than the {workers} workers (each step takes "
+                f"batch_size / num_workers examples on every worker); raise training.batch_size to at least "
+                f"{workers} or lower resources.num_workers")
+        steps = examples // requested
+        note = None if steps >= MIN_STEPS_PER_EPOCH else (
+            f"training.batch_size: {requested} as set gives an epoch {steps} step{'s' if steps != 1 else ''} "
+            f"over {examples} examples; unset, it would be lowered to fit the data")
+        return BatchSize(requested, steps, note)
+    size = max(workers, min(requested, examples // MIN_STEPS_PER_EPOCH, share))
+    if size > share:
         raise MediaJobsError(
             f"training.batch_size: {examples} decoded training examples are too few for "
             f"{workers} workers (each step needs at least one example per worker); "
             "lower resources.num_workers or add training data")
+    steps = examples // size
     if size == requested:
-        return BatchSize(size, size // workers)
-    return BatchSize(size, size // workers,
-                     f"training.batch_size is unset: {size} instead of {requested}, so that each of the "
-                     f"{examples // size} steps per epoch covers {size} of the {examples} examples "
-                     f"({size // workers} per worker on {workers})")
+        return BatchSize(size, steps)
+    return BatchSize(size, steps, f"training.batch_size is unset: {size} instead of {requested}, so that each of "
+                                  f"the {steps} steps per epoch covers {size} of the {examples} examples "
+                                  f"({size / workers:g} per worker on {workers})")
 
 
 @dataclass

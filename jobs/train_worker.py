@@ -82,8 +82,9 @@ class _EpochLoop:
         import tensorflow as tf
 
         began, steps = time.time(), []  # the optimizer steps of the epoch: what the batch size means, seen
-        fit = self.model.fit(train_data, epochs=1, verbose=0, callbacks=[
-            tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))])
+        fit = self.model.fit(train_data, epochs=1, steps_per_epoch=self.config["steps_per_epoch"], verbose=0,
+                             callbacks=[tf.keras.callbacks.LambdaCallback(
+                                 on_train_batch_end=lambda batch, logs: steps.append(batch))])
         metrics = {"epoch": epoch + 1, **{name: float(values[-1]) for name, values in fit.history.items()}}
         metrics.update(self.plan.evaluate(self.model, whole, self.config))
         metrics["steps"] = len(steps)

@@ -14,31 +14,32 @@ TRAIN = {"version": 1, "kind": "train", "name": "words", "task": "audio-classifi
 
 
 def test_an_unset_batch_size_is_lowered_to_give_an_epoch_enough_steps():
-    # 96 clips (the issue's spoken words): 64 would be 1-2 steps per epoch.
+    # 96 clips (the issue's spoken words): 64 would be 1 step per epoch.
     one, two = batch_size_for(64, False, 96, 1), batch_size_for(64, False, 96, 2)
 
-    assert one.size == two.size == 12 and 96 // one.size >= MIN_STEPS_PER_EPOCH
+    assert one.size == two.size == 12 and one.steps_per_epoch == two.steps_per_epoch == 8 >= MIN_STEPS_PER_EPOCH
     assert "training.batch_size is unset: 12 instead of 64" in two.reason and "6 per worker on 2" in two.reason
 
 
-def test_an_unset_batch_size_stays_the_default_when_the_data_is_large_and_splits_evenly():
-    assert batch_size_for(64, False, 50_000, 2).size == 64 and batch_size_for(64, False, 50_000, 2).reason is None
-    assert batch_size_for(64, False, 50_000, 3).size == 63  # an equal part per worker and step
+def test_an_unset_batch_size_stays_the_default_when_the_data_is_large():
+    assert batch_size_for(64, False, 50_000, 2) == BatchSize(64, 781)
+    assert batch_size_for(64, False, 50_000, 3) == BatchSize(64, 781)  # TensorFlow splits 22 + 21 + 21
     assert batch_size_for(64, False, 20, 4).size == 4
 
 
 def test_a_set_batch_size_is_global_taken_as_given_or_refused():
-    explicit = batch_size_for(64, True, 96, 2)  # 32 per worker: one step per epoch, as asked, and said
-    assert (explicit.size, explicit.per_worker) == (64, 32)
-    assert explicit.reason == ("training.batch_size: 64 as set gives an epoch 1 step over 96 examples; unset, it "
+    explicit = batch_size_for(64, True, 128, 2)  # 32 per worker and step: two steps per epoch, as asked, and said
+    assert (explicit.size, explicit.steps_per_epoch) == (64, 2)
+    assert explicit.reason == ("training.batch_size: 64 as set gives an epoch 2 steps over 128 examples; unset, it "
                                "would be lowered to fit the data")
-    assert batch_size_for(64, True, 50_000, 2) == BatchSize(64, 32)
-    uneven = batch_size_for(16, True, 96, 3)
-    assert (uneven.size, uneven.per_worker) == (15, 5) and "16 is not a multiple of the 3 workers" in uneven.reason
-    with pytest.raises(MediaJobsError, match=r"training.batch_size: 128 is larger than the 96 decoded training "
-                                             r"examples allow on 2 workers \(each takes 64 of every step from its "
-                                             r"share of 48\); lower training.batch_size$"):
-        batch_size_for(128, True, 96, 2)
+    assert batch_size_for(64, True, 50_000, 2) == BatchSize(64, 781)
+    # The issue's message, word for word: each worker batches the global batch from its share.
+    with pytest.raises(MediaJobsError, match=r"training.batch_size: 64 is larger than each worker's share of the "
+                                             r"96 decoded training examples \(48\); lower training.batch_size or "
+                                             r"resources.num_workers$"):
+        batch_size_for(64, True, 96, 2)
+    with pytest.raises(MediaJobsError, match="training.batch_size: 1 is smaller than the 2 workers"):
+        batch_size_for(1, True, 96, 2)
 
 
 def test_too_few_examples_for_the_workers_is_refused_even_unset():
