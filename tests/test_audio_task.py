@@ -285,7 +285,6 @@ def test_model_learns_tone_classes(tmp_path):
     assert _held_out_accuracy(splits["train"], splits["test"], ["high", "low"], epochs=4, learning_rate=1e-3) > 0.8
 
 
-@pytest.mark.skipif(not ma.espeak_available(), reason="espeak-ng is not installed (apt-get install -y espeak-ng)")
 def test_model_learns_spoken_words_from_unheard_voices(tmp_path):
     # The held-out words are spoken by voice variants that are not in the training set.
     ma.spoken_word_wavs(tmp_path / "train", ("yes", "no"), per_word=30, seed=0,
