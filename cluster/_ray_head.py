@@ -12,7 +12,7 @@ imported (Ray caches the auth mode at import time):
     RAY_API_SERVER_ADDRESS=http://127.0.0.1:<dashboard port>
                                                 for JobSubmissionClient() and `ray job ...`
 
-`jobs.localstate.ray_client_env` builds these. `JobSubmissionClient` sends the token as an
+`cluster.localstate.ray_client_env` builds these. `JobSubmissionClient` sends the token as an
 `Authorization: Bearer` header, found through the same variables. Without them a driver
 fails with "Authentication token is missing or incorrect" and the Jobs API answers 401.
 A process that imported `ray` before setting them must refresh Ray's config with
@@ -41,7 +41,7 @@ import urllib.request
 from pathlib import Path
 
 from cluster import _host
-from jobs import localstate
+from cluster import localstate
 
 NAME = "ray-head"
 
@@ -122,7 +122,7 @@ def head_environment(base: dict[str, str], s3_env: dict[str, str], token_file: P
            if not k.startswith("AWS_") and k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_API_SERVER_ADDRESS")}
     env.update(s3_env)
     env["TF_USE_LEGACY_KERAS"] = "1"  # tf-keras everywhere: Keras 3 breaks MWMS (shared/FACTS.md)
-    # Submitted jobs run `python -m jobs.cli ...`: this interpreter (the venv's), even when
+    # Submitted jobs run `python -m jobs.cli.app ...`: this interpreter (the venv's), even when
     # `mediajobs local up` was run without activating the venv.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     env.update(LOOPBACK_ENV)

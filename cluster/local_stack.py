@@ -2,7 +2,7 @@
 
 `up` starts whatever is not already running and healthy, `status` probes it, `env_lines`
 prints shell exports for it and `down` stops exactly the processes `up` started. The state
-lives in the home (`jobs.localstate`): stack.json (endpoints, ports, pids, no secrets) and
+lives in the home (`cluster.localstate`): stack.json (endpoints, ports, pids, no secrets) and
 credentials.json (mode 0600). What a Ray client needs to pass the head's token
 authentication is described in `cluster._ray_head` and returned by `ray_client_env`.
 
@@ -28,8 +28,8 @@ from typing import Callable, Iterator
 
 from cluster import _host, _ray_head, _seaweed
 from jobs.errors import StackError
-from jobs import localstate
-from jobs.localstate import (DEFAULT_REGION, LocalStack, credentials_file, mediajobs_home,
+from cluster import localstate
+from cluster.localstate import (DEFAULT_REGION, LocalStack, credentials_file, mediajobs_home,
                              ray_auth_token_file, read_local_stack, stack_file)
 
 __all__ = ["up", "down", "status", "env_lines", "ray_client_env", "StackStatus", "ComponentStatus"]
@@ -243,7 +243,7 @@ def env_lines(home: Path | None = None) -> list[str]:
 def ray_client_env(stack: LocalStack, home: Path | None = None) -> dict[str, str]:
     """The variables a Ray driver or Jobs API client needs for this stack (no secrets).
 
-    Set them before `ray` is imported; see `jobs.localstate.ray_client_env`.
+    Set them before `ray` is imported; see `cluster.localstate.ray_client_env`.
     """
     return localstate.ray_client_env(stack, _resolve_home(home))
 

@@ -3,7 +3,7 @@
 FFmpeg, OpenCV, libsndfile and Pillow parse objects nobody checked. Run in the scoring
 actor, a decoder that aborts takes the actor down, one stuck in C cannot be stopped, and
 one that is exploited holds the actor's storage credentials. So each actor decodes in
-children started with `python -m tasks.decode_child` (`jobs.decode_isolation`): an
+children started with `python -m tasks.decode_child` (`jobs.workers.decode_isolation`): an
 address-space limit set before the first object is read, no core dumps, an environment
 without credentials or tokens, a private empty HOME, and a parent that kills it at the
 decode budget.

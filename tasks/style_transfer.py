@@ -199,7 +199,7 @@ def decode_full(data: bytes) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FullImageDecoder:
-    """`decode_full` as a decoder for `jobs.decode_isolation`: a content image at its own size
+    """`decode_full` as a decoder for `jobs.workers.decode_isolation`: a content image at its own size
     (any shape, so `example_shape` is None; its pixels are bounded by `max_pixels`)."""
 
     reads = "bytes"

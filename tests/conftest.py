@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from jobs.localstate import LocalStack
+from cluster.localstate import LocalStack
 
 # Settings that would point the tests at a developer's own store or cluster.
 _FOREIGN_ENV_PREFIXES = ("AWS_",)
@@ -20,7 +20,7 @@ _FOREIGN_ENV_NAMES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN",
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A local stack in its own MEDIAJOBS_HOME for the whole session, stopped at the end.
 
-    While it runs, os.environ has no AWS_* settings (so `jobs.storage` resolves to this
+    While it runs, os.environ has no AWS_* settings (so `jobs.storage.objects` resolves to this
     stack) and carries the Ray client settings of `ray_client_env` (auth mode and token
     file), so a driver in this process can `ray.init(address=stack.ray_address)` as long as
     `ray` is first imported after this fixture ran.
@@ -54,7 +54,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 @pytest.fixture(scope="session")
 def ray_driver(local_stack: LocalStack) -> Iterator[None]:
     """This process as a Ray driver on the session's stack (disconnected by `local_stack`)."""
-    from jobs.ray_runtime import connect_ray
+    from jobs.runs.ray_runtime import connect_ray
 
     where = connect_ray()
     assert local_stack.ray_address in where  # the stack's head, not an in-process Ray

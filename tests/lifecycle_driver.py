@@ -1,5 +1,5 @@
 """A score run without Ray, for the crash matrix and split-brain tests (tests/faults/): the
-run lifecycle exactly as the runners drive it (jobs.runs, jobs.score_commit, jobs.nightly),
+run lifecycle exactly as the runners drive it (jobs.runs, jobs.runs.score_commit, jobs.runs.nightly),
 with one stand-in: the classifier actors' staging is done here, in-process, writing the
 same staged rows (an object whose name holds "bad" fails at the decode stage, one whose
 name holds "flaky" at the read stage unless FLAKY_READS_OK is set).
@@ -7,7 +7,7 @@ name holds "flaky" at the read stage unless FLAKY_READS_OK is set).
     python tests/lifecycle_driver.py plain OUTPUT OBJECTS MODEL_ID
     python tests/lifecycle_driver.py nightly OUTPUT ARCHIVE MODEL RUN_DATE
 
-Exit codes are the CLI's (jobs.cli.main): 0 done, 1 failed or fenced out, 3 lease held.
+Exit codes are the CLI's (jobs.cli.app.main): 0 done, 1 failed or fenced out, 3 lease held.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def stub_model(uri: str, model_id: str) -> str:
     import zipfile
     from pathlib import Path
 
-    from jobs.model_export import export_model
+    from jobs.models.export import export_model
 
     with tempfile.TemporaryDirectory() as folder:
         with zipfile.ZipFile(Path(folder) / "model.keras", "w") as archive:
@@ -45,8 +45,8 @@ def staged_rows(items: list[dict], model_id: str, run_id: str, position_columns:
 
     import pyarrow as pa
 
-    from jobs.runs.contract import now_utc
-    from jobs.score_commit import staged_schema
+    from jobs.storage.contract import now_utc
+    from jobs.runs.score_commit import staged_schema
 
     rows = []
     for item in items:
@@ -69,7 +69,7 @@ def stage(rows, staging_uri: str) -> None:
     """One staged file per block, named by a digest of its objects (as the actors do)."""
     import pyarrow.parquet as pq
 
-    from jobs.storage import filesystem_for, parse_uri
+    from jobs.storage.objects import filesystem_for, parse_uri
 
     location = parse_uri(staging_uri)
     digest = hashlib.sha256(repr(rows.column("uri").to_pylist()).encode()).hexdigest()[:40]
@@ -79,9 +79,9 @@ def stage(rows, staging_uri: str) -> None:
 def plain(output: str, objects: int, model_id: str) -> str:
     """A plain score run over `objects` listed objects (`obj-i.jpg`, every fifth `bad`);
     returns its run id."""
-    from jobs.runs import Run
-    from jobs.score_commit import SCORED, commit_run, stage_listing
-    from jobs.storage import StoredObject
+    from jobs.runs.lifecycle import Run
+    from jobs.runs.score_commit import SCORED, commit_run, stage_listing
+    from jobs.storage.objects import StoredObject
     from tasks import get_task
 
     listed = {}
@@ -104,9 +104,9 @@ def nightly(output: str, archive: str, model: str, run_date: str):
     """An incremental run of `run_date` over the archive, with the actors' work done here."""
     import pyarrow.parquet as pq
 
-    import jobs.nightly as nightly_module
-    from jobs.specs import parse_spec
-    from jobs.storage import list_objects, parse_uri
+    import jobs.runs.nightly as nightly_module
+    from jobs.spec.load import parse_spec
+    from jobs.storage.objects import list_objects, parse_uri
 
     def score_route(night, route) -> None:
         pending = night.staging.join(f"pending-{night.run_id}", route.name)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from jobs.ingest import ingest_folder
-from jobs.runner import run_spec
-from jobs.specs import load_spec
-from jobs.delta_tables import read_table
+from jobs.datasets.ingest import ingest_folder
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec
+from jobs.storage.delta import read_table
 from media_audio import (header_only_wav_bytes, spoken_word_wavs, text_as_wav_bytes, tone_wav_bytes)
 
 pytestmark = pytest.mark.integration

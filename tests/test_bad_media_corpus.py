@@ -111,7 +111,7 @@ def test_truncated_wav_keeps_its_windows_with_a_warning():
 
 @pytest.mark.parametrize("key", ["take#2.jpg", "what?x=1.jpg", "100%25 sure.jpg", "dir/../up.jpg"])
 def test_object_keys_survive_uri_parsing(key):
-    from jobs.storage import parse_uri
+    from jobs.storage.objects import parse_uri
 
     location = parse_uri(f"s3://{BUCKET}/{key}")
     assert (location.bucket, location.key, location.uri) == (BUCKET, key, f"s3://{BUCKET}/{key}")
@@ -132,7 +132,7 @@ def models(ray_driver) -> dict[str, str]:
 
 def _snapshot(prefix: str) -> dict[str, tuple[str, str]]:
     """Every object under `prefix`: key -> (ETag, sha256 of its content as stored)."""
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     client, out = s3_client(), {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
@@ -143,7 +143,7 @@ def _snapshot(prefix: str) -> dict[str, tuple[str, str]]:
 
 
 def _upload(prefix: str, objects: dict[str, bytes]) -> dict[str, tuple[str, str]]:
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     client = s3_client()
     for key, data in objects.items():
@@ -156,8 +156,8 @@ def _upload(prefix: str, objects: dict[str, bytes]) -> dict[str, tuple[str, str]
 
 
 def _score(modality: str, model: str, prefix: str, output: str):
-    from jobs.runner import run_spec
-    from jobs.specs import load_spec
+    from jobs.runs.dispatch import run_spec
+    from jobs.spec.load import load_spec
 
     overrides = [f"model={model}", f"input=s3://{BUCKET}/{prefix}", f"output=s3://{BUCKET}/{output}",
                  "resources.concurrency=1"] + (["annotate=false"] if modality == "video" else [])
@@ -165,8 +165,8 @@ def _score(modality: str, model: str, prefix: str, output: str):
 
 
 def _rows(uri: str) -> list[dict]:
-    from jobs.storage import list_objects
-    from jobs.delta_tables import read_table
+    from jobs.storage.objects import list_objects
+    from jobs.storage.delta import read_table
 
     return read_table(uri).to_pylist() if any(True for _ in list_objects(uri)) else []
 
@@ -202,8 +202,8 @@ def _check_accounting(modality: str, result, expected_uris: set[str], context: s
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("modality", bm.MODALITIES)
 def test_every_kind_is_scored_or_refused_and_inputs_are_untouched(models, modality):
-    from jobs.storage import list_objects
-    from jobs.delta_tables import read_table
+    from jobs.storage.objects import list_objects
+    from jobs.storage.delta import read_table
 
     objects = bm.corpus(modality, seed=1)
     prefix, output = f"corpus/{modality}/", f"scores/{modality}/"
@@ -245,8 +245,8 @@ def test_a_key_with_an_empty_segment_is_fetched(local_stack, tmp_path, reads):
     escape the fetch stage and fail the whole job). SeaweedFS stores such a key as "a/b.jpg"
     and answers a GET of "a//b.jpg" with it, so the listing here cannot produce one: the
     URI is written by hand, as an S3 listing would give it."""
-    from jobs.media_stage import fetch_object
-    from jobs.storage import ensure_bucket, s3_client
+    from jobs.workers.media_stage import fetch_object
+    from jobs.storage.objects import ensure_bucket, s3_client
 
     ensure_bucket(f"s3://{BUCKET}/")
     data = bm.image_bytes("JPEG", (24, 24), 3)

@@ -27,7 +27,7 @@ REQUIRED = {
 @pytest.mark.timeout(1200)
 def test_bench_quick_emits_every_figure(local_stack, tmp_path):
     figures_file = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", "bench", "--quick", "--json", str(figures_file)],
+    done = subprocess.run([sys.executable, "-m", "jobs.cli.app", "bench", "--quick", "--json", str(figures_file)],
                           cwd=ROOT, capture_output=True, text=True, timeout=1100,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -54,13 +54,13 @@ def test_bench_quick_emits_every_figure(local_stack, tmp_path):
                   "peak PSS", "targets met"):
         assert words in done.stdout, words
     # The run cleaned up after itself: only the benchmark's media and models are kept.
-    from jobs.storage import list_objects
+    from jobs.storage.objects import list_objects
 
     assert not list(list_objects(figures["data"] + "out/"))
 
 
 def test_pace_separates_start_up_from_the_rate_after_it():
-    from jobs.score import pace
+    from jobs.runs.score import pace
 
     records = [{"rows": 256, "staged_at": 105.0}, {"rows": 256, "staged_at": 106.0},
                {"rows": 128, "staged_at": 107.0}]

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from jobs.model_store import read_model_metadata
+from jobs.models.store import read_model_metadata
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 
 
 def _run(args, **kwargs) -> subprocess.CompletedProcess:
@@ -56,9 +56,9 @@ def test_validate_prints_kind_and_hash():
 
 @pytest.mark.integration
 def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path):
-    from jobs.ingest import ingest_folder
-    from jobs.storage import exists
-    from jobs.synthetic import write_shapes_dataset
+    from jobs.datasets.ingest import ingest_folder
+    from jobs.storage.objects import exists
+    from jobs.datasets.synthetic import write_shapes_dataset
 
     write_shapes_dataset(tmp_path / "data", per_class_train=40, per_class_test=10, seed=3)
     ingest_folder(tmp_path / "data", "s3://it-media/resume/")
@@ -90,7 +90,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path)
 
 @pytest.mark.integration
 def test_ingest_cifar10_from_a_tarball(local_stack, tmp_path):
-    from jobs.storage import list_objects
+    from jobs.storage.objects import list_objects
     from media import write_cifar10_tarball
 
     tarball = write_cifar10_tarball(tmp_path / "cifar-10-python.tar.gz", per_batch=4, test_count=6)

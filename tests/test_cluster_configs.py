@@ -169,16 +169,16 @@ def mounted_configmap_key(pod: dict, container: dict, path: str, where: str) -> 
 # --- the real CLI -------------------------------------------------------------------------
 
 def parse_with_cli(argv: list[str], where: str):
-    """Parse `mediajobs <command> ...` with jobs.cli exactly as the installed script would."""
+    """Parse `mediajobs <command> ...` with jobs.cli.app exactly as the installed script would."""
     import typer
 
-    from jobs.cli import app
+    from jobs.cli.app import app
 
     assert argv[0] == "mediajobs" or argv[0].endswith("/mediajobs"), f"{where}: {argv[0]!r} is not mediajobs"
     name, args = argv[1], argv[2:]
     command = typer.main.get_command(app)
     if name not in command.commands:
-        pytest.fail(f"{where} runs `mediajobs {name}`, which jobs/cli.py does not define "
+        pytest.fail(f"{where} runs `mediajobs {name}`, which jobs/cli/app.py does not define "
                     f"(it has: {', '.join(sorted(command.commands))})")
     try:
         return command.commands[name].make_context(name, list(args))
@@ -357,9 +357,9 @@ def test_kuberay_clusters_have_an_autoscaling_gpu_group():
 
 
 def test_every_cluster_gives_job_drivers_a_group_of_their_own():
-    """`mediajobs submit` asks for one mediajobs_driver (jobs/submit.py): each definition has
+    """`mediajobs submit` asks for one mediajobs_driver (jobs/submission/submit.py): each definition has
     nodes that advertise it and run no tasks or actors, so drivers stay off the head."""
-    from jobs.submit import DRIVER_RESOURCE
+    from jobs.submission.submit import DRIVER_RESOURCE
 
     for doc, cluster in ray_cluster_specs():
         drivers = [g for g in cluster["workerGroupSpecs"] if DRIVER_RESOURCE in g["rayStartParams"].get("resources", "")]
@@ -482,7 +482,7 @@ def test_cronjob_submits_the_nightly_spec_to_the_raycluster_head_at_2_utc():
 
 
 def test_configmap_specs_are_valid_mediajobs_specs_with_s3_uris():
-    from jobs.specs import parse_spec
+    from jobs.spec.load import parse_spec
 
     checked = []
     for doc in documents_of("ConfigMap"):
@@ -512,7 +512,7 @@ def crontab_entries() -> tuple[dict[str, str], list[str]]:
 
 
 def test_crontab_submits_a_repo_spec_daily_at_2_utc():
-    from jobs.specs import load_spec
+    from jobs.spec.load import load_spec
 
     settings, schedules = crontab_entries()
     assert settings.get("CRON_TZ") == "UTC"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.storage import list_objects, read_bytes
+from jobs.storage.objects import list_objects, read_bytes
 from ray_cluster import start_cluster, stop_cluster
-from jobs.model_store import read_model_metadata
+from jobs.models.store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -38,8 +38,8 @@ def ray_cluster(local_stack, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes(local_stack, tmp_path_factory):
-    from jobs.ingest import ingest_folder
-    from jobs.synthetic import write_shapes_dataset
+    from jobs.datasets.ingest import ingest_folder
+    from jobs.datasets.synthetic import write_shapes_dataset
 
     root = tmp_path_factory.mktemp("cluster-shapes")
     write_shapes_dataset(root, per_class_train=24, per_class_test=6, seed=3)
@@ -49,7 +49,7 @@ def shapes(local_stack, tmp_path_factory):
 
 def _cli(cluster, *args: str, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**cluster.client_env(dict(os.environ)), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "jobs.cli.app", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -189,6 +189,6 @@ def test_a_missing_or_wrong_token_gets_a_clear_message(ray_cluster, tmp_path):
     assert "not-the-token" not in wrong.stderr and "Traceback" not in wrong.stderr
     env = {k: v for k, v in ray_cluster.client_env(dict(os.environ)).items() if k != "RAY_AUTH_TOKEN_PATH"}
     env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
-    missing = subprocess.run([sys.executable, "-m", "jobs.cli", "list", "--address", ray_cluster.dashboard_url],
+    missing = subprocess.run([sys.executable, "-m", "jobs.cli.app", "list", "--address", ray_cluster.dashboard_url],
                              env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no token was found" in missing.stderr and "ray get-auth-token" in missing.stderr

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.manifest import ledger_schema
-from jobs.nightly_tables import SCHEMAS, SUMMARY_FIELDS, TABLES
+from jobs.nightly.manifest import ledger_schema
+from jobs.nightly.tables import SCHEMAS, SUMMARY_FIELDS, TABLES
 
 README = Path(__file__).parents[1] / "README.md"
 PREDICTION = "label: string, score: float, top_labels: list<string>, top_scores: list<float>"

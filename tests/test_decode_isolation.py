@@ -1,6 +1,6 @@
 """Poison objects are decoded in children a crash, a hang or a blow-up cannot take the worker
-with (jobs/decode_isolation.py, tasks/decode_child.py), and a worker holds a bounded number of
-fetched bytes whatever the block size (jobs/media_stage.py)."""
+with (jobs/workers/decode_isolation.py, tasks/decode_child.py), and a worker holds a bounded number of
+fetched bytes whatever the block size (jobs/workers/media_stage.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tasks  # noqa: F401
-from jobs.decode_isolation import decode_isolated, task_blob
+from jobs.workers.decode_isolation import decode_isolated, task_blob
 from tasks import get_task
 from tasks.decode_child import FAULT_PREFIX
 
@@ -95,14 +95,14 @@ def test_what_a_child_answers_is_checked_not_trusted(monkeypatch):
                                                              "positions": [{}]},
                                     {"ok": True, "dtype": 7, "shape": "x", "positions": None}])
 def test_a_malformed_answer_is_the_childs_crash_never_the_workers(header):
-    from jobs.decode_isolation import ChildLost, DecodeChild
+    from jobs.workers.decode_isolation import ChildLost, DecodeChild
 
     with pytest.raises(ChildLost, match="answered"):
         DecodeChild._checked(header, b"", (4, 4, 3), np.uint8)
 
 
 def test_isolated_and_in_process_decoding_give_the_same_examples(monkeypatch, tmp_path):
-    from jobs.media_stage import fetch_and_decode
+    from jobs.workers.media_stage import fetch_and_decode
 
     task = get_task("image-classifier")(input_shape=[32, 32, 3])
     paths = []
@@ -118,7 +118,7 @@ def test_isolated_and_in_process_decoding_give_the_same_examples(monkeypatch, tm
 
 def test_fetched_bytes_held_stay_within_the_budget_whatever_the_block(monkeypatch, tmp_path):
     """64 objects of 8 MiB in one block with a 32 MiB budget: never more than 4 held at once."""
-    import jobs.media_stage as media_stage
+    import jobs.workers.media_stage as media_stage
 
     monkeypatch.setenv("MEDIAJOBS_FETCH_BUDGET_BYTES", str(32 << 20))
     task = get_task("image-classifier")(input_shape=[32, 32, 3])

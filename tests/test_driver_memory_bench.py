@@ -16,7 +16,7 @@ FRAMES = 30
 def test_driver_memory_bench_commits_every_object(tmp_path):
     from deltalake import DeltaTable
 
-    from jobs.manifest import current_snapshot, read_ledger
+    from jobs.nightly.manifest import current_snapshot, read_ledger
 
     figures = run_driver_memory_bench(objects=2500, frames=FRAMES, workdir=str(tmp_path), echo=lambda _: None,
                                       keep=True)

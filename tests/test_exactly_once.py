@@ -13,9 +13,9 @@ from collections import Counter
 import pytest
 
 import lifecycle_driver
-from jobs.delta_tables import read_table
-from jobs.runs.contract import OUTCOME_KEY
-from jobs.storage import ensure_bucket, list_objects, read_bytes, write_bytes
+from jobs.storage.delta import read_table
+from jobs.storage.contract import OUTCOME_KEY
+from jobs.storage.objects import ensure_bucket, list_objects, read_bytes, write_bytes
 
 pytestmark = pytest.mark.integration
 NIGHTS = ("2026-12-01", "2026-12-02", "2026-12-03")
@@ -66,9 +66,9 @@ def test_a_nightly_output_of_the_earlier_layout_converts_and_goes_on(local_stack
     the next night adds its date to it: old rows kept, the new columns null in them."""
     import pyarrow.parquet as pq
 
-    from jobs.cli import main
-    from jobs.delta_tables import LegacyLayoutError
-    from jobs.storage import delete_prefix, filesystem_for, parse_uri
+    from jobs.cli.app import main
+    from jobs.storage.delta import LegacyLayoutError
+    from jobs.storage.objects import delete_prefix, filesystem_for, parse_uri
 
     ensure_bucket("s3://it-once/")
     archive, output = "s3://it-once/legacy-archive/", "s3://it-once/legacy-scores/"

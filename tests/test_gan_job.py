@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.ingest import ingest_folder
-from jobs.runner import run_spec
-from jobs.specs import load_spec
-from jobs.storage import exists, list_objects, parse_uri, read_bytes
-from jobs.delta_tables import read_table
-from jobs.model_store import load_keras_model, read_model_metadata
+from jobs.datasets.ingest import ingest_folder
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec
+from jobs.storage.objects import exists, list_objects, parse_uri, read_bytes
+from jobs.storage.delta import read_table
+from jobs.models.store import load_keras_model, read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -53,7 +53,7 @@ def _write_shapes(root: Path, per_class: int, seed: int) -> None:
 @pytest.fixture(scope="module")
 def shape_classifier(ray_driver, tmp_path_factory):
     """A tiny image classifier on 32x32 RGB input, so generated 28x28 grey images must be fitted."""
-    from jobs.specs import parse_spec
+    from jobs.spec.load import parse_spec
 
     root = tmp_path_factory.mktemp("shapes")
     _write_shapes(root, 24, seed=5)
@@ -144,7 +144,7 @@ def _one_commit_readable_in_duckdb(table_uri: str, run_id: str, rows: int) -> No
     dataset deltalake gives: DuckDB's own delta extension downloads itself at first use)."""
     import duckdb
 
-    from jobs.delta_tables import RUN_ID_KEY, open_table
+    from jobs.storage.delta import RUN_ID_KEY, open_table
 
     table = open_table(parse_uri(table_uri))
     assert [h.get(RUN_ID_KEY) for h in table.history()] == [run_id]

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jobs.digits import digit_images, read_mnist_npz, upscale_digit
+from jobs.datasets.digits import digit_images, read_mnist_npz, upscale_digit
 from jobs.errors import IngestError, MediaJobsError
-from jobs.generate import encode_png, image_key
-from jobs.ingest import ingest_digits
-from jobs.stylize import encode_image, output_key, resolve_stylizer, style_names
+from jobs.runs.generate import encode_png, image_key
+from jobs.datasets.ingest import ingest_digits
+from jobs.runs.stylize import encode_image, output_key, resolve_stylizer, style_names
 
 
 def test_image_keys_sort_by_index():
@@ -59,7 +59,7 @@ def test_output_keys_that_a_lossy_replacement_would_merge_stay_apart():
 @given(st.lists(st.text(st.sampled_from("./~%\\ab_-") | st.characters(), min_size=1, max_size=300),
                 min_size=1, max_size=6, unique=True))
 def test_output_keys_are_clean_bounded_and_one_per_input(relative_keys):
-    from jobs.annotate_stage import MAX_KEY_CHARS, MAX_SEGMENT_CHARS, output_key_for
+    from jobs.workers.annotate_stage import MAX_KEY_CHARS, MAX_SEGMENT_CHARS, output_key_for
 
     keys = [output_key_for("s3://in/p/" + key, "s3://in/p/") for key in relative_keys]
     assert len(set(keys)) == len(keys), (relative_keys, keys)
@@ -136,14 +136,14 @@ def test_ingest_digits_writes_class_folders_and_refuses_unknown_sources(tmp_path
 
 
 def _classifier(task: str = "image-classifier", input_shape=(32, 32, 3)):
-    from jobs.model_store import ModelVersion
+    from jobs.models.store import ModelVersion
 
     return ModelVersion("s3://m/cnn/model/@cnn-1", "s3://m/cnn/model/versions/cnn-1/", "cnn-1",
                         {"task": task, "input_shape": list(input_shape), "class_names": ["0", "1", "2"]})
 
 
 def test_the_quality_classifier_is_checked_against_the_generated_images():
-    from jobs.generate import check_classifier
+    from jobs.runs.generate import check_classifier
 
     check = check_classifier(_classifier(), (28, 28, 1), "s3://m/cnn/")
     assert (check.input_shape, check.class_names) == ((32, 32, 3), ["0", "1", "2"])

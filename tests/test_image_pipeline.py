@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.demo import folder_accuracy
-from jobs.ingest import ingest_folder
-from jobs.runner import run_spec
-from jobs.specs import load_spec
-from jobs.storage import exists, list_objects, parse_uri, read_bytes, s3_client
-from jobs.delta_tables import read_table
-from jobs.synthetic import write_shapes_dataset
-from jobs.model_store import read_model_metadata
+from jobs.cli.demo import folder_accuracy
+from jobs.datasets.ingest import ingest_folder
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec
+from jobs.storage.objects import exists, list_objects, parse_uri, read_bytes, s3_client
+from jobs.storage.delta import read_table
+from jobs.datasets.synthetic import write_shapes_dataset
+from jobs.models.store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -66,7 +66,7 @@ def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
     assert all(len(t) == 3 for t in predictions.column("top_labels").to_pylist())
     assert folder_accuracy(result.predictions_uri) > 0.6
     # readable with pandas too, and the summary is there
-    from jobs.delta_tables import open_table
+    from jobs.storage.delta import open_table
 
     frame = open_table(parse_uri(result.predictions_uri)).to_pandas()
     assert {"uri", "label", "score", "model_id"} <= set(frame.columns)
@@ -84,7 +84,7 @@ def test_one_actor_holding_every_cpu_still_decodes(trained, shapes_data):
     import ray
 
     cpus = int(ray.cluster_resources()["CPU"])
-    run = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(EXAMPLES / "score-demo.yaml"),
+    run = subprocess.run([sys.executable, "-m", "jobs.cli.app", "run", str(EXAMPLES / "score-demo.yaml"),
                           "--set", "model=s3://it-models/shapes-cnn/", "--set", "input=s3://it-media/shapes/test/",
                           "--set", "output=s3://it-scores/shapes-one-actor/",
                           "--set", f"resources={{concurrency: 1, cpus_per_actor: {cpus}}}"],
@@ -128,9 +128,9 @@ def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data,
     """The listing goes to staging a file per TODO_FLUSH_ROWS objects and each file is one
     Ray Data run (the driver never holds the whole listing): cut to files of 25 objects,
     every object is still scored once, and the commit checks them all together."""
-    import jobs.nightly_worklists
+    import jobs.nightly.worklists
 
-    monkeypatch.setattr(jobs.nightly_worklists, "TODO_FLUSH_ROWS", 25)
+    monkeypatch.setattr(jobs.nightly.worklists, "TODO_FLUSH_ROWS", 25)
     spec = load_spec(EXAMPLES / "score-demo.yaml", [
         "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes-cut/"])
     result = run_spec(spec)
@@ -141,7 +141,7 @@ def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data,
 
 
 def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
-    from jobs.synthetic import write_binary_dataset
+    from jobs.datasets.synthetic import write_binary_dataset
 
     write_binary_dataset(tmp_path, per_class_train=120, per_class_test=20, seed=2)
     ingest_folder(tmp_path, "s3://it-media/binary/")

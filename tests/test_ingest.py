@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs import cifar10, ingest, storage
-from jobs.ingest import IngestError, ingest_cifar10, ingest_folder
+from jobs.datasets import cifar10, ingest
+from jobs.storage import objects as storage
+from jobs.datasets.ingest import IngestError, ingest_cifar10, ingest_folder
 from media import (CIFAR10_LABELS, cifar10_batches, pack_cifar10_tarball, read_cifar10_tarball, write_cifar10_tarball,
                    write_image_folder)
 

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from cluster import _host, _ray_head, _seaweed
 from cluster import local_stack as stack_api
 from jobs.errors import StackError
-from jobs.localstate import LOOPBACK_ENV, credentials_file, mediajobs_home, ray_auth_token_file, read_local_stack
+from cluster.localstate import LOOPBACK_ENV, credentials_file, mediajobs_home, ray_auth_token_file, read_local_stack
 
 # A Ray driver run as its own process, the way users and `mediajobs` run drivers.
 DRIVER = """
@@ -186,7 +186,7 @@ def test_s3_refuses_anonymous_and_wrong_secret_and_serves_the_key_pair(local_sta
     with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
         _s3(local_stack.s3_endpoint, local_stack.access_key, "not-the-secret").list_buckets()
 
-    # Retries as jobs.storage has them: SeaweedFS may answer a new bucket's first write with a
+    # Retries as jobs.storage.objects has them: SeaweedFS may answer a new bucket's first write with a
     # transient InternalError while it grows the bucket's first volume (seen in CI).
     client = _s3(local_stack.s3_endpoint, local_stack.access_key, local_stack.secret_key, attempts=5)
     client.create_bucket(Bucket="stack-test")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from jobs.errors import MediaJobsError
-from jobs.manifest import (Decision, LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger,
+from jobs.nightly.manifest import (Decision, LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger,
                            prune_snapshots, read_ledger, restored_entry, write_snapshot)
-from jobs.storage import StoredObject, list_objects
+from jobs.storage.objects import StoredObject, list_objects
 
 
 def _obj(name: str, etag: str = "e1", size: int = 10) -> StoredObject:

@@ -1,4 +1,4 @@
-"""A model is untrusted input (jobs/model_store.py, jobs/model_export.py, tasks/keras_files.py,
+"""A model is untrusted input (jobs/models/store.py, jobs/models/export.py, tasks/keras_files.py,
 tasks/saved_model_ops.py): its files stay in its folder, match their digests, carry no code
 unless trusted, and a run loads exactly one version of it."""
 
@@ -15,10 +15,10 @@ import pytest
 import lifecycle_driver
 import tasks  # noqa: F401  (tf-keras before TensorFlow loads)
 from jobs.errors import MediaJobsError
-from jobs.model_export import export_model
-from jobs.model_store import (ModelRefusedError, fetch_model, load_keras_model, prepare_model, read_model_metadata,
+from jobs.models.export import export_model
+from jobs.models.store import (ModelRefusedError, fetch_model, load_keras_model, prepare_model, read_model_metadata,
                               resolve_model)
-from jobs.storage import ensure_bucket, exists, list_objects, read_bytes, write_bytes
+from jobs.storage.objects import ensure_bucket, exists, list_objects, read_bytes, write_bytes
 
 pytestmark = pytest.mark.integration
 BUCKET = "s3://it-supply/"
@@ -126,7 +126,7 @@ def test_an_output_named_model_holds_its_models_in_model_model(local_stack, tmp_
 def test_latest_moves_only_over_the_version_its_export_read(local_stack, tmp_path, monkeypatch):
     """Two exports at once: the one whose LATEST changed under it is told, and its version
     stays complete and pinnable."""
-    import jobs.model_export as model_export
+    import jobs.models.export as model_export
 
     ensure_bucket(BUCKET)
     output = BUCKET + "racing/"
@@ -218,7 +218,7 @@ def test_a_model_from_before_versions_still_loads(local_stack, tmp_path):
 
 def test_a_spec_pins_a_version_or_says_how(tmp_path):
     from jobs.errors import SpecError
-    from jobs.specs import parse_spec
+    from jobs.spec.load import parse_spec
 
     base = {"version": 1, "kind": "score", "name": "pinned", "task": "image-classifier",
             "input": "s3://archive/", "output": "s3://scores/"}
@@ -231,9 +231,9 @@ def test_a_spec_pins_a_version_or_says_how(tmp_path):
 def test_a_reexport_between_a_killed_night_and_its_rerun_rescores(local_stack, monkeypatch):
     """The first attempt stages its rows and dies before its commit; the model is re-exported;
     the re-run scores again instead of reusing the old model's rows."""
-    import jobs.nightly as nightly_module
-    from jobs.delta_tables import read_table
-    from jobs.manifest import current_snapshot, read_ledger
+    import jobs.runs.nightly as nightly_module
+    from jobs.storage.delta import read_table
+    from jobs.nightly.manifest import current_snapshot, read_ledger
 
     ensure_bucket(BUCKET)
     archive, output = BUCKET + "night-archive/", BUCKET + "night-scores/"

@@ -19,12 +19,12 @@ import pytest
 import media
 import media_audio
 import media_video
-from jobs.ingest import ingest_folder
-from jobs.manifest import current_snapshot, read_ledger
-from jobs.nightly_tables import SUMMARY_FIELDS
-from jobs.runner import run_spec
-from jobs.specs import load_spec, parse_spec
-from jobs.storage import exists, list_objects, parse_uri, read_bytes, s3_client, write_bytes
+from jobs.datasets.ingest import ingest_folder
+from jobs.nightly.manifest import current_snapshot, read_ledger
+from jobs.nightly.tables import SUMMARY_FIELDS
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec, parse_spec
+from jobs.storage.objects import exists, list_objects, parse_uri, read_bytes, s3_client, write_bytes
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[1]
@@ -42,8 +42,8 @@ def save_untrained_model(train_example: str, classes: list[str], uri: str, seed:
 
     import tensorflow as tf
 
-    from jobs.model_export import export_model
-    from jobs.task_config import task_config_for
+    from jobs.models.export import export_model
+    from jobs.spec.task_config import task_config_for
     from tasks import get_task
     from tasks.keras_files import save_keras
 
@@ -94,14 +94,14 @@ def _sync(root: Path) -> None:
 
 
 def _read_all(output: str, table: str):
-    from jobs.delta_tables import open_table
+    from jobs.storage.delta import open_table
 
     handle = open_table(parse_uri(output).as_prefix().join(table))
     return [] if handle is None else handle.to_pyarrow_table().to_pylist()
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "jobs.cli.app", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             **kwargs)
 
@@ -217,7 +217,7 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
     # the README shows both ways), and each date is one commit of the table's history.
     import duckdb
 
-    from jobs.delta_tables import open_table
+    from jobs.storage.delta import open_table
 
     table = open_table(parse_uri(output).as_prefix().join("predictions"))
     dataset = table.to_pyarrow_dataset()  # noqa: F841 - DuckDB finds it by name
@@ -233,10 +233,10 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
     """Over the budget: committed anyway, exit 1 with a summary; stopped after the commit
     point: published by the next run; a run while another holds the lease: refused, exit 3;
     a date before the last committed one: exit 2; the report re-rendered from the CLI."""
-    import jobs.nightly as nightly
+    import jobs.runs.nightly as nightly
     from jobs.errors import UsageError
-    from jobs.manifest import snapshot_index
-    from jobs.runs.lease import LockHeldError, acquire_lease, release_lease
+    from jobs.nightly.manifest import snapshot_index
+    from jobs.storage.lease import LockHeldError, acquire_lease, release_lease
 
     archive, output = "s3://it-nightly/small/", "s3://it-nightly/small-scores/"
     for i in range(3):

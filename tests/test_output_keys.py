@@ -91,7 +91,7 @@ VIDEO_KEYS = ("v.mp4", "%2e%2e/v.mp4", "v 1.mp4", "v_1.mp4", "é.mp4", "v~201.mp
 
 
 def _s3():
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     return s3_client()
 
@@ -124,7 +124,7 @@ def _upload(prefix: str, verbatim: dict[str, bytes], altered: dict[str, bytes]) 
 
 
 def _run_cli(spec: Path, *overrides: str) -> str:
-    args = [sys.executable, "-m", "jobs.cli", "run", str(spec), *(a for o in overrides for a in ("--set", o))]
+    args = [sys.executable, "-m", "jobs.cli.app", "run", str(spec), *(a for o in overrides for a in ("--set", o))]
     job = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     log = job.stdout + job.stderr
     assert job.returncode == 0, log[-3000:]
@@ -213,8 +213,8 @@ def _listed(keys: list[str]) -> set[str]:
 
 
 def test_stylized_keys_stay_under_the_output_prefix_one_per_input(odd_inputs):
-    from jobs.storage import read_bytes
-    from jobs.delta_tables import read_table
+    from jobs.storage.objects import read_bytes
+    from jobs.storage.delta import read_table
 
     output_key = "out/stylized/"
     before = _all_objects()
@@ -239,7 +239,7 @@ def test_stylized_keys_stay_under_the_output_prefix_one_per_input(odd_inputs):
 
 
 def test_annotated_video_keys_stay_under_the_output_prefix_one_per_input(odd_inputs, tmp_path):
-    from jobs.storage import download_file, read_bytes
+    from jobs.storage.objects import download_file, read_bytes
 
     output_key = "out/videos/"
     before = _all_objects()

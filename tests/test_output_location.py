@@ -20,7 +20,7 @@ from media import image_bytes
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 BUCKET = "it-output-location"
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def archive(local_stack):
     from jobs.bench.models import export_model
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     client = s3_client()
     client.create_bucket(Bucket=BUCKET)
@@ -41,7 +41,7 @@ def archive(local_stack):
 
 
 def _reader_env(local_stack) -> dict[str, str]:
-    from jobs.localstate import credentials_file
+    from cluster.localstate import credentials_file
 
     creds = json.loads(credentials_file().read_text())
     return {**os.environ, "AWS_ENDPOINT_URL": local_stack.s3_endpoint, "AWS_DEFAULT_REGION": local_stack.region,
@@ -90,8 +90,8 @@ def test_credentials_that_may_only_read_are_refused_before_any_work(archive, loc
 
 def test_the_reader_key_pair_reads_but_cannot_create_a_bucket(archive, local_stack):
     # Its reads work (so the refusals above are about writing, not about a broken key pair).
-    from jobs.s3_settings import S3Settings
-    from jobs.storage import s3_client
+    from jobs.storage.settings import S3Settings
+    from jobs.storage.objects import s3_client
 
     reader = _reader_env(local_stack)
     client = s3_client(S3Settings(local_stack.s3_endpoint, reader["AWS_ACCESS_KEY_ID"],
@@ -124,7 +124,7 @@ def test_every_job_kind_checks_its_output_first(archive, local_stack, spec, over
 
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(archive):
     # Two score runs into one output would each replace the tables with their own rows.
-    from jobs.runs.lease import acquire_lease, release_lease
+    from jobs.storage.lease import acquire_lease, release_lease
 
     output = f"s3://{BUCKET}/leased/"
     lease = acquire_lease(output, "run-in-progress")  # this live process: a run at work

@@ -1,4 +1,4 @@
-"""The morning report (jobs.report) on a small nightly run written to local folders: no Ray, no S3."""
+"""The morning report (jobs.reports.report) on a small nightly run written to local folders: no Ray, no S3."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import jobs.report_thumbnails as thumbnails_module
+import jobs.reports.thumbnails as thumbnails_module
 import media
 import media_video
-from jobs.nightly_tables import SCHEMAS as CONTRACT
-from jobs.report import Thumbnail, lowest_confidence_thumbnails, read_run_tables, render_report, write_report
+from jobs.nightly.tables import SCHEMAS as CONTRACT
+from jobs.reports.report import Thumbnail, lowest_confidence_thumbnails, read_run_tables, render_report, write_report
 
 RUN_DATE = "2026-11-21"
 RUN_ID = "run-20261121-abc"

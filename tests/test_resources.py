@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.errors import SpecError
-from jobs.resources import actor_pool_options, scaling_config
-from jobs.specs import parse_spec
+from jobs.runs.resources import actor_pool_options, scaling_config
+from jobs.spec.load import parse_spec
 
 TRAIN = {"version": 1, "kind": "train", "name": "t", "task": "image-classifier",
          "model": {"architecture": "cifar10-cnn"}, "data": {"train": "s3://b/train/"}, "output": "s3://b/out/"}
@@ -62,7 +62,7 @@ def test_contradictory_gpu_settings_are_refused(kind, resources, message):
 
 
 def test_resolved_resources_survive_the_round_trip_a_submission_makes():
-    from jobs.specs import spec_to_dict
+    from jobs.spec.load import spec_to_dict
 
     for spec in (parse_spec({**TRAIN, "resources": {"use_gpu": True}}), parse_spec(SCORE)):
         assert parse_spec(spec_to_dict(spec)) == spec

@@ -10,9 +10,9 @@ import threading
 import pyarrow as pa
 import pytest
 
-from jobs.delta_tables import open_table, read_table
-from jobs.runs import Run, RunFencedError, TableWrite
-from jobs.storage import ensure_bucket, list_objects, parse_uri, read_bytes
+from jobs.storage.delta import open_table, read_table
+from jobs.runs.lifecycle import Run, RunFencedError, TableWrite
+from jobs.storage.objects import ensure_bucket, list_objects, parse_uri, read_bytes
 
 pytestmark = pytest.mark.integration
 BUCKET = "it-lifecycle"
@@ -144,9 +144,9 @@ def test_a_reader_polling_during_commits_never_sees_part_of_a_run(bucket):
 def test_an_output_of_the_earlier_layout_is_refused_and_converts_in_place(bucket):
     import pyarrow.parquet as pq
 
-    from jobs.delta_tables import LegacyLayoutError
-    from jobs.storage import filesystem_for, parse_uri
-    from jobs.table_maintenance import convert_output
+    from jobs.storage.delta import LegacyLayoutError
+    from jobs.storage.objects import filesystem_for, parse_uri
+    from jobs.runs.table_maintenance import convert_output
 
     output = bucket + "legacy/"
     location = parse_uri(output).as_prefix()
@@ -164,7 +164,7 @@ def test_an_output_of_the_earlier_layout_is_refused_and_converts_in_place(bucket
 
 
 def test_staging_left_by_a_killed_run_is_dropped_by_the_next_run(bucket):
-    from jobs.storage import write_bytes
+    from jobs.storage.objects import write_bytes
 
     output = bucket + "stale/"
     write_bytes(output + "_staging/20260101T000000Z-dead00/part.parquet", b"x")

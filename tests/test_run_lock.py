@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 
 from jobs.errors import JobFailedError, MediaJobsError
-from jobs.runs.lease import (LeaseKeeper, LockHeldError, acquire_lease, lease_is_held, release_lease,
+from jobs.storage.lease import (LeaseKeeper, LockHeldError, acquire_lease, lease_is_held, release_lease,
                              renew_lease)
 
 TTL = 2  # seconds; S3 times have a resolution of one second, so expiry takes 2-3 s there
@@ -23,7 +23,7 @@ TTL = 2  # seconds; S3 times have a resolution of one second, so expiry takes 2-
 
 @pytest.fixture(scope="module")
 def s3_locks(local_stack) -> str:
-    from jobs.storage import ensure_bucket
+    from jobs.storage.objects import ensure_bucket
 
     ensure_bucket("s3://it-locks/")
     return "s3://it-locks/"
@@ -176,7 +176,7 @@ def test_a_release_racing_a_new_write_never_removes_it(place):
 
 
 def _remove_by_hand(lock_uri: str) -> None:
-    from jobs.storage import parse_uri, s3_client
+    from jobs.storage.objects import parse_uri, s3_client
 
     lock = parse_uri(lock_uri)
     if lock.scheme == "s3":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.generate import encode_png
+from jobs.runs.generate import encode_png
 from tasks.image_classifier import decode_image
 from tasks.sample_quality import (QualityTally, classify_samples, describe_quality, fit_generated, input_adaptation,
                                   quality_figures, top_classes)

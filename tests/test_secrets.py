@@ -21,13 +21,13 @@ from media import image_bytes
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 # What the stack keeps on purpose: the key pair, the SeaweedFS identities, the token, the store.
 SECRET_HOLDERS = {"credentials.json", "seaweed-s3.json", "ray_auth_token", "seaweed"}
 
 
 def _secrets(local_stack) -> dict[str, str]:
-    from jobs.localstate import ray_auth_token_file
+    from cluster.localstate import ray_auth_token_file
 
     return {"S3 secret key": local_stack.secret_key, "Ray token": ray_auth_token_file().read_text().strip()}
 
@@ -54,7 +54,7 @@ def _dashboard(local_stack, route: str, token: str) -> bytes:
 def test_nothing_a_job_writes_holds_a_secret(local_stack, tmp_path):
     from cluster._ray_head import runtime_dir
     from jobs.bench.models import export_model
-    from jobs.storage import list_objects, read_bytes, s3_client
+    from jobs.storage.objects import list_objects, read_bytes, s3_client
 
     secrets = _secrets(local_stack)
     client = s3_client()

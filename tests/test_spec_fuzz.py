@@ -17,9 +17,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.cli import main
+from jobs.cli.app import main
 from jobs.errors import SpecError
-from jobs.specs import Spec, load_spec, spec_hash
+from jobs.spec.load import Spec, load_spec, spec_hash
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "jobs" / "examples"
 EXAMPLE_TEXT = {path.name: path.read_text() for path in sorted(EXAMPLES.glob("*.yaml"))}
@@ -394,8 +394,8 @@ def test_run_starts_no_job_for_a_bad_spec(spec_path, mutation, data):
     with pytest.MonkeyPatch.context() as patch:
         # Recorders in place of the runner's entry and of its Ray connection (not fakes of
         # Ray or S3): a valid spec must reach the runner, a bad one never; no Ray is started.
-        patch.setattr("jobs.runner.run_spec", lambda spec, **kwargs: started.append(spec))
-        patch.setattr("jobs.runner.connect_ray", lambda *args, **kwargs: connects.append(args))
+        patch.setattr("jobs.runs.dispatch.run_spec", lambda spec, **kwargs: started.append(spec))
+        patch.setattr("jobs.runs.dispatch.connect_ray", lambda *args, **kwargs: connects.append(args))
         outcome = check_cli(spec_path, overrides, command="run")
     assert connects == [] and ray_connected() == connected_before
     if isinstance(outcome, SpecError):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from jobs.errors import SpecError
-from jobs.specs import (ImageModelConfig, ScoreSpec, TrainSpec, load_spec, parse_spec, spec_hash,
+from jobs.spec.load import (ImageModelConfig, ScoreSpec, TrainSpec, load_spec, parse_spec, spec_hash,
                         spec_to_dict)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "jobs" / "examples"

@@ -17,7 +17,7 @@ import pytest
 from tasks.object_votes import object_votes
 from jobs.runs.staged_parts import PartWriter, parquet_files, read_parts
 from jobs.runs.staged_sweep import FILE_COLUMN, SortedStream, staged_files, windows
-from jobs.storage import parse_uri
+from jobs.storage.objects import parse_uri
 
 FS = pafs.LocalFileSystem()
 EXPECTED = pa.schema([("uri", pa.string()), ("size", pa.int64())])

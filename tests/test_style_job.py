@@ -13,13 +13,13 @@ from PIL import Image
 
 import media
 from jobs.errors import MediaJobsError
-from jobs.ingest import ingest_folder
-from jobs.runner import run_spec
-from jobs.specs import load_spec
-from jobs.delta_tables import RUN_ID_KEY, open_table, read_table
-from jobs.storage import download_prefix, exists, list_objects, parse_uri, read_bytes, upload_dir
+from jobs.datasets.ingest import ingest_folder
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec
+from jobs.storage.delta import RUN_ID_KEY, open_table, read_table
+from jobs.storage.objects import download_prefix, exists, list_objects, parse_uri, read_bytes, upload_dir
 from tasks.style_transfer import load_stylizer, stylize
-from jobs.model_store import read_model_metadata
+from jobs.models.store import read_model_metadata
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
@@ -186,7 +186,7 @@ def test_stylize_refuses_a_missing_module_and_a_bad_style_before_any_work(style_
 
 def test_a_module_that_does_not_load_fails_the_job_with_the_reason(style_trained, style_media):
     from jobs.errors import JobFailedError
-    from jobs.storage import write_bytes
+    from jobs.storage.objects import write_bytes
 
     write_bytes("s3://it-models/bogus/saved_model.pb", b"not a saved model")
     spec = load_spec(EXAMPLES / "stylize.yaml", [

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import cluster_client
-from jobs.cluster_client import ClusterError, resolve_target
+from jobs.submission import clusters as cluster_client
+from jobs.submission.clusters import ClusterError, resolve_target
 from jobs.errors import UsageError
-from jobs.specs import load_spec, parse_spec, spec_hash
-from jobs.submit import DRIVER_RESOURCE, driver_placement, plan_submission, shipped_code_bytes, submission_id_for
+from jobs.spec.load import load_spec, parse_spec, spec_hash
+from jobs.submission.submit import DRIVER_RESOURCE, driver_placement, plan_submission, shipped_code_bytes, submission_id_for
 
 EXAMPLES = Path(__file__).parents[1] / "jobs" / "examples"
 NIGHT = dt.date(2026, 11, 21)
@@ -52,7 +52,7 @@ def test_plan_ships_switches_and_metadata_but_never_a_secret():
     assert plan.metadata == {"mediajobs.spec_name": "cifar10-cnn", "mediajobs.kind": "train",
                              "mediajobs.task": "image-classifier", "mediajobs.spec_hash": spec_hash(spec),
                              "mediajobs.run_date": "2026-11-21"}
-    assert plan.entrypoint == "python -m jobs.cli run spec.yaml"
+    assert plan.entrypoint == "python -m jobs.cli.app run spec.yaml"
     everything = repr(plan)
     assert not any(secret in everything for secret in ("AKIAEXAMPLE", "very-secret", "session-secret", "ray-secret"))
 
@@ -62,7 +62,7 @@ def test_an_incremental_job_scores_as_of_its_submission_date_and_ships_its_route
 
     spec = load_spec(EXAMPLES / "score-nightly.yaml")
     plan = plan_submission(spec, NIGHT, environ={})
-    assert plan.entrypoint == "python -m jobs.cli run spec.yaml --run-date 2026-11-21"
+    assert plan.entrypoint == "python -m jobs.cli.app run spec.yaml --run-date 2026-11-21"
     assert plan.metadata["mediajobs.task"] == "image-classifier,video-classifier,audio-classifier"
     assert parse_spec(yaml.safe_load(plan.spec_yaml)) == spec
 
@@ -107,7 +107,7 @@ def test_shipped_code_is_small_and_a_big_file_is_named(tmp_path, monkeypatch):
     (tmp_path / "tasks" / "weights.bin").write_bytes(b"\0" * 2048)
     (tmp_path / "jobs" / "__pycache__").mkdir()
     (tmp_path / "jobs" / "__pycache__" / "big.pyc").write_bytes(b"\0" * 4096)  # excluded
-    monkeypatch.setattr("jobs.submit.SHIP_LIMIT_BYTES", 1024)
+    monkeypatch.setattr("jobs.submission.submit.SHIP_LIMIT_BYTES", 1024)
     with pytest.raises(UsageError, match=r"over the 0 MiB limit; largest files: tasks/weights.bin"):
         shipped_code_bytes(tmp_path)
     (tmp_path / "tasks" / "weights.bin").unlink()

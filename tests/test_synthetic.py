@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.synthetic import write_binary_dataset, write_shapes_dataset
+from jobs.datasets.synthetic import write_binary_dataset, write_shapes_dataset
 
 
 def _files(root: Path) -> list[Path]:

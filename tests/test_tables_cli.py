@@ -6,10 +6,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from jobs.cli import main
-from jobs.delta_tables import read_table
-from jobs.runs import Run, TableWrite
-from jobs.storage import ensure_bucket, list_objects
+from jobs.cli.app import main
+from jobs.storage.delta import read_table
+from jobs.runs.lifecycle import Run, TableWrite
+from jobs.storage.objects import ensure_bucket, list_objects
 
 pytestmark = pytest.mark.integration
 

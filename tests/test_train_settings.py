@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.errors import MediaJobsError
-from jobs.specs import parse_spec
-from jobs.train_settings import MIN_STEPS_PER_EPOCH, BatchSize, EarlyStop, batch_size_for
+from jobs.spec.load import parse_spec
+from jobs.workers.train_settings import MIN_STEPS_PER_EPOCH, BatchSize, EarlyStop, batch_size_for
 
 TRAIN = {"version": 1, "kind": "train", "name": "words", "task": "audio-classifier",
          "model": {"architecture": "mfcc-lstm"}, "data": {"train": "s3://media/words/train/"},
@@ -73,7 +73,7 @@ def test_early_stop_on_accuracy_wants_it_higher_and_survives_a_resume():
 
 
 def test_early_stopping_spec_errors_name_the_field_and_the_fix():
-    from jobs.specs import SpecError
+    from jobs.spec.load import SpecError
 
     with pytest.raises(SpecError, match="training: early_stopping.monitor: val_loss is measured on held-out data; add "
                                         "data.validation: s3://bucket/validation/ or monitor loss"):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.delta_tables import read_table
-from jobs.ingest import ingest_folder
-from jobs.model_store import load_keras_model, read_model_metadata
-from jobs.runner import run_spec
-from jobs.specs import parse_spec
-from jobs.synthetic import write_shapes_dataset, write_spoken_words
-from jobs.task_config import task_config_from_metadata
+from jobs.storage.delta import read_table
+from jobs.datasets.ingest import ingest_folder
+from jobs.models.store import load_keras_model, read_model_metadata
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import parse_spec
+from jobs.datasets.synthetic import write_shapes_dataset, write_spoken_words
+from jobs.spec.task_config import task_config_from_metadata
 
 pytestmark = pytest.mark.integration  # espeak-ng: the test command installs it
 WORDS = ("yes", "no", "up", "down")

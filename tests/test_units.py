@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from jobs.errors import StorageError
-from jobs.s3_settings import S3Settings
-from jobs.storage import parse_uri
+from jobs.storage.settings import S3Settings
+from jobs.storage.objects import parse_uri
 from tasks.image_classifier import build_cnn, decode_image, top_k
 from tasks.media import MediaDecodeError
 
@@ -63,7 +63,7 @@ def _encode(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     ("aws_access_key_id = ASIATEMP\naws_secret_access_key = temp-secret\naws_session_token = tok\n", (None, None)),
 ])
 def test_aws_config_credentials_are_passed_on_only_when_static(tmp_path, monkeypatch, profile, keys):
-    from jobs.s3_settings import resolve_s3_settings
+    from jobs.storage.settings import resolve_s3_settings
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL",
                  "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
@@ -134,7 +134,7 @@ def test_binary_cnn_needs_two_classes():
 
 def test_layers_import_alone_without_tensorflow():
     # jobs must not pull TensorFlow at import (CLI start-up), and tasks must not import jobs.
-    code = ("import sys, jobs.cli, jobs.specs, jobs.storage, tasks; "
+    code = ("import sys, jobs.cli.app, jobs.spec.load, jobs.storage.objects, tasks; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
     code = ("import sys, tasks.image_classifier; "
@@ -166,8 +166,8 @@ def test_root_cause_names_the_innermost_error_without_ray_retry_advice():
 
 def test_a_missing_route_model_names_the_route_field(tmp_path):
     from jobs.errors import MediaJobsError
-    from jobs.nightly_routes import plan_routes
-    from jobs.specs import parse_spec
+    from jobs.nightly.routes import plan_routes
+    from jobs.spec.load import parse_spec
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "n", "input": f"{tmp_path}/in/",
                        "output": f"{tmp_path}/out/", "incremental": True,
@@ -178,7 +178,7 @@ def test_a_missing_route_model_names_the_route_field(tmp_path):
 
 def test_store_retries_wait_out_transient_failures_only():
     from jobs.errors import StorageError
-    from jobs.store_outage import StoreUnavailableError, is_transient, retry_while_unavailable
+    from jobs.storage.outage import StoreUnavailableError, is_transient, retry_while_unavailable
 
     outage = OSError("When reading information for key 'a.jpg' in bucket 'b': AWS Error NETWORK_CONNECTION "
                      "during HeadObject operation: curlCode: 7, Couldn't connect to server")

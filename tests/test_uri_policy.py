@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import SpecError
-from jobs.specs import parse_spec
-from jobs.uri_policy import allowed_schemes
+from jobs.spec.load import parse_spec
+from jobs.spec.uri_policy import allowed_schemes
 
 ROOT = Path(__file__).parents[1]
 SCORE = {"version": 1, "kind": "score", "name": "score-images", "task": "image-classifier",
@@ -59,7 +59,7 @@ def test_web_handles_and_s3_follow_the_setting_too(monkeypatch):
 
 def test_the_cli_refuses_with_exit_2_and_starts_nothing(tmp_path):
     env = {**os.environ, "MEDIAJOBS_URI_SCHEMES": "s3", "MEDIAJOBS_HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(ROOT / "jobs/examples/score-demo.yaml"),
+    result = subprocess.run([sys.executable, "-m", "jobs.cli.app", "run", str(ROOT / "jobs/examples/score-demo.yaml"),
                              "--set", "model=/etc/"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "model: is a local path, which this installation does not allow" in result.stdout + result.stderr

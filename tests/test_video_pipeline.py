@@ -9,11 +9,11 @@ import cv2
 import pytest
 from PIL import Image
 
-from jobs.ingest import ingest_folder
-from jobs.runner import run_spec
-from jobs.specs import load_spec
-from jobs.storage import download_file, list_objects, read_bytes
-from jobs.delta_tables import read_table
+from jobs.datasets.ingest import ingest_folder
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec
+from jobs.storage.objects import download_file, list_objects, read_bytes
+from jobs.storage.delta import read_table
 from media_video import (write_empty_file, write_text_as_video, write_truncated_faststart_mp4,
                          write_truncated_mp4, write_video, write_video_dataset, write_zero_frame_mp4)
 
@@ -88,7 +88,7 @@ def test_bad_videos_are_accounted_for(video_model, tmp_path):
 
 def test_predict_streams_batched_frame_predictions(video_model, tmp_path):
     from jobs.errors import UsageError
-    from jobs.predict import predict_source
+    from jobs.runs.predict import predict_source
 
     video = write_video(tmp_path / "clip.mp4", "blue-box", 3.0, seed=42)
     lines: list[str] = []
@@ -108,9 +108,9 @@ def test_video_blocks_are_small_and_stage_idempotently(video_model):
     calls (the fused stage once bundled 256 input rows, so 40 videos made one call, on one
     actor), and a block scored again (as after a lost actor) replaces its staged file
     instead of adding a second copy."""
-    from jobs.model_store import read_model_metadata
-    from jobs.score import classified, stage_all
-    from jobs.task_config import task_config_from_metadata
+    from jobs.models.store import read_model_metadata
+    from jobs.runs.score import classified, stage_all
+    from jobs.spec.task_config import task_config_from_metadata
     from tasks import get_task
 
     spec = load_spec(EXAMPLES / "score-video.yaml", [

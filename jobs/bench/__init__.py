@@ -42,7 +42,7 @@ def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | 
     from jobs.bench import image, media, training
     from jobs.bench.memory import peak_memory, wait_for_idle_workers
     from jobs.bench.models import export_model
-    from jobs.storage import delete_prefix
+    from jobs.storage.objects import delete_prefix
 
     sizes = BenchSizes.for_mode(quick)
     if repeats:

@@ -11,7 +11,7 @@ def run_bench_command(quick: bool, json_path: Path | None, repeats: int | None, 
                       echo: Callable[[str], None], console) -> dict:
     from jobs.bench import run_bench, write_json
     from jobs.bench.table import render
-    from jobs.ray_runtime import connect_ray
+    from jobs.runs.ray_runtime import connect_ray
 
     if not os.environ.get("RAY_ADDRESS"):
         from cluster.local_stack import up

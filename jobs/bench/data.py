@@ -55,7 +55,7 @@ class BenchData:
 
 def prepare(bucket_uri: str, sizes: BenchSizes, echo=print) -> BenchData:
     """The benchmark data under `bucket_uri`, written now unless a complete copy is there."""
-    from jobs.storage import ensure_bucket, parse_uri
+    from jobs.storage.objects import ensure_bucket, parse_uri
 
     root = parse_uri(bucket_uri).as_prefix().join(f"bench-v{VERSION}").as_prefix()
     ensure_bucket(root.uri)
@@ -75,7 +75,7 @@ def prepare(bucket_uri: str, sizes: BenchSizes, echo=print) -> BenchData:
 
 
 def _ensure(prefix: str, count: int, echo, what: str, jobs: list[tuple], writer) -> None:
-    from jobs.storage import exists, parse_uri, write_bytes
+    from jobs.storage.objects import exists, parse_uri, write_bytes
 
     # Beside the set, not in it: every object under the prefix is media the runs score.
     marker = parse_uri(prefix.rstrip("/") + MARKER_SUFFIX).uri
@@ -119,7 +119,7 @@ def _noise_tile() -> np.ndarray:
 def _write_image_part(prefix: str, part: int, count: int) -> int:
     import cv2
 
-    from jobs.storage import parse_uri, s3_client
+    from jobs.storage.objects import parse_uri, s3_client
 
     location = parse_uri(prefix)
     client = s3_client()
@@ -142,7 +142,7 @@ def _write_video(prefix: str, index: int, seconds: float) -> int:
     """A 320x240, 30 fps mp4v video of moving discs over a noisy background."""
     import cv2
 
-    from jobs.storage import parse_uri, upload_file
+    from jobs.storage.objects import parse_uri, upload_file
 
     rng = np.random.default_rng(index)
     width, height, fps = 320, 240, 30
@@ -165,7 +165,7 @@ def _write_clips(prefix: str, start: int, count: int, seconds: float) -> int:
     """16 kHz mono WAV clips: a chirp over noise."""
     import soundfile as sf
 
-    from jobs.storage import parse_uri, s3_client
+    from jobs.storage.objects import parse_uri, s3_client
 
     location = parse_uri(prefix)
     client = s3_client()

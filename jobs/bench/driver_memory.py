@@ -66,9 +66,9 @@ def write_synthetic_night(output_uri: str, objects: int, run_date: str = "2026-1
     classify and score on a model-change night; its description goes beside the output
     (`<output>.night.json`), so that the output holds only what a real night's does."""
     from jobs.errors import UsageError
-    from jobs.manifest import write_snapshot
+    from jobs.nightly.manifest import write_snapshot
     from jobs.runs.lifecycle import new_run_id
-    from jobs.storage import filesystem_for, parse_uri
+    from jobs.storage.objects import filesystem_for, parse_uri
 
     location = parse_uri(output_uri)
     if location.scheme != "file" or (os.path.isdir(location.fs_path) and os.listdir(location.fs_path)):
@@ -103,7 +103,7 @@ def synthetic_routes(night: SyntheticNight) -> list:
     position columns (nothing is decoded)."""
     from types import SimpleNamespace
 
-    from jobs.nightly_routes import RoutePlan
+    from jobs.nightly.routes import RoutePlan
 
     return [RoutePlan(r["name"], r["media"], r["task_name"], r["model_uri"], r["model_id"], list(r["class_names"]),
                       tuple(r["extensions"]), SimpleNamespace(position_columns=tuple(r["position_columns"])))
@@ -127,7 +127,7 @@ def _identity(index: np.ndarray, video: np.ndarray):
 
 def _ledger(objects: int, video: np.ndarray, previous: str, previous_run: str, chunk: int = 65_536):
     """The previous night's ledger in URI order: every object predicted by model-old."""
-    from jobs.manifest import PREDICTED, LedgerEntry
+    from jobs.nightly.manifest import PREDICTED, LedgerEntry
 
     for start in range(0, objects, chunk):
         uris, etags, sizes = _identity(np.arange(start, min(start + chunk, objects)), video)
@@ -141,8 +141,8 @@ def _write_worklists(fs, staging, run_id: str, route: str, index: np.ndarray, vi
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs.manifest import OTHER_MODEL
-    from jobs.nightly_worklists import TODO_FLUSH_ROWS, TODO_SCHEMA
+    from jobs.nightly.manifest import OTHER_MODEL
+    from jobs.nightly.worklists import TODO_FLUSH_ROWS, TODO_SCHEMA
 
     for number, start in enumerate(range(0, len(index), TODO_FLUSH_ROWS)):
         uris, etags, sizes = _identity(index[start:start + TODO_FLUSH_ROWS], video)
@@ -179,8 +179,8 @@ def _staged_rows(part: np.ndarray, night: SyntheticNight, route: dict, layout, r
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from jobs.runs.contract import SCORED_AT
-    from jobs.score_commit import PARTIAL, staged_schema
+    from jobs.storage.contract import SCORED_AT
+    from jobs.runs.score_commit import PARTIAL, staged_schema
 
     video, failed, partial = layout
     positions, frames = tuple(route["position_columns"]), night.frames_per_video
@@ -232,13 +232,13 @@ def _staged_rows(part: np.ndarray, night: SyntheticNight, route: dict, layout, r
 # -- the measurement --------------------------------------------------------------------------
 
 def _commit(night: SyntheticNight):
-    """The nightly commit of the synthetic night, as `jobs.nightly._run_leased` calls it
+    """The nightly commit of the synthetic night, as `jobs.runs.nightly._run_leased` calls it
     after classify and score: the one function to adapt when the commit changes."""
     from types import SimpleNamespace
 
-    from jobs.manifest import OTHER_MODEL, read_current, snapshot_index
-    from jobs.nightly import _Night
-    from jobs.nightly_tables import TABLES
+    from jobs.nightly.manifest import OTHER_MODEL, read_current, snapshot_index
+    from jobs.runs.nightly import _Night
+    from jobs.nightly.tables import TABLES
     from jobs.runs.lifecycle import Run
 
     spec = SimpleNamespace(name="synthetic-night", input=ARCHIVE, output=night.output_uri, top_k=3, error_budget=None)
@@ -259,11 +259,11 @@ def _child() -> None:
     import pyarrow.dataset  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    import jobs.nightly  # noqa: F401
-    import jobs.report_thumbnails
+    import jobs.runs.nightly  # noqa: F401
+    import jobs.reports.thumbnails
 
     night = SyntheticNight(**json.load(sys.stdin))
-    jobs.report_thumbnails._fetch = lambda uri: None  # the report's thumbnails: the URIs exist nowhere
+    jobs.reports.thumbnails._fetch = lambda uri: None  # the report's thumbnails: the URIs exist nowhere
     before, began = _status_bytes("VmRSS"), time.time()
     result = _commit(night)
     print(json.dumps({"peak_bytes": _status_bytes("VmHWM"), "rss_before_bytes": before,

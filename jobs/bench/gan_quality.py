@@ -31,8 +31,8 @@ def digits_as_decoded(input_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(28x28x1 GAN training images, the same digits decoded for the classifier at
     `input_shape`, labels): the PNGs `mediajobs ingest digits` writes, decoded as the
     train jobs decode them."""
-    from jobs.digits import digit_images
-    from jobs.generate import encode_png
+    from jobs.datasets.digits import digit_images
+    from jobs.runs.generate import encode_png
     from tasks.gan import DEFAULT_IMAGE_SHAPE
     from tasks.image_classifier import decode_image
 
@@ -96,7 +96,7 @@ def train_gan(images: np.ndarray, spec, every: int, judge: Callable[[object, int
 def measure(count: int | None = None, every: int = 10, out: Path | None = None, epochs: int | None = None,
             echo: Callable[[str], None] = print) -> dict:
     """Train both models, judge the samples; returns the figures (the JSON document)."""
-    from jobs.specs import load_spec
+    from jobs.spec.load import load_spec
     from tasks.gan import generate_images, sample_grid_png
     from tasks.sample_quality import DEFAULT_CONFIDENT, QualityTally, classify_samples, input_adaptation
 

@@ -23,8 +23,8 @@ BATCH = 256  # the score spec's default batch size, used by every runner
 
 def score_job(task: str, model: str, source: str, output: str, **fields):
     """`mediajobs run` of a score spec with the spec defaults, as a user runs it; the ScoreResult."""
-    from jobs.score import run_score
-    from jobs.specs import parse_spec
+    from jobs.runs.score import run_score
+    from jobs.spec.load import parse_spec
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "bench-ours", "task": task, "model": model,
                        "input": source, "output": output, **fields}, "<bench>")
@@ -58,8 +58,8 @@ def seed_loop(images: str, model_uri: str, output: str, limit: int) -> float:
     import pyarrow.parquet as pq
     from PIL import Image
 
-    from jobs.model_store import load_keras_model
-    from jobs.storage import filesystem_for, list_objects, parse_uri, read_bytes
+    from jobs.models.store import load_keras_model
+    from jobs.storage.objects import filesystem_for, list_objects, parse_uri, read_bytes
 
     began = time.perf_counter()
     model, metadata = load_keras_model(model_uri)
@@ -79,7 +79,7 @@ class _PlainPredictor:
     """The Ray Data docs' batch-inference actor: load once, predict each batch."""
 
     def __init__(self, model_uri: str) -> None:
-        from jobs.model_store import load_keras_model
+        from jobs.models.store import load_keras_model
 
         self.model, metadata = load_keras_model(model_uri)
         self.class_names = np.array(metadata["class_names"])
@@ -94,7 +94,7 @@ def ray_data_plain(images: str, model_uri: str, output: str) -> float:
     """`read_images` -> `map_batches` actor pool -> `write_parquet`, the documented recipe."""
     import ray.data
 
-    from jobs.storage import filesystem_for, parse_uri
+    from jobs.storage.objects import filesystem_for, parse_uri
 
     began = time.perf_counter()
     source, target = parse_uri(images), parse_uri(output)
@@ -115,8 +115,8 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from jobs.model_store import load_keras_model
-    from jobs.storage import filesystem_for, list_objects, parse_uri, read_bytes
+    from jobs.models.store import load_keras_model
+    from jobs.storage.objects import filesystem_for, list_objects, parse_uri, read_bytes
 
     began = time.perf_counter()
     model, metadata = load_keras_model(model_uri)
@@ -147,7 +147,7 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
 
 def decode_only(images: str, chunk: int = 128) -> float:
     """D: fetch + our decoder over every image, one process per core, nothing else."""
-    from jobs.storage import list_objects
+    from jobs.storage.objects import list_objects
 
     objects = [(o.uri, o.size) for o in list_objects(images)]
     chunks = [objects[i:i + chunk] for i in range(0, len(objects), chunk)]
@@ -159,7 +159,7 @@ def decode_only(images: str, chunk: int = 128) -> float:
 
 
 def _decode_chunk(chunk: list[tuple[str, int]]) -> int:
-    from jobs.media_stage import fetch_and_decode
+    from jobs.workers.media_stage import fetch_and_decode
     from tasks.image_classifier import ImageClassifier
 
     batch = {"uri": np.array([u for u, _ in chunk], dtype=object), "size": np.array([s for _, s in chunk])}
@@ -168,7 +168,7 @@ def _decode_chunk(chunk: list[tuple[str, int]]) -> int:
 
 def model_only(model_uri: str, seconds: float = 5.0) -> float:
     """M: the model on decoded batches already in memory, all cores (as our actors call it)."""
-    from jobs.model_store import load_keras_model
+    from jobs.models.store import load_keras_model
 
     import tensorflow as tf
 
@@ -196,6 +196,6 @@ def ideal(decode: float, model: float) -> float:
 def _rows(target) -> int:
     import pyarrow.dataset as pads
 
-    from jobs.storage import filesystem_for
+    from jobs.storage.objects import filesystem_for
 
     return pads.dataset(target.fs_path, filesystem=filesystem_for(target), format="parquet").count_rows()

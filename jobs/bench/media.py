@@ -30,7 +30,7 @@ def video_ours(videos: str, model: str, output: str) -> tuple[float, dict]:
 
 def video_decode_only(videos: str) -> float:
     """Sampled frames per second of OpenCV alone: download, `read()` every frame, keep one a second."""
-    from jobs.storage import list_objects
+    from jobs.storage.objects import list_objects
 
     uris = [o.uri for o in list_objects(videos)]
     with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1) as pool:
@@ -43,7 +43,7 @@ def video_decode_only(videos: str) -> float:
 def _video_frames(uri: str) -> int:
     import cv2
 
-    from jobs.storage import download_file
+    from jobs.storage.objects import download_file
 
     step = int(round(VIDEO_EVERY_SECONDS * VIDEO_FPS))
     with tempfile.TemporaryDirectory() as folder:
@@ -68,7 +68,7 @@ def audio_ours(clips: str, model: str, output: str) -> float:
 
 def audio_decode_mfcc(clips: str, chunk: int = 64) -> float:
     """Clips per second of librosa alone: download, `librosa.load`, `librosa.feature.mfcc`."""
-    from jobs.storage import list_objects
+    from jobs.storage.objects import list_objects
 
     uris = [o.uri for o in list_objects(clips)]
     chunks = [uris[i:i + chunk] for i in range(0, len(uris), chunk)]
@@ -82,7 +82,7 @@ def audio_decode_mfcc(clips: str, chunk: int = 64) -> float:
 def _mfccs(uris: list[str]) -> int:
     import librosa
 
-    from jobs.storage import read_bytes
+    from jobs.storage.objects import read_bytes
 
     for uri in uris:
         signal, rate = librosa.load(io.BytesIO(read_bytes(uri)), sr=AUDIO["sample_rate"])

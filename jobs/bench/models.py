@@ -18,9 +18,9 @@ def export_model(uri: str, task_name: str, architecture: str, task_config: dict,
     """Build `architecture` for `task_name`, save it where a train job would; returns `uri`."""
     import tensorflow as tf
 
-    from jobs.model_export import export_model as export_version
-    from jobs.model_store import LATEST_FILE, MODEL_DIR, MODEL_FILE
-    from jobs.storage import exists, parse_uri
+    from jobs.models.export import export_model as export_version
+    from jobs.models.store import LATEST_FILE, MODEL_DIR, MODEL_FILE
+    from jobs.storage.objects import exists, parse_uri
     from tasks import get_task
 
     if exists(parse_uri(uri).as_prefix().join(MODEL_DIR, LATEST_FILE).uri):

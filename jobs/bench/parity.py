@@ -28,14 +28,14 @@ SPEEDS = (130, 160, 190)
 
 
 def _words(root: Path) -> None:
-    from jobs.synthetic import write_spoken_words
+    from jobs.datasets.synthetic import write_spoken_words
 
     write_spoken_words(root / "train", WORDS, VOICES, SPEEDS)
     write_spoken_words(root / "test", WORDS, HELD_OUT_VOICES, SPEEDS)
 
 
 def _shapes(root: Path) -> None:
-    from jobs.synthetic import write_shapes_dataset
+    from jobs.datasets.synthetic import write_shapes_dataset
 
     write_shapes_dataset(root, per_class_train=200, per_class_test=100, seed=5)
 
@@ -50,10 +50,10 @@ CASES = {
 
 def run_parity_bench(bucket: str, echo: Callable[[str], None]) -> dict:
     """Train every case on 1 and 2 workers; {case: {workers: figures}, "targets": [...]}."""
-    from jobs.ingest import ingest_folder
-    from jobs.runner import run_spec
-    from jobs.specs import parse_spec
-    from jobs.storage import list_objects, parse_uri
+    from jobs.datasets.ingest import ingest_folder
+    from jobs.runs.dispatch import run_spec
+    from jobs.spec.load import parse_spec
+    from jobs.storage.objects import list_objects, parse_uri
 
     base = parse_uri(bucket).as_prefix()
     figures: dict = {"cases": {}, "targets": []}
@@ -94,7 +94,7 @@ def run_parity_command(bucket: str, json_path: Path | None, echo: Callable[[str]
     import os
 
     from jobs.bench import write_json
-    from jobs.ray_runtime import connect_ray
+    from jobs.runs.ray_runtime import connect_ray
 
     if not os.environ.get("RAY_ADDRESS"):
         from cluster.local_stack import up

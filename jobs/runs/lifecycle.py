@@ -27,13 +27,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
-from jobs.delta_tables import (TableExistsError, check_not_legacy, commit_parts, committed_version, delta_tables_under,
+from jobs.storage.delta import (TableExistsError, check_not_legacy, commit_parts, committed_version, delta_tables_under,
                                fence_table, open_table, write_table)
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.runs.lease import LeaseKeeper
+from jobs.storage.lease import LeaseKeeper
 from jobs.runs.output_check import prepare_output
-from jobs.storage import Location, delete_prefix, list_objects, write_bytes
-from jobs.store_outage import retry_while_unavailable, store_outage
+from jobs.storage.objects import Location, delete_prefix, list_objects, write_bytes
+from jobs.storage.outage import retry_while_unavailable, store_outage
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -187,7 +187,7 @@ class Run:
         """
         import pyarrow.dataset as pads
 
-        from jobs.storage import filesystem_for
+        from jobs.storage.objects import filesystem_for
 
         if not self.keeper.held():
             raise self._fenced("its lease was taken over before its commit", {})

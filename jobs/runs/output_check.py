@@ -3,7 +3,7 @@
 A job that lists thousands of objects, loads a model and scores for an hour must not
 find out at the commit that its output bucket does not exist or that its credentials
 may only read it. `prepare_output` runs first in every runner: it makes sure the bucket
-exists (creating it only where that is harmless, see `jobs.storage.ensure_bucket`),
+exists (creating it only where that is harmless, see `jobs.storage.objects.ensure_bucket`),
 then writes and deletes a probe object under `<output>/_staging/`, the prefix every
 job stages its results in, with the same credentials the job will use. On S3 it also
 proves that the store honours conditional writes: the output lease and the Delta commit
@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 
 from jobs.errors import MediaJobsError, StorageError
-from jobs.storage import Location, describe_storage_error, ensure_bucket, parse_uri, s3_client
+from jobs.storage.objects import Location, describe_storage_error, ensure_bucket, parse_uri, s3_client
 
 __all__ = ["ConditionalWritesError", "OutputNotWritableError", "prepare_output"]
 
@@ -67,7 +67,7 @@ def _check_conditional_writes(output: Location, probe: Location, field: str) -> 
     must both fail with 412; a store that lets either through is refused."""
     from botocore.exceptions import ClientError
 
-    from jobs.s3_settings import resolve_s3_settings
+    from jobs.storage.settings import resolve_s3_settings
 
     client = s3_client()
     client.put_object(Bucket=probe.bucket, Key=probe.key, Body=b"first")

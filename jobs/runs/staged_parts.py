@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
-from jobs.storage import Location, list_objects
+from jobs.storage.objects import Location, list_objects
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,7 +56,7 @@ class PartWriter:
 
 def parquet_files(location: Location) -> list[str]:
     """The Parquet files under a folder, in name order (fs paths)."""
-    from jobs.storage import parse_uri
+    from jobs.storage.objects import parse_uri
 
     return sorted(parse_uri(o.uri).fs_path for o in list_objects(location.uri) if o.uri.endswith(".parquet"))
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.delta_tables import open_table
-from jobs.storage import list_objects, parse_uri, s3_client, write_bytes
+from jobs.storage.delta import open_table
+from jobs.storage.objects import list_objects, parse_uri, s3_client, write_bytes
 from store_proxy import StoreProxy
 
 import lifecycle_driver

@@ -21,7 +21,7 @@ import pytest
 import commit_faults as faults
 import lifecycle_driver
 from commit_faults import NIGHTS
-from jobs.storage import list_objects, read_bytes
+from jobs.storage.objects import list_objects, read_bytes
 from store_proxy import StoreProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

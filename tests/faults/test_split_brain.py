@@ -20,7 +20,7 @@ import pytest
 import commit_faults as faults
 import lifecycle_driver
 from commit_faults import NIGHTS
-from jobs.runs.lease import LockHeldError
+from jobs.storage.lease import LockHeldError
 from store_proxy import StoreProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -25,7 +25,7 @@ from media import image_bytes
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 IMAGES = 3000  # ~10 s of fetching on 2 cores: long enough to pull the store out from under it
 NIGHTLY_IMAGES = 300
 BUCKET = "it-store-faults"
@@ -34,14 +34,14 @@ BUCKET = "it-store-faults"
 @pytest.fixture(scope="module")
 def model(local_stack):
     from jobs.bench.models import export_model
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     s3_client().create_bucket(Bucket=BUCKET)
     return export_model(f"s3://{BUCKET}/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
 
 
 def _upload_images(prefix: str, count: int) -> None:
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     client = s3_client()
     with ThreadPoolExecutor(16) as pool:
@@ -94,7 +94,7 @@ def _store_outage(seconds: float, until: Callable[[], bool] = lambda: False) -> 
 
 
 def _tables(output: str) -> set[str]:
-    from jobs.storage import list_objects
+    from jobs.storage.objects import list_objects
 
     return {o.uri[len(output):].split("/")[0] for o in list_objects(output)}
 
@@ -121,7 +121,7 @@ def _score_through_outage(output: str, outage_seconds: float, env: dict | None =
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_a_store_outage_mid_scoring_is_waited_out_and_nothing_is_lost(archive):
-    from jobs.delta_tables import read_table
+    from jobs.storage.delta import read_table
 
     output = f"s3://{BUCKET}/out-outage/"
     code, log = _score_through_outage(output, outage_seconds=10)
@@ -156,10 +156,10 @@ def test_a_nightly_run_past_the_outage_budget_fails_clearly_and_its_rerun_finish
     """Incremental: the store goes as the route's scoring starts (its actors fetch the model,
     then the objects) and stays away until the run has failed (budget 2 s). Exit 1 with one
     line saying so; no table, manifest or summary visible; the re-run scores every object once."""
-    from jobs.runner import run_spec
-    from jobs.specs import load_spec
-    from jobs.storage import list_objects
-    from jobs.delta_tables import read_table
+    from jobs.runs.dispatch import run_spec
+    from jobs.spec.load import load_spec
+    from jobs.storage.objects import list_objects
+    from jobs.storage.delta import read_table
 
     _upload_images("nightly-in/", NIGHTLY_IMAGES)
     output, night = f"s3://{BUCKET}/nightly-outage/", "2026-11-20"

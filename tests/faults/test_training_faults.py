@@ -16,18 +16,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from jobs.model_store import read_model_metadata
+from jobs.models.store import read_model_metadata
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 EPOCHS = 6
 
 
 @pytest.fixture(scope="module")
 def shapes(local_stack, tmp_path_factory):
-    from jobs.ingest import ingest_folder
-    from jobs.synthetic import write_shapes_dataset
+    from jobs.datasets.ingest import ingest_folder
+    from jobs.datasets.synthetic import write_shapes_dataset
 
     root = tmp_path_factory.mktemp("fault-shapes")
     write_shapes_dataset(root, per_class_train=60, per_class_test=20, seed=5)
@@ -63,7 +63,7 @@ def _train_workers() -> list[psutil.Process]:
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_a_killed_training_worker_is_replaced_and_training_resumes(shapes, tmp_path):
-    from jobs.storage import exists
+    from jobs.storage.objects import exists
 
     calm = subprocess.run(_train_args("s3://it-faults/calm/"), capture_output=True, text=True, timeout=600)
     assert calm.returncode == 0, (calm.stdout + calm.stderr)[-3000:]

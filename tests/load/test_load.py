@@ -29,7 +29,7 @@ from media import corrupt_jpeg_bytes, image_bytes, text_as_jpg_bytes
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 BUCKET = "it-load"
 MODEL = f"s3://{BUCKET}/model/"
 OBJECTS = 20_000
@@ -58,7 +58,7 @@ STORE_BYTES_PER_OBJECT = 128
 @pytest.fixture(scope="module")
 def model(local_stack) -> str:
     from jobs.bench.models import export_model
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     s3_client().create_bucket(Bucket=BUCKET)  # first: the archive's objects go in through the filer
     return export_model(MODEL, "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]}) + "model/"
@@ -192,8 +192,8 @@ def _score(model: str, input_uri: str, output: str, stack) -> ScoreRun:
 
 def _check_accounting(output: str, expected: set[str], bad: set[str]) -> None:
     """Every object in exactly one of predictions/ and errors/, once; the broken ones in errors/."""
-    from jobs.storage import list_objects, read_bytes
-    from jobs.delta_tables import read_table
+    from jobs.storage.objects import list_objects, read_bytes
+    from jobs.storage.delta import read_table
 
     predicted = read_table(output + "predictions/", columns=["uri", "label"]).to_pylist()
     errors = read_table(output + "errors/", columns=["uri", "stage", "error"]).to_pylist()
@@ -249,7 +249,7 @@ DISTINCT_SPECS = 6
 
 @pytest.fixture(scope="module")
 def small_folders(model) -> dict[str, set[str]]:
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
 
     client, uris = s3_client(), {}
     for f, (folder, count) in enumerate(FOLDERS.items()):
@@ -267,9 +267,9 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(900)
 def test_20_submissions_in_a_row_each_finish_or_are_refused_and_none_is_lost(small_folders, model, local_stack):
-    from jobs.cluster_client import jobs_client, resolve_target
-    from jobs.job_control import TERMINAL_STATES, describe_job
-    from jobs.delta_tables import read_table
+    from jobs.submission.clusters import jobs_client, resolve_target
+    from jobs.submission.control import TERMINAL_STATES, describe_job
+    from jobs.storage.delta import read_table
 
     run = secrets.token_hex(3)  # this test's spec names, apart from any other job on the head
     run_date = dt.datetime.now(dt.timezone.utc).date().isoformat()  # fixed: no new ids at midnight

@@ -24,7 +24,7 @@ from media import image_bytes
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli"]
+MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 BUCKET = "it-poison"
 GOOD = 1000
 HUGE, HUGE_BYTES = 64, 200 << 20
@@ -67,7 +67,7 @@ def corpus(local_stack, tmp_path_factory):
     import urllib3
 
     from jobs.bench.models import export_model
-    from jobs.storage import s3_client
+    from jobs.storage.objects import s3_client
     from media_video import write_video
 
     s3_client().create_bucket(Bucket=BUCKET)
@@ -108,7 +108,7 @@ def corpus(local_stack, tmp_path_factory):
         list(pool.map(put, [(f"images/poison/huge-{i:02d}.bmp", huge) for i in range(HUGE)]))
     print(f"uploaded the poison corpus ({len(objects) + HUGE} objects) in {time.monotonic() - started:.1f} s")
     yield {f"s3://{BUCKET}/{key}": expected for key, expected in bad.items()}
-    from jobs.storage import delete_prefix
+    from jobs.storage.objects import delete_prefix
 
     delete_prefix(f"s3://{BUCKET}/images/poison/")  # 12.5 GiB off the session's store
 
@@ -155,8 +155,8 @@ def _run(spec: str, overrides: dict[str, str]) -> tuple[float, ActorMemory]:
 def _score_folder(spec: str, model: str, folder: str, example_table: str):
     """`mediajobs run` of `spec` over s3://it-poison/<folder>/ with <model>; returns the objects
     listed, those scored, the errors rows by URI, the seconds and the actors' memory."""
-    from jobs.delta_tables import read_table
-    from jobs.storage import list_objects
+    from jobs.storage.delta import read_table
+    from jobs.storage.objects import list_objects
 
     output = f"s3://{BUCKET}/out-{folder}/"
     seconds, memory = _run(spec, {"model": f"s3://{BUCKET}/{model}/", "input": f"s3://{BUCKET}/{folder}/",
@@ -175,7 +175,7 @@ def _misreported(errors: dict[str, dict], expected: dict[str, tuple[str, str]]) 
 
 
 def _secrets(local_stack) -> dict[str, str]:
-    from jobs.localstate import ray_auth_token_file
+    from cluster.localstate import ray_auth_token_file
 
     return {"S3 secret key": local_stack.secret_key, "Ray token": ray_auth_token_file().read_text().strip()}
 

@@ -1,0 +1,385 @@
+"""The `mediajobs` command line: parse, load, override, call one library function, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+import webbrowser
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from jobs.cli.local import local_commands
+from jobs.cli.tables import table_commands
+from jobs.errors import MediaJobsError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
+ingest_app = typer.Typer(no_args_is_help=True, help="Copy datasets into object storage.")
+app.add_typer(ingest_app, name="ingest")
+
+console = Console(stderr=False, highlight=False, soft_wrap=True)  # whole lines: ids and URIs stay greppable
+_state = {"verbose": False}
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and Ray's logs.")) -> None:
+    _state["verbose"] = verbose
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def echo(message: str) -> None:
+    console.print(message, markup=False, emoji=False)  # a URI or name with ":smile:" stays as written
+
+
+@app.command()
+def run(
+    spec: Path = typer.Argument(..., help="The job spec (YAML)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
+    address: Optional[str] = typer.Option(None, help="Ray address; default RAY_ADDRESS, then the local stack, "
+                                                     "else an in-process Ray."),
+    run_date: Optional[str] = typer.Option(None, "--run-date", help="Incremental score jobs: the date to score as "
+                                                                    "of, YYYY-MM-DD (default today, UTC)."),
+) -> None:
+    """Run a job spec (train, score, generate or stylize) with this process as the Ray driver."""
+    from jobs.nightly.routes import check_run_date
+    from jobs.runs.dispatch import run_spec
+    from jobs.spec.load import load_spec
+
+    job = load_spec(spec, set_ or [])
+    run_spec(job, address=address, echo=echo, run_date=check_run_date(run_date) if run_date else None)
+
+
+@app.command()
+def validate(
+    spec: Path = typer.Argument(..., help="The job spec (YAML)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value."),
+) -> None:
+    """Check a spec without running it."""
+    from jobs.spec.load import load_spec, spec_hash
+
+    job = load_spec(spec, set_ or [])
+    echo(f"{spec}: valid {job.kind} spec {job.name!r} (hash {spec_hash(job)})")
+
+
+_ADDRESS_HELP = "The cluster's Jobs API (dashboard) URL, e.g. http://HEAD:8265; default RAY_ADDRESS, then the local stack."
+
+
+@app.command()
+def submit(
+    spec: Path = typer.Argument(..., help="The job spec (YAML)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    wait: bool = typer.Option(False, "--wait", help="Stream the job's log and exit with its outcome "
+                                                    "(0 succeeded, 1 failed or stopped)."),
+    submission_id: Optional[str] = typer.Option(None, "--submission-id", help="Use this id instead of "
+                                                "<name>-<run date>-<spec hash>."),
+    force: bool = typer.Option(False, "--force", help="Start another run even if this spec was already "
+                                                      "submitted for the run date."),
+    run_date: Optional[datetime] = typer.Option(None, "--run-date", formats=["%Y-%m-%d"],
+                                                help="The run date (UTC) in the submission id; default today."),
+) -> None:
+    """Submit a job spec to a Ray cluster through Ray's Jobs API (exit 3: already submitted)."""
+    from jobs.submission.clusters import jobs_client, resolve_target
+    from jobs.submission.control import follow_logs, outcome, wait_for_job
+    from jobs.spec.load import load_spec
+    from jobs.submission.submit import submit_spec
+
+    job = load_spec(spec, set_ or [])
+    target = resolve_target(address)
+    job_id = submit_spec(job, target, run_date=run_date.date() if run_date else None, submission_id=submission_id,
+                         force=force, echo=echo)
+    echo(f"submitted {job_id}; follow it with `mediajobs logs {job_id} --follow`")
+    if wait:
+        client = jobs_client(target)
+        follow_logs(client, target, job_id, _write_raw)
+        view = wait_for_job(client, target, job_id)
+        echo(f"job {job_id} {view.state}")
+        outcome(view)
+
+
+@app.command()
+def status(
+    job_id: str = typer.Argument(..., metavar="JOB", help="A submission id (see `mediajobs list`)."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a submitted job: spec name, kind, state, start and end times."""
+    from jobs.submission.clusters import jobs_client, resolve_target
+    from jobs.submission.control import describe_job
+
+    target = resolve_target(address)
+    view = describe_job(jobs_client(target), target, job_id)
+    if as_json:
+        typer.echo(json.dumps(view.to_json(), indent=2))
+        return
+    for name, value in view.to_json().items():
+        echo(f"{name + ':':<15} {value if value not in (None, '') else '-'}")
+
+
+@app.command()
+def logs(
+    job_id: str = typer.Argument(..., metavar="JOB", help="A submission id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+) -> None:
+    """Print a submitted job's log."""
+    from jobs.submission.clusters import jobs_client, resolve_target
+    from jobs.submission.control import follow_logs, job_logs
+
+    target = resolve_target(address)
+    client = jobs_client(target)
+    if follow:
+        follow_logs(client, target, job_id, _write_raw)
+    else:
+        _write_raw(job_logs(client, target, job_id))
+
+
+@app.command()
+def stop(
+    job_id: str = typer.Argument(..., metavar="JOB", help="A submission id."),
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+) -> None:
+    """Stop a submitted job and wait until it has stopped."""
+    from jobs.submission.clusters import jobs_client, resolve_target
+    from jobs.submission.control import stop_job
+
+    target = resolve_target(address)
+    view = stop_job(jobs_client(target), target, job_id)
+    echo(f"job {job_id} {view.state}")
+
+
+@app.command("list")
+def list_(
+    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (a list of jobs)."),
+) -> None:
+    """List the cluster's jobs, newest first: id, spec name, kind, state, start and end (UTC)."""
+    from rich.table import Table
+
+    from jobs.submission.clusters import jobs_client, resolve_target
+    from jobs.submission.control import list_jobs
+
+    target = resolve_target(address)
+    views = list_jobs(jobs_client(target), target)
+    if as_json:
+        typer.echo(json.dumps([v.to_json() for v in views], indent=2))
+        return
+    table = Table(title=f"jobs on {target.address}")
+    for column in ("job", "spec", "kind", "state", "start", "end"):
+        table.add_column(column, overflow="fold")
+    for v in views:
+        table.add_row(v.submission_id, v.spec_name or "-", v.kind or "-", v.state, v.start_time or "-",
+                      v.end_time or "-")
+    console.print(table)
+
+
+def _write_raw(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command()
+def report(
+    output: str = typer.Argument(..., help="The output URI of an incremental score job."),
+    run_date: Optional[str] = typer.Option(None, "--run-date", help="The run date, YYYY-MM-DD (default: the "
+                                                                    "latest committed)."),
+    open_: bool = typer.Option(False, "--open", help="Also save a local copy and open it in a browser."),
+) -> None:
+    """Render a nightly run's morning report again (runs/<run_id>/report.html) from its tables."""
+    from jobs.nightly.routes import check_run_date
+    from jobs.reports.report import rerender_report
+    from jobs.storage.objects import read_bytes
+
+    date, uri = rerender_report(output, check_run_date(run_date) if run_date else None)
+    echo(f"report of {date}: {uri}")
+    if open_:
+        local = Path(tempfile.gettempdir()) / f"mediajobs-report-{date}.html"
+        local.write_bytes(read_bytes(uri))
+        echo(f"local copy: {local}")
+        webbrowser.open(local.as_uri())
+
+
+@app.command()
+def demo(
+    epochs: int = typer.Option(4, min=1, help="Training epochs."),
+    images_per_class: int = typer.Option(150, min=10, help="Generated training images per class."),
+) -> None:
+    """The main job, end to end: local stack up, data ingested, 2 workers train, a held-out folder scored."""
+    from jobs.cli.demo import run_demo
+
+    run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo, progress=_progress.bar("uploading"))
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Small sizes, one run each: a smoke run of a few minutes."),
+    json_: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    repeats: Optional[int] = typer.Option(None, min=1, help="Runs of each measurement (default 3, --quick 1)."),
+    bucket: str = typer.Option("s3://mediajobs-bench/", help="Where the benchmark's media are made and kept."),
+    driver_memory: bool = typer.Option(False, "--driver-memory",
+                                       help="Only the nightly commit's peak driver memory, on synthetic staged "
+                                            "tables of N and 5N objects (local files; no Ray, no S3)."),
+    objects: int = typer.Option(1_000_000, min=5, help="--driver-memory: objects at 5N."),
+    training_parity: bool = typer.Option(False, "--training-parity",
+                                         help="Only the same train specs (spoken words, shapes) on 1 and on 2 "
+                                              "workers: validation accuracy must agree within 2 points."),
+) -> None:
+    """Time our pipelines against the obvious alternatives on data made here; print the ratios."""
+    if training_parity:
+        from jobs.bench.parity import run_parity_command
+
+        run_parity_command(bucket, json_, echo)
+        return
+    if driver_memory:
+        from jobs.bench.driver_memory import run_driver_memory_command
+
+        run_driver_memory_command(objects, json_, echo)
+        return
+    from jobs.bench.cli import run_bench_command
+
+    run_bench_command(quick, json_, repeats, bucket, echo, console)
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="A trained model: the output URI of a train job (or .../@<model_id>)."),
+    source: str = typer.Argument(..., help="An image or video (path or s3:// URI), or a camera index (0, 1, ...)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the annotated video (MP4) here."),
+    show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (needs a display)."),
+    every_n_frames: int = typer.Option(1, min=1, help="Classify every n-th frame."),
+    batch: int = typer.Option(8, min=1, help="Frames per model call."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many classified frames."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code",
+                                          help="Load a model whose files carry code (Lambda layers, custom objects)."),
+) -> None:
+    """Classify one image, video file or camera stream, printing predictions as they come."""
+    from jobs.runs.predict import predict_source
+
+    predict_source(model, source, echo=echo, batch=batch, every_n_frames=every_n_frames, max_frames=max_frames,
+                   out=str(out) if out else None, show=show, trust_model_code=trust_model_code)
+
+
+app.add_typer(local_commands(console), name="local")
+app.add_typer(table_commands(console), name="tables")
+
+
+@ingest_app.command("cifar10")
+def ingest_cifar10_cmd(
+    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/cifar10/"),
+    source: Optional[Path] = typer.Option(None, "--source", help="The official cifar-10-python.tar.gz; "
+                                                                   "without it, it is downloaded (MD5-checked)."),
+) -> None:
+    """Write CIFAR-10 as PNGs in class folders (train/, test/)."""
+    from jobs.datasets.ingest import ingest_cifar10
+
+    with _progress("ingesting CIFAR-10") as progress:
+        counts = ingest_cifar10(dest, str(source) if source else None, progress=progress)
+    echo(f"CIFAR-10 -> {dest}: {counts}")
+
+
+@ingest_app.command("digits")
+def ingest_digits_cmd(
+    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/digits/"),
+    source: str = typer.Option("sklearn", "--source", help="sklearn: 1,797 real handwritten digits shipped with "
+                                                           "scikit-learn (no download); mnist: MNIST (downloads)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Write at most this many images."),
+) -> None:
+    """Write real handwritten digits as 28x28 grayscale PNGs in class folders (0/ ... 9/), for the GAN."""
+    from jobs.datasets.ingest import ingest_digits
+
+    with _progress(f"ingesting digits ({source})") as progress:
+        counts = ingest_digits(dest, source, limit, progress=progress)
+    echo(f"digits -> {dest}: {counts}")
+
+
+@ingest_app.command("folder")
+def ingest_folder_cmd(
+    src: Path = typer.Argument(..., help="Local folder to upload."),
+    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/photos/"),
+) -> None:
+    """Upload a local tree (parallel; unchanged objects are skipped)."""
+    from jobs.datasets.ingest import ingest_folder
+
+    with _progress(f"uploading {src}") as progress:
+        counts = ingest_folder(src, dest, progress=progress)
+    echo(f"{src} -> {dest}: {counts}")
+
+
+class _progress:
+    """A rich progress bar exposed as a `(done, total)` callback."""
+
+    def __init__(self, description: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=console, transient=False)
+        self._task = self._bar.add_task(description, total=None)
+
+    @classmethod
+    def bar(cls, description: str):
+        """A callback that opens its bar on first use and closes it when done == total."""
+        holder: dict = {}
+
+        def update(done: int, total: int) -> None:
+            if "bar" not in holder:
+                holder["bar"] = cls(description).__enter__()
+            holder["bar"](done, total)
+            if done >= total:
+                holder.pop("bar").__exit__(None, None, None)
+
+        return update
+
+    def __enter__(self):
+        self._bar.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self._bar.__exit__(*exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 ok, 1 job failed, 2 bad usage or spec."""
+    verbose = "--verbose" in (argv or sys.argv[1:]) or "-v" in (argv or sys.argv[1:])
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="mediajobs", standalone_mode=False)
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        console.print("aborted")
+        return 130
+    except typer.TyperException as exc:  # click's usage errors, as vendored by typer
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        return getattr(exc, "exit_code", 2) or 2
+    except MediaJobsError as exc:
+        if verbose:
+            traceback.print_exc()
+        # soft_wrap: keep each message line whole, so it can be grepped and copied
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]{exc.headline}:[/] {escape(exc.message)}", emoji=False)  # a field is named as written
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - the last resort: say it is ours and show where
+        traceback.print_exc()
+        Console(stderr=True).print("[bold red]internal error[/] (a bug in mediajobs; the traceback is above)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

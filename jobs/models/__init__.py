@@ -1,0 +1,1 @@
+"""The model store: exported versions, digests, the LATEST pointer, trust checks before loading."""

@@ -1,0 +1,303 @@
+"""Exported models: which version a URI names, and loading it on a worker once per process.
+
+A train job's output holds its models under `model/`:
+
+    model/versions/<model_id>/metadata.json   what the model is; `digests`: sha256 of each file
+    model/versions/<model_id>/model.keras     (or generator.keras, stylizer/..., as `files` lists)
+    model/LATEST                              {"model_id": ...}: the version `model/` means
+
+A version is written completely before `LATEST` moves to it (`jobs.models.export`), so a
+run never sees half a model; `<output>/@<model_id>` (or `<output>/model/@<model_id>`) pins
+one. A run resolves its model once (`prepare_model`), and every actor loads that version
+and checks it got it: two models never mix in one run's rows.
+
+A model's files are untrusted input. Every name in `metadata.json` must stay inside the
+model's folder (absolute names, `..` and links are refused before anything is downloaded),
+every file must match its recorded digest, and a model whose files carry code (a Lambda
+layer, a custom object, a SavedModel op that touches files) is refused unless the spec
+says `trust_model_code: true`. Models exported before versions (`model/metadata.json`
+beside `model/model.keras`, no digests) still load, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from jobs.errors import MediaJobsError
+from jobs.storage.objects import download_file, exists, is_file, list_objects, parse_uri, read_bytes
+from jobs.storage.outage import retry_while_unavailable
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+VERSIONS_DIR = "versions"
+LATEST_FILE = "LATEST"
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+class ModelRefusedError(MediaJobsError):
+    """A model that could write outside its folder, was changed after export, or carries code."""
+
+    headline = "model refused"
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One exported model, resolved: `uri` names exactly this version (what actors load)."""
+
+    uri: str  # "<...>/model/@<model_id>"; for a model from before versions, its `model/` folder
+    folder: str  # where its files are, with a trailing slash
+    model_id: str
+    metadata: dict
+    legacy: bool = False
+
+
+def split_pin(uri: str) -> tuple[str, str | None]:
+    """(`uri` without its pin, the pinned model id or None): `s3://m/cnn/@cnn-1a2b` pins cnn-1a2b."""
+    base, _, last = uri.rstrip("/").rpartition("/")
+    if last.startswith("@") and base:
+        return base + "/", last[1:]
+    model, _, versions = base.rpartition("/")
+    if versions == VERSIONS_DIR and model.endswith("/" + MODEL_DIR):  # a version's own folder
+        return model + "/", last
+    return uri, None
+
+
+def model_location(uri: str):
+    """Accept a train job's output URI or its `model/` folder (a pin is ignored). An output
+    that is itself named `model` (`s3://b/model/`) holds `s3://b/model/model/`: that is
+    where the models are when the folder named has none of its own."""
+    loc = parse_uri(split_pin(uri)[0]).as_prefix()
+    if not loc.key.rstrip("/").endswith("/" + MODEL_DIR) and loc.key.rstrip("/") != MODEL_DIR:
+        return loc.join(MODEL_DIR).as_prefix()
+    inner = loc.join(MODEL_DIR).as_prefix()
+    if not exists(loc.join(LATEST_FILE).uri) and not exists(loc.join(METADATA_FILE).uri) and \
+            exists(inner.join(LATEST_FILE).uri):
+        return inner
+    return loc
+
+
+def resolve_model(uri: str) -> ModelVersion:
+    """The version `uri` names: its pin, else the one `LATEST` points at, else (a model from
+    before versions) the metadata in `model/` itself.
+
+    Raises:
+        MediaJobsError: no exported model there, or no such version.
+        ModelRefusedError: its metadata names files outside its folder.
+    """
+    loc = model_location(uri)
+    pin = split_pin(uri)[1]
+    if pin is None:
+        latest = _read_json(loc.join(LATEST_FILE).uri)
+        if latest is None:
+            metadata = _read_json(loc.join(METADATA_FILE).uri)
+            if metadata is None:
+                raise MediaJobsError(f"model: no exported model at {loc.uri} (expected {LATEST_FILE} and "
+                                     f"{VERSIONS_DIR}/, or {METADATA_FILE} and {MODEL_FILE}); point `model` at the "
+                                     "output URI of a finished train job")
+            check_file_names(metadata, loc.uri)
+            return ModelVersion(loc.uri, loc.uri, str(metadata.get("model_id", "")), metadata, legacy=True)
+        pin = str(latest.get("model_id", ""))
+    if not MODEL_ID.fullmatch(pin):
+        raise ModelRefusedError(f"model: {pin!r} is not a model id (letters, digits, '.', '_', '-'); "
+                                f"pin a version as {loc.uri}@<model_id>")
+    folder = loc.join(VERSIONS_DIR, pin).as_prefix()
+    metadata = _read_json(folder.join(METADATA_FILE).uri)
+    if metadata is None:
+        known = sorted({o.uri[len(loc.join(VERSIONS_DIR).as_prefix().uri):].split("/", 1)[0]
+                        for o in list_objects(loc.join(VERSIONS_DIR).uri)})
+        raise MediaJobsError(f"model: no version {pin} at {folder.uri} (versions there: "
+                             f"{', '.join(known) or 'none'}); pin one of them, or point `model` at the output URI")
+    if metadata.get("model_id") != pin:
+        raise ModelRefusedError(f"model: {folder.join(METADATA_FILE).uri} says it is model "
+                                f"{metadata.get('model_id')!r}, not {pin!r}; the version folder was changed after "
+                                "export. Re-export the model with mediajobs train")
+    check_file_names(metadata, folder.uri)
+    return ModelVersion(f"{loc.uri}@{pin}", folder.uri, pin, metadata)
+
+
+def read_model_metadata(uri: str) -> dict:
+    """The metadata.json of the model version `uri` names (see `resolve_model`)."""
+    return resolve_model(uri).metadata
+
+
+def prepare_model(uri: str, trust_code: bool = False) -> ModelVersion:
+    """Resolve the run's model once and check it here, before any worker starts: every file
+    is fetched and checked against its digest, and Keras files for code. Workers then load
+    `version.uri` with `load_keras_model(..., expected_model_id=version.model_id)`.
+
+    Raises:
+        ModelRefusedError: see `fetch_model`, or a Keras file carries code and not `trust_code`.
+    """
+    from tasks.keras_files import UnsafeModelFileError, code_in_archive
+
+    version = resolve_model(uri)
+    if version.legacy:
+        log.warning("model %s (%s) was exported before versioned models: no digests are recorded, so its files "
+                    "are not verified; re-train it to get a verified version", version.model_id, version.folder)
+    local = fetch_model(version.uri, version.model_id)
+    if not trust_code:
+        for path in sorted(local.rglob("*.keras")):
+            try:
+                found = code_in_archive(path)
+            except UnsafeModelFileError as exc:
+                raise ModelRefusedError(f"model: {version.folder}{path.relative_to(local).as_posix()}: "
+                                        f"{exc}") from None
+            if found:
+                raise ModelRefusedError(
+                    f"model: {version.folder}{path.relative_to(local).as_posix()} would run code when loaded: "
+                    f"{'; '.join(found)}. Models from a mediajobs train job have none; if you trust whoever wrote "
+                    "this model, set trust_model_code: true in the spec")
+    return version
+
+
+def check_file_names(metadata: dict, folder: str) -> None:
+    """Every file `metadata` lists (`files`, `digests`) is a plain relative name inside the folder.
+
+    Raises:
+        ModelRefusedError: an absolute name, `..`, an empty part, a backslash or a NUL.
+    """
+    names = list(metadata.get("files", [MODEL_FILE])) + list(metadata.get("digests", {}))
+    for name in names:
+        problem = _name_problem(name)
+        if problem:
+            raise ModelRefusedError(f"model: {folder}{METADATA_FILE} lists {name!r}, {problem}; a model's files "
+                                    "must be relative names inside its folder. Re-export the model with mediajobs train")
+
+
+def _name_problem(name) -> str | None:
+    if not isinstance(name, str) or not name:
+        return "which is not a file name"
+    if name.startswith(("/", "~")) or re.match(r"[A-Za-z]:", name):
+        return "an absolute path"
+    if "\\" in name or "\x00" in name:
+        return "a name with a backslash or NUL in it"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "a path that leaves the model's folder" if ".." in name.split("/") else "a name with an empty part"
+    return None
+
+
+@lru_cache(maxsize=4)
+def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
+    """Download the model version `uri` names to a per-process local cache; returns the local dir.
+
+    A versioned model's files are exactly those its `digests` list, each checked after the
+    download. A model from before versions has no digests: the entries of `files` are fetched.
+
+    Raises:
+        ModelRefusedError: the version is not `expected_model_id`, a name leaves the folder, a
+            local model's file is a link, or a file does not match its digest.
+    """
+    # Every actor fetches the model when it starts: a store that restarts meanwhile is waited out.
+    version = retry_while_unavailable(lambda: resolve_model(uri), f"fetching the model {uri}")
+    if expected_model_id is not None and version.model_id != expected_model_id:
+        raise ModelRefusedError(f"model: {uri} is now model {version.model_id!r}, not {expected_model_id!r}, which "
+                                "this run resolved at its start; a run loads one model version")
+    source = parse_uri(version.folder)
+    cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
+    local = cache / hashlib.sha256(version.folder.encode()).hexdigest()[:16] / str(os.getpid())
+    digests = version.metadata.get("digests")
+    if digests is None:
+        names = retry_while_unavailable(
+            lambda: [n for entry in version.metadata.get("files", [MODEL_FILE]) for n in _entry_files(source, entry)],
+            f"fetching the model {uri}")
+    else:
+        _check_entries_covered(version)
+        names = sorted(digests)
+    for name in [METADATA_FILE, *names]:
+        _check_not_linked(source, name)
+    for name in [METADATA_FILE, *names]:
+        target = _inside(local, name)
+        retry_while_unavailable(lambda: download_file(source.join(name).uri, target),
+                                f"fetching the model {version.folder}")
+        if digests is not None and name in digests and _sha256(target) != digests[name]:
+            target.unlink()
+            raise ModelRefusedError(f"model: {version.folder}{name} does not match the digest recorded at export; "
+                                    "the file was changed after the model was exported. Re-export the model with "
+                                    "mediajobs train")
+    if json.loads((local / METADATA_FILE).read_text()).get("model_id") != version.metadata.get("model_id"):
+        raise ModelRefusedError(f"model: {version.folder}{METADATA_FILE} changed while it was being fetched")
+    return local
+
+
+def load_keras_model(uri: str, expected_model_id: str | None = None, trust_code: bool = False):
+    """(tf-keras model, metadata) of the model version `uri` names.
+
+    Raises:
+        ModelRefusedError: see `fetch_model`; or the Keras file carries code and not `trust_code`.
+    """
+    from tasks.keras_files import UnsafeModelFileError, load_keras
+
+    local = fetch_model(uri, expected_model_id)
+    try:
+        model = load_keras(local / MODEL_FILE, trust_code=trust_code)
+    except UnsafeModelFileError as exc:
+        raise ModelRefusedError(f"model: {uri}: {exc}") from None
+    return model, json.loads((local / METADATA_FILE).read_text())
+
+
+def _entry_files(source, entry: str) -> list[str]:
+    """The files of one `files` entry of a model from before versions: a file, or a folder's files."""
+    if is_file(source.join(entry).uri):
+        return [entry]
+    prefix = source.join(entry).as_prefix()
+    return [entry + "/" + o.uri[len(prefix.uri):] for o in list_objects(prefix.uri)]
+
+
+def _check_entries_covered(version: ModelVersion) -> None:
+    digests = version.metadata["digests"]
+    for entry in version.metadata.get("files", [MODEL_FILE]):
+        if entry not in digests and not any(name.startswith(entry + "/") for name in digests):
+            raise ModelRefusedError(f"model: {version.folder}{METADATA_FILE} lists {entry!r} without a digest; "
+                                    "re-export the model with mediajobs train")
+
+
+def _check_not_linked(source, name: str) -> None:
+    """A model in a local folder: no part of a file's path below the folder may be a link."""
+    if source.scheme != "file":
+        return  # object stores have no links
+    path = Path(source.key)
+    for part in name.split("/"):
+        path = path / part
+        if path.is_symlink():
+            raise ModelRefusedError(f"model: {path} is a symbolic link; a model's files must be plain files "
+                                    "inside its folder")
+
+
+def _inside(root: Path, name: str) -> Path:
+    target = (root / name).resolve()
+    if root.resolve() not in target.parents:  # names were checked; this guards the cache itself
+        raise ModelRefusedError(f"model: {name!r} would be written outside the model cache {root}")
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_json(uri: str) -> dict | None:
+    """The JSON object at `uri`, or None where there is none."""
+    if not exists(uri):
+        return None
+    try:
+        value = json.loads(read_bytes(uri))
+    except ValueError:
+        raise ModelRefusedError(f"model: {uri} is not JSON; re-export the model with mediajobs train") from None
+    if not isinstance(value, dict):
+        raise ModelRefusedError(f"model: {uri} is not a JSON object; re-export the model with mediajobs train")
+    return value

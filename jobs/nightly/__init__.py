@@ -1,0 +1,1 @@
+"""Nightly scoring's own pieces: routes, work lists, the manifest of outcomes, its tables."""

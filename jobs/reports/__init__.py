@@ -1,0 +1,1 @@
+"""Pictures and HTML reports of results: figures, thumbnails, contact sheets."""

@@ -1,0 +1,1 @@
+"""Code that runs inside Ray workers and actors: the train loop and its plans, decode stages."""
