@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from jobs.errors import StackError
+from cluster.errors import StackError
 
 HAS_PROC = Path("/proc/self/environ").exists()
 _children: dict[int, subprocess.Popen] = {}  # processes this interpreter started, to reap them

@@ -40,8 +40,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from cluster import _host
-from cluster import localstate
+from cluster import _host, localstate
 
 NAME = "ray-head"
 

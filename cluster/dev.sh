@@ -35,11 +35,17 @@ need_tools() {
   fi
 }
 
+# The layers and the code's own checks come first: seconds, and a broken contract says where.
+lint() {
+  lint-imports --no-cache >/dev/null || lint-imports --no-cache
+  ruff check --quiet jobs tasks cluster
+}
+
 export PATH="$VENV/bin:$PATH"
 cmd="${1:-}"
 shift || true
 case "$cmd" in
   demo) exec mediajobs demo "$@" ;;
-  test) need_tools; cd "$ROOT" && exec python -m pytest "$@" ;;
+  test) need_tools; cd "$ROOT" && lint && exec python -m pytest "$@" ;;
   *) echo "usage: bash cluster/dev.sh demo|test [args...]" >&2; exit 2 ;;
 esac

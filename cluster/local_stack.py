@@ -22,15 +22,21 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
-from cluster import _host, _ray_head, _seaweed
-from jobs.errors import StackError
-from cluster import localstate
-from cluster.localstate import (DEFAULT_REGION, LocalStack, credentials_file, mediajobs_home,
-                             ray_auth_token_file, read_local_stack, stack_file)
+from cluster import _host, _ray_head, _seaweed, localstate
+from cluster.errors import StackError
+from cluster.localstate import (
+    DEFAULT_REGION,
+    LocalStack,
+    credentials_file,
+    mediajobs_home,
+    ray_auth_token_file,
+    read_local_stack,
+    stack_file,
+)
 
 __all__ = ["up", "down", "status", "env_lines", "ray_client_env", "StackStatus", "ComponentStatus"]
 

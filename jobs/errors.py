@@ -1,6 +1,8 @@
-"""The one user-facing error root: the CLI prints these without a traceback."""
+"""The user-facing errors: the CLI prints these without a traceback (`USER_ERRORS`)."""
 
 from __future__ import annotations
+
+from cluster.errors import StackError
 
 
 class MediaJobsError(Exception):
@@ -38,11 +40,6 @@ class StorageError(MediaJobsError):
     headline = "storage error"
 
 
-class StackError(MediaJobsError):
-    """The embedded local stack could not be started, reached or stopped."""
-
-    headline = "local stack error"
-
 
 class IngestError(MediaJobsError):
     """The input of an ingest (a tarball or a folder) is missing or not what it should be."""
@@ -76,3 +73,7 @@ def root_cause(exc: BaseException) -> str:
 
 _RAY_HINTS = ("To change retry attempts", "This looks like an AWS S3 permissions error")
 _RAY_RETRY_SUMMARY = "Failed to "
+
+
+# What the CLI prints as one line (headline: message) with the error's exit code.
+USER_ERRORS: tuple[type[Exception], ...] = (MediaJobsError, StackError)

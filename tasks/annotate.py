@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 

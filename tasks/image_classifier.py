@@ -7,8 +7,8 @@ them itself, so training and scoring feed exactly what `decode_image` returns.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -73,16 +73,16 @@ def decode_image(data: bytes, input_shape: Sequence[int]) -> np.ndarray:
 
     if not data:
         raise MediaDecodeError("empty object (0 bytes)")
-    _check_complete(data)
-    declared = _check_declared_size(data)
+    check_complete(data)
+    declared = check_declared_size(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, _decode_flag(data, declared, input_shape))
     except cv2.error as exc:  # e.g. OpenCV's own size limit on a header PIL could not read
         reason = str(exc).strip().splitlines()[-1]
-        raise MediaDecodeError(f"not a decodable image ({_sniff(data)}; OpenCV: {reason})") from None
+        raise MediaDecodeError(f"not a decodable image ({sniff(data)}; OpenCV: {reason})") from None
     if image is None or image.size == 0:
-        raise MediaDecodeError(f"not a decodable image ({_sniff(data)})")
+        raise MediaDecodeError(f"not a decodable image ({sniff(data)})")
     return fit_to_input(image, input_shape)
 
 
@@ -108,7 +108,7 @@ def fit_to_input(image: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
-def _check_complete(data: bytes) -> None:
+def check_complete(data: bytes) -> None:
     """Refuse truncated JPEG/PNG files: decoders fill the missing part with grey and
     the model would score a half-picture as if it were whole.
 
@@ -201,15 +201,16 @@ def _decode_flag(data: bytes, declared: tuple[int, int] | None, input_shape: Seq
     return cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
 
 
-def _check_declared_size(data: bytes) -> tuple[int, int]:
+def check_declared_size(data: bytes) -> tuple[int, int]:
     """Refuse images whose header declares more than `max_pixels()`, before decoding; and
     images whose header PIL cannot read, whose size is then unknown until a decoder has
     allocated it (OpenCV's own limit is 1 gigapixel).
 
     Returns the declared (width, height).
     """
-    from PIL import Image, UnidentifiedImageError
     import io
+
+    from PIL import Image, UnidentifiedImageError
 
     limit = max_pixels()
     try:
@@ -221,14 +222,14 @@ def _check_declared_size(data: bytes) -> tuple[int, int]:
         pixels = f"{int(declared[1]):,} pixels" if declared else "more pixels than PIL opens"
         raise MediaDecodeError(f"image too large: {pixels} (limit {limit:,})") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise MediaDecodeError(f"not a decodable image ({_sniff(data)}): its size cannot be read before "
+        raise MediaDecodeError(f"not a decodable image ({sniff(data)}): its size cannot be read before "
                                "decoding") from None
     if width * height > limit:
         raise MediaDecodeError(f"image too large: {width}x{height} pixels (limit {limit:,})")
     return width, height
 
 
-def _sniff(data: bytes) -> str:
+def sniff(data: bytes) -> str:
     """A short guess of what the bytes are, for error messages."""
     head = data[:16]
     if head.startswith(b"\xff\xd8"):

@@ -20,8 +20,9 @@ A task owns everything model-specific and nothing about Ray or storage:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # Task modules register themselves on import; this maps a name to its module so the
 # registry can import lazily (TensorFlow-heavy modules load only when used).

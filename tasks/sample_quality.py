@@ -8,8 +8,8 @@ share near zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class QualityTally:
         self.confident_count += int(np.count_nonzero(confidences >= np.float32(self.confident)))
 
     def figures(self, class_names: Sequence[str],
-                min_class_share: float = DEFAULT_MIN_CLASS_SHARE) -> "QualityFigures":
+                min_class_share: float = DEFAULT_MIN_CLASS_SHARE) -> QualityFigures:
         """The figures of what was counted, classes named by `class_names` (in index order).
 
         Raises:

@@ -1,5 +1,5 @@
 """The style-transfer task: stylize images with a module that has the TF Hub
-arbitrary-image-stylization signature, and train our own (AdaIN, in `tasks._adain`).
+arbitrary-image-stylization signature, and train our own (AdaIN, in `tasks.adain`).
 
 TensorFlow loads only when a module is loaded or a model built; the AdaIN names
 (`AdaINTrainer`, `adain`, `channel_stats`, `export_stylizer`) are importable from here and
@@ -9,28 +9,27 @@ load it on first use.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 # decode_full refuses what decode_image refuses: truncated files and decompression bombs.
-from tasks.image_classifier import IMAGE_SUFFIXES, _check_complete, _check_declared_size, _sniff, fit_to_input
+from tasks.image_classifier import IMAGE_SUFFIXES, check_complete, check_declared_size, fit_to_input, sniff
 from tasks.media import MediaDecodeError
-from tasks.saved_model_ops import UnsafeSavedModelError
 from tasks.registry import DecodedMedia, Task, register
+from tasks.saved_model_ops import UnsafeSavedModelError
+from tasks.style_encoders import ENCODER_DOWNSAMPLING
 
 if TYPE_CHECKING:  # loaded lazily by __getattr__ below: they need TensorFlow
-    from tasks._adain import AdaINTrainer, adain, channel_stats, export_stylizer
+    from tasks.adain import AdaINTrainer, adain, channel_stats, export_stylizer
 
 __all__ = ["ARCHITECTURES", "ENCODER_DOWNSAMPLING", "HUB_STYLE_SIZE", "AdaINTrainer", "StyleTransferTask",
            "StylizerLoadError", "adain", "center_square", "channel_stats", "decode_full", "export_stylizer",
            "load_stylizer", "result_losses", "stylize", "stylize_batch"]
 
 ARCHITECTURES = ("adain",)
-# Encoder name -> how many times it shrinks an image (2 ** pooling layers); AdaIN content
-# sizes are padded to a multiple of it, training sizes must be one.
-ENCODER_DOWNSAMPLING = {"vgg19": 8, "tiny": 4}
 # The TF Hub module was trained with 256x256 style images and works best with them.
 HUB_STYLE_SIZE = 256
 # What our exported stylizers have beside `__call__`: (content, style, stylized) -> losses.
@@ -40,9 +39,9 @@ _FROM_ADAIN = ("AdaINTrainer", "adain", "channel_stats", "export_stylizer")
 
 def __getattr__(name: str) -> Any:
     if name in _FROM_ADAIN:
-        from tasks import _adain
+        from tasks import adain
 
-        return getattr(_adain, name)
+        return getattr(adain, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -189,11 +188,11 @@ def decode_full(data: bytes) -> np.ndarray:
 
     if not data:
         raise MediaDecodeError("empty object (0 bytes)")
-    _check_complete(data)
-    _check_declared_size(data)
+    check_complete(data)
+    check_declared_size(data)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise MediaDecodeError(f"not a decodable image ({_sniff(data)})")
+        raise MediaDecodeError(f"not a decodable image ({sniff(data)})")
     return fit_to_input(image, (image.shape[0], image.shape[1], 3))
 
 
@@ -262,7 +261,7 @@ class StyleTransferTask(Task):
         """A compiled `AdaINTrainer` (`num_classes` is ignored: there are no classes)."""
         import tensorflow as tf
 
-        from tasks._adain import AdaINTrainer
+        from tasks.adain import AdaINTrainer
 
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")

@@ -10,16 +10,16 @@ import itertools
 import math
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from tasks.image_classifier import build_cnn, fit_to_input
-from tasks.object_votes import winners
-from tasks._video_probe import _explain_unopenable, _sniff_non_video
 from tasks.media import MediaDecodeError, max_pixels
+from tasks.object_votes import winners
 from tasks.registry import DecodedMedia, Task, register
+from tasks.video_probe import explain_unopenable, sniff_non_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 # Samples at least this many frames apart are reached by seeking, closer ones by grabbing
@@ -251,7 +251,7 @@ def _open_capture(path: str):
     if size == 0:
         raise MediaDecodeError("empty object (0 bytes)")
     with open(path, "rb") as f:
-        other = _sniff_non_video(f.read(4096))
+        other = sniff_non_video(f.read(4096))
     if other:  # FFmpeg would open a still image as a one-frame video
         raise MediaDecodeError(f"not a video ({other})")
     # CAP_FFMPEG only: the default backend list includes CAP_IMAGES, which would read a
@@ -259,7 +259,7 @@ def _open_capture(path: str):
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
-        raise MediaDecodeError(_explain_unopenable(path))
+        raise MediaDecodeError(explain_unopenable(path))
     # The frame size from the container and codec headers, before any frame is decoded: a
     # 16384x16384 MJPEG frame alone would take 800 MB to decode. (A stream that declares no
     # size, e.g. an index without data, is left to the decoder, in its memory-limited child.)
@@ -304,7 +304,7 @@ def summarize_video(labels: Sequence[str], scores: Sequence[Sequence[float]], cl
     for i, row in enumerate(scores):
         row = [float(v) for v in row]
         if top_labels is not None:
-            matrix[i, [names.index(l) for l in top_labels[i]]] = row
+            matrix[i, [names.index(label) for label in top_labels[i]]] = row
         elif len(row) == 1 and len(names) == 2:
             matrix[i] = [1.0 - row[0], row[0]]
         elif len(row) == len(names):
@@ -312,7 +312,7 @@ def summarize_video(labels: Sequence[str], scores: Sequence[Sequence[float]], cl
         else:
             raise ValueError(f"frame {i}: {len(row)} scores for {len(names)} classes (pass top_labels for top-k)")
     means = matrix.mean(axis=0)
-    votes = np.bincount([names.index(l) for l in labels], minlength=len(names))
+    votes = np.bincount([names.index(label) for label in labels], minlength=len(names))
     winner = int(winners(votes, means))
     return {"label": names[winner], "score": float(means[winner]), "frames": len(labels),
             "mean_scores": dict(zip(names, map(float, means))), "votes": dict(zip(names, map(int, votes)))}

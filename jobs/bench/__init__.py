@@ -14,8 +14,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 
 from jobs.bench.data import BenchSizes, prepare
 

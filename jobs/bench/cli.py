@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def run_bench_command(quick: bool, json_path: Path | None, repeats: int | None, bucket: str,

@@ -36,7 +36,7 @@ class BenchSizes:
     seed_loop_images: int  # the seeds' one-predict-per-image loop is timed on this many
 
     @classmethod
-    def for_mode(cls, quick: bool) -> "BenchSizes":
+    def for_mode(cls, quick: bool) -> BenchSizes:
         if quick:
             return cls(images=500, videos=4, video_seconds=4, clips=60, clip_seconds=2, train_batch=32,
                        epochs=2, repeats=1, seed_loop_images=20)

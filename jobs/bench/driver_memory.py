@@ -25,9 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -179,8 +179,8 @@ def _staged_rows(part: np.ndarray, night: SyntheticNight, route: dict, layout, r
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from jobs.storage.contract import SCORED_AT
     from jobs.runs.score_commit import PARTIAL, staged_schema
+    from jobs.storage.contract import SCORED_AT
 
     video, failed, partial = layout
     positions, frames = tuple(route["position_columns"]), night.frames_per_video
@@ -237,16 +237,16 @@ def _commit(night: SyntheticNight):
     from types import SimpleNamespace
 
     from jobs.nightly.manifest import OTHER_MODEL, read_current, snapshot_index
-    from jobs.runs.nightly import _Night
     from jobs.nightly.tables import TABLES
     from jobs.runs.lifecycle import Run
+    from jobs.runs.nightly import Night
 
     spec = SimpleNamespace(name="synthetic-night", input=ARCHIVE, output=night.output_uri, top_k=3, error_budget=None)
     with Run(night.output_uri, list(TABLES), staging_key=f"run_date={night.run_date}", echo=_note,
              run_id=night.run_id) as run:
         snapshot, version = read_current(run.output.uri)
         committed = dict(snapshot_index(snapshot).get("committed", {}))
-        attempt = _Night(spec, run, night.run_date, synthetic_routes(night), _note)
+        attempt = Night(spec, run, night.run_date, synthetic_routes(night), _note)
         attempt.listed = night.objects
         attempt.decisions[OTHER_MODEL] = night.objects
         return attempt.commit(snapshot, version, committed)
@@ -259,8 +259,8 @@ def _child() -> None:
     import pyarrow.dataset  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    import jobs.runs.nightly  # noqa: F401
     import jobs.reports.thumbnails
+    import jobs.runs.nightly  # noqa: F401
 
     night = SyntheticNight(**json.load(sys.stdin))
     jobs.reports.thumbnails._fetch = lambda uri: None  # the report's thumbnails: the URIs exist nowhere

@@ -168,9 +168,9 @@ def _decode_chunk(chunk: list[tuple[str, int]]) -> int:
 
 def model_only(model_uri: str, seconds: float = 5.0) -> float:
     """M: the model on decoded batches already in memory, all cores (as our actors call it)."""
-    from jobs.models.store import load_keras_model
-
     import tensorflow as tf
+
+    from jobs.models.store import load_keras_model
 
     model, _ = load_keras_model(model_uri)
     predict = tf.function(lambda examples: model(examples, training=False), reduce_retracing=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 PARITY_LIMIT = 0.02  # the issue's: validation accuracy within 2 points
 WORDS = ("yes", "no", "up", "down")
@@ -71,7 +71,8 @@ def run_parity_bench(bucket: str, echo: Callable[[str], None]) -> dict:
         for workers in (1, 2):
             spec = parse_spec({
                 "version": 1, "kind": "train", "name": "parity", "task": task, "model": {"architecture": architecture},
-                "data": {"train": media.join("train").as_prefix().uri, "validation": media.join("test").as_prefix().uri},
+                "data": {"train": media.join("train").as_prefix().uri,
+                         "validation": media.join("test").as_prefix().uri},
                 "training": {"epochs": epochs}, "resources": {"num_workers": workers},
                 "output": base.join("parity-models", stamp, f"{name.replace(' ', '-')}-{workers}").as_prefix().uri,
             }, "<bench>")

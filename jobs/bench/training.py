@@ -15,11 +15,12 @@ import numpy as np
 
 from jobs.bench.image import INPUT_SHAPE
 
+
 def ours(images: str, output: str, epochs: int, batch: int) -> dict[str, float]:
     """Samples/s of `mediajobs run` of a train spec on 2 workers (the spec default)."""
     from jobs.models.store import read_model_metadata
-    from jobs.spec.load import parse_spec
     from jobs.runs.train import run_train
+    from jobs.spec.load import parse_spec
 
     spec = parse_spec({"version": 1, "kind": "train", "name": "bench-train", "task": "image-classifier",
                        "model": {"architecture": "cifar10-cnn", "input_shape": list(INPUT_SHAPE)},
@@ -56,8 +57,8 @@ def single_process(images: str, epochs: int, batch: int) -> float:
 
 def decoded(images: str) -> tuple[np.ndarray, np.ndarray]:
     """The training images decoded as our pipeline decodes them, with class ids by folder."""
-    from jobs.workers.media_stage import fetch_and_decode
     from jobs.storage.objects import list_objects
+    from jobs.workers.media_stage import fetch_and_decode
     from tasks.image_classifier import ImageClassifier
 
     objects = list(list_objects(images))

@@ -10,7 +10,6 @@ import traceback
 import webbrowser
 from datetime import datetime
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -18,7 +17,7 @@ from rich.markup import escape
 
 from jobs.cli.local import local_commands
 from jobs.cli.tables import table_commands
-from jobs.errors import MediaJobsError
+from jobs.errors import USER_ERRORS
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
@@ -42,10 +41,10 @@ def echo(message: str) -> None:
 @app.command()
 def run(
     spec: Path = typer.Argument(..., help="The job spec (YAML)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
-    address: Optional[str] = typer.Option(None, help="Ray address; default RAY_ADDRESS, then the local stack, "
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
+    address: str | None = typer.Option(None, help="Ray address; default RAY_ADDRESS, then the local stack, "
                                                      "else an in-process Ray."),
-    run_date: Optional[str] = typer.Option(None, "--run-date", help="Incremental score jobs: the date to score as "
+    run_date: str | None = typer.Option(None, "--run-date", help="Incremental score jobs: the date to score as "
                                                                     "of, YYYY-MM-DD (default today, UTC)."),
 ) -> None:
     """Run a job spec (train, score, generate or stylize) with this process as the Ray driver."""
@@ -60,7 +59,7 @@ def run(
 @app.command()
 def validate(
     spec: Path = typer.Argument(..., help="The job spec (YAML)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a spec field: key.path=value."),
 ) -> None:
     """Check a spec without running it."""
     from jobs.spec.load import load_spec, spec_hash
@@ -69,27 +68,28 @@ def validate(
     echo(f"{spec}: valid {job.kind} spec {job.name!r} (hash {spec_hash(job)})")
 
 
-_ADDRESS_HELP = "The cluster's Jobs API (dashboard) URL, e.g. http://HEAD:8265; default RAY_ADDRESS, then the local stack."
+_ADDRESS_HELP = ("The cluster's Jobs API (dashboard) URL, e.g. http://HEAD:8265; default RAY_ADDRESS, "
+                 "then the local stack.")
 
 
 @app.command()
 def submit(
     spec: Path = typer.Argument(..., help="The job spec (YAML)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
-    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
     wait: bool = typer.Option(False, "--wait", help="Stream the job's log and exit with its outcome "
                                                     "(0 succeeded, 1 failed or stopped)."),
-    submission_id: Optional[str] = typer.Option(None, "--submission-id", help="Use this id instead of "
+    submission_id: str | None = typer.Option(None, "--submission-id", help="Use this id instead of "
                                                 "<name>-<run date>-<spec hash>."),
     force: bool = typer.Option(False, "--force", help="Start another run even if this spec was already "
                                                       "submitted for the run date."),
-    run_date: Optional[datetime] = typer.Option(None, "--run-date", formats=["%Y-%m-%d"],
+    run_date: datetime | None = typer.Option(None, "--run-date", formats=["%Y-%m-%d"],
                                                 help="The run date (UTC) in the submission id; default today."),
 ) -> None:
     """Submit a job spec to a Ray cluster through Ray's Jobs API (exit 3: already submitted)."""
+    from jobs.spec.load import load_spec
     from jobs.submission.clusters import jobs_client, resolve_target
     from jobs.submission.control import follow_logs, outcome, wait_for_job
-    from jobs.spec.load import load_spec
     from jobs.submission.submit import submit_spec
 
     job = load_spec(spec, set_ or [])
@@ -108,7 +108,7 @@ def submit(
 @app.command()
 def status(
     job_id: str = typer.Argument(..., metavar="JOB", help="A submission id (see `mediajobs list`)."),
-    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a submitted job: spec name, kind, state, start and end times."""
@@ -128,7 +128,7 @@ def status(
 def logs(
     job_id: str = typer.Argument(..., metavar="JOB", help="A submission id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
-    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
 ) -> None:
     """Print a submitted job's log."""
     from jobs.submission.clusters import jobs_client, resolve_target
@@ -145,7 +145,7 @@ def logs(
 @app.command()
 def stop(
     job_id: str = typer.Argument(..., metavar="JOB", help="A submission id."),
-    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
 ) -> None:
     """Stop a submitted job and wait until it has stopped."""
     from jobs.submission.clusters import jobs_client, resolve_target
@@ -158,7 +158,7 @@ def stop(
 
 @app.command("list")
 def list_(
-    address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (a list of jobs)."),
 ) -> None:
     """List the cluster's jobs, newest first: id, spec name, kind, state, start and end (UTC)."""
@@ -189,7 +189,7 @@ def _write_raw(text: str) -> None:
 @app.command()
 def report(
     output: str = typer.Argument(..., help="The output URI of an incremental score job."),
-    run_date: Optional[str] = typer.Option(None, "--run-date", help="The run date, YYYY-MM-DD (default: the "
+    run_date: str | None = typer.Option(None, "--run-date", help="The run date, YYYY-MM-DD (default: the "
                                                                     "latest committed)."),
     open_: bool = typer.Option(False, "--open", help="Also save a local copy and open it in a browser."),
 ) -> None:
@@ -221,8 +221,8 @@ def demo(
 @app.command()
 def bench(
     quick: bool = typer.Option(False, "--quick", help="Small sizes, one run each: a smoke run of a few minutes."),
-    json_: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
-    repeats: Optional[int] = typer.Option(None, min=1, help="Runs of each measurement (default 3, --quick 1)."),
+    json_: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    repeats: int | None = typer.Option(None, min=1, help="Runs of each measurement (default 3, --quick 1)."),
     bucket: str = typer.Option("s3://mediajobs-bench/", help="Where the benchmark's media are made and kept."),
     driver_memory: bool = typer.Option(False, "--driver-memory",
                                        help="Only the nightly commit's peak driver memory, on synthetic staged "
@@ -252,11 +252,11 @@ def bench(
 def predict(
     model: str = typer.Argument(..., help="A trained model: the output URI of a train job (or .../@<model_id>)."),
     source: str = typer.Argument(..., help="An image or video (path or s3:// URI), or a camera index (0, 1, ...)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the annotated video (MP4) here."),
+    out: Path | None = typer.Option(None, "--out", help="Write the annotated video (MP4) here."),
     show: bool = typer.Option(False, "--show", help="Show the annotated frames in a window (needs a display)."),
     every_n_frames: int = typer.Option(1, min=1, help="Classify every n-th frame."),
     batch: int = typer.Option(8, min=1, help="Frames per model call."),
-    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many classified frames."),
+    max_frames: int | None = typer.Option(None, min=1, help="Stop after this many classified frames."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code",
                                           help="Load a model whose files carry code (Lambda layers, custom objects)."),
 ) -> None:
@@ -274,7 +274,7 @@ app.add_typer(table_commands(console), name="tables")
 @ingest_app.command("cifar10")
 def ingest_cifar10_cmd(
     dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/cifar10/"),
-    source: Optional[Path] = typer.Option(None, "--source", help="The official cifar-10-python.tar.gz; "
+    source: Path | None = typer.Option(None, "--source", help="The official cifar-10-python.tar.gz; "
                                                                    "without it, it is downloaded (MD5-checked)."),
 ) -> None:
     """Write CIFAR-10 as PNGs in class folders (train/, test/)."""
@@ -290,7 +290,7 @@ def ingest_digits_cmd(
     dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/digits/"),
     source: str = typer.Option("sklearn", "--source", help="sklearn: 1,797 real handwritten digits shipped with "
                                                            "scikit-learn (no download); mnist: MNIST (downloads)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Write at most this many images."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Write at most this many images."),
 ) -> None:
     """Write real handwritten digits as 28x28 grayscale PNGs in class folders (0/ ... 9/), for the GAN."""
     from jobs.datasets.ingest import ingest_digits
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         show()
         return getattr(exc, "exit_code", 2) or 2
-    except MediaJobsError as exc:
+    except USER_ERRORS as exc:
         if verbose:
             traceback.print_exc()
         # soft_wrap: keep each message line whole, so it can be grepped and copied

@@ -8,8 +8,8 @@ scored -> accuracy and output locations printed.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from jobs.errors import JobFailedError
 
@@ -22,9 +22,9 @@ def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str],
     """Run the demo; returns the accuracy of the scoring job on the held-out images."""
     from cluster.local_stack import up
     from jobs.datasets.ingest import ingest_folder
+    from jobs.datasets.synthetic import write_shapes_dataset
     from jobs.runs.dispatch import run_spec
     from jobs.spec.load import load_spec
-    from jobs.datasets.synthetic import write_shapes_dataset
 
     echo("1/4 starting the local stack (Ray head + SeaweedFS S3 on 127.0.0.1)")
     stack = up()

@@ -31,8 +31,8 @@ def table_commands(console: Console) -> typer.Typer:
         """The table's commits: version, time, operation, run."""
         import datetime as dt
 
-        from jobs.storage.delta import RUN_ID_KEY, open_table
         from jobs.errors import UsageError
+        from jobs.storage.delta import RUN_ID_KEY, open_table
         from jobs.storage.objects import parse_uri
 
         handle = open_table(parse_uri(output).as_prefix().join(table))

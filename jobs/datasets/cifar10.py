@@ -33,7 +33,7 @@ class _CifarSplit:
     filenames: list[str]
 
 
-def _image_keys(split_name: str, split: _CifarSplit, label_names: list[str]) -> list[str]:
+def image_keys(split_name: str, split: _CifarSplit, label_names: list[str]) -> list[str]:
     """`<split>/<label>/<filename>` per image; a repeated name gets its index appended."""
     keys, seen = [], set()
     for index, (label, filename) in enumerate(zip(split.labels, split.filenames)):
@@ -46,7 +46,7 @@ def _image_keys(split_name: str, split: _CifarSplit, label_names: list[str]) -> 
     return keys
 
 
-def _encode_png(image: np.ndarray) -> bytes:
+def encode_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -54,7 +54,7 @@ def _encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _download_cifar10() -> tuple[list[str], dict[str, _CifarSplit]]:
+def download_cifar10() -> tuple[list[str], dict[str, _CifarSplit]]:
     """The official tarball, downloaded once (checked against its published MD5) and read
     with the same restricted unpickler as a tarball the user names."""
     try:
@@ -63,7 +63,7 @@ def _download_cifar10() -> tuple[list[str], dict[str, _CifarSplit]]:
         raise IngestError(
             f"could not download CIFAR-10 ({type(exc).__name__}: {exc}); this needs internet "
             f"access. Download {CIFAR10_URL} yourself and pass it with --source PATH") from exc
-    return _read_cifar10_tarball(tarball)
+    return read_cifar10_tarball(tarball)
 
 
 def _fetch_tarball() -> Path:
@@ -105,7 +105,7 @@ def _load_batch(path: Path, member: str, raw: bytes) -> dict:
     return batch
 
 
-def _read_cifar10_tarball(path: Path) -> tuple[list[str], dict[str, _CifarSplit]]:
+def read_cifar10_tarball(path: Path) -> tuple[list[str], dict[str, _CifarSplit]]:
     """Label names and the train/test splits, read in one streaming pass over the tarball."""
     hint = f"pass the cifar-10-python.tar.gz downloaded from {CIFAR10_URL}"
     if not path.exists():

@@ -10,18 +10,17 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from jobs.storage import objects as storage
-from jobs.datasets.cifar10 import (CIFAR10_LABELS, _download_cifar10, _encode_png, _image_keys,
-                          _read_cifar10_tarball)
+from jobs.datasets.cifar10 import CIFAR10_LABELS, download_cifar10, encode_png, image_keys, read_cifar10_tarball
 from jobs.errors import IngestError, StorageError
+from jobs.storage import objects as storage
 
 __all__ = ["CIFAR10_LABELS", "IngestError", "ProgressCallback", "ingest_cifar10", "ingest_digits", "ingest_folder"]
 
@@ -63,17 +62,17 @@ def ingest_cifar10(dest: str, source: str | Path | None = None,
         StorageError: when the destination cannot be listed or written.
     """
     if source is None:
-        label_names, splits = _download_cifar10()
+        label_names, splits = download_cifar10()
     elif str(source).startswith(("s3://", "s3a://")):
         raise IngestError(f"--source must be a local file, not {source}; download the tarball first")
     else:
-        label_names, splits = _read_cifar10_tarball(Path(source))
+        label_names, splits = read_cifar10_tarball(Path(source))
     destination = _Destination(dest)
     total = sum(len(split.labels) for split in splits.values())
 
     tasks = (partial(_store_png, destination, rel, split.images[index])
              for split_name, split in splits.items()
-             for index, rel in enumerate(_image_keys(split_name, split, label_names)))
+             for index, rel in enumerate(image_keys(split_name, split, label_names)))
     result = _run_uploads(tasks, total, progress)
     result["images"] = {name: len(split.labels) for name, split in splits.items()}
     return result
@@ -314,4 +313,4 @@ def _multipart_md5(chunks: Iterable[bytes], part_size: int) -> str:
 
 
 def _store_png(destination: _Destination, rel: str, image: np.ndarray) -> int | None:
-    return destination.store_bytes(rel, _encode_png(image))
+    return destination.store_bytes(rel, encode_png(image))

@@ -11,8 +11,8 @@ import io
 import math
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -209,8 +209,9 @@ def _draw_mask(draw: ImageDraw.ImageDraw, rng: np.random.Generator, shape: str, 
     else:  # cross
         arm = radius * rng.uniform(0.28, 0.4)
         angle = math.radians(rng.uniform(-20, 20))
-        draw.polygon(_rotated([(-radius, -arm), (radius, -arm), (radius, arm), (-radius, arm)], angle, cx, cy), fill=255)
-        draw.polygon(_rotated([(-arm, -radius), (arm, -radius), (arm, radius), (-arm, radius)], angle, cx, cy), fill=255)
+        for bar in ([(-radius, -arm), (radius, -arm), (radius, arm), (-radius, arm)],
+                    [(-arm, -radius), (arm, -radius), (arm, radius), (-arm, radius)]):
+            draw.polygon(_rotated(bar, angle, cx, cy), fill=255)
 
 
 def _rotated(points: list[tuple[float, float]], angle: float, cx: float, cy: float) -> list[tuple[float, float]]:

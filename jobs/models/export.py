@@ -16,10 +16,17 @@ import time
 from pathlib import Path
 
 from jobs.errors import JobFailedError
-from jobs.models.store import (LATEST_FILE, METADATA_FILE, MODEL_DIR, VERSIONS_DIR, ModelVersion, check_file_names,
-                              resolve_model)
-from jobs.storage.pointer import PointerMovedError, read_pointer, write_pointer
+from jobs.models.store import (
+    LATEST_FILE,
+    METADATA_FILE,
+    MODEL_DIR,
+    VERSIONS_DIR,
+    ModelVersion,
+    check_file_names,
+    resolve_model,
+)
 from jobs.storage.objects import ensure_bucket, exists, parse_uri, read_bytes, upload_file, write_bytes
+from jobs.storage.pointer import PointerMovedError, read_pointer, write_pointer
 
 
 def file_digests(source: Path, entries: list[str]) -> dict[str, str]:

@@ -172,8 +172,9 @@ def check_file_names(metadata: dict, folder: str) -> None:
     for name in names:
         problem = _name_problem(name)
         if problem:
-            raise ModelRefusedError(f"model: {folder}{METADATA_FILE} lists {name!r}, {problem}; a model's files "
-                                    "must be relative names inside its folder. Re-export the model with mediajobs train")
+            raise ModelRefusedError(f"model: {folder}{METADATA_FILE} lists {name!r}, {problem}; a model's "
+                                    "files must be relative names inside its folder. Re-export the model with "
+                                    "mediajobs train")
 
 
 def _name_problem(name) -> str | None:
@@ -219,7 +220,7 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
         _check_not_linked(source, name)
     for name in [METADATA_FILE, *names]:
         target = _inside(local, name)
-        retry_while_unavailable(lambda: download_file(source.join(name).uri, target),
+        retry_while_unavailable(lambda name=name, target=target: download_file(source.join(name).uri, target),
                                 f"fetching the model {version.folder}")
         if digests is not None and name in digests and _sha256(target) != digests[name]:
             target.unlink()

@@ -27,14 +27,23 @@ whatever the archive's size.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Iterable, Iterator
 
 from jobs.errors import MediaJobsError
+from jobs.storage.objects import (
+    StoredObject,
+    delete_prefix,
+    filesystem_for,
+    list_objects,
+    parse_uri,
+    read_bytes,
+    write_bytes,
+)
 from jobs.storage.pointer import read_pointer, write_pointer
-from jobs.storage.objects import StoredObject, delete_prefix, filesystem_for, list_objects, parse_uri, read_bytes, write_bytes
 
-__all__ = ["Decision", "GROUP_ROWS", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot", "deleted_entry",
+__all__ = ["Decision", "GROUP_ROWS", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot",
+           "deleted_entry",
            "fence_current", "ledger_schema", "merge_ledger", "prune_snapshots", "read_current", "read_ledger",
            "restored_entry", "snapshot_index", "write_snapshot"]
 

@@ -11,8 +11,9 @@ the report shows 20 of them).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,7 +48,6 @@ class TopRows:
 
     def add(self, table: pa.Table) -> None:
         import pyarrow as pa
-
         import pyarrow.compute as pc
 
         if self.rows is not None and self.rows.num_rows == self.limit:

@@ -249,8 +249,8 @@ def _counts_section(summary: dict, modalities: list[str], figures: ReportFigures
     per_modality = [[m, counts.get(m, {}).get("predicted"), counts.get(m, {}).get("errors")] for m in modalities]
     skipped = f"<p>skipped: {_number(counts.get('skipped'))} objects</p>"
     if figures.skipped:
-        skipped += _table(["skip reason", "objects"], sorted(([reason, n] for reason, n in figures.skip_reasons.items()),
-                                                               key=lambda row: -row[1]))
+        reasons = sorted(([reason, n] for reason, n in figures.skip_reasons.items()), key=lambda row: -row[1])
+        skipped += _table(["skip reason", "objects"], reasons)
     return _section("counts", "Counts", _table(["modality", "predicted", "errors"], per_modality) + skipped
                     + f"<h3>Decisions</h3>{_table(list(DECISIONS), [[decisions.get(d) for d in DECISIONS]])}")
 

@@ -30,9 +30,9 @@ import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.models.store import METADATA_FILE, ModelVersion, fetch_model, load_keras_model, prepare_model
+from jobs.runs.lifecycle import Run, TableWrite
 from jobs.runs.resources import actor_pool_options
 from jobs.storage.contract import SCORED_AT, now_utc
-from jobs.runs.lifecycle import Run, TableWrite
 from jobs.storage.objects import filesystem_for, needs_folders, parse_uri, read_bytes, write_bytes
 
 IMAGES, INDEX, GRID = "images", "index", "grid.png"
@@ -114,7 +114,7 @@ class ImageGenerator:
                  trust_model_code: bool = False, quality: QualityCheck | None = None) -> None:
         import tensorflow as tf
 
-        from jobs.workers.train_loop import enable_gpu_memory_growth
+        from jobs.workers.devices import enable_gpu_memory_growth
         from tasks.gan import load_generator
 
         enable_gpu_memory_growth(tf)

@@ -24,14 +24,23 @@ import json
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Hashable, Iterable
+from typing import TYPE_CHECKING
 
-from jobs.storage.delta import (TableExistsError, check_not_legacy, commit_parts, committed_version, delta_tables_under,
-                               fence_table, open_table, write_table)
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.storage.lease import LeaseKeeper
 from jobs.runs.output_check import prepare_output
+from jobs.storage.delta import (
+    TableExistsError,
+    check_not_legacy,
+    commit_parts,
+    committed_version,
+    delta_tables_under,
+    fence_table,
+    open_table,
+    write_table,
+)
+from jobs.storage.lease import LeaseKeeper
 from jobs.storage.objects import Location, delete_prefix, list_objects, write_bytes
 from jobs.storage.outage import retry_while_unavailable, store_outage
 

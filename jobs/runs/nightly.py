@@ -32,22 +32,40 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from jobs.errors import JobFailedError, UsageError
-from jobs.nightly.manifest import (CHANGED, DELETED, NEW, OTHER_MODEL, RESTORED, RETRY, SKIPPED, UNCHANGED,
-                           LedgerEntry, classify, deleted_entry, fence_current, ledger_schema, merge_ledger,
-                           prune_snapshots, read_current, read_ledger, restored_entry, snapshot_index, write_snapshot)
-from jobs.runs.nightly_commit import NightTables, ledger_updates, stage_night_tables
-from jobs.runs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
+from jobs.nightly.manifest import (
+    CHANGED,
+    DELETED,
+    NEW,
+    OTHER_MODEL,
+    RESTORED,
+    RETRY,
+    SKIPPED,
+    UNCHANGED,
+    LedgerEntry,
+    classify,
+    deleted_entry,
+    fence_current,
+    ledger_schema,
+    merge_ledger,
+    prune_snapshots,
+    read_current,
+    read_ledger,
+    restored_entry,
+    snapshot_index,
+    write_snapshot,
+)
 from jobs.nightly.routes import RoutePlan, check_run_date, plan_routes, route_for
 from jobs.nightly.tables import SUMMARY_FIELDS, TABLES
 from jobs.nightly.worklists import WorkListWriter
 from jobs.runs.lifecycle import Run, RunFencedError
-from jobs.storage.pointer import PointerMovedError
+from jobs.runs.nightly_commit import NightTables, ledger_updates, stage_night_tables
+from jobs.runs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
 from jobs.storage.objects import filesystem_for, list_objects, parse_uri, write_bytes
-
+from jobs.storage.pointer import PointerMovedError
 
 
 @dataclass
@@ -108,7 +126,7 @@ def _run_leased(spec, run: Run, run_date: str, routes: list[RoutePlan], echo) ->
                          "run dates move forward (objects it would score were scored on later dates)")
     echo(f"scoring {parse_uri(spec.input).as_prefix().uri} as of {run_date} (run {run_id}); routes: "
          + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
-    night = _Night(spec, run, run_date, routes, echo)
+    night = Night(spec, run, run_date, routes, echo)
     try:
         night.classify(read_ledger(snapshot))
         night.score()
@@ -132,7 +150,7 @@ def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:
                           f"{result.report_uri or result.summary_uri}")
 
 
-class _Night:
+class Night:
     """One attempt at one run date: classify, score, commit."""
 
     def __init__(self, spec, run: Run, run_date: str, routes: list[RoutePlan], echo) -> None:

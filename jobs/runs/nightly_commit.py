@@ -19,17 +19,18 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from jobs.nightly.manifest import ERROR, GROUP_ROWS, PREDICTED, SKIPPED, LedgerEntry, ledger_schema
 from jobs.nightly.tables import DETAIL_TABLE, SCHEMAS, TABLES
-from tasks.object_votes import object_votes
-from jobs.storage.contract import now_utc
+from jobs.runs.score_commit import PARTIAL
 from jobs.runs.staged_parts import PartWriter, parquet_files, table_batches
 from jobs.runs.staged_sweep import FILE_COLUMN, SOURCE_COLUMN, SortedStream, staged_files, windows
-from jobs.runs.score_commit import PARTIAL
+from jobs.storage.contract import now_utc
 from jobs.storage.objects import Location
+from tasks.object_votes import object_votes
 
 if TYPE_CHECKING:
     from jobs.nightly.routes import RoutePlan
@@ -58,7 +59,8 @@ def stage_night_tables(fs, staging: Location, final: Location, routes: list[Rout
     updates = PartWriter(staging.join(f"ledger-{run_id}"), fs, ledger_schema())
     todo_schema = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()),
                              ("route", pa.string())])
-    expected = [SortedStream(table_batches(fs, parquet_files(staging.join(f"todo-{run_id}", r.name)), {"route": r.name}))
+    expected = [SortedStream(table_batches(fs, parquet_files(staging.join(f"todo-{run_id}", r.name)),
+                                           {"route": r.name}))
                 for r in routes]
     files = staged_files(fs, [(path, i) for i, r in enumerate(routes)
                               for path in parquet_files(staging.join("scored", r.name))])

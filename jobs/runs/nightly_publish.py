@@ -8,9 +8,9 @@ import json
 
 from jobs.errors import JobFailedError
 from jobs.nightly.tables import SCHEMAS, TABLES
-from jobs.storage.contract import OUTCOME_KEY
 from jobs.runs.lifecycle import STAGING, Run, TableWrite
 from jobs.runs.staged_parts import parquet_files, read_parts
+from jobs.storage.contract import OUTCOME_KEY
 from jobs.storage.objects import exists, filesystem_for, list_objects, read_bytes, write_bytes
 
 SUMMARY = "summary.json"
@@ -109,7 +109,8 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
         superseding = name == "errors" and table is not None
         if not rows and not superseding:
             continue
-        if rows and (found := pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet").count_rows()) != rows:
+        found = pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet").count_rows() if rows else 0
+        if found != rows:
             raise JobFailedError(f"publishing run date {run_date}: {final.join(name).uri}/ holds {found} rows of "
                                  f"{name}, its summary counts {rows}; nothing more was published and the staging "
                                  f"stays under {staging.uri}/")
@@ -126,8 +127,8 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
     write_bytes(summary_uri, read_bytes(staged_summary))  # last: once it is there, so is every table
     report_uri = ""
     try:
-        from jobs.reports.report import write_report
         from jobs.reports.figures import read_figures
+        from jobs.reports.report import write_report
 
         report_uri = write_report(run.output.uri, summary, read_figures(run.output.uri, run_date))
     except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures

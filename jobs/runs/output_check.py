@@ -78,7 +78,8 @@ def _check_conditional_writes(output: Location, probe: Location, field: str) -> 
                 client.put_object(Bucket=probe.bucket, Key=probe.key, Body=b"second", **condition)
                 ignored.append(next(iter(condition)))
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
                     ignored.append(f"{next(iter(condition))} ({exc.response.get('Error', {}).get('Code')})")
     finally:
         client.delete_object(Bucket=probe.bucket, Key=probe.key)

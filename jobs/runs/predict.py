@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def predict_source(model_uri: str, source: str, echo: Callable[[str], None] = pr
         probabilities = model(decode_image(data, input_shape)[np.newaxis], training=False).numpy()
         row = top_k(probabilities, class_names, 3)[0]
         echo(f"{source}: {row['label']} {row['score']:.3f}  (top: " +
-             ", ".join(f"{l} {s:.3f}" for l, s in zip(row["top_labels"], row["top_scores"])) + ")")
+             ", ".join(f"{label} {s:.3f}" for label, s in zip(row["top_labels"], row["top_scores"])) + ")")
         return [Prediction(0, 0.0, row["label"], row["score"])]
 
     with tempfile.TemporaryDirectory(prefix="mediajobs-predict-") as tmp:

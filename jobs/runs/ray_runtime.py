@@ -77,7 +77,7 @@ def _stay_on_loopback() -> None:
 
     os.environ.update(LOOPBACK_ENV)
     if "ray" in sys.modules:  # Ray read the switch at import: set the value it read
-        import ray._private.ray_constants as ray_constants
+        import ray._private.ray_constants as ray_constants  # noqa: PLC2701 - where Ray keeps the value it read
 
         ray_constants.ENABLE_RAY_CLUSTER = False
 

@@ -21,17 +21,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError
-from jobs.workers.media_stage import EXAMPLE, fetch_and_decode, isolation_enabled
 from jobs.models.store import load_keras_model, prepare_model
 from jobs.nightly.routes import MEDIA_OF_TASK
-from jobs.runs.resources import actor_pool_options
-from jobs.storage.contract import now_utc
 from jobs.runs.lifecycle import Run
+from jobs.runs.resources import actor_pool_options
 from jobs.runs.score_commit import SCORED, commit_run, listing_files, stage_listing, staged_schema
+from jobs.spec.task_config import task_config_from_metadata
+from jobs.storage.contract import now_utc
 from jobs.storage.objects import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.storage.outage import retry_while_unavailable, store_outage
-from jobs.spec.task_config import task_config_from_metadata
-
+from jobs.workers.media_stage import EXAMPLE, fetch_and_decode, isolation_enabled
 
 # Batches each classifier actor runs at once (threads): one batch's decoding and model
 # call overlap the storage waits of the other.
@@ -60,7 +59,7 @@ class BatchClassifier:
             prestart(decode_task, CALLS_PER_ACTOR)
         import tensorflow as tf
 
-        from jobs.workers.train_loop import enable_gpu_memory_growth
+        from jobs.workers.devices import enable_gpu_memory_growth
 
         enable_gpu_memory_growth(tf)
         limit_tf_threads(tf, cpus)

@@ -15,11 +15,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 from jobs.errors import MediaJobsError
-from tasks.object_votes import object_votes
-from jobs.storage.contract import ERRORS_SCHEMA, SCORED_AT
 from jobs.runs.lifecycle import Run, TableWrite
 from jobs.runs.staged_parts import PartWriter, parquet_files, read_parts, table_batches
 from jobs.runs.staged_sweep import SortedStream, staged_files, windows
+from jobs.storage.contract import ERRORS_SCHEMA, SCORED_AT
+from tasks.object_votes import object_votes
 
 PARTIAL = "decode-partial"  # an errors row for an object whose examples were still scored
 LISTING, SCORED = "listing", "scored"  # under a plain run's staging: what it lists, what the actors stage

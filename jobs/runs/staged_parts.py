@@ -3,7 +3,8 @@ window by window, read back batch by batch (never a whole table in the driver)."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from jobs.storage.objects import Location, list_objects
 

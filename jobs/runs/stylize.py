@@ -25,17 +25,24 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from jobs.workers.annotate_stage import output_key_for
-from jobs.reports.contact_sheet import contact_sheet_png
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.workers.decode_isolation import task_blob
-from jobs.workers.media_stage import decode_all, fetched_in_order, give_back, isolation_enabled
+from jobs.models.stylizer_source import StylizerSource, check_stylizer, load_module, resolve_stylizer
+from jobs.reports.contact_sheet import contact_sheet_png
+from jobs.runs.lifecycle import Run, TableWrite
 from jobs.runs.resources import actor_pool_options
 from jobs.storage.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
-from jobs.runs.lifecycle import Run, TableWrite
-from jobs.storage.objects import (StoredObject, filesystem_for, list_objects, needs_folders, parse_uri, read_bytes,
-                          write_bytes)
-from jobs.models.stylizer_source import StylizerSource, check_stylizer, load_module, resolve_stylizer
+from jobs.storage.objects import (
+    StoredObject,
+    filesystem_for,
+    list_objects,
+    needs_folders,
+    parse_uri,
+    read_bytes,
+    write_bytes,
+)
+from jobs.workers.annotate_stage import output_key_for
+from jobs.workers.decode_isolation import task_blob
+from jobs.workers.media_stage import decode_all, fetched_in_order, give_back, isolation_enabled
 
 __all__ = ["StylizerSource", "resolve_stylizer", "run_stylize"]
 
@@ -80,7 +87,8 @@ def staged_schema():
 
     return pa.schema([("content_uri", pa.string()), ("style_uri", pa.string()), ("output_uri", pa.string()),
                       ("height", pa.int32()), ("width", pa.int32()), ("seconds", pa.float32()),
-                      ("content_loss", pa.float32()), ("style_loss", pa.float32()), ("model_id", pa.string()), ("run_id", pa.string()), ("stage", pa.string()),
+                      ("content_loss", pa.float32()), ("style_loss", pa.float32()), ("model_id", pa.string()),
+                      ("run_id", pa.string()), ("stage", pa.string()),
                       ("error", pa.string()), ("scored_at", SCORED_AT())])
 
 
@@ -97,7 +105,7 @@ class BatchStylizer:
                  max_side: int | None, trust_model_code: bool = False) -> None:
         import tensorflow as tf
 
-        from jobs.workers.train_loop import enable_gpu_memory_growth
+        from jobs.workers.devices import enable_gpu_memory_growth
 
         enable_gpu_memory_growth(tf)
         self.module = load_module(source, trust_model_code)
@@ -227,7 +235,8 @@ def load_styles(uris: list[str]) -> list[np.ndarray]:
         try:
             image = decode_full(read_bytes(uri))
         except MediaDecodeError as exc:
-            raise MediaJobsError(f"styles[{i}]: {uri} is not a usable image ({exc.reason}); use a JPEG or PNG") from None
+            raise MediaJobsError(f"styles[{i}]: {uri} is not a usable image ({exc.reason}); "
+                                 "use a JPEG or PNG") from None
         except OSError as exc:
             raise MediaJobsError(f"styles[{i}]: cannot read {uri} ({exc}); check the URI") from None
         shrinking = max(image.shape[:2]) > HUB_STYLE_SIZE

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.storage.delta import RUN_ID_KEY, convert_table, delta_tables_under, open_table, vacuum_table
 from jobs.nightly.tables import SCHEMAS
+from jobs.storage.delta import RUN_ID_KEY, convert_table, delta_tables_under, open_table, vacuum_table
 from jobs.storage.objects import list_objects, parse_uri
 
 __all__ = ["DEFAULT_RETAIN_HOURS", "TableInfo", "convert_output", "list_tables", "vacuum_output"]
@@ -70,7 +70,8 @@ def convert_output(output_uri: str) -> list[str]:
     return converted
 
 
-def vacuum_output(output_uri: str, retain_hours: int = DEFAULT_RETAIN_HOURS, dry_run: bool = True) -> dict[str, list[str]]:
+def vacuum_output(output_uri: str, retain_hours: int = DEFAULT_RETAIN_HOURS,
+                  dry_run: bool = True) -> dict[str, list[str]]:
     """Per Delta table, the files older than the window that no kept version reads: deleted,
     or only listed when `dry_run`."""
     output = parse_uri(output_uri).as_prefix()

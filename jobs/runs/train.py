@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.workers.media_stage import EXAMPLE, fetch_and_decode
 from jobs.models.export import export_model
-from jobs.runs.resources import scaling_config
 from jobs.runs.output_check import prepare_output
-from jobs.storage.objects import filesystem_for
+from jobs.runs.resources import scaling_config
 from jobs.spec.task_config import task_config_for
+from jobs.storage.objects import filesystem_for
+from jobs.workers.media_stage import EXAMPLE, fetch_and_decode
+from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
 from jobs.workers.train_plans import extra_metadata, plan_for
 from jobs.workers.train_settings import batch_size_for
-from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,20 @@ from pydantic.fields import FieldInfo
 
 from jobs.errors import SpecError
 
-_Loc = tuple[Union[str, int], ...]
-_Problem = tuple[_Loc, str]
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
 # `scheme://user:secret@...`: a URI carrying credentials, never echoed back.
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
+USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
 
 
-def _unknown_choice(what: str, value: str, valid: Sequence[str]) -> str:
+def unknown_choice(what: str, value: str, valid: Sequence[str]) -> str:
     close = difflib.get_close_matches(value, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ";"
     plural = what if what == "media" else f"{what}s"  # media is plural already
     return f"unknown {what} {value!r}{hint} valid {plural}: {', '.join(valid)}"
 
 
-def _describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mapping[str, type[BaseModel]]) -> str:
+def describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mapping[str, type[BaseModel]]) -> str:
     """Pydantic's error as one sentence in our words: what is wrong, and the fix."""
     loc, error_type, value = err["loc"], err["type"], err.get("input")
     if error_type == "spec":
@@ -38,14 +38,14 @@ def _describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mappin
     if error_type == "extra_forbidden":
         return _unknown_field(root, loc, kinds)
     if error_type == "invalid_key":
-        return f"field names must be strings (got {_show(loc[-1])})"
+        return f"field names must be strings (got {show(loc[-1])})"
     if error_type == "string_unicode":  # only a key can get here: a lone surrogate such as "\ud800"
-        return f"field names must be valid Unicode text (got {_show(value)}); fix the \\u escape"
+        return f"field names must be valid Unicode text (got {show(value)}); fix the \\u escape"
     if field is None:
         return _describe_item(root, loc, value)
     if error_type == "literal_error" and isinstance(value, str):
-        return _unknown_choice(str(loc[-1]), value, get_args(_unwrap(field.annotation)))
-    message = f"must be {_expectation(field.annotation, field.metadata)} (got {_show(value)})"
+        return unknown_choice(str(loc[-1]), value, get_args(_unwrap(field.annotation)))
+    message = f"must be {_expectation(field.annotation, field.metadata)} (got {show(value)})"
     if value is None and not field.is_required():
         message += "; delete the line to use the default"
     elif error_type == "string_type" and field.description:
@@ -53,16 +53,16 @@ def _describe_error(root: type[BaseModel], err: Mapping[str, Any], kinds: Mappin
     return message
 
 
-def _describe_item(root: type[BaseModel], loc: _Loc, value: Any) -> str:
+def _describe_item(root: type[BaseModel], loc: Loc, value: Any) -> str:
     """An item of a list field (styles[1], routes[0]): what the list's items must be."""
     holder = _field_at(root, loc[:-1]) if loc and isinstance(loc[-1], int) else None
     items = get_args(_unwrap(holder.annotation)) if holder else ()
     if len(items) != 1:
-        return f"invalid value (got {_show(value)})"
-    return f"must be {_expectation(items[0])} (got {_show(value)})"
+        return f"invalid value (got {show(value)})"
+    return f"must be {_expectation(items[0])} (got {show(value)})"
 
 
-def _unknown_field(root: type[BaseModel], loc: _Loc, kinds: Mapping[str, type[BaseModel]]) -> str:
+def _unknown_field(root: type[BaseModel], loc: Loc, kinds: Mapping[str, type[BaseModel]]) -> str:
     parent = _model_at(root, loc[:-1])
     if parent is None:
         return "unknown field"
@@ -75,7 +75,7 @@ def _unknown_field(root: type[BaseModel], loc: _Loc, kinds: Mapping[str, type[Ba
     return f"unknown field{where}; valid fields: {', '.join(valid)}"
 
 
-def _model_at(root: type[BaseModel], loc: _Loc) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     model: Any = root
     for part in loc:
         if isinstance(part, int) and get_origin(model) is list:  # an item of a list of sections (routes[0])
@@ -92,7 +92,7 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _field_at(root: type[BaseModel], loc: _Loc) -> FieldInfo | None:
+def _field_at(root: type[BaseModel], loc: Loc) -> FieldInfo | None:
     parent = _model_at(root, loc[:-1]) if loc else None
     return parent.model_fields.get(loc[-1]) if parent and isinstance(loc[-1], str) else None
 
@@ -124,14 +124,14 @@ def _expectation(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     return " ".join([noun, " and ".join(f"{words[name]} {bound}" for name, bound in bounds.items())]).strip()
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A short rendering of a user's value for an error message; never a credential."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        if _USERINFO.search(value):
+        if USERINFO.search(value):
             return "a URI with credentials (not shown)"
         return repr(value if len(value) <= 60 else value[:57] + "...")
     if isinstance(value, Mapping):
@@ -145,11 +145,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _starts_with(loc: _Loc, prefix: _Loc) -> bool:
+def starts_with(loc: Loc, prefix: Loc) -> bool:
     return loc[:len(prefix)] == prefix
 
 
-def _dotted(loc: _Loc) -> str:
+def _dotted(loc: Loc) -> str:
     path = ""
     for part in loc:
         # A key with control characters (or a lone surrogate) must not reach the terminal raw.
@@ -158,10 +158,10 @@ def _dotted(loc: _Loc) -> str:
     return path
 
 
-def _spec_error(source: str, problems: list[_Problem], overridden: list[_Loc]) -> SpecError:
+def spec_error(source: str, problems: list[Problem], overridden: list[Loc]) -> SpecError:
     lines = []
     for loc, message in problems:
-        origin = next((key for key in overridden if _starts_with(loc, key) or _starts_with(key, loc)), None)
+        origin = next((key for key in overridden if starts_with(loc, key) or starts_with(key, loc)), None)
         note = f" (set by override {'.'.join(origin)})" if origin and loc else ""
         lines.append(f"{source}: {_dotted(loc)}: {message}{note}" if loc else f"{source}: {message}")
     return SpecError("\n".join(lines))

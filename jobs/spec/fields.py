@@ -1,6 +1,6 @@
 """The building blocks of job specs: field types, their validators and shared constants.
 
-Every validator raises `_fail(message)`: a finished sentence (what is wrong and the fix)
+Every validator raises `fail(message)`: a finished sentence (what is wrong and the fix)
 that `jobs.spec.errors` prefixes with the file and the field path.
 """
 
@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from jobs.spec.errors import _USERINFO, _show, _unknown_choice
 from jobs.errors import StorageError
-from jobs.storage.objects import parse_uri
+from jobs.spec.errors import USERINFO, show, unknown_choice
 from jobs.spec.uri_policy import scheme_problem
+from jobs.storage.objects import parse_uri
 from tasks.registry import task_names
 
 DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"binary-cnn": (64, 64, 3), "cifar10-cnn": (32, 32, 3)}
@@ -31,7 +31,7 @@ TASK_ARCHITECTURES: dict[str, tuple[str, ...]] = {
 CLASSIFIER_TASKS = ("image-classifier", "video-classifier", "audio-classifier")
 # Model fields that only some architectures take (the rest are refused, so a typo'd spec
 # cannot silently train something else than its author meant).
-_ARCHITECTURE_FIELDS = {
+ARCHITECTURE_FIELDS = {
     "cifar10-cnn": ("input_shape",), "binary-cnn": ("input_shape",), "mfcc-lstm": (),
     "dcgan": ("image_shape", "latent_dim"), "adain": ("image_size", "encoder"),
 }
@@ -39,18 +39,18 @@ _ARCHITECTURE_FIELDS = {
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CREDENTIALS_FIX = ("provide them through the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "
                     "or the AWS config (~/.aws/credentials, AWS_PROFILE)")
-_SECRET_KEY_PROBLEM = f"credentials do not belong in a spec; remove this key and {_CREDENTIALS_FIX}"
-_SECRET_URI_PROBLEM = f"credentials do not belong in a URI; remove the 'user:secret@' part and {_CREDENTIALS_FIX}"
+SECRET_KEY_PROBLEM = f"credentials do not belong in a spec; remove this key and {_CREDENTIALS_FIX}"
+SECRET_URI_PROBLEM = f"credentials do not belong in a URI; remove the 'user:secret@' part and {_CREDENTIALS_FIX}"
 
 
-def _fail(message: str) -> PydanticCustomError:
+def fail(message: str) -> PydanticCustomError:
     # The "spec" error type carries a finished message; _describe_error passes it through.
     return PydanticCustomError("spec", "{message}", {"message": message})
 
 
 def _check_version(value: Any) -> Any:
     if value != 1 or isinstance(value, bool) or not isinstance(value, int):
-        raise _fail('only version 1 exists; add "version: 1"')
+        raise fail('only version 1 exists; add "version: 1"')
     return value
 
 
@@ -58,61 +58,61 @@ def _check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         fix = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:63]
         hint = f"; try {fix!r}" if _NAME.fullmatch(fix) else ""
-        raise _fail("must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit "
-                    f"(got {_show(name)}){hint}")
+        raise fail("must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit "
+                    f"(got {show(name)}){hint}")
     return name
 
 
 def _check_task(name: str) -> str:
     if name not in task_names():
-        raise _fail(_unknown_choice("task", name, task_names()))
+        raise fail(unknown_choice("task", name, task_names()))
     return name
 
 
-def _check_model_source(value: str) -> str:
+def check_model_source(value: str) -> str:
     # A stylization module: a TF Hub / Kaggle handle (https://...), an s3:// prefix or a local dir.
     if value.startswith(("https://", "http://")):
-        if _USERINFO.search(value):
-            raise _fail(_SECRET_URI_PROBLEM)
+        if USERINFO.search(value):
+            raise fail(SECRET_URI_PROBLEM)
         if problem := scheme_problem(value):
-            raise _fail(problem)
+            raise fail(problem)
         return value
     return _check_uri(value)
 
 
 def _check_uri(uri: str) -> str:
-    if _USERINFO.search(uri):
-        raise _fail(_SECRET_URI_PROBLEM)
+    if USERINFO.search(uri):
+        raise fail(SECRET_URI_PROBLEM)
     if uri != uri.strip():
-        raise _fail(f"has leading or trailing spaces (got {uri!r}); remove them")
+        raise fail(f"has leading or trailing spaces (got {uri!r}); remove them")
     try:
         parse_uri(uri)
     except StorageError as exc:
         reason = exc.message.split("; use ")[0]
-        raise _fail(f"{reason}; use s3://bucket/prefix/ or a local path") from None
+        raise fail(f"{reason}; use s3://bucket/prefix/ or a local path") from None
     except ValueError:  # urlparse: an unclosed '[' reads as a broken IPv6 host
-        raise _fail(f"{_show(uri)} is not a valid URI; use s3://bucket/prefix/ or a local path") from None
+        raise fail(f"{show(uri)} is not a valid URI; use s3://bucket/prefix/ or a local path") from None
     if problem := scheme_problem(uri):
-        raise _fail(problem)
+        raise fail(problem)
     return uri
 
 
 def _check_input_shape(value: Any) -> tuple[int, int, int]:
     if (not isinstance(value, (list, tuple)) or len(value) != 3
             or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
-        raise _fail(f"must be [height, width, channels], three integers, e.g. [32, 32, 3] (got {_show(value)})")
+        raise fail(f"must be [height, width, channels], three integers, e.g. [32, 32, 3] (got {show(value)})")
     height, width, channels = value
     if not (8 <= height <= 1024 and 8 <= width <= 1024):
-        raise _fail(f"height and width must be between 8 and 1024 (got {list(value)})")
+        raise fail(f"height and width must be between 8 and 1024 (got {list(value)})")
     if channels not in (1, 3):
-        raise _fail(f"channels must be 1 (grayscale) or 3 (RGB) (got {channels})")
+        raise fail(f"channels must be 1 (grayscale) or 3 (RGB) (got {channels})")
     return (height, width, channels)
 
 
-_Version = Annotated[Literal[1], BeforeValidator(_check_version)]
-_JobName = Annotated[str, Field(strict=True), AfterValidator(_check_name)]
-_TaskName = Annotated[str, Field(strict=True), AfterValidator(_check_task)]
-_Uri = Annotated[str, Field(strict=True), AfterValidator(_check_uri)]
+Version = Annotated[Literal[1], BeforeValidator(_check_version)]
+JobName = Annotated[str, Field(strict=True), AfterValidator(_check_name)]
+TaskName = Annotated[str, Field(strict=True), AfterValidator(_check_task)]
+Uri = Annotated[str, Field(strict=True), AfterValidator(_check_uri)]
 _PIN = re.compile(r"@[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
@@ -121,19 +121,19 @@ def _check_model_uri(uri: str) -> str:
     _check_uri(uri)
     last = uri.rstrip("/").rsplit("/", 1)[-1]
     if "@" in last and not _PIN.fullmatch(last):
-        raise _fail(f"pins a model version as .../@<model_id> (letters, digits, '.', '_', '-' after the @); "
+        raise fail(f"pins a model version as .../@<model_id> (letters, digits, '.', '_', '-' after the @); "
                     f"got {last!r}, e.g. s3://models/cifar10-cnn/@cifar10-cnn-1a2b3c4d5e6f")
     return uri
 
 
-_ModelUri = Annotated[str, Field(strict=True), AfterValidator(_check_model_uri)]
-_TRUST_DESCRIPTION = ("load a model whose files carry code (Lambda layers, custom objects, SavedModel ops that "
+ModelUri = Annotated[str, Field(strict=True), AfterValidator(_check_model_uri)]
+TRUST_DESCRIPTION = ("load a model whose files carry code (Lambda layers, custom objects, SavedModel ops that "
                       "touch files); only for models whose author you trust")
-_InputShape = Annotated[tuple[int, int, int], BeforeValidator(_check_input_shape)]
-_Count = Annotated[int, Field(strict=True, ge=1)]
-_BatchSize = Annotated[int, Field(strict=True, ge=1, le=65536)]
-_Flag = Annotated[bool, Field(strict=True)]
+InputShape = Annotated[tuple[int, int, int], BeforeValidator(_check_input_shape)]
+Count = Annotated[int, Field(strict=True, ge=1)]
+BatchSize = Annotated[int, Field(strict=True, ge=1, le=65536)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

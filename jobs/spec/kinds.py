@@ -6,24 +6,47 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from jobs.spec.fields import (CLASSIFIER_TASKS, TASK_ARCHITECTURES, _BatchSize, _check_model_source, _Count, _fail,
-                               _Flag, _JobName, _ModelUri, _Strict, _TaskName, _TRUST_DESCRIPTION, _Uri, _Version)
-from jobs.spec.sections import (SECTION_TASKS, AudioConfig, FramesConfig, ModelConfig, ScoreResources, TrainData,
-                                 TrainingConfig, TrainResources, _only_for)
+from jobs.spec.fields import (
+    CLASSIFIER_TASKS,
+    TASK_ARCHITECTURES,
+    TRUST_DESCRIPTION,
+    BatchSize,
+    Count,
+    Flag,
+    JobName,
+    ModelUri,
+    Strict,
+    TaskName,
+    Uri,
+    Version,
+    check_model_source,
+    fail,
+)
+from jobs.spec.sections import (
+    SECTION_TASKS,
+    AudioConfig,
+    FramesConfig,
+    ModelConfig,
+    ScoreResources,
+    TrainData,
+    TrainingConfig,
+    TrainResources,
+    only_for,
+)
 
 
-class TrainSpec(_Strict):
-    version: _Version = Field(description='the spec format version; add "version: 1"')
+class TrainSpec(Strict):
+    version: Version = Field(description='the spec format version; add "version: 1"')
     kind: Literal["train"]
-    name: _JobName = Field(description="the job name, e.g. cifar10-cnn")
-    task: _TaskName = Field(description="the task to run, e.g. image-classifier")
+    name: JobName = Field(description="the job name, e.g. cifar10-cnn")
+    task: TaskName = Field(description="the task to run, e.g. image-classifier")
     model: ModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
     data: TrainData = Field(description="the training data, e.g. {train: s3://media/cifar10/train/}")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     audio: AudioConfig | None = Field(None, description="audio features (audio-classifier)")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     resources: TrainResources = Field(default_factory=TrainResources)
-    output: _Uri = Field(description="where to write the trained model, e.g. s3://models/cifar10-cnn/")
+    output: Uri = Field(description="where to write the trained model, e.g. s3://models/cifar10-cnn/")
 
     @field_validator("model")
     @classmethod
@@ -31,14 +54,14 @@ class TrainSpec(_Strict):
         task = info.data.get("task")
         allowed = TASK_ARCHITECTURES.get(task or "", ())
         if allowed and model.architecture not in allowed:
-            raise _fail(f"architecture: task {task} trains {' or '.join(allowed)}, not {model.architecture}")
+            raise fail(f"architecture: task {task} trains {' or '.join(allowed)}, not {model.architecture}")
         return model
 
     @field_validator("frames", "audio")
     @classmethod
     def _section_fits_task(cls, section, info: ValidationInfo):
         if section is not None:
-            _only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
+            only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
         return section
 
     @field_validator("data")
@@ -46,12 +69,12 @@ class TrainSpec(_Strict):
     def _data_fits_task(cls, data: TrainData, info: ValidationInfo) -> TrainData:
         task = info.data.get("task")
         if task == "style-transfer" and data.style is None:
-            raise _fail("style: style-transfer trains on content images (train) and style images (style); "
+            raise fail("style: style-transfer trains on content images (train) and style images (style); "
                         "add style: s3://bucket/styles/")
         if task is not None and task != "style-transfer" and data.style is not None:
-            raise _fail(f"style: applies to task style-transfer only (this spec's task is {task}); delete it")
+            raise fail(f"style: applies to task style-transfer only (this spec's task is {task}); delete it")
         if task in ("gan", "style-transfer") and data.validation is not None:
-            raise _fail(f"validation: applies to classifier tasks only (this spec's task is {task}); delete it")
+            raise fail(f"validation: applies to classifier tasks only (this spec's task is {task}); delete it")
         return data
 
     @field_validator("training")
@@ -61,14 +84,14 @@ class TrainSpec(_Strict):
         if stopping is None:
             return training
         if task in ("gan", "style-transfer"):
-            raise _fail(f"early_stopping: applies to classifier tasks only (this spec's task is {task}); delete it")
+            raise fail(f"early_stopping: applies to classifier tasks only (this spec's task is {task}); delete it")
         if stopping.monitor.startswith("val_") and data is not None and data.validation is None:
-            raise _fail(f"early_stopping.monitor: {stopping.monitor} is measured on held-out data; add "
+            raise fail(f"early_stopping.monitor: {stopping.monitor} is measured on held-out data; add "
                         f"data.validation: s3://bucket/validation/ or monitor {stopping.monitor[4:]}")
         return training
 
     @model_validator(mode="after")
-    def _task_defaults(self) -> "TrainSpec":
+    def _task_defaults(self) -> TrainSpec:
         # Fill the media section of the task with its defaults, so the spec hash and the
         # model metadata record what was actually used.
         if self.task == "video-classifier" and self.frames is None:
@@ -83,16 +106,16 @@ _ErrorRate = Annotated[float, Field(strict=False, ge=0, le=1, allow_inf_nan=Fals
 _Extension = Annotated[str, Field(strict=True, pattern=r"^\.[A-Za-z0-9]{1,16}$")]
 
 
-class _ScoreCommon(_Strict):
-    version: _Version = Field(description='the spec format version; add "version: 1"')
+class _ScoreCommon(Strict):
+    version: Version = Field(description='the spec format version; add "version: 1"')
     kind: Literal["score"]
-    name: _JobName = Field(description="the job name, e.g. score-images")
-    input: _Uri = Field(description="the URI of the objects to score, e.g. s3://archive/images/")
-    output: _Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
-    batch_size: _BatchSize = 256
-    top_k: _Count = 3
-    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION)
-    incremental: _Flag = Field(False, description="score only new or changed objects, tables partitioned by run date")
+    name: JobName = Field(description="the job name, e.g. score-images")
+    input: Uri = Field(description="the URI of the objects to score, e.g. s3://archive/images/")
+    output: Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
+    batch_size: BatchSize = 256
+    top_k: Count = 3
+    trust_model_code: Flag = Field(False, description=TRUST_DESCRIPTION)
+    incremental: Flag = Field(False, description="score only new or changed objects, tables partitioned by run date")
     max_error_rate: _ErrorRate | None = Field(
         None, description="the share of scored objects that may fail before the run exits 1 "
                           "(default 0.05 with incremental: true, no limit otherwise)")
@@ -104,42 +127,42 @@ class _ScoreCommon(_Strict):
 
 
 class ScoreSpec(_ScoreCommon):
-    task: _TaskName = Field(description="the task to run, e.g. image-classifier")
-    model: _ModelUri = Field(description="the output URI of a train job, e.g. s3://models/cifar10-cnn/ "
+    task: TaskName = Field(description="the task to run, e.g. image-classifier")
+    model: ModelUri = Field(description="the output URI of a train job, e.g. s3://models/cifar10-cnn/ "
                                          "(pin a version: s3://models/cifar10-cnn/@<model_id>)")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
-    annotate: _Flag = Field(False, description="write annotated videos and contact sheets (video-classifier)")
+    annotate: Flag = Field(False, description="write annotated videos and contact sheets (video-classifier)")
 
     @field_validator("task")
     @classmethod
     def _classifier_task(cls, task: str) -> str:
         if task not in CLASSIFIER_TASKS:
             other = {"gan": "kind: generate samples a trained GAN", "style-transfer": "kind: stylize restyles images"}
-            raise _fail(f"a score job classifies ({', '.join(CLASSIFIER_TASKS)}); {other.get(task, '')}".rstrip("; "))
+            raise fail(f"a score job classifies ({', '.join(CLASSIFIER_TASKS)}); {other.get(task, '')}".rstrip("; "))
         return task
 
     @field_validator("frames", "annotate")
     @classmethod
     def _video_only(cls, value, info: ValidationInfo):
         if value:
-            _only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
+            only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
         return value
 
     @model_validator(mode="after")
-    def _no_annotation_in_incremental_runs(self) -> "ScoreSpec":
+    def _no_annotation_in_incremental_runs(self) -> ScoreSpec:
         if self.annotate and self.incremental:
-            raise _fail("annotate: annotated videos are not written by incremental runs; delete annotate or "
+            raise fail("annotate: annotated videos are not written by incremental runs; delete annotate or "
                         "incremental")
         return self
 
 
-class Route(_Strict):
+class Route(Strict):
     """One modality of a mixed archive: which objects (by extension), scored by which model."""
 
     media: Literal["image", "video", "audio"] = Field(description="the kind of media this route scores")
-    model: _ModelUri = Field(description="the output URI of a train job for this media, e.g. "
+    model: ModelUri = Field(description="the output URI of a train job for this media, e.g. "
                                          "s3://models/cifar10-cnn/ (or a pinned version: .../@<model_id>)")
-    name: _JobName | None = Field(None, description="the route's name in the tables (default: the media)")
+    name: JobName | None = Field(None, description="the route's name in the tables (default: the media)")
     extensions: list[_Extension] | None = Field(
         None, description="object name suffixes this route takes, e.g. [.jpg, .png] (default: the media's)")
     frames: FramesConfig | None = Field(None, description="video frame sampling (media: video)")
@@ -153,9 +176,9 @@ class Route(_Strict):
         return self.name or self.media
 
     @model_validator(mode="after")
-    def _frames_for_video(self) -> "Route":
+    def _frames_for_video(self) -> Route:
         if self.frames is not None and self.media != "video":
-            raise _fail(f"frames applies to media: video only (this route's media is {self.media}); delete it")
+            raise fail(f"frames applies to media: video only (this route's media is {self.media}); delete it")
         return self
 
 
@@ -170,31 +193,31 @@ class RoutedScoreSpec(_ScoreCommon):
         from tasks import get_task
 
         if not routes:
-            raise _fail("must list at least one route, e.g. [{media: image, model: s3://models/cnn/}]")
+            raise fail("must list at least one route, e.g. [{media: image, model: s3://models/cnn/}]")
         names = [r.route_name for r in routes]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise _fail(f"route names must differ ({', '.join(twice)} used twice); give each route a name")
+            raise fail(f"route names must differ ({', '.join(twice)} used twice); give each route a name")
         claimed: dict[str, str] = {}
         for route in routes:
             for extension in route.extensions or get_task(route.task).suffixes:
                 other = claimed.setdefault(extension.lower(), route.route_name)
                 if other != route.route_name:
-                    raise _fail(f"{extension} is taken by routes {other} and {route.route_name}; "
+                    raise fail(f"{extension} is taken by routes {other} and {route.route_name}; "
                                 "list it under one route's extensions")
         return routes
 
     @model_validator(mode="after")
-    def _incremental_only(self) -> "RoutedScoreSpec":
+    def _incremental_only(self) -> RoutedScoreSpec:
         if not self.incremental:
-            raise _fail("routes: a mixed-media archive is scored incrementally; add incremental: true")
+            raise fail("routes: a mixed-media archive is scored incrementally; add incremental: true")
         return self
 
 
-class GenerationQuality(_Strict):
+class GenerationQuality(Strict):
     """The generated images judged by a classifier trained on the same kind of images."""
 
-    classifier: _ModelUri = Field(description="the output URI of an image-classifier train job trained on the "
+    classifier: ModelUri = Field(description="the output URI of an image-classifier train job trained on the "
                                               "images the GAN learned, e.g. s3://models/digits-cnn/ (or a pinned "
                                               "version: .../@<model_id>)")
     confident: Annotated[float, Field(strict=False, gt=0, le=1, allow_inf_nan=False)] = Field(
@@ -203,50 +226,50 @@ class GenerationQuality(_Strict):
                                                      "reported as a possible mode collapse")
 
 
-class GenerateSpec(_Strict):
+class GenerateSpec(Strict):
     """Sample images from a trained GAN: `count` images, image i from latent vector (seed, i)."""
 
-    version: _Version = Field(description='the spec format version; add "version: 1"')
+    version: Version = Field(description='the spec format version; add "version: 1"')
     kind: Literal["generate"]
-    name: _JobName = Field(description="the job name, e.g. digits-samples")
+    name: JobName = Field(description="the job name, e.g. digits-samples")
     task: Literal["gan"] = Field("gan", description="the task: gan (the only one that generates)")
-    model: _ModelUri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/ "
+    model: ModelUri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/ "
                                          "(or a pinned version: .../@<model_id>)")
     count: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] = Field(
         description="how many images to generate, e.g. 10000")
     seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
-    output: _Uri = Field(description="where to write the images and their index, e.g. s3://samples/digits/")
-    batch_size: _BatchSize = 256
+    output: Uri = Field(description="where to write the images and their index, e.g. s3://samples/digits/")
+    batch_size: BatchSize = 256
     grid_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
     quality: GenerationQuality | None = Field(
         None, description="judge the samples with a classifier, e.g. {classifier: s3://models/digits-cnn/}")
-    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION + " (the generator and the classifier)")
+    trust_model_code: Flag = Field(False, description=TRUST_DESCRIPTION + " (the generator and the classifier)")
     resources: ScoreResources = Field(default_factory=ScoreResources)
 
 
-class StylizeSpec(_Strict):
+class StylizeSpec(Strict):
     """Restyle every image under `input` in each style of `styles`, keeping each image's size."""
 
-    version: _Version = Field(description='the spec format version; add "version: 1"')
+    version: Version = Field(description='the spec format version; add "version: 1"')
     kind: Literal["stylize"]
-    name: _JobName = Field(description="the job name, e.g. stylize-photos")
+    name: JobName = Field(description="the job name, e.g. stylize-photos")
     task: Literal["style-transfer"] = Field("style-transfer", description="the task: style-transfer")
-    model: Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_model_source)] = Field(
+    model: Annotated[str, Field(strict=True, min_length=1), AfterValidator(check_model_source)] = Field(
         description="a stylization module: the output URI of a style-transfer train job, an s3:// or local "
                     "SavedModel directory, or a TF Hub handle (needs internet)")
-    input: _Uri = Field(description="the URI of the content images, e.g. s3://photos/2026/")
-    styles: list[_Uri] = Field(description="a list of style image URIs, e.g. [s3://media/styles/wave.jpg]")
-    output: _Uri = Field(description="where to write the stylized images and tables, e.g. s3://stylized/photos/")
+    input: Uri = Field(description="the URI of the content images, e.g. s3://photos/2026/")
+    styles: list[Uri] = Field(description="a list of style image URIs, e.g. [s3://media/styles/wave.jpg]")
+    output: Uri = Field(description="where to write the stylized images and tables, e.g. s3://stylized/photos/")
     batch_size: Annotated[int, Field(strict=True, ge=1, le=256)] = 4
     image_format: Literal["png", "jpeg"] = "jpeg"
     max_side: Annotated[int, Field(strict=True, ge=16, le=16384)] | None = None
-    trust_model_code: _Flag = Field(False, description=_TRUST_DESCRIPTION)
+    trust_model_code: Flag = Field(False, description=TRUST_DESCRIPTION)
     resources: ScoreResources = Field(default_factory=ScoreResources)
 
     @field_validator("styles")
     @classmethod
     def _some_styles(cls, styles: list[str]) -> list[str]:
         if not 1 <= len(styles) <= 64:
-            raise _fail(f"must list 1 to 64 style image URIs (got {len(styles)}), "
+            raise fail(f"must list 1 to 64 style image URIs (got {len(styles)}), "
                         "e.g. [s3://media/styles/wave.jpg]")
         return styles

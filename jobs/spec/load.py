@@ -10,17 +10,16 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from jobs.spec.errors import (_USERINFO, _describe_error, _Loc, _Problem, _show, _spec_error, _starts_with,
-                               _unknown_choice)
-from jobs.spec.fields import _SECRET_KEY_PROBLEM, _SECRET_URI_PROBLEM, DEFAULT_INPUT_SHAPES
+from jobs.errors import SpecError
+from jobs.spec.errors import USERINFO, Loc, Problem, describe_error, show, spec_error, starts_with, unknown_choice
+from jobs.spec.fields import DEFAULT_INPUT_SHAPES, SECRET_KEY_PROBLEM, SECRET_URI_PROBLEM
 from jobs.spec.kinds import GenerateSpec, RoutedScoreSpec, ScoreSpec, StylizeSpec, TrainSpec
 from jobs.spec.sections import ImageModelConfig, ModelConfig, ScoreResources, TrainData, TrainingConfig, TrainResources
-from jobs.spec.yaml_file import _SECRET_KEY, _apply_overrides, _plain, _read_yaml
-from jobs.errors import SpecError
+from jobs.spec.yaml_file import SECRET_KEY, apply_overrides, plain_copy, read_yaml
 
 __all__ = [
     "DEFAULT_INPUT_SHAPES", "GenerateSpec", "ImageModelConfig", "ModelConfig", "ScoreResources", "ScoreSpec", "Spec",
@@ -29,7 +28,7 @@ __all__ = [
 ]
 
 
-Spec = Union[TrainSpec, ScoreSpec, RoutedScoreSpec, GenerateSpec, StylizeSpec]
+Spec = TrainSpec | ScoreSpec | RoutedScoreSpec | GenerateSpec | StylizeSpec
 _KINDS: dict[str, type[BaseModel]] = {"generate": GenerateSpec, "score": ScoreSpec, "stylize": StylizeSpec,
                                       "train": TrainSpec}
 
@@ -49,7 +48,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
         SpecError: naming the file, the field path, what is wrong and the fix; one line per problem.
     """
     source = str(path)
-    data = _read_yaml(Path(path), source)
+    data = read_yaml(Path(path), source)
     if data is None:
         raise SpecError(f'{source}: the file is empty; start it with "version: 1" and a job kind '
                         f'("kind: train", "kind: score", "kind: generate" or "kind: stylize")')
@@ -64,13 +63,13 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
     """
     if not isinstance(data, Mapping):
         raise SpecError(f'{source}: the top level must be a mapping of fields such as "version: 1" '
-                        f'and "kind: train" (got {_show(data)})')
-    plain, overridden = _apply_overrides(_plain(data), overrides, source)
+                        f'and "kind: train" (got {show(data)})')
+    plain, overridden = apply_overrides(plain_copy(data), overrides, source)
     problems = _credential_problems(plain, ())
     kind = plain.get("kind")
     if not isinstance(kind, str) or kind not in _KINDS:  # `kind: []` is unhashable
         problems.append((("kind",), _kind_problem(kind, "kind" in plain)))
-        raise _spec_error(source, problems, overridden)
+        raise spec_error(source, problems, overridden)
     model = RoutedScoreSpec if kind == "score" and "routes" in plain else _KINDS[kind]
     try:
         spec = model.model_validate(plain)
@@ -80,10 +79,10 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
         for err in exc.errors(include_url=False):
             # A non-string key is a problem of the mapping that holds it, not a path of its own.
             loc = err["loc"][:-1] if err["type"] == "invalid_key" else err["loc"]
-            if not any(_starts_with(loc, prefix) for prefix in hidden):
-                problems.append((loc, _describe_error(model, err, _KINDS)))
+            if not any(starts_with(loc, prefix) for prefix in hidden):
+                problems.append((loc, describe_error(model, err, _KINDS)))
     if problems:
-        raise _spec_error(source, problems, overridden)
+        raise spec_error(source, problems, overridden)
     return spec
 
 
@@ -105,19 +104,19 @@ def spec_hash(spec: Spec) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
-def _credential_problems(value: Any, loc: _Loc) -> list[_Problem]:
+def _credential_problems(value: Any, loc: Loc) -> list[Problem]:
     if isinstance(value, dict):
-        problems: list[_Problem] = []
+        problems: list[Problem] = []
         for key, item in value.items():
-            if isinstance(key, str) and _SECRET_KEY.search(key):
-                problems.append((loc + (key,), _SECRET_KEY_PROBLEM))
+            if isinstance(key, str) and SECRET_KEY.search(key):
+                problems.append((loc + (key,), SECRET_KEY_PROBLEM))
             else:
                 problems += _credential_problems(item, loc + (key,))
         return problems
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in _credential_problems(item, loc + (i,))]
-    if isinstance(value, str) and _USERINFO.search(value):
-        return [(loc, _SECRET_URI_PROBLEM)]
+    if isinstance(value, str) and USERINFO.search(value):
+        return [(loc, SECRET_URI_PROBLEM)]
     return []
 
 
@@ -126,5 +125,5 @@ def _kind_problem(kind: Any, present: bool) -> str:
     if not present:
         return f"required field is missing (the job kind: {', '.join(valid)}); add e.g. \"kind: train\""
     if not isinstance(kind, str):
-        return f"must be one of {', '.join(valid)} (got {_show(kind)})"
-    return _unknown_choice("kind", kind, valid)
+        return f"must be one of {', '.join(valid)} (got {show(kind)})"
+    return unknown_choice("kind", kind, valid)

@@ -7,19 +7,28 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from jobs.spec.fields import (_ARCHITECTURE_FIELDS, DEFAULT_INPUT_SHAPES, _BatchSize, _Count, _fail, _Flag,
-                               _InputShape, _Strict, _Uri)
+from jobs.spec.fields import (
+    ARCHITECTURE_FIELDS,
+    DEFAULT_INPUT_SHAPES,
+    BatchSize,
+    Count,
+    Flag,
+    InputShape,
+    Strict,
+    Uri,
+    fail,
+)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """The network a train job builds. `input_shape` (classifiers) defaults by architecture;
     `image_shape` and `latent_dim` are the DCGAN's, `image_size` and `encoder` AdaIN's."""
 
     architecture: Literal["binary-cnn", "cifar10-cnn", "mfcc-lstm", "dcgan", "adain"] = Field(
         description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio), "
                     "dcgan (gan), adain (style-transfer)")
-    input_shape: _InputShape | None = Field(None, description="[height, width, channels] of the model input")
-    image_shape: _InputShape | None = Field(None, description="[height, width, channels] of the generated images")
+    input_shape: InputShape | None = Field(None, description="[height, width, channels] of the model input")
+    image_shape: InputShape | None = Field(None, description="[height, width, channels] of the generated images")
     latent_dim: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = None
     image_size: Annotated[int, Field(strict=True, ge=8, le=1024)] | None = None
     encoder: Literal["vgg19", "tiny"] | None = None
@@ -30,29 +39,29 @@ class ModelConfig(_Strict):
         if not isinstance(data, Mapping):
             return data
         architecture = data.get("architecture")
-        if not isinstance(architecture, str) or architecture not in _ARCHITECTURE_FIELDS:
+        if not isinstance(architecture, str) or architecture not in ARCHITECTURE_FIELDS:
             # Reported on its own field; a default shape keeps a missing input_shape quiet.
             return {**data, "input_shape": data.get("input_shape", DEFAULT_INPUT_SHAPES["cifar10-cnn"])}
-        allowed = _ARCHITECTURE_FIELDS[architecture]
+        allowed = ARCHITECTURE_FIELDS[architecture]
         for name in ("input_shape", "image_shape", "latent_dim", "image_size", "encoder"):
             if data.get(name) is not None and name not in allowed:  # null: as written back by spec_to_dict
                 fix = {"mfcc-lstm": "mfcc-lstm takes its input shape from the `audio` section",
                        "dcgan": "dcgan sets the image size with image_shape"}.get(architecture, "")
                 fields = f"; {architecture} takes {', '.join(allowed)}" if allowed else ""
-                raise _fail(f"{name}: {fix or f'{architecture} has no {name}'}{fields}; delete {name}")
+                raise fail(f"{name}: {fix or f'{architecture} has no {name}'}{fields}; delete {name}")
         defaults = {"input_shape": DEFAULT_INPUT_SHAPES.get(architecture), "image_shape": (28, 28, 1),
                     "latent_dim": 100, "image_size": 256, "encoder": "vgg19"}
         return {**data, **{name: defaults[name] for name in allowed if data.get(name) is None}}
 
     @model_validator(mode="after")
-    def _sizes_fit_the_network(self) -> "ModelConfig":
+    def _sizes_fit_the_network(self) -> ModelConfig:
         if self.image_shape is not None and (self.image_shape[0] % 4 or self.image_shape[1] % 4):
-            raise _fail(f"image_shape: height and width must be multiples of 4 (the generator upsamples twice "
+            raise fail(f"image_shape: height and width must be multiples of 4 (the generator upsamples twice "
                         f"by 2), got {list(self.image_shape)}; e.g. [28, 28, 1] or [32, 32, 3]")
         if self.image_size is not None and self.encoder is not None:
             factor = {"vgg19": 8, "tiny": 4}[self.encoder]
             if self.image_size % factor:
-                raise _fail(f"image_size: must be a multiple of {factor} for the {self.encoder} encoder "
+                raise fail(f"image_size: must be a multiple of {factor} for the {self.encoder} encoder "
                             f"(got {self.image_size}); e.g. {self.image_size // factor * factor or factor}")
         return self
 
@@ -60,15 +69,15 @@ class ModelConfig(_Strict):
 ImageModelConfig = ModelConfig  # the name before GAN and style-transfer models existed
 
 
-class FramesConfig(_Strict):
+class FramesConfig(Strict):
     """How video frames are sampled: every `every_n_frames` frames if set, else every `every_seconds`."""
 
     every_seconds: Annotated[float, Field(strict=False, gt=0, allow_inf_nan=False)] | None = 1.0
-    every_n_frames: _Count | None = None
-    max_frames: _Count = 300
+    every_n_frames: Count | None = None
+    max_frames: Count = 300
 
 
-class AudioConfig(_Strict):
+class AudioConfig(Strict):
     """How audio is turned into model input: resampled mono, cut into windows, MFCCs per window."""
 
     sample_rate: Annotated[int, Field(strict=True, ge=4000, le=96000)] = 16000
@@ -76,10 +85,10 @@ class AudioConfig(_Strict):
     window_seconds: Annotated[float, Field(strict=False, gt=0, le=60, allow_inf_nan=False)] = 1.0
 
     @model_validator(mode="after")
-    def _window_holds_an_fft_frame(self) -> "AudioConfig":
+    def _window_holds_an_fft_frame(self) -> AudioConfig:
         # The MFCC frame is 25 ms at 16 kHz (n_fft 400); a window must hold one.
         if self.window_seconds * self.sample_rate < 400:
-            raise _fail(f"window_seconds: {self.window_seconds} s at {self.sample_rate} Hz is shorter than one "
+            raise fail(f"window_seconds: {self.window_seconds} s at {self.sample_rate} Hz is shorter than one "
                         f"MFCC frame (400 samples); use at least {400 / self.sample_rate:.3f}")
         return self
 
@@ -88,32 +97,32 @@ SECTION_TASKS = {"frames": "video-classifier", "annotate": "video-classifier", "
 _STYLE_TRAINING_IMAGES = 4096  # style images travel to every worker: bounded by design
 
 
-def _only_for(task_name: str | None, wanted: str, section: str) -> None:
+def only_for(task_name: str | None, wanted: str, section: str) -> None:
     if task_name is not None and task_name != wanted:
-        raise _fail(f"{section} applies to task {wanted} only (this spec's task is {task_name}); delete it")
+        raise fail(f"{section} applies to task {wanted} only (this spec's task is {task_name}); delete it")
 
 
-class TrainData(_Strict):
-    train: _Uri = Field(description="the URI of the training images, e.g. s3://media/cifar10/train/")
-    validation: _Uri | None = Field(None, description="the URI of the validation images (classifiers)")
-    style: _Uri | None = Field(None, description="the URI of the style images (style-transfer), "
+class TrainData(Strict):
+    train: Uri = Field(description="the URI of the training images, e.g. s3://media/cifar10/train/")
+    validation: Uri | None = Field(None, description="the URI of the validation images (classifiers)")
+    style: Uri | None = Field(None, description="the URI of the style images (style-transfer), "
                                                  "e.g. s3://media/styles/")
 
 
-class EarlyStopping(_Strict):
+class EarlyStopping(Strict):
     """Stop when `monitor` has not improved for `patience` epochs; with `restore_best`, the
     exported model is the best epoch's (jobs.workers.train_settings.EarlyStop)."""
 
     monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
-    patience: _Count = 3
-    restore_best: _Flag = True
+    patience: Count = 3
+    restore_best: Flag = True
 
 
-class TrainingConfig(_Strict):
-    epochs: _Count = 10
+class TrainingConfig(Strict):
+    epochs: Count = 10
     # Global (over all workers). Unset, it is 64 lowered to fit the data (jobs.workers.train_settings);
     # set, it is used as given or refused.
-    batch_size: _BatchSize = 64
+    batch_size: BatchSize = 64
     learning_rate: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = 0.001
     seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
     max_failures: Annotated[int, Field(strict=True, ge=0)] = 2
@@ -130,38 +139,38 @@ _GpuShare = Annotated[float, Field(strict=False, ge=0, le=64, allow_inf_nan=Fals
 def _gpu_share(value: float | None, use_gpu: bool, field: str) -> float:
     """GPUs per worker or actor: 1 by default with use_gpu, else 0; a contradiction is refused."""
     if value and not use_gpu:
-        raise _fail(f"{field}: set use_gpu: true as well, or delete {field}")
+        raise fail(f"{field}: set use_gpu: true as well, or delete {field}")
     if use_gpu and value == 0:
-        raise _fail(f"{field}: use_gpu is true but {field} is 0; set it above 0 (e.g. 1) or use_gpu: false")
+        raise fail(f"{field}: use_gpu is true but {field} is 0; set it above 0 (e.g. 1) or use_gpu: false")
     return float(value if value is not None else (1 if use_gpu else 0))
 
 
-class TrainResources(_Strict):
+class TrainResources(Strict):
     """Ray Train's ScalingConfig (see jobs.runs.resources): one worker per MWMS replica."""
 
-    num_workers: _Count = 2
-    use_gpu: _Flag = False
-    cpus_per_worker: _Count = 1
+    num_workers: Count = 2
+    use_gpu: Flag = False
+    cpus_per_worker: Count = 1
     gpus_per_worker: _GpuShare | None = Field(None, description="GPUs per worker with use_gpu (default 1)")
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how workers are placed on nodes: PACK (fewest nodes), SPREAD, STRICT_SPREAD "
                             "(one worker per node), STRICT_PACK (one node)")
 
     @model_validator(mode="after")
-    def _gpus_need_use_gpu(self) -> "TrainResources":
+    def _gpus_need_use_gpu(self) -> TrainResources:
         object.__setattr__(self, "gpus_per_worker", _gpu_share(self.gpus_per_worker, self.use_gpu, "gpus_per_worker"))
         return self
 
 
-class ScoreResources(_Strict):
+class ScoreResources(Strict):
     """The model actor pool (see jobs.runs.resources): `concurrency` actors, spread over the nodes."""
 
-    concurrency: _Count = 2
-    use_gpu: _Flag = False
+    concurrency: Count = 2
+    use_gpu: Flag = False
     num_gpus: _GpuShare | None = Field(None, description="GPUs per actor with use_gpu (default 1; 0.5 shares one)")
     cpus_per_actor: Annotated[float, Field(strict=False, gt=0, le=256, allow_inf_nan=False)] = 1
 
     @model_validator(mode="after")
-    def _gpus_need_use_gpu(self) -> "ScoreResources":
+    def _gpus_need_use_gpu(self) -> ScoreResources:
         object.__setattr__(self, "num_gpus", _gpu_share(self.num_gpus, self.use_gpu, "num_gpus"))
         return self

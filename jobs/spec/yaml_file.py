@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from jobs.spec.errors import _USERINFO, _Loc, _Problem, _show, _spec_error
 from jobs.errors import SpecError
+from jobs.spec.errors import USERINFO, Loc, Problem, show, spec_error
 
-_SECRET_KEY = re.compile(r"access[_-]?key|secret|passw(or)?d|token|credential|api[_-]?key|private[_-]?key", re.I)
+SECRET_KEY = re.compile(r"access[_-]?key|secret|passw(or)?d|token|credential|api[_-]?key|private[_-]?key", re.I)
 _OVERRIDE_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -71,7 +71,7 @@ class _SpecLoader(yaml.SafeLoader):
         # written to a table or printed.
         if isinstance(value, str) and _SURROGATE.search(value):
             raise yaml.constructor.ConstructorError(
-                None, None, f"{_show(value)} holds a lone surrogate (\\ud800-\\udfff escape), which is not a "
+                None, None, f"{show(value)} holds a lone surrogate (\\ud800-\\udfff escape), which is not a "
                             "character", node.start_mark)
         return value
 
@@ -84,7 +84,7 @@ class _SpecLoader(yaml.SafeLoader):
             # has more digits than int() reads (4300).
             tag = node.tag.rsplit(":", 1)[-1]
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {_show(node.value)} as {tag}", node.start_mark) from None
+                None, None, f"cannot read {show(node.value)} as {tag}", node.start_mark) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         if not isinstance(node, yaml.MappingNode):  # `!!map x`, `!!set x`: SafeLoader says what is wrong
@@ -111,7 +111,7 @@ _SpecLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
-def _read_yaml(path: Path, source: str) -> Any:
+def read_yaml(path: Path, source: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -145,18 +145,18 @@ def _read_yaml(path: Path, source: str) -> Any:
         raise SpecError(f"{source}: invalid YAML: {exc}; fix the syntax") from None
 
 
-def _plain(value: Any) -> Any:
+def plain_copy(value: Any) -> Any:
     """A fresh copy with plain dicts and lists, so validation never touches the caller's data."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_copy(v) for v in value]
     return value
 
 
-def _apply_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple[dict, list[_Loc]]:
-    problems: list[_Problem] = []
-    overridden: list[_Loc] = []
+def apply_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple[dict, list[Loc]]:
+    problems: list[Problem] = []
+    overridden: list[Loc] = []
     for text in overrides:
         key, sep, raw = text.partition("=")
         key = key.strip()
@@ -178,19 +178,19 @@ def _apply_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple
                 node[part] = {}
             if not isinstance(node[part], dict):
                 problems.append(((), f"override {_show_override(text)}: {'.'.join(path[:depth + 1])} is "
-                                     f"{_show(node[part])}, not a mapping; set it as a whole instead"))
+                                     f"{show(node[part])}, not a mapping; set it as a whole instead"))
                 break
             node = node[part]
         else:
             node[path[-1]] = value
             overridden.append(path)
     if problems:
-        raise _spec_error(source, problems, [])
+        raise spec_error(source, problems, [])
     return data, overridden
 
 
 def _show_override(text: str) -> str:
     key, sep, value = text.partition("=")
-    if sep and (_SECRET_KEY.search(key) or _USERINFO.search(value)):
+    if sep and (SECRET_KEY.search(key) or USERINFO.search(value)):
         return repr(f"{key}=***")
     return repr(text)

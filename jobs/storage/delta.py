@@ -9,7 +9,8 @@ metadata), so a commit retried after a lost answer is recognised instead of made
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from jobs.errors import MediaJobsError
 from jobs.storage.objects import Location, list_objects, parse_uri
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
-__all__ = ["COMMIT_KEY", "DELTA_LOG", "commit_parts", "FENCE_KEY", "LegacyLayoutError", "RUN_ID_KEY", "TableExistsError", "committed_version", "convert_table", "delta_tables_under",
+__all__ = ["COMMIT_KEY", "DELTA_LOG", "FENCE_KEY", "RUN_ID_KEY", "LegacyLayoutError", "TableExistsError",
+           "commit_parts",
+           "committed_version", "convert_table", "delta_tables_under",
            "fence_table", "is_delta_table", "open_table", "read_table", "storage_options", "table_path",
            "vacuum_table", "write_table"]
 

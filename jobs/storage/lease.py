@@ -26,9 +26,10 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from jobs.errors import JobFailedError, MediaJobsError, StorageError
 from jobs.storage.objects import Location, describe_storage_error, parse_uri, s3_client

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
-from jobs.errors import StorageError
 from cluster.localstate import read_local_stack
+from jobs.errors import StorageError
 from jobs.storage.settings import S3Settings, resolve_s3_settings, settings_fingerprint
 
 
@@ -40,11 +41,11 @@ class Location:
         """The path as pyarrow filesystems and Ray Data readers want it (no scheme)."""
         return f"{self.bucket}/{self.key}".rstrip("/") if self.scheme == "s3" else self.key
 
-    def join(self, *parts: str) -> "Location":
+    def join(self, *parts: str) -> Location:
         key = posixpath.join(self.key, *parts) if self.key else posixpath.join(*parts)
         return Location(self.scheme, self.bucket, key)
 
-    def as_prefix(self) -> "Location":
+    def as_prefix(self) -> Location:
         """The same location with a trailing slash, for listing "folders"."""
         if self.key and not self.key.endswith("/"):
             return Location(self.scheme, self.bucket, self.key + "/")

@@ -51,8 +51,9 @@ def resolve_s3_settings() -> S3Settings:
 def _aws_config_credentials() -> tuple[str | None, str | None, str | None] | None:
     # Only consult botocore when a profile or config file could exist: it is slow to
     # import and probes the instance metadata service otherwise.
-    has_config = any(os.environ.get(v) for v in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-                                                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"))
+    has_config = any(os.environ.get(v) for v in (
+        "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE"))
     has_config = has_config or (Path.home() / ".aws").exists()
     if not has_config:
         return None

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from jobs.errors import MediaJobsError
 from cluster.localstate import ray_auth_token_file, read_local_stack
+from jobs.errors import MediaJobsError
 
 __all__ = ["ClusterError", "ClusterAuthError", "ClusterTarget", "resolve_target", "jobs_client"]
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
-from jobs.submission.clusters import ClusterError, ClusterTarget, translated_errors
 from jobs.errors import JobFailedError
-from jobs.submission.submit import METADATA_PREFIX
+from jobs.submission.clusters import ClusterError, ClusterTarget, translated_errors
+
+# Jobs submitted by `mediajobs submit` carry their spec's name, kind, task, hash and run date
+# under these metadata keys; status, list and the duplicate check read them back.
+METADATA_PREFIX = "mediajobs."
 
 __all__ = ["JobView", "find_job", "job_view", "list_jobs", "follow_logs", "job_logs", "wait_for_job", "stop_job",
            "TERMINAL_STATES"]

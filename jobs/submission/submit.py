@@ -22,14 +22,15 @@ import datetime as dt
 import os
 import secrets
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
-from jobs.submission.clusters import ClusterTarget, cluster_resources, jobs_client, translated_errors
 from jobs.errors import MediaJobsError, UsageError
 from jobs.runs.ray_runtime import WORKER_ENV, forwarded_settings
 from jobs.storage.objects import parse_uri
+from jobs.submission.clusters import ClusterTarget, cluster_resources, jobs_client, translated_errors
+from jobs.submission.control import METADATA_PREFIX, find_job
 
 __all__ = ["AlreadySubmittedError", "Submission", "plan_submission", "submission_id_for", "submit_spec",
            "shipped_code_bytes", "METADATA_PREFIX"]
@@ -41,7 +42,6 @@ SHIPPED_PACKAGES = ("jobs", "tasks")
 SHIP_LIMIT_BYTES = 32 * 1024**2
 SHIP_EXCLUDES = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache"]
 SPEC_FILE = "spec.yaml"
-METADATA_PREFIX = "mediajobs."
 # The logical resource of the nodes meant for drivers (the `drivers` group in cluster/).
 DRIVER_RESOURCE = "mediajobs_driver"
 # Non-secret storage settings a job may need from the submitting shell. Keys are never copied.
@@ -228,7 +228,6 @@ def _submit_with_retries(client, target: ClusterTarget, plan: Submission, runtim
 
 
 def _refuse_duplicate(client, target: ClusterTarget, submission_id: str) -> None:
-    from jobs.submission.control import find_job
 
     existing = find_job(client, target, submission_id)
     if existing is not None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.storage.objects import parse_uri, write_bytes
+from jobs.workers.devices import enable_gpu_memory_growth
 from jobs.workers.train_plans import WholeDataset, plan_for
 from jobs.workers.train_settings import EarlyStop
 
@@ -186,37 +187,3 @@ def _record_placement(output_uri: str, rank: int, world_size: int) -> None:
                  "hostname": socket.gethostname(), "pid": os.getpid(),
                  "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
     write_bytes(parse_uri(output_uri).join(WORKERS_DIR, f"rank-{rank}.json").uri, json.dumps(placement).encode())
-
-
-def evaluate_examples(model, data: WholeDataset, batch_size: int, architecture: str) -> dict[str, float]:
-    """Exact validation loss and accuracy over the whole (unsplit) validation set.
-
-    The model is called directly rather than through `model.evaluate`: every worker
-    holds the full validation set, so no collective is needed, and no batch is dropped.
-    """
-    import numpy as np
-
-    losses, correct, count = 0.0, 0, 0
-    for examples, labels in data.batches(max(batch_size, 256)):
-        probabilities = model(examples, training=False).numpy().astype(np.float64)
-        labels = labels.astype(np.int64)
-        if architecture == "binary-cnn":
-            p = np.clip(probabilities[:, 0], 1e-7, 1 - 1e-7)
-            losses += float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).sum())
-            correct += int(((p >= 0.5).astype(np.int64) == labels).sum())
-        else:
-            picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-            losses += float(-np.log(picked).sum())
-            correct += int((probabilities.argmax(axis=1) == labels).sum())
-        count += len(labels)
-    return {"val_loss": losses / max(count, 1), "val_accuracy": correct / max(count, 1)}
-
-
-def enable_gpu_memory_growth(tf) -> None:
-    # Without this TensorFlow grabs all GPU memory in every worker process.
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised: growth can only be set before first use
-

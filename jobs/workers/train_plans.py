@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.errors import MediaJobsError
-from jobs.workers.media_stage import EXAMPLE
 from jobs.models.store import MODEL_FILE
 from jobs.storage.objects import list_objects, parse_uri
+from jobs.workers.media_stage import EXAMPLE
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,6 @@ class TrainingPlan:
     def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
         if "validation" not in datasets:
             return {}
-        from jobs.workers.train_loop import evaluate_examples
-
         return evaluate_examples(model, datasets["validation"], config["batch_size"], config["architecture"])
 
     def after_epoch(self, checkpoint_dir: str, epoch: int, config: dict) -> None:
@@ -194,7 +192,7 @@ class WholeDataset:
         self._shard, self._arrays = shard, arrays
 
     @classmethod
-    def read(cls, shard, size_bytes: int) -> "WholeDataset":
+    def read(cls, shard, size_bytes: int) -> WholeDataset:
         import numpy as np
 
         if size_bytes > in_memory_budget():
@@ -289,7 +287,7 @@ class StylePlan(TrainingPlan):
     def load(self, checkpoint_dir: str, config: dict):
         import tensorflow as tf
 
-        from tasks._adain import AdaINTrainer
+        from tasks.adain import AdaINTrainer
 
         state = os.path.join(checkpoint_dir, STYLE_STATE)
         with open(os.path.join(state, "config.json")) as handle:
@@ -308,7 +306,7 @@ class StylePlan(TrainingPlan):
         # scope (its SyncOnRead metric variables fail to restore), and after
         # `tf.saved_model.save` tf-keras silently switches `.keras` saving to HDF5, which
         # refuses subclassed models. A TF checkpoint of the networks and optimizer does both.
-        from tasks._adain import export_stylizer
+        from tasks.adain import export_stylizer
 
         state = os.path.join(directory, STYLE_STATE)
         _style_checkpoint(model).write(os.path.join(state, "state"))
@@ -357,3 +355,27 @@ def extra_metadata(task_name: str, checkpoint_dir: str) -> dict[str, Any]:
     if task_name == "gan":
         return {"generator": "generator.keras", "samples": SAMPLES_DIR}
     return {}
+
+
+def evaluate_examples(model, data: WholeDataset, batch_size: int, architecture: str) -> dict[str, float]:
+    """Exact validation loss and accuracy over the whole (unsplit) validation set.
+
+    The model is called directly rather than through `model.evaluate`: every worker
+    holds the full validation set, so no collective is needed, and no batch is dropped.
+    """
+    import numpy as np
+
+    losses, correct, count = 0.0, 0, 0
+    for examples, labels in data.batches(max(batch_size, 256)):
+        probabilities = model(examples, training=False).numpy().astype(np.float64)
+        labels = labels.astype(np.int64)
+        if architecture == "binary-cnn":
+            p = np.clip(probabilities[:, 0], 1e-7, 1 - 1e-7)
+            losses += float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).sum())
+            correct += int(((p >= 0.5).astype(np.int64) == labels).sum())
+        else:
+            picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+            losses += float(-np.log(picked).sum())
+            correct += int((probabilities.argmax(axis=1) == labels).sum())
+        count += len(labels)
+    return {"val_loss": losses / max(count, 1), "val_accuracy": correct / max(count, 1)}

@@ -120,7 +120,7 @@ class EarlyStop:
         return asdict(self)
 
     @classmethod
-    def from_config(cls, config: dict | None, state: dict | None = None) -> "EarlyStop | None":
+    def from_config(cls, config: dict | None, state: dict | None = None) -> EarlyStop | None:
         if not config:
             return None
         stop = cls(config["monitor"], config["patience"], config.get("restore_best", True))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import struct
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 
-def _explain_unopenable(path: str) -> str:
+def explain_unopenable(path: str) -> str:
     """Why OpenCV could not open the file, as far as its first bytes (or MP4 boxes) tell."""
     with open(path, "rb") as f:
         head = f.read(1 << 20)
@@ -69,7 +70,7 @@ def _iso_boxes(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, 
         position += size
 
 
-def _sniff_non_video(head: bytes) -> str | None:
+def sniff_non_video(head: bytes) -> str | None:
     """What the first bytes say the file is, when that is something other than a video."""
     if head.startswith(b"\xff\xd8"):
         return "looks like a JPEG image"

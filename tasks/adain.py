@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-from tasks.style_transfer import ENCODER_DOWNSAMPLING
+from tasks.style_encoders import ENCODER_DOWNSAMPLING
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def _mirror_padded_vgg19(vgg: tf.keras.Model) -> tf.keras.Model:
     x, outputs = images, {}
     for layer in vgg.layers[1:vgg.layers.index(vgg.get_layer(VGG19_LAYERS[-1])) + 1]:
         if isinstance(layer, tf.keras.layers.Conv2D):
-            mirrored = MirrorPaddedConv2D(layer.filters, layer.kernel_size, activation=layer.activation, name=layer.name)
+            mirrored = MirrorPaddedConv2D(layer.filters, layer.kernel_size, activation=layer.activation,
+                                          name=layer.name)
             x = mirrored(x)
             mirrored.set_weights(layer.get_weights())
         else:
@@ -246,7 +247,7 @@ class AdaINTrainer(tf.keras.Model):
                 "encoder_weights": self.encoder_weights, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict) -> "AdaINTrainer":
+    def from_config(cls, config: dict) -> AdaINTrainer:
         # The saved weights replace the encoder's anyway: do not fetch ImageNet weights again.
         config = dict(config)
         recorded = config.pop("encoder_weights", "random")
