@@ -96,16 +96,19 @@ def train_gan(images: np.ndarray, spec, every: int, judge: Callable[[object, int
 def measure(count: int | None = None, every: int = 10, out: Path | None = None, epochs: int | None = None,
             echo: Callable[[str], None] = print) -> dict:
     """Train both models, judge the samples; returns the figures (the JSON document)."""
-    from jobs.spec.load import load_spec
+    from jobs.spec.load import GenerateSpec, TrainSpec, load_spec_of
     from tasks.gan import generate_images, sample_grid_png
     from tasks.sample_quality import DEFAULT_CONFIDENT, QualityTally, classify_samples, input_adaptation
 
     began = time.time()
-    gan_spec = load_spec(EXAMPLES / "train-gan.yaml", [f"training.epochs={epochs}"] if epochs else [])
-    classifier_spec = load_spec(EXAMPLES / "train-cifar10.yaml")
-    generate_spec = load_spec(EXAMPLES / "generate-gan.yaml")
+    gan_spec = load_spec_of(TrainSpec, EXAMPLES / "train-gan.yaml", [f"training.epochs={epochs}"] if epochs else [])
+    classifier_spec = load_spec_of(TrainSpec, EXAMPLES / "train-cifar10.yaml")
+    generate_spec = load_spec_of(GenerateSpec, EXAMPLES / "generate-gan.yaml")
     count = count or generate_spec.count
-    input_shape = classifier_spec.model.input_shape
+    # Validation fills each architecture's defaults: the classifier's shape, the DCGAN's sizes.
+    input_shape, image_shape = classifier_spec.model.input_shape, gan_spec.model.image_shape
+    latent_dim = gan_spec.model.latent_dim
+    assert input_shape is not None and image_shape is not None and latent_dim is not None
     gan_images, classifier_images, labels = digits_as_decoded(input_shape)
     classifier, accuracy, held_out = train_classifier(classifier_images, labels, classifier_spec,
                                                       classifier_spec.training.seed, echo)
@@ -118,19 +121,19 @@ def measure(count: int | None = None, every: int = 10, out: Path | None = None, 
 
     real = figures_of(*classify_samples(classifier, held_out, input_shape))
     echo(f"held-out real digits: {real['confident_share']:.1%} confident")
-    adaptation = input_adaptation(gan_spec.model.image_shape, input_shape)
-    echo(f"generated {'x'.join(map(str, gan_spec.model.image_shape))} images: {adaptation or 'fed as they are'}")
+    adaptation = input_adaptation(image_shape, input_shape)
+    echo(f"generated {'x'.join(map(str, image_shape))} images: {adaptation or 'fed as they are'}")
 
     def judge(generator, epoch: int) -> dict:
         n = count if epoch == gan_spec.training.epochs else min(count, 2000)
-        images = generate_images(generator, (generate_spec.seed, 0, n), gan_spec.model.latent_dim)
+        images = generate_images(generator, (generate_spec.seed, 0, n), latent_dim)
         return figures_of(*classify_samples(classifier, images, input_shape))
 
     dcgan, trajectory = train_gan(gan_images, gan_spec, every, judge, echo)
     final = trajectory[-1]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        grid = generate_images(dcgan.generator, (generate_spec.seed, 0, 64), gan_spec.model.latent_dim)
+        grid = generate_images(dcgan.generator, (generate_spec.seed, 0, 64), latent_dim)
         (out / "grid.png").write_bytes(sample_grid_png(grid, columns=8, scale=2))
     return {"date": time.strftime("%Y-%m-%d", time.gmtime()), "seconds": round(time.time() - began, 1),
             "gan": {"epochs": gan_spec.training.epochs, "batch_size": gan_spec.training.batch_size,

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from jobs.runs.ray_runtime import connect_ray
 
+if TYPE_CHECKING:  # the runners load Ray Data, TensorFlow, ... on use
+    from jobs.runs.generate import GenerateResult
+    from jobs.runs.nightly import NightlyResult
+    from jobs.runs.score import ScoreResult
+    from jobs.runs.stylize import StylizeResult
+    from jobs.runs.train import TrainResult
+    from jobs.spec.kinds import GenerateSpec, RoutedScoreSpec, ScoreSpec, StylizeSpec, TrainSpec
+    from jobs.spec.load import Spec
 
-def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = print, run_date: str | None = None):
+Echo = Callable[[str], None]
+
+
+def run_spec(spec: Spec, address: str | None = None, echo: Echo = print, run_date: str | None = None) -> object:
     """Run a spec (train, score, generate, stylize) and print its summary; returns the runner's result.
 
     `run_date` (YYYY-MM-DD, default today UTC) is the date an incremental score job scores as of.
@@ -20,46 +32,56 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
                          + (" without incremental: true" if spec.kind == "score" else ""))
     where = connect_ray(address)
     echo(f"{spec.kind} job {spec.name!r} on {where}")
-    if spec.kind == "train":
-        from jobs.runs.train import run_train
-
-        result = run_train(spec, echo=echo)
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
-                            if k not in ("epoch", "epoch_seconds", "steps"))
-        echo(f"trained {result.epochs_run} epochs on {result.examples} examples in {result.seconds:.0f}s: {metrics}")
-        if result.exported_epoch is not None and result.exported_epoch != result.epochs_run:
-            echo(f"exported the model of epoch {result.exported_epoch} (the best by early_stopping.monitor)")
-        nodes = {w["node_id"] for w in result.workers}
-        echo(f"workers: {len(result.workers)} on {len(nodes)} node{'s' if len(nodes) != 1 else ''}")
-        echo(f"model: {result.model_uri}")
-        return result
-    if spec.kind == "generate":
-        from jobs.runs.generate import run_generate
-
-        result = run_generate(spec, echo=echo)
-        echo(f"generated {result.count} images in {result.seconds:.1f}s ({result.throughput:.1f} images/s)")
-        for name, uri in (("images:", result.images_uri), ("index:", result.index_uri), ("grid:", result.grid_uri)):
-            echo(f"{name:<12} {uri}")
-        if result.quality is not None:
-            from tasks.sample_quality import describe_quality
-
-            for line in describe_quality(result.quality):
-                echo(f"{'quality:':<12} {line}")
-        echo(f"{'summary:':<12} {result.summary_uri}")
-        return result
-    if spec.kind == "stylize":
-        from jobs.runs.stylize import run_stylize
-
-        result = run_stylize(spec, echo=echo)
-        echo(f"stylized {result.contents - result.errors} of {result.contents} images in {len(spec.styles)} styles "
-             f"in {result.seconds:.1f}s: {result.results} results, {result.errors} errors")
-        if result.content_loss is not None:
-            echo(f"mean losses:   content {result.content_loss:.4f}, style {result.style_loss:.4f}")
-        for name, uri in result.tables.items():
-            echo(f"{name + ':':<14} {uri}")
-        return result
     if incremental:
         return _run_incremental(spec, run_date, echo)
+    return _RUNNERS[spec.kind](spec, echo)
+
+
+def _run_train(spec: TrainSpec, echo: Echo) -> TrainResult:
+    from jobs.runs.train import run_train
+
+    result = run_train(spec, echo=echo)
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
+                        if k not in ("epoch", "epoch_seconds", "steps"))
+    echo(f"trained {result.epochs_run} epochs on {result.examples} examples in {result.seconds:.0f}s: {metrics}")
+    if result.exported_epoch is not None and result.exported_epoch != result.epochs_run:
+        echo(f"exported the model of epoch {result.exported_epoch} (the best by early_stopping.monitor)")
+    nodes = {w["node_id"] for w in result.workers}
+    echo(f"workers: {len(result.workers)} on {len(nodes)} node{'s' if len(nodes) != 1 else ''}")
+    echo(f"model: {result.model_uri}")
+    return result
+
+
+def _run_generate(spec: GenerateSpec, echo: Echo) -> GenerateResult:
+    from jobs.runs.generate import run_generate
+
+    result = run_generate(spec, echo=echo)
+    echo(f"generated {result.count} images in {result.seconds:.1f}s ({result.throughput:.1f} images/s)")
+    for name, uri in (("images:", result.images_uri), ("index:", result.index_uri), ("grid:", result.grid_uri)):
+        echo(f"{name:<12} {uri}")
+    if result.quality is not None:
+        from tasks.sample_quality import describe_quality
+
+        for line in describe_quality(result.quality):
+            echo(f"{'quality:':<12} {line}")
+    echo(f"{'summary:':<12} {result.summary_uri}")
+    return result
+
+
+def _run_stylize(spec: StylizeSpec, echo: Echo) -> StylizeResult:
+    from jobs.runs.stylize import run_stylize
+
+    result = run_stylize(spec, echo=echo)
+    echo(f"stylized {result.contents - result.errors} of {result.contents} images in {len(spec.styles)} styles "
+         f"in {result.seconds:.1f}s: {result.results} results, {result.errors} errors")
+    if result.content_loss is not None:
+        echo(f"mean losses:   content {result.content_loss:.4f}, style {result.style_loss:.4f}")
+    for name, uri in result.tables.items():
+        echo(f"{name + ':':<14} {uri}")
+    return result
+
+
+def _run_score(spec: ScoreSpec, echo: Echo) -> ScoreResult:
     from jobs.runs.score import run_score
 
     result = run_score(spec, echo=echo)
@@ -79,7 +101,12 @@ def run_spec(spec, address: str | None = None, echo: Callable[[str], None] = pri
     return result
 
 
-def _run_incremental(spec, run_date: str | None, echo: Callable[[str], None]):
+# One runner per job kind; each prints its own summary lines.
+_RUNNERS: dict[str, Callable[[Any, Echo], object]] = {
+    "train": _run_train, "generate": _run_generate, "stylize": _run_stylize, "score": _run_score}
+
+
+def _run_incremental(spec: ScoreSpec | RoutedScoreSpec, run_date: str | None, echo: Echo) -> NightlyResult:
     from jobs.runs.nightly import error_budget_exceeded, run_incremental
 
     result = run_incremental(spec, run_date, echo=echo)

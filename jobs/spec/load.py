@@ -10,9 +10,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from jobs.errors import SpecError
 from jobs.spec.errors import USERINFO, Loc, Problem, describe_error, show, spec_error, starts_with, unknown_choice
@@ -23,14 +23,14 @@ from jobs.spec.yaml_file import SECRET_KEY, apply_overrides, plain_copy, read_ya
 
 __all__ = [
     "DEFAULT_INPUT_SHAPES", "GenerateSpec", "ImageModelConfig", "ModelConfig", "ScoreResources", "ScoreSpec", "Spec",
-    "StylizeSpec", "TrainData", "TrainResources", "TrainSpec", "TrainingConfig", "load_spec", "parse_spec",
-    "spec_hash", "spec_to_dict",
+    "StylizeSpec", "TrainData", "TrainResources", "TrainSpec", "TrainingConfig", "load_spec", "load_spec_of",
+    "parse_spec", "spec_hash", "spec_to_dict",
 ]
 
 
 Spec = TrainSpec | ScoreSpec | RoutedScoreSpec | GenerateSpec | StylizeSpec
-_KINDS: dict[str, type[BaseModel]] = {"generate": GenerateSpec, "score": ScoreSpec, "stylize": StylizeSpec,
-                                      "train": TrainSpec}
+_KINDS: dict[str, type[Spec]] = {"generate": GenerateSpec, "score": ScoreSpec, "stylize": StylizeSpec,
+                                 "train": TrainSpec}
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
@@ -55,6 +55,21 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
     return parse_spec(data, source, overrides)
 
 
+SpecT = TypeVar("SpecT", TrainSpec, ScoreSpec, RoutedScoreSpec, GenerateSpec, StylizeSpec)
+
+
+def load_spec_of(kind: type[SpecT], path: str | Path, overrides: Sequence[str] = ()) -> SpecT:
+    """`load_spec` for a caller that needs one kind of spec (a bench, a test, a tool).
+
+    Raises:
+        SpecError: as `load_spec`, or the file holds another kind of job.
+    """
+    spec = load_spec(path, overrides)
+    if not isinstance(spec, kind):
+        raise SpecError(f"{path}: kind: this is a {spec.kind} job; a {kind.__name__} was expected here")
+    return spec
+
+
 def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] = ()) -> Spec:
     """Validate an already-parsed spec (never mutated); see `load_spec`.
 
@@ -70,7 +85,7 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
     if not isinstance(kind, str) or kind not in _KINDS:  # `kind: []` is unhashable
         problems.append((("kind",), _kind_problem(kind, "kind" in plain)))
         raise spec_error(source, problems, overridden)
-    model = RoutedScoreSpec if kind == "score" and "routes" in plain else _KINDS[kind]
+    model: type[Spec] = RoutedScoreSpec if kind == "score" and "routes" in plain else _KINDS[kind]
     try:
         spec = model.model_validate(plain)
     except ValidationError as exc:
