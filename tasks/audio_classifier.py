@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tasks.definition import Architecture, TaskDefinition
 from tasks.media import MediaDecodeError
-from tasks.registry import DecodedMedia, Task, register
+from tasks.registry import DecodedMedia, Task, define, register
 
-ARCHITECTURES = ("mfcc-lstm",)
+MFCC_LSTM = Architecture("mfcc-lstm", refused_hint="mfcc-lstm takes its input shape from the `audio` section")
+ARCHITECTURES = (MFCC_LSTM.name,)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 # A last, shorter window is kept when it holds at least this fraction of a window; a
 # clip shorter than one window is always kept (as one padded window).
@@ -340,3 +342,8 @@ class AudioClassifier(Task):
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
         return build_mfcc_lstm(self.example_shape, num_classes, learning_rate, statistics)
+
+
+# The `audio` section shapes the model's input (rate, MFCCs, window): a train spec records it.
+DEFINITION = define(TaskDefinition("audio-classifier", AudioClassifier, (MFCC_LSTM,), modality="audio",
+                                   sections=("audio",), filled_sections=("audio",)))

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.definition import Architecture, TaskDefinition
 from tasks.image_classifier import IMAGE_SUFFIXES, decode_image
 from tasks.keras_files import load_keras, save_keras
-from tasks.registry import DecodedMedia, Task, register
+from tasks.registry import DecodedMedia, Task, define, register
 
-ARCHITECTURES = ("dcgan",)
+ARCHITECTURES = ("dcgan",)  # DCGAN below: its spec fields and checks
 DEFAULT_IMAGE_SHAPE = (28, 28, 1)
 DEFAULT_LATENT_DIM = 100
 DEFAULT_LEARNING_RATE = 1e-4
@@ -427,3 +428,18 @@ class GanTask(Task):
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
         return build_dcgan(self.image_shape, self.latent_dim, learning_rate)
+
+
+def _generator_sizes(fields) -> str | None:
+    image_shape = fields.get("image_shape")
+    if image_shape is not None and (image_shape[0] % 4 or image_shape[1] % 4):
+        return (f"image_shape: height and width must be multiples of 4 (the generator upsamples twice "
+                f"by 2), got {list(image_shape)}; e.g. [28, 28, 1] or [32, 32, 3]")
+    return None
+
+
+DCGAN = Architecture("dcgan", {"image_shape": DEFAULT_IMAGE_SHAPE, "latent_dim": DEFAULT_LATENT_DIM},
+                     refused_hint="dcgan sets the image size with image_shape", outputs="none",
+                     check=_generator_sizes)
+DEFINITION = define(TaskDefinition("gan", GanTask, (DCGAN,), produces="images", data=("train",),
+                                   training_plan="gan", job_hint="kind: generate samples a trained GAN"))

@@ -12,11 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.definition import Architecture, TaskDefinition
 from tasks.media import MediaDecodeError, max_pixels
-from tasks.registry import DecodedMedia, Task, register
+from tasks.registry import DecodedMedia, Task, define, register
 
-ARCHITECTURES = ("cifar10-cnn", "binary-cnn")
-DEFAULT_INPUT_SHAPES = {"cifar10-cnn": (32, 32, 3), "binary-cnn": (64, 64, 3)}
+# The CNNs of image and video classifiers (a video classifier scores frames as images).
+CNN_ARCHITECTURES = (
+    Architecture("cifar10-cnn", {"input_shape": (32, 32, 3)}),
+    Architecture("binary-cnn", {"input_shape": (64, 64, 3)}, outputs="sigmoid", classes=2),
+)
+ARCHITECTURES = tuple(a.name for a in CNN_ARCHITECTURES)
+DEFAULT_INPUT_SHAPES = {a.name: a.fields["input_shape"] for a in CNN_ARCHITECTURES}
 
 
 def build_cnn(architecture: str, input_shape: Sequence[int], num_classes: int, learning_rate: float = 1e-3):
@@ -290,3 +296,7 @@ class ImageClassifier(Task):
 
     def build_model(self, architecture: str, num_classes: int, learning_rate: float):
         return build_cnn(architecture, self.input_shape, num_classes, learning_rate)
+
+
+DEFINITION = define(TaskDefinition("image-classifier", ImageClassifier, CNN_ARCHITECTURES, modality="image",
+                                   classifies_images=True))

@@ -1,4 +1,7 @@
-"""Task names to task classes, through one explicit registry, and the Task protocol.
+"""Task names to task definitions and classes, through one explicit registry, and the Task
+protocol. Adding a task is one module (its class and its `TaskDefinition`, see
+`tasks.definition`) plus one line in `_MODULES`; a task defined elsewhere (a plug-in, a
+test) joins with one call, `add_task_module(name, module)`.
 
 A task owns everything model-specific and nothing about Ray or storage:
 
@@ -22,7 +25,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.definition import TaskDefinition
 
 # Task modules register themselves on import; this maps a name to its module so the
 # registry can import lazily (TensorFlow-heavy modules load only when used).
@@ -34,6 +40,7 @@ _MODULES = {
     "style-transfer": "tasks.style_transfer",
 }
 _REGISTRY: dict[str, type] = {}
+_DEFINITIONS: dict[str, TaskDefinition] = {}
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,71 @@ def register(name: str) -> Callable[[type], type]:
     return decorate
 
 
+def define(definition: TaskDefinition) -> TaskDefinition:
+    """Record a task module's definition (called by the module, after its class)."""
+    _DEFINITIONS[definition.name] = definition
+    return definition
+
+
+def add_task_module(name: str, module: str) -> None:
+    """Register a task that lives outside this package: `module` defines its class and
+    its definition. Ray workers import it by the same name, so it must be importable
+    there too (shipped with the job's code, or installed)."""
+    _MODULES[name] = module
+
+
+def remove_task_module(name: str) -> None:
+    """Forget a task added by `add_task_module` (tests that register one for a while)."""
+    for table in (_MODULES, _REGISTRY, _DEFINITIONS):
+        table.pop(name, None)
+
+
 def task_names() -> list[str]:
     return sorted(_MODULES)
+
+
+def definition(name: str) -> TaskDefinition:
+    """The definition of the task registered under `name`.
+
+    Raises:
+        KeyError: with the list of valid names, for an unknown task.
+    """
+    get_task(name)
+    return _DEFINITIONS[name]
+
+
+def definitions() -> list[TaskDefinition]:
+    """Every task's definition, in registration order."""
+    return [definition(name) for name in _MODULES]
+
+
+def classifier_for_media(media: str) -> TaskDefinition | None:
+    """The classifier task that scores `media` (a nightly route's media), if any."""
+    return next((d for d in definitions() if d.is_classifier and d.modality == media), None)
+
+
+def media_names() -> list[str]:
+    """The media classifiers score, in registration order."""
+    return [d.modality for d in definitions() if d.is_classifier and d.modality]
+
+
+def all_architectures() -> list[str]:
+    """Every architecture a task trains, once: each task's alphabetically, tasks in
+    registration order (the order the spec's messages have always listed them in)."""
+    names: list[str] = []
+    for d in definitions():
+        names += [a for a in sorted(a.name for a in d.architectures) if a not in names]
+    return names
+
+
+def architecture(name: str):
+    """The first registered `Architecture` called `name` (tasks that share a network share
+    its settings), or None."""
+    for d in definitions():
+        for candidate in d.architectures:
+            if candidate.name == name:
+                return candidate
+    return None
 
 
 def get_task(name: str) -> type:

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.definition import Architecture, TaskDefinition
+
 # decode_full refuses what decode_image refuses: truncated files and decompression bombs.
 from tasks.image_classifier import IMAGE_SUFFIXES, check_complete, check_declared_size, fit_to_input, sniff
 from tasks.media import MediaDecodeError
-from tasks.registry import DecodedMedia, Task, register
+from tasks.registry import DecodedMedia, Task, define, register
 from tasks.saved_model_ops import UnsafeSavedModelError
 from tasks.style_encoders import ENCODER_DOWNSAMPLING
 
@@ -268,3 +270,21 @@ class StyleTransferTask(Task):
         trainer = AdaINTrainer(encoder=self.encoder)
         trainer.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate))
         return trainer
+
+
+def _encoder_sizes(fields) -> str | None:
+    image_size, encoder = fields.get("image_size"), fields.get("encoder")
+    if image_size is not None and encoder is not None:
+        factor = ENCODER_DOWNSAMPLING[encoder]
+        if image_size % factor:
+            return (f"image_size: must be a multiple of {factor} for the {encoder} encoder "
+                    f"(got {image_size}); e.g. {image_size // factor * factor or factor}")
+    return None
+
+
+ADAIN = Architecture("adain", {"image_size": 256, "encoder": "vgg19"}, outputs="none", check=_encoder_sizes)
+DEFINITION = define(TaskDefinition(
+    "style-transfer", StyleTransferTask, (ADAIN,), produces="stylizations", data=("train", "style"),
+    data_hints={"style": "style-transfer trains on content images (train) and style images (style); "
+                         "add style: s3://bucket/styles/"},
+    training_plan="style", job_hint="kind: stylize restyles images"))

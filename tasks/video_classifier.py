@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.image_classifier import build_cnn, fit_to_input
+from tasks.definition import TaskDefinition
+from tasks.image_classifier import CNN_ARCHITECTURES, build_cnn, fit_to_input
 from tasks.media import MediaDecodeError, max_pixels
 from tasks.object_votes import winners
-from tasks.registry import DecodedMedia, Task, register
+from tasks.registry import DecodedMedia, Task, define, register
 from tasks.video_probe import explain_unopenable, sniff_non_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -366,3 +367,9 @@ class VideoClassifier(Task):
 
     def build_model(self, architecture: str, num_classes: int, learning_rate: float):
         return build_cnn(architecture, self.input_shape, num_classes, learning_rate)
+
+
+# Frame sampling is a scoring choice (a score spec may change it); `annotate` is a score job's.
+DEFINITION = define(TaskDefinition("video-classifier", VideoClassifier, CNN_ARCHITECTURES, modality="video",
+                                   sections=("frames", "annotate"), filled_sections=("frames",),
+                                   scoring_sections=("frames",), classifies_images=True))

@@ -27,8 +27,9 @@ class StylizerSource:
     module_dir: str = ""
 
 
-def resolve_stylizer(model: str) -> StylizerSource:
-    """The stylization module a spec's `model` names.
+def resolve_stylizer(model: str, task: str | None = None) -> StylizerSource:
+    """The stylization module a spec's `model` names; a trained one must be of `task` (default:
+    the task whose models stylize jobs apply).
 
     Raises:
         MediaJobsError: nothing loadable there, or a model of another task.
@@ -52,7 +53,11 @@ def resolve_stylizer(model: str) -> StylizerSource:
                              "output of a style-transfer train job); use a SavedModel directory, its s3:// copy, or "
                              "a TF Hub handle such as https://tfhub.dev/google/magenta/arbitrary-image-stylization-"
                              "v1-256/2") from None
-    if version.metadata.get("task") != "style-transfer":
+    if task is None:
+        from tasks.registry import definitions
+
+        task = next(d.name for d in definitions() if d.job_kind == "stylize")
+    if version.metadata.get("task") != task:
         raise MediaJobsError(f"model: the model at {version.folder} was trained for task "
                              f"{version.metadata.get('task')!r}; a stylize job needs a style-transfer model or a TF "
                              "Hub stylization module")

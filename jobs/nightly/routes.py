@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 from jobs.errors import MediaJobsError, UsageError
 
-MEDIA_OF_TASK = {"image-classifier": "image", "video-classifier": "video", "audio-classifier": "audio"}
+
+def media_of_task(task_name: str) -> str:
+    """The media a classifier task scores (its definition's modality), "" for none."""
+    from tasks.registry import definition
+
+    return definition(task_name).modality or ""
 
 
 @dataclass
@@ -40,7 +45,7 @@ def plan_routes(spec) -> list[RoutePlan]:
 
     routes = getattr(spec, "routes", None)
     wanted = ([(r.route_name, r.media, r.task, r.model, r.extensions, r) for r in routes] if routes else
-              [(MEDIA_OF_TASK[spec.task], MEDIA_OF_TASK[spec.task], spec.task, spec.model, None, spec)])
+              [(media_of_task(spec.task), media_of_task(spec.task), spec.task, spec.model, None, spec)])
     plans = []
     for i, (name, media, task_name, model, extensions, section) in enumerate(wanted):
         where = f"routes[{i}].model" if routes else "model"

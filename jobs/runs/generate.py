@@ -38,7 +38,13 @@ from jobs.storage.objects import filesystem_for, needs_folders, parse_uri, read_
 IMAGES, INDEX, GRID = "images", "index", "grid.png"
 # Staged beside each index row when the samples are judged; counted, never committed.
 QUALITY_CLASS, QUALITY_CONFIDENCE = "quality_class", "quality_confidence"
-IMAGE_CLASSIFIER_TASKS = ("image-classifier", "video-classifier")  # the CNN on still images
+
+
+def _classifies_images(task_name: object) -> bool:
+    """A classifier whose examples are images (stills or video frames) can judge samples."""
+    from tasks.registry import definition, task_names
+
+    return isinstance(task_name, str) and task_name in task_names() and definition(task_name).classifies_images
 
 
 def image_key(seed: int, index: int) -> str:
@@ -82,7 +88,7 @@ def check_classifier(classifier: ModelVersion, image_shape, spec_uri: str) -> Qu
     from tasks.sample_quality import input_adaptation
 
     metadata = classifier.metadata
-    if metadata.get("task") not in IMAGE_CLASSIFIER_TASKS:
+    if not _classifies_images(metadata.get("task")):
         raise MediaJobsError(f"quality.classifier: the model at {spec_uri} was trained for task "
                              f"{metadata.get('task')!r}; point it at the output of an image-classifier train job "
                              "trained on the images the GAN learned")
@@ -190,7 +196,7 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
     output = run.output
     model = prepare_model(spec.model, spec.trust_model_code)
     metadata = model.metadata
-    if metadata.get("task") != "gan":
+    if metadata.get("task") != spec.task:
         raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.get('task')!r}; "
                              "a generate job needs the output of a train job with task: gan")
     quality = None

@@ -53,9 +53,10 @@ def predict_source(model_uri: str, source: str, echo: Callable[[str], None] = pr
 
     from tasks.annotate import draw_label, write_annotated_mp4
     from tasks.image_classifier import IMAGE_SUFFIXES, decode_image, fit_to_input, top_k
+    from tasks.registry import definition, task_names
 
     model, metadata = load_keras_model(model_uri, trust_code=trust_model_code)
-    if metadata["task"] not in ("image-classifier", "video-classifier"):
+    if metadata["task"] not in task_names() or not definition(metadata["task"]).classifies_images:
         raise UsageError(f"predict classifies images and video frames; the model at {model_uri} is a "
                          f"{metadata['task']} model (score audio with a score spec)")
     if show and not _has_gui(cv2):

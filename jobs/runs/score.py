@@ -22,7 +22,7 @@ import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError
 from jobs.models.store import load_keras_model, prepare_model
-from jobs.nightly.routes import MEDIA_OF_TASK
+from jobs.nightly.routes import media_of_task
 from jobs.runs.lifecycle import Run
 from jobs.runs.resources import actor_pool_options
 from jobs.runs.score_commit import SCORED, commit_run, listing_files, stage_listing, staged_schema
@@ -291,7 +291,7 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
                              "answers again.") from exc
     first_rows_s, steady_rate = pace(records, run.started)
 
-    committed = commit_run(run, task, MEDIA_OF_TASK.get(spec.task, ""), metadata["class_names"])
+    committed = commit_run(run, task, media_of_task(spec.task), metadata["class_names"])
     output = run.output
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
     annotated: list[dict] = []

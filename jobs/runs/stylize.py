@@ -276,7 +276,7 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
     from tasks.image_classifier import IMAGE_SUFFIXES
 
     output = run.output
-    source = resolve_stylizer(spec.model)
+    source = resolve_stylizer(spec.model, spec.task)
     check_stylizer(source, spec.trust_model_code)  # fail before any work
     styles = load_styles(spec.styles)
     input_prefix = parse_uri(spec.input).as_prefix()

@@ -16,25 +16,49 @@ from jobs.errors import StorageError
 from jobs.spec.errors import USERINFO, show, unknown_choice
 from jobs.spec.uri_policy import scheme_problem
 from jobs.storage.objects import parse_uri
-from tasks.registry import task_names
+from tasks.registry import all_architectures, definition, definitions, media_names, task_names
 
-DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"binary-cnn": (64, 64, 3), "cifar10-cnn": (32, 32, 3)}
-# Which architectures each task can train; the first is what a spec gets when it names none.
-TASK_ARCHITECTURES: dict[str, tuple[str, ...]] = {
-    "image-classifier": ("cifar10-cnn", "binary-cnn"),
-    "video-classifier": ("cifar10-cnn", "binary-cnn"),
-    "audio-classifier": ("mfcc-lstm",),
-    "gan": ("dcgan",),
-    "style-transfer": ("adain",),
-}
-# The tasks a score job classifies with; the others have their own job kinds.
-CLASSIFIER_TASKS = ("image-classifier", "video-classifier", "audio-classifier")
-# Model fields that only some architectures take (the rest are refused, so a typo'd spec
-# cannot silently train something else than its author meant).
-ARCHITECTURE_FIELDS = {
-    "cifar10-cnn": ("input_shape",), "binary-cnn": ("input_shape",), "mfcc-lstm": (),
-    "dcgan": ("image_shape", "latent_dim"), "adain": ("image_size", "encoder"),
-}
+# What tasks are, their architectures and the sections they take come from the task
+# registry (`tasks.definition`) when a spec is validated, so a task registered later is known.
+
+
+def classifier_tasks() -> list[str]:
+    """The tasks a score job classifies with; the others have their own job kinds."""
+    return [d.name for d in definitions() if d.is_classifier]
+
+
+def task_definition(name: str | None):
+    """The definition of a task the spec names, or None when the name is missing or unknown
+    (reported on the `task` field itself)."""
+    if name is None or name not in task_names():
+        return None
+    return definition(name)
+
+
+def tasks_taking(section: str) -> list[str]:
+    """The tasks that take a spec section (frames, audio, annotate, data.style, ...)."""
+    return [d.name for d in definitions() if section in d.sections]
+
+
+def registry_choice(what: str, valid) -> Any:
+    """A string field whose valid values are read from the task registry at validation time.
+
+    The messages are a `Literal` field's: unknown values name the valid ones and the
+    closest match; other types say what is expected.
+    """
+    def check(value: Any) -> Any:
+        names = list(valid())
+        if not isinstance(value, str):
+            raise fail(f"must be one of {', '.join(names)} (got {show(value)})")
+        if value not in names:
+            raise fail(unknown_choice(what, value, names))
+        return value
+
+    return Annotated[str, BeforeValidator(check)]
+
+
+ArchitectureName = registry_choice("architecture", all_architectures)
+MediaName = registry_choice("media", media_names)
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CREDENTIALS_FIX = ("provide them through the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "

@@ -7,23 +7,24 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from jobs.spec.fields import (
-    CLASSIFIER_TASKS,
-    TASK_ARCHITECTURES,
     TRUST_DESCRIPTION,
     BatchSize,
     Count,
     Flag,
     JobName,
+    MediaName,
     ModelUri,
     Strict,
     TaskName,
     Uri,
     Version,
     check_model_source,
+    classifier_tasks,
     fail,
+    task_definition,
 )
 from jobs.spec.sections import (
-    SECTION_TASKS,
+    SECTION_MODELS,
     AudioConfig,
     FramesConfig,
     ModelConfig,
@@ -33,6 +34,7 @@ from jobs.spec.sections import (
     TrainResources,
     only_for,
 )
+from tasks.registry import classifier_for_media, definitions
 
 
 class TrainSpec(Strict):
@@ -52,7 +54,8 @@ class TrainSpec(Strict):
     @classmethod
     def _architecture_fits_task(cls, model: ModelConfig, info: ValidationInfo) -> ModelConfig:
         task = info.data.get("task")
-        allowed = TASK_ARCHITECTURES.get(task or "", ())
+        known = task_definition(task)
+        allowed = [a.name for a in known.architectures] if known is not None else []
         if allowed and model.architecture not in allowed:
             raise fail(f"architecture: task {task} trains {' or '.join(allowed)}, not {model.architecture}")
         return model
@@ -61,19 +64,23 @@ class TrainSpec(Strict):
     @classmethod
     def _section_fits_task(cls, section, info: ValidationInfo):
         if section is not None:
-            only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
+            only_for(info.data.get("task"), info.field_name)
         return section
 
     @field_validator("data")
     @classmethod
     def _data_fits_task(cls, data: TrainData, info: ValidationInfo) -> TrainData:
         task = info.data.get("task")
-        if task == "style-transfer" and data.style is None:
-            raise fail("style: style-transfer trains on content images (train) and style images (style); "
-                        "add style: s3://bucket/styles/")
-        if task is not None and task != "style-transfer" and data.style is not None:
-            raise fail(f"style: applies to task style-transfer only (this spec's task is {task}); delete it")
-        if task in ("gan", "style-transfer") and data.validation is not None:
+        known = task_definition(task)
+        if known is None:
+            return data
+        for name, hint in known.data_hints.items():
+            if getattr(data, name) is None:
+                raise fail(f"{name}: {hint}")
+        if data.style is not None and "style" not in known.data:
+            takers = [d.name for d in definitions() if "style" in d.data]
+            raise fail(f"style: applies to task {' or '.join(takers)} only (this spec's task is {task}); delete it")
+        if data.validation is not None and "validation" not in known.data:
             raise fail(f"validation: applies to classifier tasks only (this spec's task is {task}); delete it")
         return data
 
@@ -83,7 +90,8 @@ class TrainSpec(Strict):
         stopping, task, data = training.early_stopping, info.data.get("task"), info.data.get("data")
         if stopping is None:
             return training
-        if task in ("gan", "style-transfer"):
+        known = task_definition(task)
+        if known is not None and not known.is_classifier:
             raise fail(f"early_stopping: applies to classifier tasks only (this spec's task is {task}); delete it")
         if stopping.monitor.startswith("val_") and data is not None and data.validation is None:
             raise fail(f"early_stopping.monitor: {stopping.monitor} is measured on held-out data; add "
@@ -94,14 +102,13 @@ class TrainSpec(Strict):
     def _task_defaults(self) -> TrainSpec:
         # Fill the media section of the task with its defaults, so the spec hash and the
         # model metadata record what was actually used.
-        if self.task == "video-classifier" and self.frames is None:
-            object.__setattr__(self, "frames", FramesConfig())
-        if self.task == "audio-classifier" and self.audio is None:
-            object.__setattr__(self, "audio", AudioConfig())
+        known = task_definition(self.task)
+        for name in known.filled_sections if known is not None else ():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, SECTION_MODELS[name]())
         return self
 
 
-MEDIA_TASKS = {"image": "image-classifier", "video": "video-classifier", "audio": "audio-classifier"}
 _ErrorRate = Annotated[float, Field(strict=False, ge=0, le=1, allow_inf_nan=False)]  # any share in 0..1
 _Extension = Annotated[str, Field(strict=True, pattern=r"^\.[A-Za-z0-9]{1,16}$")]
 
@@ -136,16 +143,18 @@ class ScoreSpec(_ScoreCommon):
     @field_validator("task")
     @classmethod
     def _classifier_task(cls, task: str) -> str:
-        if task not in CLASSIFIER_TASKS:
-            other = {"gan": "kind: generate samples a trained GAN", "style-transfer": "kind: stylize restyles images"}
-            raise fail(f"a score job classifies ({', '.join(CLASSIFIER_TASKS)}); {other.get(task, '')}".rstrip("; "))
+        classifiers = classifier_tasks()
+        if task not in classifiers:
+            known = task_definition(task)
+            other = known.job_hint if known is not None else ""
+            raise fail(f"a score job classifies ({', '.join(classifiers)}); {other}".rstrip("; "))
         return task
 
     @field_validator("frames", "annotate")
     @classmethod
     def _video_only(cls, value, info: ValidationInfo):
         if value:
-            only_for(info.data.get("task"), SECTION_TASKS[info.field_name], info.field_name)
+            only_for(info.data.get("task"), info.field_name)
         return value
 
     @model_validator(mode="after")
@@ -159,7 +168,7 @@ class ScoreSpec(_ScoreCommon):
 class Route(Strict):
     """One modality of a mixed archive: which objects (by extension), scored by which model."""
 
-    media: Literal["image", "video", "audio"] = Field(description="the kind of media this route scores")
+    media: MediaName = Field(description="the kind of media this route scores")
     model: ModelUri = Field(description="the output URI of a train job for this media, e.g. "
                                          "s3://models/cifar10-cnn/ (or a pinned version: .../@<model_id>)")
     name: JobName | None = Field(None, description="the route's name in the tables (default: the media)")
@@ -169,7 +178,9 @@ class Route(Strict):
 
     @property
     def task(self) -> str:
-        return MEDIA_TASKS[self.media]
+        known = classifier_for_media(self.media)
+        assert known is not None, self.media  # media is validated against the registry's
+        return known.name
 
     @property
     def route_name(self) -> str:
@@ -177,8 +188,10 @@ class Route(Strict):
 
     @model_validator(mode="after")
     def _frames_for_video(self) -> Route:
-        if self.frames is not None and self.media != "video":
-            raise fail(f"frames applies to media: video only (this route's media is {self.media}); delete it")
+        takers = [d.modality for d in definitions() if d.is_classifier and "frames" in d.sections]
+        if self.frames is not None and self.media not in takers:
+            raise fail(f"frames applies to media: {' or '.join(map(str, takers))} only (this route's media is "
+                       f"{self.media}); delete it")
         return self
 
 

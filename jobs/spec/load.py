@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from jobs.errors import SpecError
 from jobs.spec.errors import USERINFO, Loc, Problem, describe_error, show, spec_error, starts_with, unknown_choice
-from jobs.spec.fields import DEFAULT_INPUT_SHAPES, SECRET_KEY_PROBLEM, SECRET_URI_PROBLEM
+from jobs.spec.fields import SECRET_KEY_PROBLEM, SECRET_URI_PROBLEM, task_definition
 from jobs.spec.kinds import GenerateSpec, RoutedScoreSpec, ScoreSpec, StylizeSpec, TrainSpec
 from jobs.spec.sections import ImageModelConfig, ModelConfig, ScoreResources, TrainData, TrainingConfig, TrainResources
 from jobs.spec.yaml_file import SECRET_KEY, apply_overrides, plain_copy, read_yaml
 
 __all__ = [
-    "DEFAULT_INPUT_SHAPES", "GenerateSpec", "ImageModelConfig", "ModelConfig", "ScoreResources", "ScoreSpec", "Spec",
+    "GenerateSpec", "ImageModelConfig", "ModelConfig", "ScoreResources", "ScoreSpec", "Spec",
     "StylizeSpec", "TrainData", "TrainResources", "TrainSpec", "TrainingConfig", "load_spec", "load_spec_of",
     "parse_spec", "spec_hash", "spec_to_dict",
 ]
@@ -95,10 +95,20 @@ def parse_spec(data: Mapping, source: str = "<spec>", overrides: Sequence[str] =
             # A non-string key is a problem of the mapping that holds it, not a path of its own.
             loc = err["loc"][:-1] if err["type"] == "invalid_key" else err["loc"]
             if not any(starts_with(loc, prefix) for prefix in hidden):
-                problems.append((loc, describe_error(model, err, _KINDS)))
+                problems.append((loc, _for_the_task(describe_error(model, err, _KINDS), err, plain)))
     if problems:
         raise spec_error(source, problems, overridden)
     return spec
+
+
+def _for_the_task(message: str, err: Mapping[str, Any], plain: Mapping[str, Any]) -> str:
+    """A missing train `model` is hinted with the spec's own task's default architecture (the
+    field's description names the image classifier's)."""
+    known = task_definition(plain.get("task")) if isinstance(plain.get("task"), str) else None
+    if err["type"] == "missing" and tuple(err["loc"]) == ("model",) and plain.get("kind") == "train" and known:
+        default = known.default_architecture.name
+        return message.replace("{architecture: cifar10-cnn}", f"{{architecture: {default}}}")
+    return message
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from jobs.spec.fields import (
-    ARCHITECTURE_FIELDS,
-    DEFAULT_INPUT_SHAPES,
+    ArchitectureName,
     BatchSize,
     Count,
     Flag,
@@ -17,14 +16,19 @@ from jobs.spec.fields import (
     Strict,
     Uri,
     fail,
+    tasks_taking,
 )
+from tasks.registry import architecture as registered_architecture
+
+# The model fields an architecture may take (each architecture's definition says which).
+MODEL_FIELDS = ("input_shape", "image_shape", "latent_dim", "image_size", "encoder")
 
 
 class ModelConfig(Strict):
     """The network a train job builds. `input_shape` (classifiers) defaults by architecture;
     `image_shape` and `latent_dim` are the DCGAN's, `image_size` and `encoder` AdaIN's."""
 
-    architecture: Literal["binary-cnn", "cifar10-cnn", "mfcc-lstm", "dcgan", "adain"] = Field(
+    architecture: ArchitectureName = Field(
         description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio), "
                     "dcgan (gan), adain (style-transfer)")
     input_shape: InputShape | None = Field(None, description="[height, width, channels] of the model input")
@@ -38,32 +42,30 @@ class ModelConfig(Strict):
     def _fields_of_the_architecture(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        architecture = data.get("architecture")
-        if not isinstance(architecture, str) or architecture not in ARCHITECTURE_FIELDS:
+        name = data.get("architecture")
+        known = registered_architecture(name) if isinstance(name, str) else None
+        if known is None:
             # Reported on its own field; a default shape keeps a missing input_shape quiet.
-            return {**data, "input_shape": data.get("input_shape", DEFAULT_INPUT_SHAPES["cifar10-cnn"])}
-        allowed = ARCHITECTURE_FIELDS[architecture]
-        for name in ("input_shape", "image_shape", "latent_dim", "image_size", "encoder"):
-            if data.get(name) is not None and name not in allowed:  # null: as written back by spec_to_dict
-                fix = {"mfcc-lstm": "mfcc-lstm takes its input shape from the `audio` section",
-                       "dcgan": "dcgan sets the image size with image_shape"}.get(architecture, "")
-                fields = f"; {architecture} takes {', '.join(allowed)}" if allowed else ""
-                raise fail(f"{name}: {fix or f'{architecture} has no {name}'}{fields}; delete {name}")
-        defaults = {"input_shape": DEFAULT_INPUT_SHAPES.get(architecture), "image_shape": (28, 28, 1),
-                    "latent_dim": 100, "image_size": 256, "encoder": "vgg19"}
-        return {**data, **{name: defaults[name] for name in allowed if data.get(name) is None}}
+            return {**data, "input_shape": data.get("input_shape", registered_architecture("cifar10-cnn")
+                                                     .fields["input_shape"])}
+        allowed = tuple(known.fields)
+        for field in MODEL_FIELDS:
+            if data.get(field) is not None and field not in allowed:  # null: as written back by spec_to_dict
+                takes = f"; {name} takes {', '.join(allowed)}" if allowed else ""
+                raise fail(f"{field}: {known.refused_hint or f'{name} has no {field}'}{takes}; delete {field}")
+        return {**data, **{field: known.fields[field] for field in allowed if data.get(field) is None}}
 
     @model_validator(mode="after")
     def _sizes_fit_the_network(self) -> ModelConfig:
-        if self.image_shape is not None and (self.image_shape[0] % 4 or self.image_shape[1] % 4):
-            raise fail(f"image_shape: height and width must be multiples of 4 (the generator upsamples twice "
-                        f"by 2), got {list(self.image_shape)}; e.g. [28, 28, 1] or [32, 32, 3]")
-        if self.image_size is not None and self.encoder is not None:
-            factor = {"vgg19": 8, "tiny": 4}[self.encoder]
-            if self.image_size % factor:
-                raise fail(f"image_size: must be a multiple of {factor} for the {self.encoder} encoder "
-                            f"(got {self.image_size}); e.g. {self.image_size // factor * factor or factor}")
+        known = registered_architecture(self.architecture)
+        problem = known.check(self.fields()) if known is not None and known.check is not None else None
+        if problem:
+            raise fail(problem)
         return self
+
+    def fields(self) -> dict[str, Any]:
+        """The architecture's fields as set (defaults filled): what the task is built with."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS if getattr(self, name) is not None}
 
 
 ImageModelConfig = ModelConfig  # the name before GAN and style-transfer models existed
@@ -93,13 +95,18 @@ class AudioConfig(Strict):
         return self
 
 
-SECTION_TASKS = {"frames": "video-classifier", "annotate": "video-classifier", "audio": "audio-classifier"}
+# The sections a task may take beside the common ones, by name (a task's definition lists
+# its own); `annotate` is a score spec's flag and has no model.
+SECTION_MODELS: dict[str, type[Strict]] = {"frames": FramesConfig, "audio": AudioConfig}
 _STYLE_TRAINING_IMAGES = 4096  # style images travel to every worker: bounded by design
 
 
-def only_for(task_name: str | None, wanted: str, section: str) -> None:
-    if task_name is not None and task_name != wanted:
-        raise fail(f"{section} applies to task {wanted} only (this spec's task is {task_name}); delete it")
+def only_for(task_name: str | None, section: str) -> None:
+    """Refuse a section the spec's task does not take (its definition lists the ones it does)."""
+    takers = tasks_taking(section)
+    if task_name is not None and task_name not in takers:
+        raise fail(f"{section} applies to task {' or '.join(takers)} only (this spec's task is {task_name}); "
+                   "delete it")
 
 
 class TrainData(Strict):

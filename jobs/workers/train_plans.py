@@ -27,6 +27,8 @@ from jobs.errors import MediaJobsError
 from jobs.models.store import MODEL_FILE
 from jobs.storage.objects import list_objects, parse_uri
 from jobs.workers.media_stage import EXAMPLE
+from tasks.definition import Architecture
+from tasks.registry import definition
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +115,12 @@ class TrainingPlan:
 
     def list_objects(self, spec, task) -> TrainingObjects:
         uris, sizes, labels, classes = list_labelled(spec.data.train, task.suffixes)
-        if spec.model.architecture == "binary-cnn" and len(classes) != 2:
-            raise MediaJobsError(f"model.architecture: binary-cnn needs exactly 2 class folders, found "
-                                 f"{classes} under {spec.data.train}; use cifar10-cnn")
+        known = definition(spec.task)
+        architecture = known.architecture(spec.model.architecture)
+        if architecture.classes is not None and len(classes) != architecture.classes:
+            others = [a.name for a in known.architectures if a.classes is None]
+            raise MediaJobsError(f"model.architecture: {architecture.name} needs exactly {architecture.classes} class "
+                                 f"folders, found {classes} under {spec.data.train}; use {' or '.join(others)}")
         objects = TrainingObjects({"train": uris}, {"train": sizes}, {"train": labels}, classes)
         if spec.data.validation:
             v_uris, v_sizes, v_labels, _ = list_labelled(spec.data.validation, task.suffixes, classes,
@@ -165,7 +170,12 @@ class TrainingPlan:
     def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
         if "validation" not in datasets:
             return {}
-        return evaluate_examples(model, datasets["validation"], config["batch_size"], config["architecture"])
+        architecture = definition(config["task"].name).architecture(config["architecture"])
+        return evaluate_examples(model, datasets["validation"], config["batch_size"], architecture)
+
+    def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
+        """What the exported model records beyond the common metadata (from the checkpoint)."""
+        return {}
 
     def after_epoch(self, checkpoint_dir: str, epoch: int, config: dict) -> None:
         """Rank 0 only, from the checkpoint just written: what people look at during training.
@@ -239,6 +249,9 @@ def _in_memory_batches(shard, batch_size: int, seed: int):
 class GanPlan(TrainingPlan):
     exported = ("generator.keras",)
 
+    def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
+        return {"generator": "generator.keras", "samples": SAMPLES_DIR}
+
     def list_objects(self, spec, task) -> TrainingObjects:
         uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
         return TrainingObjects({"train": uris}, {"train": sizes}, {"train": [0] * len(uris)})
@@ -269,6 +282,11 @@ class GanPlan(TrainingPlan):
 
 class StylePlan(TrainingPlan):
     exported = (STYLIZER_DIR,)  # content ("train") is split; every worker reads all style images
+
+    def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
+        with open(os.path.join(checkpoint_dir, STYLIZER_DIR, "assets.extra", "stylizer.json")) as handle:
+            info = json.load(handle)
+        return {"encoder_weights": info["encoder_weights"], "stylizer": STYLIZER_DIR}
 
     def list_objects(self, spec, task) -> TrainingObjects:
         uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
@@ -339,25 +357,21 @@ def _style_checkpoint(model):
     return tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder, optimizer=model.optimizer)
 
 
-_PLANS: dict[str, TrainingPlan] = {"gan": GanPlan(), "style-transfer": StylePlan()}
+# By the name a task's definition gives (`TaskDefinition.training_plan`).
+_PLANS: dict[str, TrainingPlan] = {"classifier": TrainingPlan(), "gan": GanPlan(), "style": StylePlan()}
 
 
 def plan_for(task_name: str) -> TrainingPlan:
-    """The plan of a task; classifiers share the default one."""
-    return _PLANS.get(task_name, TrainingPlan())
+    """The training plan of a task, as its definition names it."""
+    return _PLANS[definition(task_name).training_plan]
 
 
 def extra_metadata(task_name: str, checkpoint_dir: str) -> dict[str, Any]:
     """What a task's exported model records beyond the common metadata."""
-    if task_name == "style-transfer":
-        info = json.loads(open(os.path.join(checkpoint_dir, STYLIZER_DIR, "assets.extra", "stylizer.json")).read())
-        return {"encoder_weights": info["encoder_weights"], "stylizer": STYLIZER_DIR}
-    if task_name == "gan":
-        return {"generator": "generator.keras", "samples": SAMPLES_DIR}
-    return {}
+    return plan_for(task_name).extra_metadata(checkpoint_dir)
 
 
-def evaluate_examples(model, data: WholeDataset, batch_size: int, architecture: str) -> dict[str, float]:
+def evaluate_examples(model, data: WholeDataset, batch_size: int, architecture: Architecture) -> dict[str, float]:
     """Exact validation loss and accuracy over the whole (unsplit) validation set.
 
     The model is called directly rather than through `model.evaluate`: every worker
@@ -367,15 +381,12 @@ def evaluate_examples(model, data: WholeDataset, batch_size: int, architecture: 
 
     losses, correct, count = 0.0, 0, 0
     for examples, labels in data.batches(max(batch_size, 256)):
-        probabilities = model(examples, training=False).numpy().astype(np.float64)
+        probabilities = architecture.class_probabilities(model(examples, training=False).numpy())
         labels = labels.astype(np.int64)
-        if architecture == "binary-cnn":
-            p = np.clip(probabilities[:, 0], 1e-7, 1 - 1e-7)
-            losses += float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).sum())
-            correct += int(((p >= 0.5).astype(np.int64) == labels).sum())
-        else:
-            picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-            losses += float(-np.log(picked).sum())
-            correct += int((probabilities.argmax(axis=1) == labels).sum())
+        # The cross-entropy each head trains with: binary for a sigmoid, categorical for a softmax.
+        ceiling = 1 - 1e-7 if architecture.outputs == "sigmoid" else 1.0
+        picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, ceiling)
+        losses += float(-np.log(picked).sum())
+        correct += int((probabilities.argmax(axis=1) == labels).sum())
         count += len(labels)
     return {"val_loss": losses / max(count, 1), "val_accuracy": correct / max(count, 1)}

@@ -1,0 +1,103 @@
+"""What a task is, for the layers that validate, plan and run jobs: one `TaskDefinition` per
+task module, registered in `tasks.registry`.
+
+The spec layer, nightly routes, `predict` and the runners ask a definition what a task can
+do (its architectures and their fields, the spec sections and data it takes, the media it
+scores, which job kind uses its models) instead of testing its name. A definition holds no
+TensorFlow: reading one costs an import of the task module (numpy and the decoders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# How a model's output becomes one probability per class.
+Outputs = Literal["softmax", "sigmoid", "none"]
+# Which job kind uses a task's trained model.
+Produces = Literal["classes", "images", "stylizations"]
+JOB_OF = {"classes": "score", "images": "generate", "stylizations": "stylize"}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network a task can train, and the spec's `model` fields it takes.
+
+    `fields` maps each model field the architecture takes to its default (the others are
+    refused, so a typo'd spec cannot silently train something its author did not mean);
+    `refused_hint` says where such a setting goes instead. `check` validates the fields
+    together and returns the problem as a finished sentence ("field: what is wrong; fix").
+    """
+
+    name: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    refused_hint: str = ""
+    outputs: Outputs = "softmax"
+    classes: int | None = None  # a fixed number of classes (a sigmoid head has 2)
+    check: Callable[[Mapping[str, Any]], str | None] | None = None
+
+    def class_probabilities(self, outputs: Any) -> Any:
+        """The model's outputs ([n, k] float) as [n, classes] probabilities."""
+        import numpy as np
+
+        outputs = np.asarray(outputs, dtype=np.float64)
+        if self.outputs == "sigmoid":  # one unit: the probability of the second class
+            return np.concatenate([1.0 - outputs[:, :1], outputs[:, :1]], axis=1)
+        return outputs
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """Everything the job layers know about a task.
+
+    - `architectures`: the first is what a spec gets when its model names none.
+    - `produces`: "classes" (a score job classifies with the model), "images" (a generate
+      job samples it) or "stylizations" (a stylize job applies it).
+    - `modality`: the media a classifier scores ("image", "video", "audio"); nightly routes
+      send objects to a task by it.
+    - `sections`: spec sections the task takes beyond the common ones ("frames", "audio",
+      "annotate"); `filled_sections` get their defaults written into a train spec (they
+      shape the model's input, so the model records them); `scoring_sections` may be set by
+      a score spec (they do not change what the model sees).
+    - `data`: the fields of a train spec's `data` section the task reads; `data_hints` say
+      why a required one is needed.
+    - `training_plan`: the name of the training plan (`jobs.workers.train_plans`).
+    - `classifies_images`: its examples are images (stills or video frames), so `predict`
+      and a generate job's quality check can feed it images.
+    - `job_hint`: for a task a score job cannot run, what to use instead.
+    """
+
+    name: str
+    task_class: type
+    architectures: tuple[Architecture, ...]
+    produces: Produces = "classes"
+    modality: str | None = None
+    sections: tuple[str, ...] = ()
+    filled_sections: tuple[str, ...] = ()
+    scoring_sections: tuple[str, ...] = ()
+    data: tuple[str, ...] = ("train", "validation")
+    data_hints: Mapping[str, str] = field(default_factory=dict)
+    training_plan: str = "classifier"
+    classifies_images: bool = False
+    job_hint: str = ""
+
+    @property
+    def job_kind(self) -> str:
+        """The job kind that uses this task's models: score, generate or stylize."""
+        return JOB_OF[self.produces]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.produces == "classes"
+
+    @property
+    def default_architecture(self) -> Architecture:
+        return self.architectures[0]
+
+    def architecture(self, name: str) -> Architecture:
+        """Raises KeyError for an architecture this task does not train."""
+        for candidate in self.architectures:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"task {self.name} trains {' or '.join(a.name for a in self.architectures)}, not {name}")
