@@ -14,15 +14,16 @@ from jobs.spec.sections import (SECTION_TASKS, AudioConfig, FramesConfig, ModelC
 
 class TrainSpec(_Strict):
     version: _Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["train"]
+    kind: Literal["train"] = Field(description="the job kind")
     name: _JobName = Field(description="the job name, e.g. cifar10-cnn")
     task: _TaskName = Field(description="the task to run, e.g. image-classifier")
     model: ModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
     data: TrainData = Field(description="the training data, e.g. {train: s3://media/cifar10/train/}")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     audio: AudioConfig | None = Field(None, description="audio features (audio-classifier)")
-    training: TrainingConfig = Field(default_factory=TrainingConfig,
-                                     description="epochs, global batch size, learning rate, seed, restarts, early stopping")
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="epochs, global batch size, learning rate, seed, restarts, early stopping")
     resources: TrainResources = Field(default_factory=TrainResources,
                                       description="the Ray Train workers (their ScalingConfig)")
     output: _Uri = Field(description="where to write the trained model, e.g. s3://models/cifar10-cnn/")
@@ -87,7 +88,7 @@ _Extension = Annotated[str, Field(strict=True, pattern=r"^\.[A-Za-z0-9]{1,16}$")
 
 class _ScoreCommon(_Strict):
     version: _Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["score"]
+    kind: Literal["score"] = Field(description="the job kind")
     name: _JobName = Field(description="the job name, e.g. score-images")
     input: _Uri = Field(description="the URI of the objects to score, e.g. s3://archive/images/")
     output: _Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
@@ -209,7 +210,7 @@ class GenerateSpec(_Strict):
     """Sample images from a trained GAN: `count` images, image i from latent vector (seed, i)."""
 
     version: _Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["generate"]
+    kind: Literal["generate"] = Field(description="the job kind")
     name: _JobName = Field(description="the job name, e.g. digits-samples")
     task: Literal["gan"] = Field("gan", description="the task: gan (the only one that generates)")
     model: _ModelUri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/ "
@@ -231,7 +232,7 @@ class StylizeSpec(_Strict):
     """Restyle every image under `input` in each style of `styles`, keeping each image's size."""
 
     version: _Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["stylize"]
+    kind: Literal["stylize"] = Field(description="the job kind")
     name: _JobName = Field(description="the job name, e.g. stylize-photos")
     task: Literal["style-transfer"] = Field("style-transfer", description="the task: style-transfer")
     model: Annotated[str, Field(strict=True, min_length=1), AfterValidator(_check_model_source)] = Field(

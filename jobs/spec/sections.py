@@ -18,8 +18,10 @@ class ModelConfig(_Strict):
     architecture: Literal["binary-cnn", "cifar10-cnn", "mfcc-lstm", "dcgan", "adain"] = Field(
         description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio), "
                     "dcgan (gan), adain (style-transfer)")
-    input_shape: _InputShape | None = Field(None, description="[height, width, channels] of the model input")
-    image_shape: _InputShape | None = Field(None, description="[height, width, channels] of the generated images")
+    input_shape: _InputShape | None = Field(
+        None, description="[height, width, channels] of the model input (classifiers; default by architecture)")
+    image_shape: _InputShape | None = Field(
+        None, description="[height, width, channels] of the generated images (dcgan; default [28, 28, 1])")
     latent_dim: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = Field(
         None, description="the length of the generator's latent vector (dcgan; default 100)")
     image_size: Annotated[int, Field(strict=True, ge=8, le=1024)] | None = Field(
