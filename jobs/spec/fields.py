@@ -54,6 +54,7 @@ def registry_choice(what: str, valid) -> Any:
             raise fail(unknown_choice(what, value, names))
         return value
 
+    check.registry_choice = valid  # type: ignore[attr-defined]  # the reference lists the choices
     return Annotated[str, BeforeValidator(check)]
 
 
@@ -72,13 +73,13 @@ def fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("spec", "{message}", {"message": message})
 
 
-def _check_version(value: Any) -> Any:
+def check_version(value: Any) -> Any:
     if value != 1 or isinstance(value, bool) or not isinstance(value, int):
         raise fail('only version 1 exists; add "version: 1"')
     return value
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         fix = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:63]
         hint = f"; try {fix!r}" if _NAME.fullmatch(fix) else ""
@@ -87,7 +88,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _check_task(name: str) -> str:
+def check_task(name: str) -> str:
     if name not in task_names():
         raise fail(unknown_choice("task", name, task_names()))
     return name
@@ -101,10 +102,10 @@ def check_model_source(value: str) -> str:
         if problem := scheme_problem(value):
             raise fail(problem)
         return value
-    return _check_uri(value)
+    return check_uri(value)
 
 
-def _check_uri(uri: str) -> str:
+def check_uri(uri: str) -> str:
     if USERINFO.search(uri):
         raise fail(SECRET_URI_PROBLEM)
     if uri != uri.strip():
@@ -121,7 +122,7 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
-def _check_input_shape(value: Any) -> tuple[int, int, int]:
+def check_input_shape(value: Any) -> tuple[int, int, int]:
     if (not isinstance(value, (list, tuple)) or len(value) != 3
             or any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
         raise fail(f"must be [height, width, channels], three integers, e.g. [32, 32, 3] (got {show(value)})")
@@ -133,16 +134,16 @@ def _check_input_shape(value: Any) -> tuple[int, int, int]:
     return (height, width, channels)
 
 
-Version = Annotated[Literal[1], BeforeValidator(_check_version)]
-JobName = Annotated[str, Field(strict=True), AfterValidator(_check_name)]
-TaskName = Annotated[str, Field(strict=True), AfterValidator(_check_task)]
-Uri = Annotated[str, Field(strict=True), AfterValidator(_check_uri)]
+Version = Annotated[Literal[1], BeforeValidator(check_version)]
+JobName = Annotated[str, Field(strict=True), AfterValidator(check_name)]
+TaskName = Annotated[str, Field(strict=True), AfterValidator(check_task)]
+Uri = Annotated[str, Field(strict=True), AfterValidator(check_uri)]
 _PIN = re.compile(r"@[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
-def _check_model_uri(uri: str) -> str:
+def check_model_uri(uri: str) -> str:
     # A train job's output, optionally pinned to one exported version: s3://models/cnn/@cnn-1a2b3c.
-    _check_uri(uri)
+    check_uri(uri)
     last = uri.rstrip("/").rsplit("/", 1)[-1]
     if "@" in last and not _PIN.fullmatch(last):
         raise fail(f"pins a model version as .../@<model_id> (letters, digits, '.', '_', '-' after the @); "
@@ -150,10 +151,10 @@ def _check_model_uri(uri: str) -> str:
     return uri
 
 
-ModelUri = Annotated[str, Field(strict=True), AfterValidator(_check_model_uri)]
+ModelUri = Annotated[str, Field(strict=True), AfterValidator(check_model_uri)]
 TRUST_DESCRIPTION = ("load a model whose files carry code (Lambda layers, custom objects, SavedModel ops that "
                       "touch files); only for models whose author you trust")
-InputShape = Annotated[tuple[int, int, int], BeforeValidator(_check_input_shape)]
+InputShape = Annotated[tuple[int, int, int], BeforeValidator(check_input_shape)]
 Count = Annotated[int, Field(strict=True, ge=1)]
 BatchSize = Annotated[int, Field(strict=True, ge=1, le=65536)]
 Flag = Annotated[bool, Field(strict=True)]

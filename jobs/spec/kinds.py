@@ -39,15 +39,18 @@ from tasks.registry import classifier_for_media, definitions
 
 class TrainSpec(Strict):
     version: Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["train"]
+    kind: Literal["train"] = Field(description="the job kind")
     name: JobName = Field(description="the job name, e.g. cifar10-cnn")
     task: TaskName = Field(description="the task to run, e.g. image-classifier")
     model: ModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
     data: TrainData = Field(description="the training data, e.g. {train: s3://media/cifar10/train/}")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     audio: AudioConfig | None = Field(None, description="audio features (audio-classifier)")
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    resources: TrainResources = Field(default_factory=TrainResources)
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="epochs, global batch size, learning rate, seed, restarts, early stopping")
+    resources: TrainResources = Field(default_factory=TrainResources,
+                                      description="the Ray Train workers (their ScalingConfig)")
     output: Uri = Field(description="where to write the trained model, e.g. s3://models/cifar10-cnn/")
 
     @field_validator("model")
@@ -115,18 +118,18 @@ _Extension = Annotated[str, Field(strict=True, pattern=r"^\.[A-Za-z0-9]{1,16}$")
 
 class _ScoreCommon(Strict):
     version: Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["score"]
+    kind: Literal["score"] = Field(description="the job kind")
     name: JobName = Field(description="the job name, e.g. score-images")
     input: Uri = Field(description="the URI of the objects to score, e.g. s3://archive/images/")
     output: Uri = Field(description="where to write the scores, e.g. s3://scores/images/")
-    batch_size: BatchSize = 256
-    top_k: Count = 3
+    batch_size: BatchSize = Field(256, description="examples (images, frames, windows) per model call")
+    top_k: Count = Field(3, description="how many of the best classes a row keeps in top_labels and top_scores")
     trust_model_code: Flag = Field(False, description=TRUST_DESCRIPTION)
     incremental: Flag = Field(False, description="score only new or changed objects, tables partitioned by run date")
     max_error_rate: _ErrorRate | None = Field(
         None, description="the share of scored objects that may fail before the run exits 1 "
                           "(default 0.05 with incremental: true, no limit otherwise)")
-    resources: ScoreResources = Field(default_factory=ScoreResources)
+    resources: ScoreResources = Field(default_factory=ScoreResources, description="the model actor pool")
 
     @property
     def error_budget(self) -> float | None:
@@ -243,28 +246,29 @@ class GenerateSpec(Strict):
     """Sample images from a trained GAN: `count` images, image i from latent vector (seed, i)."""
 
     version: Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["generate"]
+    kind: Literal["generate"] = Field(description="the job kind")
     name: JobName = Field(description="the job name, e.g. digits-samples")
     task: Literal["gan"] = Field("gan", description="the task: gan (the only one that generates)")
     model: ModelUri = Field(description="the output URI of a gan train job, e.g. s3://models/digits-gan/ "
                                          "(or a pinned version: .../@<model_id>)")
     count: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] = Field(
         description="how many images to generate, e.g. 10000")
-    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = Field(
+        0, description="image i comes from latent vector (seed, i): the same seed and count give byte-identical PNGs")
     output: Uri = Field(description="where to write the images and their index, e.g. s3://samples/digits/")
-    batch_size: BatchSize = 256
-    grid_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
+    batch_size: BatchSize = Field(256, description="images generated per model call")
+    grid_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = Field(64, description="images shown in grid.png")
     quality: GenerationQuality | None = Field(
         None, description="judge the samples with a classifier, e.g. {classifier: s3://models/digits-cnn/}")
     trust_model_code: Flag = Field(False, description=TRUST_DESCRIPTION + " (the generator and the classifier)")
-    resources: ScoreResources = Field(default_factory=ScoreResources)
+    resources: ScoreResources = Field(default_factory=ScoreResources, description="the generator actor pool")
 
 
 class StylizeSpec(Strict):
     """Restyle every image under `input` in each style of `styles`, keeping each image's size."""
 
     version: Version = Field(description='the spec format version; add "version: 1"')
-    kind: Literal["stylize"]
+    kind: Literal["stylize"] = Field(description="the job kind")
     name: JobName = Field(description="the job name, e.g. stylize-photos")
     task: Literal["style-transfer"] = Field("style-transfer", description="the task: style-transfer")
     model: Annotated[str, Field(strict=True, min_length=1), AfterValidator(check_model_source)] = Field(
@@ -273,11 +277,13 @@ class StylizeSpec(Strict):
     input: Uri = Field(description="the URI of the content images, e.g. s3://photos/2026/")
     styles: list[Uri] = Field(description="a list of style image URIs, e.g. [s3://media/styles/wave.jpg]")
     output: Uri = Field(description="where to write the stylized images and tables, e.g. s3://stylized/photos/")
-    batch_size: Annotated[int, Field(strict=True, ge=1, le=256)] = 4
-    image_format: Literal["png", "jpeg"] = "jpeg"
-    max_side: Annotated[int, Field(strict=True, ge=16, le=16384)] | None = None
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=256)] = Field(
+        4, description="content images of one size per module call")
+    image_format: Literal["png", "jpeg"] = Field("jpeg", description="the file format of the stylized images")
+    max_side: Annotated[int, Field(strict=True, ge=16, le=16384)] | None = Field(
+        None, description="stylize at most this long a side, then resize the result back (default: full size)")
     trust_model_code: Flag = Field(False, description=TRUST_DESCRIPTION)
-    resources: ScoreResources = Field(default_factory=ScoreResources)
+    resources: ScoreResources = Field(default_factory=ScoreResources, description="the stylizer actor pool")
 
     @field_validator("styles")
     @classmethod

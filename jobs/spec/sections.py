@@ -31,11 +31,18 @@ class ModelConfig(Strict):
     architecture: ArchitectureName = Field(
         description="the network to build: cifar10-cnn or binary-cnn (images, video frames), mfcc-lstm (audio), "
                     "dcgan (gan), adain (style-transfer)")
-    input_shape: InputShape | None = Field(None, description="[height, width, channels] of the model input")
-    image_shape: InputShape | None = Field(None, description="[height, width, channels] of the generated images")
-    latent_dim: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = None
-    image_size: Annotated[int, Field(strict=True, ge=8, le=1024)] | None = None
-    encoder: Literal["vgg19", "tiny"] | None = None
+    input_shape: InputShape | None = Field(
+        None, description="[height, width, channels] of the model input (classifiers; default by architecture)")
+    image_shape: InputShape | None = Field(
+        None, description="[height, width, channels] of the generated images (dcgan; default [28, 28, 1])")
+    latent_dim: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = Field(
+        None, description="the length of the generator's latent vector (dcgan; default 100)")
+    image_size: Annotated[int, Field(strict=True, ge=8, le=1024)] | None = Field(
+        None, description="the side of the square training crops (adain; default 256; a multiple of 8 for vgg19, "
+                          "of 4 for tiny)")
+    encoder: Literal["vgg19", "tiny"] | None = Field(
+        None, description="the frozen encoder (adain; default vgg19, with ImageNet weights when they can be "
+                          "loaded; tiny is small and random by design)")
 
     @model_validator(mode="before")
     @classmethod
@@ -74,17 +81,22 @@ ImageModelConfig = ModelConfig  # the name before GAN and style-transfer models 
 class FramesConfig(Strict):
     """How video frames are sampled: every `every_n_frames` frames if set, else every `every_seconds`."""
 
-    every_seconds: Annotated[float, Field(strict=False, gt=0, allow_inf_nan=False)] | None = 1.0
-    every_n_frames: Count | None = None
-    max_frames: Count = 300
+    every_seconds: Annotated[float, Field(strict=False, gt=0, allow_inf_nan=False)] | None = Field(
+        1.0, description="sample the frame nearest to every multiple of this many seconds")
+    every_n_frames: Count | None = Field(None, description="sample every n-th frame instead of by time")
+    max_frames: Count = Field(300, description="at most this many frames per video")
 
 
 class AudioConfig(Strict):
     """How audio is turned into model input: resampled mono, cut into windows, MFCCs per window."""
 
-    sample_rate: Annotated[int, Field(strict=True, ge=4000, le=96000)] = 16000
-    n_mfcc: Annotated[int, Field(strict=True, ge=1, le=128)] = 13
-    window_seconds: Annotated[float, Field(strict=False, gt=0, le=60, allow_inf_nan=False)] = 1.0
+    sample_rate: Annotated[int, Field(strict=True, ge=4000, le=96000)] = Field(
+        16000, description="audio is resampled to this rate (Hz), mono")
+    n_mfcc: Annotated[int, Field(strict=True, ge=1, le=128)] = Field(
+        13, description="MFCC coefficients per 10 ms frame")
+    window_seconds: Annotated[float, Field(strict=False, gt=0, le=60, allow_inf_nan=False)] = Field(
+        1.0, description="the length of one scored window; a clip's last window shorter than a quarter of it "
+                         "is dropped, a shorter clip is one padded window")
 
     @model_validator(mode="after")
     def _window_holds_an_fft_frame(self) -> AudioConfig:
@@ -120,20 +132,27 @@ class EarlyStopping(Strict):
     """Stop when `monitor` has not improved for `patience` epochs; with `restore_best`, the
     exported model is the best epoch's (jobs.workers.train_settings.EarlyStop)."""
 
-    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
-    patience: Count = 3
-    restore_best: Flag = True
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = Field(
+        "val_loss", description="the figure to watch; val_* need data.validation")
+    patience: Count = Field(3, description="epochs without improvement before training stops")
+    restore_best: Flag = Field(True, description="export the best epoch's model rather than the last one's")
 
 
 class TrainingConfig(Strict):
-    epochs: Count = 10
+    epochs: Count = Field(10, description="passes over the training data")
     # Global (over all workers). Unset, it is 64 lowered to fit the data (jobs.workers.train_settings);
     # set, it is used as given or refused.
-    batch_size: BatchSize = 64
-    learning_rate: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = 0.001
-    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = 0
-    max_failures: Annotated[int, Field(strict=True, ge=0)] = 2
-    early_stopping: EarlyStopping | None = None
+    batch_size: BatchSize = Field(
+        64, description="examples per optimizer step over all workers; unset: 64, lowered so an epoch has at "
+                        "least 8 steps")
+    learning_rate: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = Field(
+        0.001, description="the optimizer's learning rate, for the global batch")
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)] = Field(
+        0, description="the random seed of every rank (same initial weights; reruns repeat)")
+    max_failures: Annotated[int, Field(strict=True, ge=0)] = Field(
+        2, description="how often Ray Train may restart the workers from the last checkpoint")
+    early_stopping: EarlyStopping | None = Field(
+        None, description="stop when a figure stops improving (classifier tasks), e.g. {monitor: val_loss}")
 
     @property
     def batch_size_is_set(self) -> bool:
@@ -155,9 +174,9 @@ def _gpu_share(value: float | None, use_gpu: bool, field: str) -> float:
 class TrainResources(Strict):
     """Ray Train's ScalingConfig (see jobs.runs.resources): one worker per MWMS replica."""
 
-    num_workers: Count = 2
-    use_gpu: Flag = False
-    cpus_per_worker: Count = 1
+    num_workers: Count = Field(2, description="training workers (MWMS replicas)")
+    use_gpu: Flag = Field(False, description="give each worker GPUs (TensorFlow memory growth on)")
+    cpus_per_worker: Count = Field(1, description="CPUs each worker reserves")
     gpus_per_worker: _GpuShare | None = Field(None, description="GPUs per worker with use_gpu (default 1)")
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how workers are placed on nodes: PACK (fewest nodes), SPREAD, STRICT_SPREAD "
@@ -172,10 +191,11 @@ class TrainResources(Strict):
 class ScoreResources(Strict):
     """The model actor pool (see jobs.runs.resources): `concurrency` actors, spread over the nodes."""
 
-    concurrency: Count = 2
-    use_gpu: Flag = False
+    concurrency: Count = Field(2, description="model actors; each fetches, decodes and runs the model")
+    use_gpu: Flag = Field(False, description="give each actor GPUs (TensorFlow memory growth on)")
     num_gpus: _GpuShare | None = Field(None, description="GPUs per actor with use_gpu (default 1; 0.5 shares one)")
-    cpus_per_actor: Annotated[float, Field(strict=False, gt=0, le=256, allow_inf_nan=False)] = 1
+    cpus_per_actor: Annotated[float, Field(strict=False, gt=0, le=256, allow_inf_nan=False)] = Field(
+        1, description="CPUs each actor reserves (for fetching, decoding and the model alike)")
 
     @model_validator(mode="after")
     def _gpus_need_use_gpu(self) -> ScoreResources:
