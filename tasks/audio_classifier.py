@@ -346,4 +346,4 @@ class AudioClassifier(Task):
 
 # The `audio` section shapes the model's input (rate, MFCCs, window): a train spec records it.
 DEFINITION = define(TaskDefinition("audio-classifier", AudioClassifier, (MFCC_LSTM,), modality="audio",
-                                   sections=("audio",), filled_sections=("audio",)))
+                                   sections=("audio",), filled_sections=("audio",), example_table="windows"))

@@ -66,6 +66,8 @@ class TaskDefinition:
     - `classifies_images`: its examples are images (stills or video frames), so `predict`
       and a generate job's quality check can feed it images.
     - `job_hint`: for a task a score job cannot run, what to use instead.
+    - `example_table`: for media with many examples per object, the nightly table of the
+      per-example rows (a video's frames, an audio file's windows).
     """
 
     name: str
@@ -81,6 +83,7 @@ class TaskDefinition:
     training_plan: str = "classifier"
     classifies_images: bool = False
     job_hint: str = ""
+    example_table: str | None = None
 
     @property
     def job_kind(self) -> str:

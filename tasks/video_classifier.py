@@ -372,4 +372,5 @@ class VideoClassifier(Task):
 # Frame sampling is a scoring choice (a score spec may change it); `annotate` is a score job's.
 DEFINITION = define(TaskDefinition("video-classifier", VideoClassifier, CNN_ARCHITECTURES, modality="video",
                                    sections=("frames", "annotate"), filled_sections=("frames",),
-                                   scoring_sections=("frames",), classifies_images=True))
+                                   scoring_sections=("frames",), classifies_images=True,
+                                   example_table="frames"))

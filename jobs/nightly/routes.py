@@ -36,6 +36,14 @@ class RoutePlan:
         window's start and end); none for images."""
         return tuple(getattr(self.task, "position_columns", ()))
 
+    @property
+    def detail_table(self) -> str | None:
+        """The nightly table of per-example rows of multi-example media (a video's frames, an
+        audio file's windows), as the task's definition names it; none for one-example media."""
+        from tasks.registry import definition
+
+        return definition(self.task_name).example_table
+
 
 def plan_routes(spec) -> list[RoutePlan]:
     """The spec's routes (a single-task spec is one route), with their models checked."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 from jobs.storage.contract import ERRORS_SCHEMA, SCORED_AT
 
 TABLES = ("predictions", "frames", "windows", "errors", "skipped")
-DETAIL_TABLE = {"video": "frames", "audio": "windows"}  # per-example rows of multi-example media
 # runs/<run_id>/summary.json, its keys in order.
 SUMMARY_FIELDS = ("run_id", "run_date", "spec_name", "input", "output", "started_at", "finished_at", "seconds",
                   "listed", "objects_per_s", "counts", "skipped", "resumed", "decisions", "model_ids", "error_rate",
@@ -48,4 +47,4 @@ def _schemas():
 
 SCHEMAS = {name: (lambda name=name: _schemas()[name]) for name in TABLES}
 
-__all__ = ["DETAIL_TABLE", "SCHEMAS", "SUMMARY_FIELDS", "TABLES"]
+__all__ = ["SCHEMAS", "SUMMARY_FIELDS", "TABLES"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jobs.nightly.manifest import ERROR, GROUP_ROWS, PREDICTED, SKIPPED, LedgerEntry, ledger_schema
-from jobs.nightly.tables import DETAIL_TABLE, SCHEMAS, TABLES
+from jobs.nightly.tables import SCHEMAS, TABLES
 from jobs.runs.score_commit import PARTIAL
 from jobs.runs.staged_parts import PartWriter, parquet_files, table_batches
 from jobs.runs.staged_sweep import FILE_COLUMN, SOURCE_COLUMN, SortedStream, staged_files, windows
@@ -74,7 +74,7 @@ def stage_night_tables(fs, staging: Location, final: Location, routes: list[Rout
     result = NightTables(rows={})
     def columns(staged) -> list[str]:  # a frame or window keeps its own label and top-k
         route = routes[staged.source]
-        return [*STAGED_COLUMNS, *route.positions, *(EXAMPLE_COLUMNS if route.media in DETAIL_TABLE else ())]
+        return [*STAGED_COLUMNS, *route.positions, *(EXAMPLE_COLUMNS if route.detail_table else ())]
 
     for window in windows(fs, files, columns, expected, todo_schema, read_filter=same_model):
         _commit_window(window, routes, run_id, run_date, top_k, writers, updates, result)
@@ -112,8 +112,8 @@ def _commit_window(window, routes, run_id, run_date, top_k, writers, updates, re
             route_examples = route_examples.sort_by(keys)
             predictions = _predictions(route_examples, expected, partial, route, run_id, top_k)
             now_rows["predictions"].append(predictions)
-            if route.media in DETAIL_TABLE:
-                now_rows[DETAIL_TABLE[route.media]].append(_detail(route_examples, route, run_id))
+            if route.detail_table:
+                now_rows[route.detail_table].append(_detail(route_examples, route, run_id))
             now_rows["updates"].append(_updates(predictions, route, run_id, run_date, PREDICTED, None))
             _count(result, route.media, "predicted", predictions.num_rows)
         if route_failures.num_rows:
@@ -170,7 +170,7 @@ def _detail(examples, route, run_id: str):
     """The frames / windows rows: the staged example rows as they are, stamped with this run."""
     import pyarrow as pa
 
-    schema = SCHEMAS[DETAIL_TABLE[route.media]]()
+    schema = SCHEMAS[route.detail_table]()
     columns = {name: (pa.repeat(run_id, examples.num_rows) if name == "run_id" else examples.column(name))
                for name in schema.names}
     return pa.table(columns)
