@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 # Task modules register themselves on import; this maps a name to its module so the
 # registry can import lazily (TensorFlow-heavy modules load only when used).
@@ -33,7 +33,7 @@ _MODULES = {
     "gan": "tasks.gan",
     "style-transfer": "tasks.style_transfer",
 }
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, type[Task]] = {}
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,11 @@ class Task:
     position_columns: tuple[str, ...] = ()
 
 
-def register(name: str) -> Callable[[type], type]:
-    def decorate(cls: type) -> type:
+_TaskClass = TypeVar("_TaskClass", bound="type[Task]")
+
+
+def register(name: str) -> Callable[[_TaskClass], _TaskClass]:
+    def decorate(cls: _TaskClass) -> _TaskClass:
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -72,8 +75,9 @@ def task_names() -> list[str]:
     return sorted(_MODULES)
 
 
-def get_task(name: str) -> type:
-    """The task class registered under `name`.
+def get_task(name: str) -> type[Any]:
+    """The task class registered under `name` (typed `Any`: callers use members such as
+    `decode`, `build_model` and `output_tables` that each task defines and `Task` does not declare).
 
     Raises:
         KeyError: with the list of valid names, for an unknown task.

@@ -340,7 +340,7 @@ class VideoClassifier(Task):
         check_sampling(self.every_seconds, self.every_n_frames, self.max_frames, self.max_seconds)
 
     @property
-    def example_shape(self) -> tuple[int, int, int]:
+    def example_shape(self) -> tuple[int, ...]:
         return tuple(self.input_shape)
 
     def decode(self, path: str, deadline: float | None = None,
