@@ -36,9 +36,14 @@ need_tools() {
 }
 
 # The layers and the code's own checks come first: seconds, and a broken contract says where.
+# Each check runs and prints its failures; any failure fails the command (`set -e` does not
+# apply inside a function called as `lint && ...`).
 lint() {
-  lint-imports --no-cache >/dev/null || lint-imports --no-cache
-  ruff check --quiet jobs tasks cluster
+  local failed=0
+  lint-imports --no-cache >/dev/null || lint-imports --no-cache || failed=1
+  ruff check --quiet jobs tasks cluster || failed=1
+  mypy --no-error-summary || failed=1
+  return "$failed"
 }
 
 export PATH="$VENV/bin:$PATH"

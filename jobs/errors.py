@@ -76,4 +76,4 @@ _RAY_RETRY_SUMMARY = "Failed to "
 
 
 # What the CLI prints as one line (headline: message) with the error's exit code.
-USER_ERRORS: tuple[type[Exception], ...] = (MediaJobsError, StackError)
+USER_ERRORS: tuple[type[MediaJobsError], type[StackError]] = (MediaJobsError, StackError)

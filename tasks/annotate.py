@@ -9,8 +9,12 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL.ImageFont import BaseImageFont
 
 BANNER_COLOR = (0, 0, 0)
 BANNER_OPACITY = 0.6
@@ -22,7 +26,7 @@ CAPTION_FONT_SIZE = 12
 
 
 @lru_cache(maxsize=16)
-def _font(size: int):
+def _font(size: int) -> BaseImageFont:
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)  # Pillow's bundled FreeType font: no system fonts needed
@@ -39,7 +43,7 @@ def _as_rgb(frame: np.ndarray) -> np.ndarray:
     raise ValueError(f"frames must be (H, W, 3) RGB or (H, W) grayscale, got shape {frame.shape}")
 
 
-def _fit_text(draw, text: str, max_width: int, size: int) -> tuple[str, object]:
+def _fit_text(draw, text: str, max_width: int, size: int) -> tuple[str, BaseImageFont]:
     """The text and a font that fit in `max_width`: a smaller font first, then an ellipsis."""
     while size > 8 and draw.textlength(text, font=_font(size)) > max_width:
         size -= 1
@@ -93,12 +97,13 @@ def write_annotated_mp4(frames_rgb: Iterable[np.ndarray], path: str, fps: float)
             frame = _as_rgb(frame)
             if size is None:
                 size = (frame.shape[1] - frame.shape[1] % 2, frame.shape[0] - frame.shape[0] % 2)
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), size)
                 if not writer.isOpened():
                     raise OSError(f"OpenCV could not open an mp4v video writer for {path}")
             elif (frame.shape[1] - frame.shape[1] % 2, frame.shape[0] - frame.shape[0] % 2) != size:
                 raise ValueError(f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, "
                                  f"the first was {size[0]}x{size[1]}")
+            assert writer is not None  # opened at the first frame
             writer.write(cv2.cvtColor(np.ascontiguousarray(frame[:size[1], :size[0]]), cv2.COLOR_RGB2BGR))
             count += 1
     finally:

@@ -156,7 +156,10 @@ def main() -> None:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a decoder's stray print must not corrupt the protocol
     _one_thread_per_child()
-    task = pickle.loads(read_frame(requests))
+    frame = read_frame(requests)
+    if frame is None:
+        return  # the parent closed the pipe before it sent the task
+    task = pickle.loads(frame)
     while True:
         request = read_frame(requests)
         if request is None:

@@ -417,7 +417,7 @@ class GanTask(Task):
             raise ValueError(f"latent_dim must be a whole number >= 1, got {self.latent_dim!r}")
 
     @property
-    def example_shape(self) -> tuple[int, int, int]:
+    def example_shape(self) -> tuple[int, ...]:
         return tuple(self.image_shape)
 
     def decode(self, data: bytes, deadline: float | None = None) -> DecodedMedia:

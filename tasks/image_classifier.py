@@ -288,7 +288,7 @@ class ImageClassifier(Task):
     count_column = ""
 
     @property
-    def example_shape(self) -> tuple[int, int, int]:
+    def example_shape(self) -> tuple[int, ...]:
         return tuple(self.input_shape)
 
     def decode(self, data: bytes, deadline: float | None = None) -> DecodedMedia:

@@ -25,10 +25,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from tasks.definition import TaskDefinition
+    from tasks.definition import Architecture, TaskDefinition
 
 # Task modules register themselves on import; this maps a name to its module so the
 # registry can import lazily (TensorFlow-heavy modules load only when used).
@@ -39,7 +39,7 @@ _MODULES = {
     "gan": "tasks.gan",
     "style-transfer": "tasks.style_transfer",
 }
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, type[Task]] = {}
 _DEFINITIONS: dict[str, TaskDefinition] = {}
 
 
@@ -66,8 +66,11 @@ class Task:
     position_columns: tuple[str, ...] = ()
 
 
-def register(name: str) -> Callable[[type], type]:
-    def decorate(cls: type) -> type:
+_TaskClass = TypeVar("_TaskClass", bound="type[Task]")
+
+
+def register(name: str) -> Callable[[_TaskClass], _TaskClass]:
+    def decorate(cls: _TaskClass) -> _TaskClass:
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -132,7 +135,7 @@ def all_architectures() -> list[str]:
     return names
 
 
-def architecture(name: str):
+def architecture(name: str) -> Architecture | None:
     """The first registered `Architecture` called `name` (tasks that share a network share
     its settings), or None."""
     for d in definitions():
@@ -142,8 +145,9 @@ def architecture(name: str):
     return None
 
 
-def get_task(name: str) -> type:
-    """The task class registered under `name`.
+def get_task(name: str) -> type[Any]:
+    """The task class registered under `name` (typed `Any`: callers use members such as
+    `decode`, `build_model` and `output_tables` that each task defines and `Task` does not declare).
 
     Raises:
         KeyError: with the list of valid names, for an unknown task.

@@ -106,6 +106,7 @@ class FrameSampler:
 
     def _sequential(self, capture, fps: float, count: int) -> Iterator[SampledFrame]:
         index, t, next_due = 0, 0.0, 0.0
+        every_seconds = self.every_seconds or 0.0  # read only without every_n_frames, when it is set
         tolerance = 0.5 / fps if fps else 1e-3  # sample the frame nearest to each due time
         while True:
             if self._deadline_passed(t):
@@ -122,7 +123,7 @@ class FrameSampler:
                                            "no frame rate and no timestamps (sample with every_n_frames)")
                 due = t + tolerance >= next_due
                 if due:
-                    next_due = (math.floor((t + tolerance) / self.every_seconds) + 1) * self.every_seconds
+                    next_due = (math.floor((t + tolerance) / every_seconds) + 1) * every_seconds
             if due:
                 ok, frame = capture.retrieve()
                 if not ok:
@@ -136,7 +137,7 @@ class FrameSampler:
     def _seek(self, capture, fps: float, count: int) -> Iterator[SampledFrame]:
         import cv2
 
-        step = self.every_n_frames or self.every_seconds * fps  # seconds to frames: assumes a constant rate
+        step = self.every_n_frames or (self.every_seconds or 0.0) * fps  # seconds to frames: assumes a constant rate
         t = 0.0
         for k in itertools.count():  # left only by return (done) or break (could not decode)
             target = round(k * step)
@@ -341,7 +342,7 @@ class VideoClassifier(Task):
         check_sampling(self.every_seconds, self.every_n_frames, self.max_frames, self.max_seconds)
 
     @property
-    def example_shape(self) -> tuple[int, int, int]:
+    def example_shape(self) -> tuple[int, ...]:
         return tuple(self.input_shape)
 
     def decode(self, path: str, deadline: float | None = None,

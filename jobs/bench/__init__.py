@@ -75,7 +75,7 @@ def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | 
 
     echo(f"benchmark data: {data.root} ({sizes.images:,} images, {sizes.videos} videos, {sizes.clips:,} clips); "
          f"{sizes.repeats} run(s) of each")
-    memory = {"n": sizes.images // 5, "peak_bytes_n": 0, "peak_bytes_5n": 0}
+    memory: dict[str, float] = {"n": sizes.images // 5, "peak_bytes_n": 0, "peak_bytes_5n": 0}
     for repeat in range(sizes.repeats):
         echo(f"run {repeat + 1} of {sizes.repeats}")
         # No memory meter on the timed runs: it reads every process's smaps each 0.25 s, and

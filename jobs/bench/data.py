@@ -149,7 +149,7 @@ def _write_video(prefix: str, index: int, seconds: float) -> int:
     background = photo(rng, width, height, hue=index)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, f"video-{index:03d}.mp4")
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
         position, velocity = rng.uniform(40, 200, 2), rng.uniform(-4, 4, 2)
         for _ in range(int(seconds * fps)):
             frame = background.copy()

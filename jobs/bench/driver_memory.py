@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,9 +77,10 @@ def write_synthetic_night(output_uri: str, objects: int, run_date: str = "2026-1
     previous = (dt.date.fromisoformat(run_date) - dt.timedelta(days=1)).isoformat()
     previous_run = f"{previous.replace('-', '')}T020000Z-{secrets.token_hex(3)}"
     video, failed, partial = _layout(objects, seed)
-    routes = [{"name": name, "media": name, "task_name": task, "model_uri": f"s3://models/{name}/@model-new",
-               "model_id": "model-new", "class_names": CLASSES, "extensions": list(ext), "position_columns": list(pos)}
-              for name, task, ext, pos in ROUTES]
+    routes: list[dict[str, Any]] = [
+        {"name": name, "media": name, "task_name": task, "model_uri": f"s3://models/{name}/@model-new",
+         "model_id": "model-new", "class_names": CLASSES, "extensions": list(ext), "position_columns": list(pos)}
+        for name, task, ext, pos in ROUTES]
     night = SyntheticNight(location.uri, run_date, new_run_id(), previous, previous_run, routes, objects,
                            int(video.sum()), frames, int((video & ~failed).sum()) * frames, int(failed.sum()),
                            int(partial.sum()))
@@ -290,6 +292,7 @@ def measure_commit(output_uri: str, cap_bytes: int | None = None) -> dict:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         child = subprocess.Popen([sys.executable, "-m", "jobs.bench.driver_memory", "--child"], cwd=root, env=env,
                                  stdin=subprocess.PIPE, stdout=out, stderr=err)
+        assert child.stdin is not None  # a pipe
         child.stdin.write(json.dumps(night).encode())
         child.stdin.close()
         while child.poll() is None:

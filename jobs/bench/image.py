@@ -132,7 +132,8 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
 
     dataset = (tf.data.Dataset.from_tensor_slices(uris).map(load, num_parallel_calls=tf.data.AUTOTUNE)
                .batch(BATCH).prefetch(tf.data.AUTOTUNE))
-    names, labels, scores = [], [], []
+    names: list[str] = []
+    labels, scores = [], []
     class_names = np.array(metadata["class_names"])
     for batch_uris, pixels in dataset:
         probabilities = model.predict_on_batch(pixels)

@@ -19,6 +19,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from jobs.runs.train import TrainResult
 
 PARITY_LIMIT = 0.02  # the issue's: validation accuracy within 2 points
 WORDS = ("yes", "no", "up", "down")
@@ -67,7 +71,7 @@ def run_parity_bench(bucket: str, echo: Callable[[str], None]) -> dict:
                 ingest_folder(root, media.uri)
             finally:
                 shutil.rmtree(root, ignore_errors=True)
-        runs = {}
+        runs: dict[int, dict[str, Any]] = {}
         for workers in (1, 2):
             spec = parse_spec({
                 "version": 1, "kind": "train", "name": "parity", "task": task, "model": {"architecture": architecture},
@@ -76,7 +80,7 @@ def run_parity_bench(bucket: str, echo: Callable[[str], None]) -> dict:
                 "training": {"epochs": epochs}, "resources": {"num_workers": workers},
                 "output": base.join("parity-models", stamp, f"{name.replace(' ', '-')}-{workers}").as_prefix().uri,
             }, "<bench>")
-            result = run_spec(spec, echo=lambda message: None)
+            result = cast("TrainResult", run_spec(spec, echo=lambda message: None))  # a train spec's result
             runs[workers] = {"val_accuracy": result.metrics["val_accuracy"], "steps": result.metrics.get("steps"),
                              "seconds": round(result.seconds, 1), "examples": result.examples}
             echo(f"{name}: {workers} worker{'s' if workers > 1 else ''}: val_accuracy "

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
 from jobs.bench import TARGETS, UNITS
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 LABELS = {
     "ours": "ours (mediajobs)", "seed_loop": "seeds' loop (predict per image)",
@@ -24,8 +29,9 @@ def render(figures: dict) -> Table:
     machine = figures["machine"]
     table = Table(title=f"mediajobs bench {figures['date']}: {machine['cpus']} CPUs, {machine['cpu_model']}",
                   title_justify="left")
-    for column, justify in (("section", "left"), ("runner", "left"), ("throughput", "right"),
-                            ("ours ÷ this", "right"), ("target", "right"), ("met", "center")):
+    columns: list[tuple[str, JustifyMethod]] = [("section", "left"), ("runner", "left"), ("throughput", "right"),
+                                                ("ours ÷ this", "right"), ("target", "right"), ("met", "center")]
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     targets = {(t[0], t[2]): t[3] for t in TARGETS}
     for section in UNITS:

@@ -10,8 +10,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from jobs.errors import JobFailedError
+
+if TYPE_CHECKING:
+    from jobs.runs.score import ScoreResult
+    from jobs.runs.train import TrainResult
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 DEMO_DATA_URI = "s3://media/demo/"
@@ -39,11 +44,11 @@ def run_demo(epochs: int = 4, images_per_class: int = 150, echo: Callable[[str],
 
     echo(f"3/4 training on 2 Ray Train workers ({epochs} epochs)")
     train_spec = load_spec(EXAMPLES / "train-demo.yaml", [f"training.epochs={epochs}"])
-    trained = run_spec(train_spec, echo=echo)
+    trained = cast("TrainResult", run_spec(train_spec, echo=echo))  # a train spec's result
 
     echo("4/4 scoring the held-out images")
     score_spec = load_spec(EXAMPLES / "score-demo.yaml")
-    scored = run_spec(score_spec, echo=echo)
+    scored = cast("ScoreResult", run_spec(score_spec, echo=echo))  # a (not incremental) score spec's result
 
     if scored.predicted == 0:
         raise JobFailedError(f"the scoring job produced no predictions; see {scored.errors_uri}")

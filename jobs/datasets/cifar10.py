@@ -118,7 +118,9 @@ def read_cifar10_tarball(path: Path) -> tuple[list[str], dict[str, _CifarSplit]]
             for member in tar:
                 name = posixpath.basename(member.name)
                 if member.isfile() and name in _CIFAR_MEMBERS and name not in batches:
-                    batches[name] = _load_batch(path, member.name, tar.extractfile(member).read())
+                    handle = tar.extractfile(member)
+                    assert handle is not None  # a regular file has contents to extract
+                    batches[name] = _load_batch(path, member.name, handle.read())
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise IngestError(f"{path} is not a readable tar.gz archive ({exc}); {hint}") from None
     missing = [name for name in _CIFAR_MEMBERS if name not in batches]

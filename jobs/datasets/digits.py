@@ -47,7 +47,7 @@ def digit_images(source: str, limit: int | None = None) -> Iterator[tuple[str, n
         from sklearn.datasets import load_digits
 
         data = load_digits()
-        images = (upscale_digit(pixels, 16.0) for pixels in data.images)
+        images: Iterator[np.ndarray] = (upscale_digit(pixels, 16.0) for pixels in data.images)
         labels = data.target
     elif source == "mnist":
         try:

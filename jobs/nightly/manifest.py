@@ -26,6 +26,7 @@ whatever the archive's size.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -184,6 +185,7 @@ def classify(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry],
         if entry is not None:
             _check_order(last_known, entry.uri, "the manifest")
         if entry is None or (obj is not None and obj.uri < entry.uri):
+            assert obj is not None  # the loop runs while either is left
             yield Decision(obj.uri, NEW, obj, None)
             last_listed, obj = obj.uri, next(listed_iter, None)
         elif obj is None or entry.uri < obj.uri:
@@ -222,6 +224,7 @@ def merge_ledger(ledger: Iterable[LedgerEntry], updates: Iterable[LedgerEntry]) 
     entry, update = next(known_iter, None), next(update_iter, None)
     while entry is not None or update is not None:
         if update is None or (entry is not None and entry.uri < update.uri):
+            assert entry is not None  # the loop runs while either is left
             yield entry
             entry = next(known_iter, None)
         else:
@@ -231,11 +234,16 @@ def merge_ledger(ledger: Iterable[LedgerEntry], updates: Iterable[LedgerEntry]) 
             update = next(update_iter, None)
 
 
-_UNCONDITIONAL = object()
+class _Unconditional(enum.Enum):
+    TOKEN = enum.auto()
+
+
+_UNCONDITIONAL = _Unconditional.TOKEN  # a sentinel type mypy can narrow away
 
 
 def write_snapshot(output_uri: str, name: str, entries: Iterable[LedgerEntry], part_rows: int = PART_ROWS,
-                   index_extra: dict | None = None, expected_current: str | None | object = _UNCONDITIONAL) -> str:
+                   index_extra: dict | None = None,
+                   expected_current: str | None | _Unconditional = _UNCONDITIONAL) -> str:
     """Write a sorted ledger as snapshot `name` and make it current; returns its URI.
 
     `index_extra` is stored in the snapshot's index.json next to its parts (incremental runs

@@ -87,7 +87,7 @@ class ReportFigures:
                                                                   MAX_ERROR_ROWS))
     skipped: int = 0
     skip_reasons: Counter = field(default_factory=Counter)
-    least_confident: TopRows | None = None
+    least_confident: TopRows = field(init=False)  # its limit is `thumbnails`: set in __post_init__
 
     def __post_init__(self) -> None:
         self.least_confident = TopRows([("score", "ascending"), ("uri", "ascending"), ("frame_index", "ascending")],

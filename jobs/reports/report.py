@@ -150,7 +150,7 @@ def _score_histogram(bins) -> bytes:
     figure = Figure(figsize=(6, 2.5), dpi=90, layout="constrained")
     axes = figure.subplots()
     edges = np.linspace(0, 1, len(bins) + 1)
-    axes.hist(edges[:-1], bins=edges, weights=bins, color="#dd8452")
+    axes.hist(edges[:-1], bins=edges.tolist(), weights=bins, color="#dd8452")
     axes.set_xlabel("score (confidence of the label)")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("objects")
@@ -224,7 +224,7 @@ def _header(summary: dict) -> str:
     exceeded = bool(summary.get("error_budget_exceeded"))
     badge = '<span class="badge exceeded">EXCEEDED</span>' if exceeded else '<span class="badge ok">OK</span>'
     seconds, speed = summary.get("seconds"), summary.get("objects_per_s")
-    facts = [
+    facts: list[list[object]] = [
         ["run date", summary.get("run_date")], ["run id", summary.get("run_id")],
         ["input", summary.get("input")], ["output", summary.get("output")],
         ["started", summary.get("started_at")], ["finished", summary.get("finished_at")],

@@ -32,7 +32,7 @@ def run_spec(spec: Spec, address: str | None = None, echo: Echo = print, run_dat
                          + (" without incremental: true" if spec.kind == "score" else ""))
     where = connect_ray(address)
     echo(f"{spec.kind} job {spec.name!r} on {where}")
-    if incremental:
+    if spec.kind == "score" and spec.incremental:  # `incremental`, spelled out: mypy narrows the spec's type by it
         return _run_incremental(spec, run_date, echo)
     return _RUNNERS[spec.kind](spec, echo)
 

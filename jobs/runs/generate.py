@@ -74,7 +74,7 @@ class QualityCheck:
     """The classifier a run judges its samples with, resolved once by the driver."""
 
     classifier: ModelVersion
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     class_names: list[str]
     adaptation: str | None  # what is done to the images to fit the classifier, or None
 
@@ -152,7 +152,7 @@ class ImageGenerator:
         n = len(indices)
         columns = {"uri": uris, "seed": [self.seed] * n, "index": indices, "model_id": [self.model_id] * n,
                    "run_id": [self.run_id] * n, "scored_at": [now_utc()] * n}
-        if self.classifier is not None:
+        if self.classifier is not None and self.quality is not None:
             from tasks.sample_quality import classify_samples
 
             columns[QUALITY_CLASS], columns[QUALITY_CONFIDENCE] = classify_samples(
@@ -214,7 +214,7 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
 
     ranges = [{"start": start, "stop": min(start + spec.batch_size, spec.count)}
               for start in range(0, spec.count, spec.batch_size)]
-    ds = ray.data.from_items(ranges, override_num_blocks=max(1, min(len(ranges), 1000)))
+    ds: ray.data.Dataset = ray.data.from_items(ranges, override_num_blocks=max(1, min(len(ranges), 1000)))
     ds = ds.map_batches(ImageGenerator, fn_constructor_kwargs={"model_uri": model.uri, "seed": spec.seed,
                                                                "output_uri": output.uri, "run_id": run.run_id,
                                                                "model_id": model.model_id,

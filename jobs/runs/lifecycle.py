@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.runs.output_check import prepare_output
@@ -73,7 +73,7 @@ class TableWrite:
 
     name: str
     rows: Callable[[], pa.Table | pa.RecordBatchReader]
-    mode: str = "overwrite"  # or "append"
+    mode: Literal["overwrite", "append"] = "overwrite"
     partition_by: list[str] | None = None
     predicate: str | None = None  # with overwrite: replace only the rows it matches
     app_transaction: tuple[str, int] | None = None
@@ -108,21 +108,28 @@ class Run:
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=time.time)
     output: Location = field(init=False)
-    keeper: LeaseKeeper | None = field(init=False, default=None)
+    _keeper: LeaseKeeper | None = field(init=False, default=None)
     versions: dict[str, int | None] = field(init=False, default_factory=dict)  # None: no rows, no table
+
+    @property
+    def keeper(self) -> LeaseKeeper:
+        """The output's lease keeper, from the start of the run on."""
+        if self._keeper is None:
+            raise RuntimeError(f"run {self.run_id} has not started: use it as a context manager")
+        return self._keeper
 
     # -- start ----------------------------------------------------------------------------
 
     def __enter__(self) -> Run:
         self.output = prepare_output(self.output_uri)
         check_not_legacy(self.output, self.tables, lambda uri: CONVERT_COMMAND.format(output=uri))
-        self.keeper = LeaseKeeper(self.output.uri, self.run_id)
+        self._keeper = keeper = LeaseKeeper(self.output.uri, self.run_id)
         try:
-            if self.keeper.lease.taken_over:
+            if keeper.lease.taken_over:
                 self._fence()
             self._drop_stale_staging()
         except BaseException:
-            self.keeper.release_after_failure(self.echo)
+            keeper.release_after_failure(self.echo)
             raise
         return self
 
@@ -271,6 +278,7 @@ class Run:
             key = self.run_id + (f"/{write.key}" if write.key else "")
             landed = committed_version(snapshot, key)  # an earlier attempt whose answer was lost
             if landed is None and write.parts is not None:
+                assert write.schema is not None and write.partition is not None  # given with `parts`
                 try:
                     landed = commit_parts(location, snapshot, write.parts(), write.schema(), self.run_id, key,
                                           partition=write.partition, app_transaction=write.app_transaction)
@@ -294,11 +302,11 @@ class Run:
             done[write.name] = landed
 
     def _fenced(self, why: str, done: dict[str, int | None]) -> RunFencedError:
-        done = sorted({**self.versions, **done})
+        committed = sorted({**self.versions, **done})
         return RunFencedError(
             f"run {self.run_id} lost its lease on {self.output.uri} ({why}): another run has taken over the output. "
-            + ("Nothing of this run was committed" if not done else
-               f"Only {', '.join(done)} were committed before it was fenced out; the other run's commit replaces "
+            + ("Nothing of this run was committed" if not committed else
+               f"Only {', '.join(committed)} were committed before it was fenced out; the other run's commit replaces "
                "them") + "; this run stops here and deletes nothing.")
 
     # -- finish ---------------------------------------------------------------------------

@@ -183,18 +183,21 @@ class Night:
                                  lambda uri: model_for[r.name] if (r := route_for(uri, self.routes)) else None):
             if decision.listed is not None:
                 self.listed += 1
-            obj = decision.listed
+            obj, known = decision.listed, decision.known
             if decision.reason == DELETED:
+                assert known is not None  # a deleted object is one the ledger knows
                 self.decisions[DELETED] += 1
-                passthrough.add(asdict(deleted_entry(decision.known, self.run_date)))
+                passthrough.add(asdict(deleted_entry(known, self.run_date)))
                 continue
             if decision.reason == RESTORED:
+                assert known is not None  # a restored object is one the ledger knows
                 self.decisions[RESTORED] += 1
-                passthrough.add(asdict(restored_entry(decision.known)))
+                passthrough.add(asdict(restored_entry(known)))
                 continue
             if decision.reason == UNCHANGED:
                 self.decisions[UNCHANGED] += 1
                 continue
+            assert obj is not None  # every other decision is about a listed object
             route = route_for(obj.uri, self.routes)
             if route is None:  # new or changed, and no route takes it
                 self.decisions[SKIPPED] += 1

@@ -5,6 +5,7 @@ every run does first. See jobs/runs/nightly.py for the whole flow."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from jobs.errors import JobFailedError
 from jobs.nightly.tables import SCHEMAS, TABLES
@@ -33,7 +34,7 @@ def tidy(run: Run, committed: dict[str, str], run_date: str, echo) -> None:
     kill left unpublished; drop the staging of other uncommitted dates (run dates move
     forward: they can never commit). This date's staging stays: what an earlier attempt
     finished is reused."""
-    staged = {partition_date(o.uri) for o in list_objects(run.output.join(STAGING).uri)} - {None}
+    staged = {date for o in list_objects(run.output.join(STAGING).uri) if (date := partition_date(o.uri)) is not None}
     for date in sorted(staged):
         if date in committed:
             echo(f"run date {date} was committed by run {committed[date]} but not published in full (the run was "
@@ -71,10 +72,13 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
     summary = json.loads(read_bytes(staged_summary))
     fs = filesystem_for(run.output)
 
+    def dated_schema(name: str):
+        return SCHEMAS[name]().append(pa.field("run_date", pa.string()))
+
     def dated(name: str):
         """The date's staged rows of a table with their `run_date`, as a stream (a night's
         frames may be more rows than the driver should hold)."""
-        schema = SCHEMAS[name]().append(pa.field("run_date", pa.string()))
+        schema = dated_schema(name)
         if not summary["tables"].get(name, 0):
             return schema.empty_table()
         # Row group by row group (a dataset scan reads ahead several hundred MB here).
@@ -115,13 +119,13 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
                                  f"{name}, its summary counts {rows}; nothing more was published and the staging "
                                  f"stays under {staging.uri}/")
         by_reference = not superseding and _same_columns(table, name)
-        writes.append(TableWrite(name, lambda name=name: dated(name), mode="overwrite", partition_by=["run_date"],
+        writes.append(TableWrite(name, partial(dated, name), mode="overwrite", partition_by=["run_date"],
                                  predicate=f"run_date = '{run_date}'", key=run_date,
                                  app_transaction=(NIGHTLY_APP, date_version(run_date)),
-                                 supersedes=(lambda table=table: outcome_keys(table)) if superseding else None,
+                                 supersedes=partial(outcome_keys, table) if superseding else None,
                                  # The staged files themselves become the partition (copied, not read).
-                                 parts=(lambda name=name: parquet_files(final.join(name))) if by_reference else None,
-                                 schema=lambda name=name: SCHEMAS[name]().append(pa.field("run_date", pa.string())),
+                                 parts=partial(parquet_files, final.join(name)) if by_reference else None,
+                                 schema=partial(dated_schema, name),
                                  partition=("run_date", run_date)))
     run.commit(writes)
     write_bytes(summary_uri, read_bytes(staged_summary))  # last: once it is there, so is every table

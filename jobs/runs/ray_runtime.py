@@ -64,7 +64,7 @@ def _use_local_stack_auth(stack) -> None:
         # reload them, as Ray's own auto-enable does.
         import ray._raylet
 
-        ray._raylet.Config.initialize("")
+        ray._raylet.Config.initialize("")  # type: ignore[attr-defined]  # missing from ray's _raylet.pyi
 
 
 def _stay_on_loopback() -> None:
@@ -107,7 +107,7 @@ def connect_ray(address: str | None = None) -> str:
     Returns:
         A short description of the cluster, for the user.
     """
-    runtime_env = {"env_vars": {**WORKER_ENV, **forwarded_settings()}}
+    runtime_env: dict[str, dict[str, str]] | None = {"env_vars": {**WORKER_ENV, **forwarded_settings()}}
     if os.environ.get(SUBMITTED_JOB_VARIABLE):
         # A submitted job (`mediajobs submit`): its runtime_env already carries WORKER_ENV,
         # and Ray refuses a driver runtime_env that sets the same variables again.

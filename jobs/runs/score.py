@@ -164,9 +164,11 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
     # tasks that needed a CPU of their own, and with actors holding every CPU (cpus_per_actor
     # = the node's CPUs) the job waited forever.
     resources = {name: value for name, value in pool.items() if name != "compute"}
-    ds = ray.data.from_items(items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
+    ds: ray.data.Dataset = ray.data.from_items(
+        items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
     fetch = {"task": task, "keep_errors": True, "isolate": isolation_enabled()}
-    ds = ds.map_batches(fetch_and_decode, fn_kwargs=fetch,
+    # fn_kwargs supplies the keyword-only arguments (ray's Callable type cannot say so, hence the ignore).
+    ds = ds.map_batches(fetch_and_decode, fn_kwargs=fetch,  # type: ignore[arg-type]
                         batch_size=per_block, batch_format="numpy", **resources)
     return ds.map_batches(BatchClassifier,
                           fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,

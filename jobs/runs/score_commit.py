@@ -52,7 +52,7 @@ class Committed:
     partial_objects: int
     example_rows: int
     rows_per_node: dict[str, int]  # staged rows per Ray Node that scored them (the actor pool's spread)
-    versions: dict[str, int]  # each table's Delta version holding this run
+    versions: dict[str, int | None]  # each table's Delta version holding this run (None: no rows, no table)
 
 
 def commit_run(run: Run, task, media: str, class_names: list[str]) -> Committed:

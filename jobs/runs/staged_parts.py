@@ -10,6 +10,7 @@ from jobs.storage.objects import Location, list_objects
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 __all__ = ["PART_ROWS", "PartWriter", "parquet_files", "read_parts", "table_batches"]
 
@@ -24,7 +25,7 @@ class PartWriter:
     def __init__(self, location: Location, fs, schema: pa.Schema, part_rows: int = PART_ROWS) -> None:
         self.location, self.fs, self.schema, self.part_rows = location, fs, schema, part_rows
         self.rows = self._in_part = self._parts = 0
-        self._writer = None
+        self._writer: pq.ParquetWriter | None = None  # the open part's
 
     def append(self, table: pa.Table) -> None:
         import pyarrow.parquet as pq
@@ -45,6 +46,7 @@ class PartWriter:
                 self._close_part()
 
     def _close_part(self) -> None:
+        assert self._writer is not None  # called with a part open
         self._writer.close()
         self._writer, self._in_part = None, 0
         self._parts += 1

@@ -287,7 +287,7 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
          f"(run {run.run_id})")
 
     per_block = 8
-    ds = ray.data.from_items([{"uri": o.uri, "size": o.size} for o in objects],
+    ds: ray.data.Dataset = ray.data.from_items([{"uri": o.uri, "size": o.size} for o in objects],
                              override_num_blocks=max(2, min(len(objects) // per_block, 1000)))
     ds = ds.map_batches(
         BatchStylizer, batch_size=per_block, batch_format="numpy", **actor_pool_options(spec.resources),

@@ -46,6 +46,7 @@ def list_tables(output_uri: str) -> list[TableInfo]:
     infos = []
     for name in delta_tables_under(output):
         table = open_table(output.join(name))
+        assert table is not None  # delta_tables_under found its log
         last = table.history(1)[0]
         rows = sum(int(n) for n in table.get_add_actions(flatten=True).column("num_records").to_pylist() if n)
         infos.append(TableInfo(name, output.join(name).uri + "/", table.version(), rows,

@@ -48,8 +48,9 @@ def _decoded_dataset(uris: list[str], sizes: list[int], labels: list[int], task:
 
     items = [{"uri": u, "size": s, "label": lab} for u, s, lab in zip(uris, sizes, labels)]
     blocks = max(2, min(len(items) // 64, 200))
-    ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": False},
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    # fn_kwargs supplies the keyword-only arguments (ray's Callable type cannot say so, hence the ignore).
+    ds = ds.map_batches(fetch_and_decode, fn_kwargs={"task": task, "keep_errors": False},  # type: ignore[arg-type]
                         batch_size=64, batch_format="numpy")
     # Decode once: epochs then stream decoded blocks from the object store, not from S3.
     return ds.select_columns(["uri", EXAMPLE, "label"]).random_shuffle(seed=seed).materialize()
@@ -173,9 +174,9 @@ def _exported_epoch(state: dict, epochs: int) -> dict:
 
     last = {"epoch": state["epoch"] + 1, "metrics": state["metrics"]}
     stop_state = state.get("early_stopping")
-    if not stop_state:
-        return last
     stop = EarlyStop.from_config(stop_state, stop_state)
+    if stop is None:
+        return last
     reason = stop.reason(epochs)
     record = {**stop.state(), "reason": reason}
     if not stop.restore_best or stop.best_epoch is None or stop.best_epoch == last["epoch"]:

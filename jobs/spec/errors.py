@@ -158,7 +158,7 @@ def _dotted(loc: Loc) -> str:
     return path
 
 
-def spec_error(source: str, problems: list[Problem], overridden: list[Loc]) -> SpecError:
+def spec_error(source: str, problems: list[Problem], overridden: list[tuple[str, ...]]) -> SpecError:
     lines = []
     for loc, message in problems:
         origin = next((key for key in overridden if starts_with(loc, key) or starts_with(key, loc)), None)

@@ -67,6 +67,7 @@ class TrainSpec(Strict):
     @classmethod
     def _section_fits_task(cls, section, info: ValidationInfo):
         if section is not None:
+            assert info.field_name is not None  # always set in a field validator
             only_for(info.data.get("task"), info.field_name)
         return section
 
@@ -157,6 +158,7 @@ class ScoreSpec(_ScoreCommon):
     @classmethod
     def _video_only(cls, value, info: ValidationInfo):
         if value:
+            assert info.field_name is not None  # always set in a field validator
             only_for(info.data.get("task"), info.field_name)
         return value
 

@@ -129,7 +129,7 @@ def _render_rules() -> list[str]:
               "takes when it lists no `extensions`:", "", "| media | task | default extensions |", "|---|---|---|"]
     for task in definitions():
         if task.is_classifier and task.modality:
-            suffixes = " ".join(f"`{s}`" for s in task.task_class.suffixes)
+            suffixes = " ".join(f"`{s}`" for s in getattr(task.task_class, "suffixes", ()))
             lines.append(f"| `{task.modality}` | `{task.name}` | {suffixes} |")
     return lines + [""]
 
@@ -144,7 +144,7 @@ def _describe_type(annotation: Any, metadata: Sequence[Any] = ()) -> tuple[str, 
         metadata += [m for extra in extras for m in getattr(extra, "metadata", [extra])] + extras
     checks = [getattr(m, "func", None) for m in metadata]
     known = next((_STRING_KINDS[c] for c in checks if c in _STRING_KINDS), None)
-    choice = next((c.registry_choice for c in checks if hasattr(c, "registry_choice")), None)
+    choice = next((getattr(c, "registry_choice", None) for c in checks if hasattr(c, "registry_choice")), None)
     if choice is not None:
         kind, allowed = "choice", ", ".join(f"`{v}`" for v in choice())
     elif spec_fields.check_task in checks:

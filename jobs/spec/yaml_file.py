@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from jobs.errors import SpecError
-from jobs.spec.errors import USERINFO, Loc, Problem, show, spec_error
+from jobs.spec.errors import USERINFO, Problem, show, spec_error
 
 SECRET_KEY = re.compile(r"access[_-]?key|secret|passw(or)?d|token|credential|api[_-]?key|private[_-]?key", re.I)
 _OVERRIDE_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -154,9 +154,9 @@ def plain_copy(value: Any) -> Any:
     return value
 
 
-def apply_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple[dict, list[Loc]]:
+def apply_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple[dict, list[tuple[str, ...]]]:
     problems: list[Problem] = []
-    overridden: list[Loc] = []
+    overridden: list[tuple[str, ...]] = []
     for text in overrides:
         key, sep, raw = text.partition("=")
         key = key.strip()

@@ -10,7 +10,7 @@ metadata), so a commit retried after a lost answer is recognised instead of made
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from jobs.errors import MediaJobsError
 from jobs.storage.objects import Location, list_objects, parse_uri
@@ -19,6 +19,7 @@ from jobs.storage.settings import resolve_s3_settings
 if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
+    from deltalake.transaction import RemoveAction
 
 __all__ = ["COMMIT_KEY", "DELTA_LOG", "FENCE_KEY", "RUN_ID_KEY", "LegacyLayoutError", "TableExistsError",
            "commit_parts",
@@ -130,7 +131,8 @@ def committed_version(table: DeltaTable | None, commit_key: str) -> int | None:
 
 
 def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | pa.RecordBatchReader, run_id: str,
-                commit_key: str, *, mode: str, partition_by: list[str] | None = None, predicate: str | None = None,
+                commit_key: str, *, mode: Literal["overwrite", "append"], partition_by: list[str] | None = None,
+                predicate: str | None = None,
                 app_transaction: tuple[str, int] | None = None, supersedes: tuple[str, pa.Table] | None = None) -> int:
     """Commit `rows` to the table as one version, marked with `run_id` and `commit_key`
     (so that a retry whose first answer was lost finds it); returns the version.
@@ -151,8 +153,7 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
 
     # Row groups of 128k rows: delta-rs holds a row group in memory while it writes it (the
     # default, 1M rows of a night's frames, made the publish the driver's largest step).
-    bounded = {"writer_properties": WriterProperties(max_row_group_size=ROW_GROUP_ROWS),
-               "target_file_size": TARGET_FILE_BYTES}
+    bounded = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
     commit = CommitProperties(custom_metadata={RUN_ID_KEY: run_id, COMMIT_KEY: commit_key},
                               app_transactions=[Transaction(*app_transaction)] if app_transaction else None)
     if table is None:
@@ -160,7 +161,8 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
 
         try:
             write_deltalake(table_path(location), rows, mode="error", partition_by=partition_by,
-                            storage_options=storage_options(location), commit_properties=commit, **bounded)
+                            storage_options=storage_options(location), commit_properties=commit,
+                            writer_properties=bounded, target_file_size=TARGET_FILE_BYTES)
         except DeltaError as exc:
             if "already exists" in str(exc) or "Version 0 already exists" in str(exc):
                 raise TableExistsError(f"{location.uri} was created by another run since this run looked") from None
@@ -168,11 +170,14 @@ def write_table(location: Location, table: DeltaTable | None, rows: pa.Table | p
     elif supersedes is not None:
         _merge_superseding(table, rows, *supersedes, commit)
     else:
-        write_deltalake(table, rows, mode=mode, partition_by=partition_by, predicate=predicate,
+        # The ignore: deltalake's overloads take `predicate` with mode "overwrite" only (the function
+        # itself takes it with either mode), and mypy gives up splitting the unions of this call (misc).
+        write_deltalake(table, rows, mode=mode, partition_by=partition_by,  # type: ignore[call-overload, misc]
+                        predicate=predicate,
                         # A plain run's table is replaced whole, schema included; a date added to a
                         # table of an earlier schema (a converted output) adds the new columns.
                         schema_mode="overwrite" if mode == "overwrite" and predicate is None else "merge",
-                        commit_properties=commit, **bounded)
+                        commit_properties=commit, writer_properties=bounded, target_file_size=TARGET_FILE_BYTES)
     return committed_version(open_table(location), commit_key) or 0
 
 
@@ -212,12 +217,13 @@ def commit_parts(location: Location, table: DeltaTable | None, parts: list[str],
                 raise TableExistsError(f"{location.uri} was created by another run since this run looked") from None
             raise
         table = open_table(location)
+        assert table is not None  # created just above
     column, value = partition
     folder = location.join(f"{column}={value}")
     fs = filesystem_for(location)
     if location.scheme == "file":
         fs.create_dir(folder.fs_path, recursive=True)
-    actions = []
+    actions: list[AddAction | RemoveAction] = []
     for i, source in enumerate(parts):
         name = f"part-{run_id}-{i:05d}.parquet"  # the same names on a retry: a copy replaces its own
         fs.copy_file(source, f"{folder.fs_path}/{name}")
@@ -302,6 +308,7 @@ def convert_table(location: Location, partition_by: list[str] | None = None, sch
                          storage_options=storage_options(folder))
     if schema is not None:
         table = open_table(folder)
+        assert table is not None  # converted just above
         present = {field.name for field in table.schema().fields}
         missing = [field for field in schema if field.name not in present]
         if missing:

@@ -109,6 +109,8 @@ def annotate_videos(frames_uri: str, sizes: dict[str, int], task: Any, output_pr
         return []
     items = [{"uri": uri, "size": sizes.get(uri, 0), "predictions": json.dumps(frames)}
              for uri, frames in sorted(by_video.items())]
+    # fn_kwargs supplies the keyword-only arguments (ray's Callable type cannot say so, hence the ignore).
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map(
-        annotate_video, fn_kwargs={"task": task, "output_prefix": output_prefix, "input_prefix": input_prefix})
+        annotate_video,  # type: ignore[arg-type]
+        fn_kwargs={"task": task, "output_prefix": output_prefix, "input_prefix": input_prefix})
     return ds.take_all()

@@ -79,6 +79,8 @@ class DecodeChild:
         env.update(HOME=self.home, TMPDIR=self.home, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen([sys.executable, "-m", "tasks.decode_child"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, cwd=self.home, close_fds=True)
+        assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
+        self.requests, self.answers = self.process.stdin, self.process.stdout
         self.unread = bytearray()  # answers read from the pipe, not yet taken
         self.began = time.perf_counter()  # when the answer now awaited was asked for
         self._send(task_blob)
@@ -140,7 +142,9 @@ class DecodeChild:
         if len(positions) != shape[0] or not all(isinstance(p, dict) for p in positions):
             raise ChildLost("crash", "the decoder answered positions that do not match its examples")
         examples = np.frombuffer(data, dtype=expected).reshape(shape)
-        info = header.get("info") if isinstance(header.get("info"), dict) else {}
+        info = header.get("info")
+        if not isinstance(info, dict):
+            info = {}
         warning = header.get("warning")
         return Outcome(Decoded(examples, positions, str(warning) if warning else None, info), None, None, took)
 
@@ -148,7 +152,7 @@ class DecodeChild:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self.requests, self.answers):
             try:
                 stream.close()
             except OSError:
@@ -158,9 +162,9 @@ class DecodeChild:
         shutil.rmtree(self.home, ignore_errors=True)
 
     def _send(self, data) -> None:
-        self.process.stdin.write(LENGTH.pack(len(data)))
-        self.process.stdin.write(data)
-        self.process.stdin.flush()
+        self.requests.write(LENGTH.pack(len(data)))
+        self.requests.write(data)
+        self.requests.flush()
 
     def _receive(self, deadline: float, limit: int) -> bytes:
         (length,) = LENGTH.unpack(self._read(LENGTH.size, deadline))
@@ -171,7 +175,7 @@ class DecodeChild:
     def _read(self, count: int, deadline: float) -> bytes:
         """`count` bytes of the answers, read as they arrive (a read takes all there is, so
         the answers to a group cost a few system calls, not four per object)."""
-        fd = self.process.stdout.fileno()
+        fd = self.answers.fileno()
         while len(self.unread) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:

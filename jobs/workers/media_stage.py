@@ -129,7 +129,7 @@ def fetched_in_order(uris: list[str], sizes: list[int], reads: str, spool_dir: s
     pending: collections.deque = collections.deque()
 
     def ready() -> list:
-        taken = []
+        taken: list[tuple[Any, int]] = []  # (result, bytes held)
         while pending and (not taken or (len(taken) < group and pending[0][0].done())):
             future, held = pending[0]
             result = future.result()  # a store outage raises here; `finally` gives its bytes back
@@ -220,7 +220,7 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
         # fetched, so the CPU decodes during the network waits instead of after them.
         # Decoded a group at a time (one round trip to the decode child for the images
         # already fetched; a video alone), in input order.
-        index = 0
+        next_input = 0
         for group in fetched_in_order(uris, sizes, task.reads, spool_dir, DECODE_GROUP[task.reads]):
             fetches = [(error, seconds) for (_, error, seconds), _ in group]
             sources = [source for (source, error, _), _ in group if error is None]
@@ -236,7 +236,7 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bo
                     os.unlink(path)  # free the disk as soon as the object is decoded
             # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
             for fetch_error, fetch_seconds in fetches:
-                i, index = index, index + 1
+                i, next_input = next_input, next_input + 1
                 if fetch_error is not None:
                     rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
                     continue

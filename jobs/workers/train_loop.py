@@ -16,10 +16,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobs.storage.objects import parse_uri, write_bytes
 from jobs.workers.devices import enable_gpu_memory_growth
-from jobs.workers.train_plans import WholeDataset, plan_for
+from jobs.workers.train_plans import TrainingPlan, WholeDataset, plan_for
 from jobs.workers.train_settings import EarlyStop
 
 WORKERS_DIR = "workers"  # one placement record per training worker (rank, node, devices)
@@ -69,10 +70,10 @@ def train_loop_per_worker(config: dict) -> None:
 class _EpochLoop:
     """One worker's model and what its epochs share."""
 
-    plan: object
-    model: object
+    plan: TrainingPlan
+    model: Any  # a tf-keras model
     config: dict
-    strategy: object
+    strategy: Any  # a tf.distribute strategy
     rank: int
     stop: EarlyStop | None
     best: str | None  # rank 0's copy of the best epoch's files (restore_best)
@@ -96,7 +97,7 @@ class _EpochLoop:
             improved = self.stop.update(epoch + 1, _agreed(self.strategy, _monitored(metrics, self.stop.monitor)))
             stopping = self.stop.should_stop(epoch + 1)
         self._checkpoint(epoch, metrics, improved)
-        if stopping and self.rank == 0:
+        if stopping and self.stop is not None and self.rank == 0:
             print(f"early stopping: {self.stop.reason(self.config['epochs'])}", flush=True)
         return stopping
 
@@ -116,6 +117,7 @@ class _EpochLoop:
             print("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in metrics.items()), flush=True)
             if self.stop is not None and self.stop.restore_best:
+                assert self.best is not None  # rank 0 keeps a copy
                 _keep_best(self.plan, checkpoint_dir, self.best, improved)
             self.plan.after_epoch(checkpoint_dir, epoch, self.config)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
