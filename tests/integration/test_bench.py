@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from support.paths import ROOT
 
 from jobs.bench import TARGETS
 
@@ -23,11 +20,10 @@ REQUIRED = {
 
 
 @pytest.mark.timeout(1200)
-def test_bench_quick_emits_every_figure(local_stack, tmp_path):
+def test_bench_quick_emits_every_figure(mediajobs_cli, local_stack, tmp_path):
     figures_file = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "jobs.cli.app", "bench", "--quick", "--json", str(figures_file)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1100,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"})
+    done = mediajobs_cli("bench", "--quick", "--json", str(figures_file), timeout=1100,
+                         env={**os.environ, "COLUMNS": "160"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     figures = json.loads(figures_file.read_text())

@@ -1,4 +1,4 @@
-"""The CLI as a user runs it: exit codes, messages without tracebacks, resume after a kill."""
+"""The CLI as a user runs it against the local stack: resume after a kill, ingest from a tarball."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import subprocess
 import time
 
 from jobs.models.store import read_model_metadata
+from support.paths import EXAMPLES
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path):
+def test_killed_training_resumes_from_its_last_checkpoint(mediajobs_cli, local_stack, tmp_path):
     from jobs.datasets.ingest import ingest_folder
     from jobs.datasets.synthetic import write_shapes_dataset
     from jobs.storage.objects import exists
@@ -19,9 +20,9 @@ def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path)
     ingest_folder(tmp_path / "data", "s3://it-media/resume/")
     overrides = ["--set", "data.train=s3://it-media/resume/train/", "--set", "data.validation=s3://it-media/resume/test/",
                  "--set", "training.epochs=6", "--set", "training.batch_size=16", "--set", "output=s3://it-models/resume/"]
-    args = [*MEDIAJOBS, "run", str(EXAMPLES / "train-demo.yaml"), *overrides]
     log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    first = mediajobs_cli.start("run", str(EXAMPLES / "train-demo.yaml"), *overrides, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     snapshot = "s3://it-models/resume/train/checkpoint_manager_snapshot.json"
     try:
         deadline = time.monotonic() + 300
@@ -34,7 +35,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path)
         first.wait()
     assert not exists("s3://it-models/resume/model/LATEST"), "the first run must not have finished"
 
-    second = _run(["run", str(EXAMPLES / "train-demo.yaml"), *overrides])
+    second = mediajobs_cli("run", str(EXAMPLES / "train-demo.yaml"), *overrides)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert "resuming from checkpoint after epoch" in output
@@ -43,16 +44,16 @@ def test_killed_training_resumes_from_its_last_checkpoint(local_stack, tmp_path)
     assert "model: s3://it-models/resume/model/" in second.stdout
 
 
-def test_ingest_cifar10_from_a_tarball(local_stack, tmp_path):
+def test_ingest_cifar10_from_a_tarball(mediajobs_cli, local_stack, tmp_path):
     from support.media import write_cifar10_tarball
 
     from jobs.storage.objects import list_objects
 
     tarball = write_cifar10_tarball(tmp_path / "cifar-10-python.tar.gz", per_batch=4, test_count=6)
-    result = _run(["ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/"])
+    result = mediajobs_cli("ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/")
     assert result.returncode == 0, result.stderr
     keys = [o.uri for o in list_objects("s3://it-cifar/cifar10/")]
     assert len([k for k in keys if "/train/" in k]) == 20 and len([k for k in keys if "/test/" in k]) == 6
     assert all(k.endswith(".png") for k in keys)
-    again = _run(["ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/"])
+    again = mediajobs_cli("ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/")
     assert again.returncode == 0 and "'skipped': 26" in again.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -74,21 +73,17 @@ def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
     assert summary["listed"] == len(inputs) and summary["predicted"] == len(inputs)
 
 
-def test_one_actor_holding_every_cpu_still_decodes(trained, shapes_data):
+def test_one_actor_holding_every_cpu_still_decodes(mediajobs_cli, trained, shapes_data):
     """Decoding runs inside the classifier actors whatever their resources: it once became
     separate tasks when cpus_per_actor was not 1, and those waited forever for a CPU the
     actor held. Run as a user would, in a process of its own, so a hang is a timeout."""
-    import subprocess
-    import sys
-
     import ray
 
     cpus = int(ray.cluster_resources()["CPU"])
-    run = subprocess.run([sys.executable, "-m", "jobs.cli.app", "run", str(EXAMPLES / "score-demo.yaml"),
-                          "--set", "model=s3://it-models/shapes-cnn/", "--set", "input=s3://it-media/shapes/test/",
-                          "--set", "output=s3://it-scores/shapes-one-actor/",
-                          "--set", f"resources={{concurrency: 1, cpus_per_actor: {cpus}}}"],
-                         capture_output=True, text=True, timeout=300)
+    run = mediajobs_cli("run", str(EXAMPLES / "score-demo.yaml"),
+                        "--set", "model=s3://it-models/shapes-cnn/", "--set", "input=s3://it-media/shapes/test/",
+                        "--set", "output=s3://it-scores/shapes-one-actor/",
+                        "--set", f"resources={{concurrency: 1, cpus_per_actor: {cpus}}}", timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     predictions = read_table("s3://it-scores/shapes-one-actor/predictions/")
     assert predictions.num_rows == sum(1 for _ in list_objects("s3://it-media/shapes/test/"))

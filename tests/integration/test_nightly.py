@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import media
+from support.cli import MediaJobsCli
 from support import media_audio
 from support import media_video
 from jobs.datasets.ingest import ingest_folder
@@ -38,26 +38,12 @@ def save_untrained_model(train_example: str, classes: list[str], uri: str, seed:
                          model_id: str | None = None) -> str:
     """An exported model as a train job writes it (a version with digests, then LATEST),
     without the training: these tests are about accounting, not accuracy. Returns its id."""
-    import tempfile
-
-    import tensorflow as tf
-
-    from jobs.models.export import export_model
     from jobs.spec.task_config import task_config_for
-    from tasks import get_task
-    from tasks.keras_files import save_keras
+    from support.models import export_untrained_model
 
     spec = load_spec(EXAMPLES / train_example)
-    config = task_config_for(spec)
-    task = get_task(spec.task)(**config)
-    tf.keras.utils.set_random_seed(seed)
-    model = task.build_model(spec.model.architecture, len(classes), 0.001)
-    metadata = {"model_id": model_id or f"{spec.name}-untrained", "task": spec.task,
-                "architecture": spec.model.architecture, "task_config": config,
-                "input_shape": list(task.example_shape), "class_names": classes, "files": ["model.keras"]}
-    with tempfile.TemporaryDirectory() as folder:
-        save_keras(model, Path(folder) / "model.keras")
-        return export_model(Path(folder), metadata, uri).model_id
+    return export_untrained_model(uri, spec.task, spec.model.architecture, task_config_for(spec), classes,
+                                  model_id or f"{spec.name}-untrained", seed).model_id
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +86,9 @@ def _read_all(output: str, table: str):
     return [] if handle is None else handle.to_pyarrow_table().to_pylist()
 
 
-def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli.app", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            **kwargs)
+def _run_cli(cli: MediaJobsCli, args: list[str], **kwargs) -> subprocess.Popen:
+    return cli.start(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                     **kwargs)
 
 
 def _kill_when_scoring_has_staged_rows(proc: subprocess.Popen, output: str, run_date: str) -> None:
@@ -118,7 +103,7 @@ def _kill_when_scoring_has_staged_rows(proc: subprocess.Popen, output: str, run_
     pytest.fail(f"the run ended (or never staged rows) before it could be killed: {proc.communicate()[0]}")
 
 
-def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_models, tmp_path):
+def test_three_nights_with_a_killed_run_score_every_object_exactly_once(mediajobs_cli, nightly_models, tmp_path):
     output = "s3://it-nightly/scores/"
     root = tmp_path / "archive"
     _add_images(root, 0, 1800)
@@ -157,12 +142,12 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
     snapshot_before = current_snapshot(output)
     spec_file = tmp_path / "nightly.yaml"
     spec_file.write_text(json.dumps(json.loads(_nightly_spec(output).model_dump_json(exclude_none=True))))
-    killed = _run_cli(["run", str(spec_file), "--run-date", NIGHTS[1]], start_new_session=True)
+    killed = _run_cli(mediajobs_cli, ["run", str(spec_file), "--run-date", NIGHTS[1]], start_new_session=True)
     _kill_when_scoring_has_staged_rows(killed, output, NIGHTS[1])
     # Nothing of the killed night is visible; the ledger is as it was.
     assert current_snapshot(output) == snapshot_before
     assert not [r for r in _read_all(output, "predictions") if r["run_date"] == NIGHTS[1]]
-    rerun = _run_cli(["run", str(spec_file), "--run-date", NIGHTS[1]])
+    rerun = _run_cli(mediajobs_cli, ["run", str(spec_file), "--run-date", NIGHTS[1]])
     log = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, log
     assert "finished by an earlier attempt" in log, log
@@ -229,7 +214,7 @@ def test_three_nights_with_a_killed_run_score_every_object_exactly_once(nightly_
     assert all(n == distinct for _, n, distinct in counted)
 
 
-def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monkeypatch):
+def test_error_budget_publish_lease_and_run_dates(mediajobs_cli, nightly_models, tmp_path, monkeypatch):
     """Over the budget: committed anyway, exit 1 with a summary; stopped after the commit
     point: published by the next run; a run while another holds the lease: refused, exit 3;
     a date before the last committed one: exit 2; the report re-rendered from the CLI."""
@@ -247,7 +232,7 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
             "incremental": True, "max_error_rate": 0.1, "routes": [{"media": "image", "model": MODELS + "images/"}]}
     spec_file.write_text(json.dumps(spec))
 
-    over = _run_cli(["run", str(spec_file), "--run-date", "2026-11-20"])
+    over = _run_cli(mediajobs_cli, ["run", str(spec_file), "--run-date", "2026-11-20"])
     log = over.communicate(timeout=300)[0]
     assert over.returncode == 1, log
     assert "error budget exceeded: 1 of 4 scored objects failed (25.0% > max_error_rate 10.0%)" in log, log
@@ -290,7 +275,7 @@ def test_error_budget_publish_lease_and_run_dates(nightly_models, tmp_path, monk
     with pytest.raises(UsageError, match="before the last committed run date 2026-11-21"):
         run_spec(parse_spec(spec, "small.yaml"), run_date="2026-11-19")
 
-    shown = _run_cli(["report", output, "--run-date", "2026-11-20"])
+    shown = _run_cli(mediajobs_cli, ["report", output, "--run-date", "2026-11-20"])
     log = shown.communicate(timeout=300)[0]
     assert shown.returncode == 0 and "report of 2026-11-20:" in log, log
     page = read_bytes(log.split("report of 2026-11-20:", 1)[1].split()[0]).decode()

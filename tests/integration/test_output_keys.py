@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.cli import MediaJobsCli
 from support.paths import ROOT
 
 pytestmark = pytest.mark.integration
@@ -123,9 +122,8 @@ def _upload(prefix: str, verbatim: dict[str, bytes], altered: dict[str, bytes]) 
     return stored
 
 
-def _run_cli(spec: Path, *overrides: str) -> str:
-    args = [sys.executable, "-m", "jobs.cli.app", "run", str(spec), *(a for o in overrides for a in ("--set", o))]
-    job = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _run_cli(cli: MediaJobsCli, spec: Path, *overrides: str) -> str:
+    job = cli("run", str(spec), *(a for o in overrides for a in ("--set", o)), timeout=300)
     log = job.stdout + job.stderr
     assert job.returncode == 0, log[-3000:]
     return log
@@ -212,13 +210,13 @@ def _listed(keys: list[str]) -> set[str]:
     return {f"s3://{BUCKET}/{key}" for key in keys if not key.rsplit("/", 1)[-1].startswith(".")}
 
 
-def test_stylized_keys_stay_under_the_output_prefix_one_per_input(odd_inputs):
+def test_stylized_keys_stay_under_the_output_prefix_one_per_input(mediajobs_cli, odd_inputs):
     from jobs.storage.objects import read_bytes
     from jobs.storage.delta import read_table
 
     output_key = "out/stylized/"
     before = _all_objects()
-    _run_cli(EXAMPLES / "stylize.yaml", f"model={odd_inputs['stylizer']}", f"input=s3://{BUCKET}/in/",
+    _run_cli(mediajobs_cli, EXAMPLES / "stylize.yaml", f"model={odd_inputs['stylizer']}", f"input=s3://{BUCKET}/in/",
              f"styles=[s3://{BUCKET}/styles/wave.png]", f"output=s3://{BUCKET}/{output_key}", "image_format=png",
              "resources.concurrency=1")
     created = _check_only_output_written(before, _all_objects(), output_key)
@@ -238,12 +236,12 @@ def test_stylized_keys_stay_under_the_output_prefix_one_per_input(odd_inputs):
         assert np.array_equal(stylized, content), (row["content_uri"], row["output_uri"])
 
 
-def test_annotated_video_keys_stay_under_the_output_prefix_one_per_input(odd_inputs, tmp_path):
+def test_annotated_video_keys_stay_under_the_output_prefix_one_per_input(mediajobs_cli, odd_inputs, tmp_path):
     from jobs.storage.objects import download_file, read_bytes
 
     output_key = "out/videos/"
     before = _all_objects()
-    _run_cli(EXAMPLES / "score-video.yaml", f"model={odd_inputs['video_model']}", f"input=s3://{BUCKET}/vin/",
+    _run_cli(mediajobs_cli, EXAMPLES / "score-video.yaml", f"model={odd_inputs['video_model']}", f"input=s3://{BUCKET}/vin/",
              f"output=s3://{BUCKET}/{output_key}", "annotate=true", "resources.concurrency=1")
     created = _check_only_output_written(before, _all_objects(), output_key)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -51,9 +50,8 @@ def _dashboard(local_stack, route: str, token: str) -> bytes:
 
 @pytest.mark.integration
 @pytest.mark.timeout(900)
-def test_nothing_a_job_writes_holds_a_secret(local_stack, tmp_path):
+def test_nothing_a_job_writes_holds_a_secret(export_test_model, mediajobs_cli, local_stack, tmp_path):
     from cluster._ray_head import runtime_dir
-    from jobs.bench.models import export_model
     from jobs.storage.objects import list_objects, read_bytes, s3_client
 
     secrets = _secrets(local_stack)
@@ -62,21 +60,19 @@ def test_nothing_a_job_writes_holds_a_secret(local_stack, tmp_path):
     for i in range(6):
         client.put_object(Bucket="it-secrets", Key=f"in/good-{i}.jpg", Body=image_bytes(seed=i, size=(48, 40)))
     client.put_object(Bucket="it-secrets", Key="in/broken.jpg", Body=b"not a picture")  # an error row too
-    export_model("s3://it-secrets/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
+    export_test_model("s3://it-secrets/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
 
     overrides = ["--set", "model=s3://it-secrets/m/model/", "--set", "input=s3://it-secrets/in/",
                  "--set", "output=s3://it-secrets/out/"]
-    scored = subprocess.run([*MEDIAJOBS, "--verbose", "run", str(EXAMPLES / "score-demo.yaml"), *overrides],
-                            capture_output=True, text=True, timeout=600)
+    scored = mediajobs_cli("--verbose", "run", str(EXAMPLES / "score-demo.yaml"), *overrides)
     assert scored.returncode == 0, (scored.stdout + scored.stderr)[-3000:]
 
     # A job whose S3 key is wrong fails; its message must not echo the wrong secret either.
     wrong = "Wr0ng" + local_stack.secret_key[5:][::-1]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": local_stack.access_key, "AWS_SECRET_ACCESS_KEY": wrong,
            "AWS_ENDPOINT_URL": local_stack.s3_endpoint, "AWS_DEFAULT_REGION": local_stack.region}
-    refused = subprocess.run([*MEDIAJOBS, "run", str(EXAMPLES / "score-demo.yaml"), *overrides[:4],
-                              "--set", "output=s3://it-secrets/out-wrong/"],
-                             capture_output=True, text=True, timeout=600, env=env)
+    refused = mediajobs_cli("run", str(EXAMPLES / "score-demo.yaml"), *overrides[:4], "--set", "output=s3://it-secrets/out-wrong/",
+                           env=env)
     assert refused.returncode != 0
     assert not _leaks(refused.stdout + refused.stderr, {"wrong S3 secret key": wrong, **secrets})
 

@@ -263,12 +263,36 @@ def test_launcher_config_is_accepted_by_rays_own_schema():
         jsonschema.validate(doc.body, schema)
 
 
+def _scheduled_aws_regions() -> set[str]:
+    """The AWS_REGION values the nightly CronJob gives its submissions."""
+    import yaml
+
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if node.get("name") == "AWS_REGION" and "value" in node:
+                found.add(node["value"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for doc in yaml.safe_load_all((CLUSTER_DIR / "schedules" / "nightly-cronjob.yaml").read_text()):
+        walk(doc)
+    return found
+
+
 def test_launcher_config_targets_aws_with_an_autoscaling_gpu_group():
     for doc in documents_of(LAUNCHER):
         config = doc.body
         assert config["cluster_name"] == "mediajobs"
         assert config["provider"]["type"] == "aws"
-        assert config["provider"]["region"] == "us-west-2"
+        region = config["provider"]["region"]  # the cluster's, and the one its jobs are told to use:
+        zones = config["provider"]["availability_zone"].split(",")
+        assert region and zones and all(zone.strip().startswith(region) for zone in zones), (region, zones)
+        assert _scheduled_aws_regions() == {region}
         assert config["auth"]["ssh_user"] == "ubuntu"
         node_types = config["available_node_types"]
         assert config["head_node_type"] in node_types, f"{doc}: head_node_type is not a node type"

@@ -5,7 +5,6 @@ that breaks readers must change this file, on purpose. No Ray, no storage."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

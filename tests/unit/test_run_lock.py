@@ -10,7 +10,7 @@ import pytest
 from support.lease_contract import LeaseContract
 
 from jobs.errors import MediaJobsError
-from jobs.storage.lease import LeaseKeeper, LockHeldError, acquire_lease, renew_lease
+from jobs.storage.lease import DEFAULT_TTL_SECONDS, LeaseKeeper, LockHeldError, acquire_lease, renew_lease
 
 
 class TestLeaseOnAFolder(LeaseContract):
@@ -36,7 +36,7 @@ def test_ttl_from_the_environment(tmp_path, monkeypatch):
         with pytest.raises(MediaJobsError, match="MEDIAJOBS_LEASE_TTL_SECONDS"):
             LeaseKeeper(output, "run-a")
     monkeypatch.delenv("MEDIAJOBS_LEASE_TTL_SECONDS")
-    assert acquire_lease(output, "run-a").ttl_seconds == 15 * 60
+    assert acquire_lease(output, "run-a").ttl_seconds == DEFAULT_TTL_SECONDS  # the documented default
 
 
 def test_a_dead_holder_on_this_host_does_not_block_the_next_run(tmp_path):

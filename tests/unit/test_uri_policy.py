@@ -6,9 +6,6 @@ Issue 8: "Model and data URIs are limited to the schemes the user configured."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -57,10 +54,9 @@ def test_web_handles_and_s3_follow_the_setting_too(monkeypatch):
     assert parse_spec(STYLIZE, "specs/job.yaml").model == STYLIZE["model"]
 
 
-def test_the_cli_refuses_with_exit_2_and_starts_nothing(tmp_path):
+def test_the_cli_refuses_with_exit_2_and_starts_nothing(mediajobs_cli, tmp_path):
     env = {**os.environ, "MEDIAJOBS_URI_SCHEMES": "s3", "MEDIAJOBS_HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "jobs.cli.app", "run", str(ROOT / "jobs/examples/score-demo.yaml"),
-                             "--set", "model=/etc/"], capture_output=True, text=True, timeout=120, env=env)
+    result = mediajobs_cli("run", str(ROOT / "jobs/examples/score-demo.yaml"), "--set", "model=/etc/", env=env, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "model: is a local path, which this installation does not allow" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

@@ -21,6 +21,7 @@ from typing import Callable
 
 import pytest
 
+from support.cli import MediaJobsCli
 from support.media import image_bytes
 from support.paths import ROOT
 
@@ -32,12 +33,12 @@ BUCKET = "it-store-faults"
 
 
 @pytest.fixture(scope="module")
-def model(local_stack):
-    from jobs.bench.models import export_model
+def model(local_stack, export_test_model):
     from jobs.storage.objects import s3_client
 
     s3_client().create_bucket(Bucket=BUCKET)
-    return export_model(f"s3://{BUCKET}/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
+    export_test_model(f"s3://{BUCKET}/m/", "image-classifier", "cifar10-cnn", {"input_shape": [32, 32, 3]})
+    return f"s3://{BUCKET}/m/"
 
 
 def _upload_images(prefix: str, count: int) -> None:
@@ -58,10 +59,10 @@ def archive(model):
 def _score(output: str, *more: str, source: str = "in/", **popen) -> subprocess.Popen:
     """`mediajobs run score-demo.yaml` over `source` in the bucket into `output`; `more`: further arguments."""
     overrides = {"model": f"s3://{BUCKET}/m/model/", "input": f"s3://{BUCKET}/{source}", "output": output}
-    args = [*MEDIAJOBS, "run", str(EXAMPLES / "score-demo.yaml"),
+    args = ["run", str(EXAMPLES / "score-demo.yaml"),
             *(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")), *more]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **popen)
+    return MediaJobsCli().start(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True, **popen)
 
 
 def _wait_for_line(job: subprocess.Popen, needle: str, seen: list[str], timeout: float = 300) -> None:
@@ -104,18 +105,32 @@ def _score_through_outage(output: str, outage_seconds: float, env: dict | None =
     job, seen = _score(output, env=env), []
     try:
         _wait_for_line(job, "scoring", seen)  # listing done
-        # Ray Data starts the actors; they take ~5 s to import TensorFlow and load the model,
-        # so the outage comes while they start or fetch (a fixed sleep after listing once let
-        # a faster job reach its commit first).
         _wait_for_line(job, "Starting execution of Dataset", seen)
-        time.sleep(2)
+        reader = _drain(job, seen)
+        # The outage comes once the actors fetch and score: their first staged batch is in
+        # the store (a fixed wait after listing once let a faster job reach its commit first).
+        _wait_until(lambda: _staged_batches(output) or job.poll() is not None, "a staged batch")
         assert job.poll() is None, "the job finished before the outage; give it more images"
         _store_outage(outage_seconds)
-        rest, _ = job.communicate(timeout=600)
+        job.wait(timeout=600)
+        reader.join(timeout=10)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
-    return job.returncode, "".join(seen) + rest
+    return job.returncode, "".join(seen)
+
+
+def _staged_batches(output: str) -> list[str]:
+    from jobs.storage.objects import list_objects
+
+    return [o.uri for o in list_objects(f"{output}_staging/") if o.uri.endswith(".parquet")]
+
+
+def _wait_until(condition: Callable[[], object], what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.1)
 
 
 @pytest.mark.integration
