@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The two set-up commands of the README:
 #   bash cluster/dev.sh demo   # the main job, end to end, on the embedded local stack
-#   bash cluster/dev.sh test   # the whole test suite
+#   bash cluster/dev.sh test   # the whole test suite (tests/unit, then tests/integration)
+#   bash cluster/dev.sh test tests/unit   # the unit tier only: no stack, a few minutes
 # Each creates the virtual environment (.venv) on first use, or reuses it, and
 # reinstalls only when pyproject.toml changed. Needs only python3 (3.10-3.12) and
 # network access to the package registries.

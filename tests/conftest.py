@@ -1,61 +1,27 @@
-"""Shared fixtures. `local_stack` is the real embedded stack (SeaweedFS + Ray head) for the
-integration tier; tests that use it carry `@pytest.mark.integration`."""
+"""Fixtures both tiers use. The tiers: tests/unit/ (no stack, seconds) and tests/integration/
+(the real local stack; its fixtures are in tests/integration/conftest.py). Helpers both
+import live in tests/support/ (importable as `support`: this folder is on sys.path)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
-from cluster.localstate import LocalStack
-
-# Settings that would point the tests at a developer's own store or cluster.
-_FOREIGN_ENV_PREFIXES = ("AWS_",)
-_FOREIGN_ENV_NAMES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "MEDIAJOBS_HOME")
+from support.cli import MediaJobsCli
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A local stack in its own MEDIAJOBS_HOME for the whole session, stopped at the end.
-
-    While it runs, os.environ has no AWS_* settings (so `jobs.storage.objects` resolves to this
-    stack) and carries the Ray client settings of `ray_client_env` (auth mode and token
-    file), so a driver in this process can `ray.init(address=stack.ray_address)` as long as
-    `ray` is first imported after this fixture ran.
-    """
-    from cluster import local_stack as stack_module
-
-    home = tmp_path_factory.mktemp("mediajobs-home")
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith(_FOREIGN_ENV_PREFIXES) or name in _FOREIGN_ENV_NAMES:
-            del os.environ[name]
-    os.environ["MEDIAJOBS_HOME"] = str(home)
-    try:
-        stack = stack_module.up(home)
-        client_env = stack_module.ray_client_env(stack, home)
-        os.environ.update({k: v for k, v in client_env.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")})
-        yield stack
-    finally:
-        try:
-            # A driver still connected when the head stops is ended by Ray itself
-            # (exit code 1, no test summary): disconnect first.
-            ray = sys.modules.get("ray")
-            if ray is not None and ray.is_initialized():
-                ray.shutdown()
-            stack_module.down(home)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+def mediajobs_cli() -> MediaJobsCli:
+    """The CLI in a child process: `mediajobs_cli("run", spec, ...)` returns the finished
+    process (`returncode`, `stdout`, `stderr`); `mediajobs_cli.start(...)` a running one."""
+    return MediaJobsCli()
 
 
 @pytest.fixture(scope="session")
-def ray_driver(local_stack: LocalStack) -> Iterator[None]:
-    """This process as a Ray driver on the session's stack (disconnected by `local_stack`)."""
-    from jobs.runs.ray_runtime import connect_ray
+def export_test_model() -> Callable:
+    """`export_test_model(output_uri, task=..., architecture=..., ...)`: a seeded, untrained
+    model exported through the train job's own export (`support.models.export_untrained_model`)."""
+    from support.models import export_untrained_model
 
-    where = connect_ray()
-    assert local_stack.ray_address in where  # the stack's head, not an in-process Ray
-    yield
+    return export_untrained_model

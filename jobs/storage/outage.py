@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Callable
 
 from jobs.errors import StorageError, root_cause
 from jobs.storage.objects import describe_storage_error
@@ -50,8 +51,12 @@ def store_outage_seconds() -> float:
         return DEFAULT_STORE_OUTAGE_SECONDS
 
 
-def retry_while_unavailable(call, what: str, budget: float | None = None):
+def retry_while_unavailable(call, what: str, budget: float | None = None, *,
+                            clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None):
     """`call()`, retried with doubling waits while the store fails transiently.
+
+    `clock` and `sleep` (default: time.monotonic, time.sleep) measure and spend the waits;
+    tests pass a simulated pair to follow the schedule without waiting it out.
 
     Raises:
         StoreUnavailableError: the store still failed after `budget` seconds (default:
@@ -60,20 +65,21 @@ def retry_while_unavailable(call, what: str, budget: float | None = None):
     """
     import time
 
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
     budget = store_outage_seconds() if budget is None else budget
-    began, wait = time.monotonic(), _BACKOFF_SECONDS[0]
+    began, wait = clock(), _BACKOFF_SECONDS[0]
     while True:
         try:
             return call()
         except Exception as exc:  # pyarrow's OSError, boto3's EndpointConnectionError, ours
             if not is_transient(exc):
                 raise
-            waited = time.monotonic() - began
+            waited = clock() - began
             if waited + wait > budget:
                 raise StoreUnavailableError(
                     f"the object store did not answer for {waited:.0f} s while {what} ({describe_storage_error(exc)}); "
                     f"the budget is {budget:.0f} s ({STORE_OUTAGE_VARIABLE})") from None
-            time.sleep(wait)
+            sleep(wait)
             wait = min(wait * 2, _BACKOFF_SECONDS[1])
 
 

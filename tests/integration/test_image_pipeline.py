@@ -1,0 +1,157 @@
+"""End to end on the real local stack: ingest, 2-worker MWMS training, scoring, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.cli.demo import folder_accuracy
+from jobs.datasets.ingest import ingest_folder
+from jobs.runs.dispatch import run_spec
+from jobs.spec.load import load_spec
+from jobs.storage.objects import exists, list_objects, parse_uri, read_bytes, s3_client
+from jobs.storage.delta import read_table
+from jobs.datasets.synthetic import write_shapes_dataset
+from jobs.models.store import read_model_metadata
+from support.paths import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def shapes_data(local_stack, tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_dataset(root, per_class_train=150, per_class_test=20, seed=1)  # 14 steps an epoch at batch 32
+    counts = ingest_folder(root, "s3://it-media/shapes/")
+    assert counts["uploaded"] == sum(1 for p in root.rglob("*") if p.is_file())
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(ray_driver, shapes_data):
+    spec = load_spec(EXAMPLES / "train-demo.yaml", [
+        "data.train=s3://it-media/shapes/train/", "data.validation=s3://it-media/shapes/test/",
+        "training.epochs=4", "output=s3://it-models/shapes-cnn/"])
+    return run_spec(spec)
+
+
+def test_two_worker_training_learns_and_exports(trained):
+    assert trained.class_names == ["circle", "square", "triangle"]
+    assert trained.epochs_run == 4
+    # 3 balanced classes: chance is 0.33
+    assert trained.metrics["val_accuracy"] > 0.6, trained.metrics
+    metadata = read_model_metadata("s3://it-models/shapes-cnn/")
+    assert metadata["class_names"] == trained.class_names
+    assert metadata["input_shape"] == [32, 32, 3]
+    assert len(metadata["history"]) == 4
+    # The version is complete under versions/<model_id>/, and LATEST names it.
+    assert exists(f"s3://it-models/shapes-cnn/model/versions/{metadata['model_id']}/model.keras")
+    assert trained.model_uri == f"s3://it-models/shapes-cnn/model/@{metadata['model_id']}"
+    checkpoints = {parse_uri(o.uri).key.split("/")[2] for o in list_objects("s3://it-models/shapes-cnn/train/")}
+    assert any(name.startswith("checkpoint_") for name in checkpoints)
+
+
+def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes/"])
+    result = run_spec(spec)
+    inputs = {o.uri for o in list_objects("s3://it-media/shapes/test/")}
+    predictions = read_table(result.predictions_uri)
+    assert sorted(predictions.column("uri").to_pylist()) == sorted(inputs)
+    assert result.errors == 0 and not list(list_objects(result.errors_uri))
+    assert 0 < result.first_rows_s < result.seconds  # start-up, apart from the rate after it
+    assert set(predictions.column("label").to_pylist()) <= {"circle", "square", "triangle"}
+    assert all(len(t) == 3 for t in predictions.column("top_labels").to_pylist())
+    assert folder_accuracy(result.predictions_uri) > 0.6
+    # readable with pandas too, and the summary is there
+    from jobs.storage.delta import open_table
+
+    frame = open_table(parse_uri(result.predictions_uri)).to_pandas()
+    assert {"uri", "label", "score", "model_id"} <= set(frame.columns)
+    summary = json.loads(read_bytes(result.summary_uri))
+    assert summary["listed"] == len(inputs) and summary["predicted"] == len(inputs)
+
+
+def test_one_actor_holding_every_cpu_still_decodes(mediajobs_cli, trained, shapes_data):
+    """Decoding runs inside the classifier actors whatever their resources: it once became
+    separate tasks when cpus_per_actor was not 1, and those waited forever for a CPU the
+    actor held. Run as a user would, in a process of its own, so a hang is a timeout."""
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    run = mediajobs_cli("run", str(EXAMPLES / "score-demo.yaml"),
+                        "--set", "model=s3://it-models/shapes-cnn/", "--set", "input=s3://it-media/shapes/test/",
+                        "--set", "output=s3://it-scores/shapes-one-actor/",
+                        "--set", f"resources={{concurrency: 1, cpus_per_actor: {cpus}}}", timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    predictions = read_table("s3://it-scores/shapes-one-actor/predictions/")
+    assert predictions.num_rows == sum(1 for _ in list_objects("s3://it-media/shapes/test/"))
+
+
+def test_bad_objects_become_error_rows(trained, shapes_data):
+    client = s3_client()
+    good = sorted(p for p in (shapes_data / "test" / "circle").iterdir())[:3]
+    for path in good:
+        client.put_object(Bucket="it-media", Key=f"mixed/{path.name}", Body=path.read_bytes())
+    jpeg = good[0].read_bytes() if good[0].suffix == ".jpg" else next(
+        p for p in (shapes_data / "test").rglob("*.jpg")).read_bytes()
+    bad = {"mixed/corrupt.jpg": jpeg[: len(jpeg) // 3] + b"\x00" * 50, "mixed/empty.jpg": b"",
+           "mixed/notes.jpg": b"this is a text file, not a picture\n" * 20}
+    for key, body in bad.items():
+        client.put_object(Bucket="it-media", Key=key, Body=body)
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/"])
+    result = run_spec(spec)
+    errors = read_table(result.errors_uri).to_pylist()
+    predictions = read_table(result.predictions_uri).column("uri").to_pylist()
+    error_uris = {e["uri"] for e in errors}
+    assert error_uris == {"s3://it-media/mixed/" + name for name in ("corrupt.jpg", "empty.jpg", "notes.jpg")}
+    assert all(e["stage"] == "decode" and e["error"] for e in errors)
+    by_uri = {e["uri"]: e["error"] for e in errors}
+    assert "empty" in by_uri["s3://it-media/mixed/empty.jpg"]
+    assert "text" in by_uri["s3://it-media/mixed/notes.jpg"]
+    assert "truncated" in by_uri["s3://it-media/mixed/corrupt.jpg"]
+    # every object is in exactly one of the two tables
+    listed = {o.uri for o in list_objects("s3://it-media/mixed/")}
+    assert len(predictions) + len(errors) == len(listed)
+    assert set(predictions) | error_uris == listed and not set(predictions) & error_uris
+    assert result.predicted == 3
+
+
+def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data, monkeypatch):
+    """The listing goes to staging a file per TODO_FLUSH_ROWS objects and each file is one
+    Ray Data run (the driver never holds the whole listing): cut to files of 25 objects,
+    every object is still scored once, and the commit checks them all together."""
+    import jobs.nightly.worklists
+
+    monkeypatch.setattr(jobs.nightly.worklists, "TODO_FLUSH_ROWS", 25)
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes-cut/"])
+    result = run_spec(spec)
+    inputs = sorted(o.uri for o in list_objects("s3://it-media/shapes/test/"))
+    assert len(inputs) > 50  # three listing files, or nothing was cut
+    predictions = read_table(result.predictions_uri).column("uri").to_pylist()
+    assert sorted(predictions) == inputs and result.listed == len(inputs) and result.errors == 0
+
+
+def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
+    from jobs.datasets.synthetic import write_binary_dataset
+
+    write_binary_dataset(tmp_path, per_class_train=120, per_class_test=20, seed=2)
+    ingest_folder(tmp_path, "s3://it-media/binary/")
+    spec = load_spec(EXAMPLES / "train-demo.yaml", [
+        "model={architecture: binary-cnn}", "data.train=s3://it-media/binary/train/",
+        "data.validation=s3://it-media/binary/test/", "training.epochs=4", "training.batch_size=16",
+        "output=s3://it-models/binary-cnn/"])
+    assert tuple(spec.model.input_shape) == (64, 64, 3)
+    trained = run_spec(spec)
+    assert trained.metrics["val_accuracy"] > 0.7, trained.metrics  # 2 classes: chance is 0.5
+    score = load_spec(EXAMPLES / "score-demo.yaml", [
+        "model=s3://it-models/binary-cnn/", "input=s3://it-media/binary/test/", "output=s3://it-scores/binary/"])
+    result = run_spec(score)
+    predictions = read_table(result.predictions_uri).to_pylist()
+    assert len(predictions) == 40 and result.errors == 0
+    assert {p["label"] for p in predictions} <= {"circle", "square"}
+    assert all(abs(sum(p["top_scores"]) - 1.0) < 1e-4 for p in predictions)  # sigmoid expanded to 2 scores
+    assert folder_accuracy(result.predictions_uri) > 0.7
