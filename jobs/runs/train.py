@@ -34,6 +34,7 @@ from jobs.runs.resources import scaling_config
 from jobs.spec.task_config import task_config_for
 from jobs.storage.objects import filesystem_for
 from jobs.workers.media_stage import EXAMPLE, fetch_and_decode
+from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
 from jobs.workers.train_plans import extra_metadata, plan_for
 from jobs.workers.train_settings import batch_size_for
@@ -105,20 +106,20 @@ def run_train(spec, echo=print) -> TrainResult:
 
     fs = filesystem_for(output)
     early_stopping = spec.training.early_stopping
-    config = {
-        "task": task, "architecture": spec.model.architecture, "epochs": spec.training.epochs,
-        "batch_size": batch.size, "steps_per_epoch": batch.steps_per_epoch,
-        "learning_rate": spec.training.learning_rate,
-        "class_names": objects.class_names, "datasets": sorted(datasets), "output": output.uri,
-        "seed": spec.training.seed, "statistics": statistics,
-        "early_stopping": early_stopping.model_dump() if early_stopping else None,
+    config = TrainLoopConfig(
+        task=task, architecture=spec.model.architecture, epochs=spec.training.epochs,
+        batch_size=batch.size, steps_per_epoch=batch.steps_per_epoch,
+        learning_rate=spec.training.learning_rate,
+        class_names=objects.class_names, datasets=sorted(datasets), output=output.uri,
+        seed=spec.training.seed, statistics=statistics,
+        early_stopping=early_stopping.model_dump() if early_stopping else None,
         # Each worker's share of the decoded examples: small shards are served from memory.
-        "shard_bytes": datasets["train"].size_bytes() // workers,
-        "whole_bytes": {name: ds.size_bytes() for name, ds in datasets.items() if name != "train"},
-    }
+        shard_bytes=datasets["train"].size_bytes() // workers,
+        whole_bytes={name: ds.size_bytes() for name, ds in datasets.items() if name != "train"},
+    )
     trainer = TensorflowTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config=config.for_ray(),
         scaling_config=scaling_config(spec.resources),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=list(plan.split)),

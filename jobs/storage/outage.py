@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from jobs.errors import StorageError, root_cause
 from jobs.storage.objects import describe_storage_error

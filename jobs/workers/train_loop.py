@@ -20,6 +20,7 @@ from typing import Any
 
 from jobs.storage.objects import parse_uri, write_bytes
 from jobs.workers.devices import enable_gpu_memory_growth
+from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_plans import TrainingPlan, WholeDataset, plan_for
 from jobs.workers.train_settings import EarlyStop
 
@@ -28,37 +29,38 @@ BEST_DIR = "best"  # in a checkpoint: the exported entries of the best epoch so 
 STATE_FILE = "state.json"
 
 
-def train_loop_per_worker(config: dict) -> None:
+def train_loop_per_worker(ray_config: dict) -> None:
     """Runs on every Ray Train worker. TF_CONFIG is set by Ray Train for MWMS."""
     import ray.train
     import tensorflow as tf
 
+    config = TrainLoopConfig.from_ray(ray_config)
     enable_gpu_memory_growth(tf)
     tf.get_logger().setLevel("ERROR")  # MWMS logs every collective at INFO
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    _record_placement(config["output"], rank, context.get_world_size())
+    _record_placement(config.output, rank, context.get_world_size())
     # The same seed on every rank: identical initial weights, and reruns that repeat.
-    tf.keras.utils.set_random_seed(config.get("seed", 0))
+    tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
-    plan = plan_for(config["task"].name)
+    plan = plan_for(config.task.name)
     best = tempfile.mkdtemp(prefix="best-") if rank == 0 else None  # rank 0's copy of the best epoch
     model, state = _restore_or_build(plan, config, strategy, best, rank)
     history: list[dict] = state.get("history", [])
-    stop = EarlyStop.from_config(config.get("early_stopping"), state.get("early_stopping"))
+    stop = EarlyStop.from_config(config.early_stopping, state.get("early_stopping"))
 
     # Read once per job: the validation set (and the style images) are evaluated every epoch.
-    whole = {name: WholeDataset.read(ray.train.get_dataset_shard(name), config["whole_bytes"][name])
-             for name in config["datasets"] if name != "train"}
+    whole = {name: WholeDataset.read(ray.train.get_dataset_shard(name), config.whole_bytes[name])
+             for name in config.datasets if name != "train"}
     train_data = plan.train_data(ray.train.get_dataset_shard("train"), config, whole)
 
     first = state["epoch"] + 1 if "epoch" in state else 0
     if stop is not None and stop.stopped_after is not None:
-        first = config["epochs"]  # a job that stopped early and is run again: it is done
+        first = config.epochs  # a job that stopped early and is run again: it is done
     loop = _EpochLoop(plan, model, config, strategy, rank, stop, best, history)
     try:
-        for epoch in range(first, config["epochs"]):
+        for epoch in range(first, config.epochs):
             if loop.run_epoch(epoch, train_data, whole):
                 break
     finally:
@@ -72,7 +74,7 @@ class _EpochLoop:
 
     plan: TrainingPlan
     model: Any  # a tf-keras model
-    config: dict
+    config: TrainLoopConfig
     strategy: Any  # a tf.distribute strategy
     rank: int
     stop: EarlyStop | None
@@ -84,7 +86,7 @@ class _EpochLoop:
         import tensorflow as tf
 
         began, steps = time.time(), []  # the optimizer steps of the epoch: what the batch size means, seen
-        fit = self.model.fit(train_data, epochs=1, steps_per_epoch=self.config["steps_per_epoch"], verbose=0,
+        fit = self.model.fit(train_data, epochs=1, steps_per_epoch=self.config.steps_per_epoch, verbose=0,
                              callbacks=[tf.keras.callbacks.LambdaCallback(
                                  on_train_batch_end=lambda batch, logs: steps.append(batch))])
         metrics = {"epoch": epoch + 1, **{name: float(values[-1]) for name, values in fit.history.items()}}
@@ -98,7 +100,7 @@ class _EpochLoop:
             stopping = self.stop.should_stop(epoch + 1)
         self._checkpoint(epoch, metrics, improved)
         if stopping and self.stop is not None and self.rank == 0:
-            print(f"early stopping: {self.stop.reason(self.config['epochs'])}", flush=True)
+            print(f"early stopping: {self.stop.reason(self.config.epochs)}", flush=True)
         return stopping
 
     def _checkpoint(self, epoch: int, metrics: dict, improved: bool) -> None:
@@ -123,14 +125,14 @@ class _EpochLoop:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
 
 
-def _restore_or_build(plan, config: dict, strategy, best: str | None, rank: int):
+def _restore_or_build(plan, config: TrainLoopConfig, strategy, best: str | None, rank: int):
     """The model and state of the latest checkpoint (a resumed job), or a new model."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     with strategy.scope():
         if checkpoint is None:
-            return plan.build(config["task"], config), {}
+            return plan.build(config.task, config), {}
         with checkpoint.as_directory() as checkpoint_dir:
             model = plan.load(checkpoint_dir, config)
             state = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())

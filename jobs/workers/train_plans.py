@@ -27,6 +27,7 @@ from jobs.errors import MediaJobsError
 from jobs.models.store import MODEL_FILE
 from jobs.storage.objects import list_objects, parse_uri
 from jobs.workers.media_stage import EXAMPLE
+from jobs.workers.train_config import TrainLoopConfig
 from tasks.definition import Architecture
 from tasks.registry import definition
 
@@ -134,12 +135,12 @@ class TrainingPlan:
 
     # --- on every worker -----------------------------------------------------------------
 
-    def build(self, task, config: dict):
+    def build(self, task, config: TrainLoopConfig):
         # Statistics fitted on the training set (the audio model's normalisation) go into the model.
-        fitted = {"statistics": config["statistics"]} if config.get("statistics") else {}
-        return task.build_model(config["architecture"], len(config["class_names"]), config["learning_rate"], **fitted)
+        fitted = {"statistics": config.statistics} if config.statistics else {}
+        return task.build_model(config.architecture, len(config.class_names), config.learning_rate, **fitted)
 
-    def load(self, checkpoint_dir: str, config: dict):
+    def load(self, checkpoint_dir: str, config: TrainLoopConfig):
         from tasks.keras_files import load_keras
 
         return load_keras(os.path.join(checkpoint_dir, MODEL_FILE), compile=True)
@@ -150,7 +151,7 @@ class TrainingPlan:
 
         save_keras(model, os.path.join(directory, MODEL_FILE))
 
-    def train_data(self, shard, config: dict, datasets: dict):
+    def train_data(self, shard, config: TrainLoopConfig, datasets: dict):
         """(examples, labels) batches of this worker's shard, reshuffled every epoch.
 
         A shard that fits the worker's memory budget is read once and served from memory:
@@ -161,23 +162,23 @@ class TrainingPlan:
         # worker and step (jobs.workers.train_settings). drop_last: a final batch smaller than the
         # worker count would leave a worker an empty part, which fails inside the kernels.
         # repeat: `fit` runs `steps_per_epoch` steps, which may end inside a pass.
-        batch_size = config["batch_size"]
-        if config.get("shard_bytes", 0) <= in_memory_budget():
-            return _in_memory_batches(shard, batch_size, config.get("seed", 0))
+        batch_size = config.batch_size
+        if config.shard_bytes <= in_memory_budget():
+            return _in_memory_batches(shard, batch_size, config.seed)
         return shard.to_tf(feature_columns=EXAMPLE, label_columns="label", batch_size=batch_size, drop_last=True,
                            local_shuffle_buffer_size=batch_size * 8).repeat()
 
-    def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
+    def evaluate(self, model, datasets: dict, config: TrainLoopConfig) -> dict[str, float]:
         if "validation" not in datasets:
             return {}
-        architecture = definition(config["task"].name).architecture(config["architecture"])
-        return evaluate_examples(model, datasets["validation"], config["batch_size"], architecture)
+        architecture = definition(config.task.name).architecture(config.architecture)
+        return evaluate_examples(model, datasets["validation"], config.batch_size, architecture)
 
     def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
         """What the exported model records beyond the common metadata (from the checkpoint)."""
         return {}
 
-    def after_epoch(self, checkpoint_dir: str, epoch: int, config: dict) -> None:
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainLoopConfig) -> None:
         """Rank 0 only, from the checkpoint just written: what people look at during training.
 
         It must not touch the live model: outside `fit`, reading MWMS variables (e.g.
@@ -256,26 +257,26 @@ class GanPlan(TrainingPlan):
         uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
         return TrainingObjects({"train": uris}, {"train": sizes}, {"train": [0] * len(uris)})
 
-    def build(self, task, config: dict):
-        return task.build_model(config["architecture"], 0, config["learning_rate"])
+    def build(self, task, config: TrainLoopConfig):
+        return task.build_model(config.architecture, 0, config.learning_rate)
 
-    def load(self, checkpoint_dir: str, config: dict):
+    def load(self, checkpoint_dir: str, config: TrainLoopConfig):
         from tasks.gan import load_gan
 
-        return load_gan(checkpoint_dir, config["learning_rate"])
+        return load_gan(checkpoint_dir, config.learning_rate)
 
     def save(self, model, directory: str) -> None:
         from tasks.gan import save_gan
 
         save_gan(model, directory)
 
-    def after_epoch(self, checkpoint_dir: str, epoch: int, config: dict) -> None:
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainLoopConfig) -> None:
         from jobs.storage.objects import write_bytes
         from tasks.gan import generate_images, load_generator, sample_grid_png
 
         generator = load_generator(checkpoint_dir)  # a plain, local copy (see TrainingPlan.after_epoch)
         images = generate_images(generator, (SAMPLE_SEED, 0, SAMPLE_COUNT), int(generator.input_shape[-1]))
-        uri = parse_uri(config["output"]).as_prefix().join(SAMPLES_DIR, f"epoch-{epoch + 1:03d}.png").uri
+        uri = parse_uri(config.output).as_prefix().join(SAMPLES_DIR, f"epoch-{epoch + 1:03d}.png").uri
         write_bytes(uri, sample_grid_png(images, columns=8, scale=2))
         print(f"sample grid: {uri}", flush=True)
 
@@ -302,7 +303,7 @@ class StylePlan(TrainingPlan):
         if not counts.get("style"):
             raise MediaJobsError("data.style: none of the style images could be decoded")
 
-    def load(self, checkpoint_dir: str, config: dict):
+    def load(self, checkpoint_dir: str, config: TrainLoopConfig):
         import tensorflow as tf
 
         from tasks.adain import AdaINTrainer
@@ -313,10 +314,10 @@ class StylePlan(TrainingPlan):
         # The encoder's weights come from the checkpoint: never fetch ImageNet weights again.
         model = AdaINTrainer(encoder=saved["encoder"], style_weight=saved["style_weight"], encoder_weights="random")
         model.encoder_weights = saved["encoder_weights"]
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=config["learning_rate"]))
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=config.learning_rate))
         model.optimizer.build(model.decoder.trainable_variables)  # slots first: restored in place
         _style_checkpoint(model).read(os.path.join(state, "state")).assert_existing_objects_matched()
-        model.optimizer.learning_rate = config["learning_rate"]
+        model.optimizer.learning_rate = config.learning_rate
         return model
 
     def save(self, model, directory: str) -> None:
@@ -332,7 +333,7 @@ class StylePlan(TrainingPlan):
             json.dump(model.get_config(), handle)
         export_stylizer(model, os.path.join(directory, STYLIZER_DIR))
 
-    def train_data(self, shard, config: dict, datasets: dict):
+    def train_data(self, shard, config: TrainLoopConfig, datasets: dict):
         import numpy as np
         import tensorflow as tf
 
@@ -347,7 +348,7 @@ class StylePlan(TrainingPlan):
 
         return content.map(with_random_styles)
 
-    def evaluate(self, model, datasets: dict, config: dict) -> dict[str, float]:
+    def evaluate(self, model, datasets: dict, config: TrainLoopConfig) -> dict[str, float]:
         return {}
 
 

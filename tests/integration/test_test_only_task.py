@@ -24,7 +24,9 @@ MEDIA, MODELS, SCORES = "s3://it-media/tones/", "s3://it-models/tones/", "s3://i
 
 @pytest.fixture(scope="module")
 def tone_task():
-    add_task_module("tone-classifier", "support.tone_task")  # the one line that registers the task
+    # The one line that registers the task. Its module must import on the Ray workers too: they
+    # have the driver's working directory (the checkout) on their path, so `tests.support...`.
+    add_task_module("tone-classifier", "tests.support.tone_task")
     yield
     remove_task_module("tone-classifier")
 
