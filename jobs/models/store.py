@@ -87,6 +87,9 @@ def model_location(uri: str):
                                                   (an output s3://b/model/ holds s3://b/model/model/)
         5. X/metadata.json                        X is a model folder from before versions
         6. X/model/metadata.json                  X is a train output from before versions
+        7. X/versions/, then X/model/versions/    versions but no LATEST (an export that stopped
+                                                  before moving it): pins work, and the error
+                                                  for an unpinned URI names this folder
 
     Where none is, the folder the name suggests (X when it is called `model`, else
     X/model/) is returned, for the error that says no model is there.
@@ -95,7 +98,7 @@ def model_location(uri: str):
     loc = parse_uri(base).as_prefix()
     inner = loc.join(MODEL_DIR).as_prefix()
     markers = [f"{VERSIONS_DIR}/{pin}/{METADATA_FILE}"] if pin and MODEL_ID.fullmatch(pin) else []
-    for marker in [*markers, LATEST_FILE, METADATA_FILE]:
+    for marker in [*markers, LATEST_FILE, METADATA_FILE, VERSIONS_DIR]:
         for folder in (loc, inner):
             if exists(folder.join(marker).uri):
                 return folder
