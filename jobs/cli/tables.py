@@ -32,10 +32,10 @@ def table_commands(console: Console) -> typer.Typer:
         import datetime as dt
 
         from jobs.errors import UsageError
+        from jobs.runs.table_maintenance import stored_output
         from jobs.storage.delta import RUN_ID_KEY, open_table
-        from jobs.storage.objects import parse_uri
 
-        handle = open_table(parse_uri(output).as_prefix().join(table))
+        handle = open_table(stored_output(output).join(table))
         if handle is None:
             raise UsageError(f"TABLE: no Delta table {table!r} under {output}; `mediajobs tables list {output}` "
                              "shows what is there")

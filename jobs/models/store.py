@@ -31,8 +31,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from jobs.errors import MediaJobsError
-from jobs.storage.objects import download_file, exists, is_file, list_objects, parse_uri, read_bytes
+from jobs.errors import MediaJobsError, StorageError
+from jobs.storage.objects import (
+    bucket_exists,
+    download_file,
+    exists,
+    is_file,
+    list_objects,
+    no_bucket_message,
+    parse_uri,
+    read_bytes,
+)
 from jobs.storage.outage import retry_while_unavailable
 
 log = logging.getLogger(__name__)
@@ -75,17 +84,33 @@ def split_pin(uri: str) -> tuple[str, str | None]:
 
 
 def model_location(uri: str):
-    """Accept a train job's output URI or its `model/` folder (a pin is ignored). An output
-    that is itself named `model` (`s3://b/model/`) holds `s3://b/model/model/`: that is
-    where the models are when the folder named has none of its own."""
-    loc = parse_uri(split_pin(uri)[0]).as_prefix()
-    if not loc.key.rstrip("/").endswith("/" + MODEL_DIR) and loc.key.rstrip("/") != MODEL_DIR:
-        return loc.join(MODEL_DIR).as_prefix()
+    """The model folder `uri` names, found from what is stored, not from its name. With `X`
+    the URI without its pin (a version's own folder counts as a pin), the first of these
+    that is stored decides:
+
+        1. X/versions/<pin>/metadata.json         (pinned URIs) X is a model folder
+        2. X/model/versions/<pin>/metadata.json   (pinned URIs) X is a train output
+        3. X/LATEST                               X is a model folder, e.g. s3://b/cnn/model/
+        4. X/model/LATEST                         X is a train output, whatever its name
+                                                  (an output s3://b/model/ holds s3://b/model/model/)
+        5. X/metadata.json                        X is a model folder from before versions
+        6. X/model/metadata.json                  X is a train output from before versions
+        7. X/versions/, then X/model/versions/    versions but no LATEST (an export that stopped
+                                                  before moving it): pins work, and the error
+                                                  for an unpinned URI names this folder
+
+    Where none is, the folder the name suggests (X when it is called `model`, else
+    X/model/) is returned, for the error that says no model is there.
+    """
+    base, pin = split_pin(uri)
+    loc = parse_uri(base).as_prefix()
     inner = loc.join(MODEL_DIR).as_prefix()
-    if not exists(loc.join(LATEST_FILE).uri) and not exists(loc.join(METADATA_FILE).uri) and \
-            exists(inner.join(LATEST_FILE).uri):
-        return inner
-    return loc
+    markers = [f"{VERSIONS_DIR}/{pin}/{METADATA_FILE}"] if pin and MODEL_ID.fullmatch(pin) else []
+    for marker in [*markers, LATEST_FILE, METADATA_FILE, VERSIONS_DIR]:
+        for folder in (loc, inner):
+            if exists(folder.join(marker).uri):
+                return folder
+    return loc if loc.key.rstrip("/").rpartition("/")[2] == MODEL_DIR else inner
 
 
 def resolve_model(uri: str) -> ModelVersion:
@@ -94,6 +119,7 @@ def resolve_model(uri: str) -> ModelVersion:
 
     Raises:
         MediaJobsError: no exported model there, or no such version.
+        StorageError: the URI's bucket does not exist.
         ModelRefusedError: its metadata names files outside its folder.
     """
     loc = model_location(uri)
@@ -103,6 +129,8 @@ def resolve_model(uri: str) -> ModelVersion:
         if latest is None:
             metadata = _read_json(loc.join(METADATA_FILE).uri)
             if metadata is None:
+                if not bucket_exists(loc.uri):
+                    raise StorageError(f"model: {no_bucket_message(loc.uri)}")
                 raise MediaJobsError(f"model: no exported model at {loc.uri} (expected {LATEST_FILE} and "
                                      f"{VERSIONS_DIR}/, or {METADATA_FILE} and {MODEL_FILE}); point `model` at the "
                                      "output URI of a finished train job")
@@ -115,6 +143,8 @@ def resolve_model(uri: str) -> ModelVersion:
     folder = loc.join(VERSIONS_DIR, pin).as_prefix()
     metadata = _read_json(folder.join(METADATA_FILE).uri)
     if metadata is None:
+        if not bucket_exists(loc.uri):
+            raise StorageError(f"model: {no_bucket_message(loc.uri)}")
         known = sorted({o.uri[len(loc.join(VERSIONS_DIR).as_prefix().uri):].split("/", 1)[0]
                         for o in list_objects(loc.join(VERSIONS_DIR).uri)})
         raise MediaJobsError(f"model: no version {pin} at {folder.uri} (versions there: "

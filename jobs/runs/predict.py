@@ -17,7 +17,7 @@ import numpy as np
 
 from jobs.errors import MediaJobsError, UsageError
 from jobs.models.store import load_keras_model
-from jobs.storage.objects import download_file, parse_uri, read_bytes
+from jobs.storage.objects import download_file, parse_uri, read_bytes, require_object
 
 
 @dataclass
@@ -55,6 +55,8 @@ def predict_source(model_uri: str, source: str, echo: Callable[[str], None] = pr
     from tasks.image_classifier import IMAGE_SUFFIXES, decode_image, fit_to_input, top_k
     from tasks.registry import definition, task_names
 
+    if not source.isdigit():
+        _check_source(source)  # before the model loads: a mistyped path is told at once
     model, metadata = load_keras_model(model_uri, trust_code=trust_model_code)
     if metadata["task"] not in task_names() or not definition(metadata["task"]).classifies_images:
         raise UsageError(f"predict classifies images and video frames; the model at {model_uri} is a "
@@ -66,8 +68,13 @@ def predict_source(model_uri: str, source: str, echo: Callable[[str], None] = pr
     class_names = metadata["class_names"]
 
     if not source.isdigit() and source.lower().endswith(IMAGE_SUFFIXES):
-        data = read_bytes(source)
-        probabilities = model(decode_image(data, input_shape)[np.newaxis], training=False).numpy()
+        from tasks.media import MediaDecodeError
+
+        try:
+            image = decode_image(read_bytes(source), input_shape)
+        except MediaDecodeError as exc:
+            raise MediaJobsError(f"{source}: not a readable video or image ({exc})") from None
+        probabilities = model(image[np.newaxis], training=False).numpy()
         row = top_k(probabilities, class_names, 3)[0]
         echo(f"{source}: {row['label']} {row['score']:.3f}  (top: " +
              ", ".join(f"{label} {s:.3f}" for label, s in zip(row["top_labels"], row["top_scores"])) + ")")
@@ -126,12 +133,26 @@ def _open(source: str, tmp: str, cv2):
     if location.scheme == "s3":
         path = os.path.join(tmp, os.path.basename(location.key) or "video")
         download_file(source, path)
-    elif not os.path.exists(path):
-        raise UsageError(f"{source}: no such file")
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise MediaJobsError(f"{source}: not a readable video or image")
     return capture
+
+
+def _check_source(source: str) -> None:
+    """A file or object to read is there (a local folder is left to the reader, which says
+    it cannot read it).
+
+    Raises:
+        UsageError: no such local file.
+        StorageError: no such bucket or object, or the store refused.
+    """
+    location = parse_uri(source)
+    if location.scheme != "s3":
+        if not os.path.exists(location.key):
+            raise UsageError(f"{source}: no such file")
+        return
+    require_object(source)
 
 
 def _has_gui(cv2) -> bool:

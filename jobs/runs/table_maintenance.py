@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobs.errors import UsageError
 from jobs.nightly.tables import SCHEMAS
 from jobs.storage.delta import RUN_ID_KEY, convert_table, delta_tables_under, open_table, vacuum_table
-from jobs.storage.objects import list_objects, parse_uri
+from jobs.storage.objects import Location, list_objects, parse_uri
 
-__all__ = ["DEFAULT_RETAIN_HOURS", "TableInfo", "convert_output", "list_tables", "vacuum_output"]
+__all__ = ["DEFAULT_RETAIN_HOURS", "TableInfo", "convert_output", "list_tables", "stored_output", "vacuum_output"]
 
 DEFAULT_RETAIN_HOURS = 7 * 24  # a week of versions stays readable (Delta's own default)
 PARTITIONED = ("run_date",)  # the partition column of nightly tables, in folder names
@@ -29,6 +30,21 @@ class TableInfo:
     last_operation: str
 
 
+def stored_output(output_uri: str) -> Location:
+    """The output, once it is known that something is stored under it: a mistyped output is
+    told, not shown as an output without tables.
+
+    Raises:
+        StorageError: it cannot be listed (no such bucket, no permission).
+        UsageError: nothing is stored under it.
+    """
+    output = parse_uri(output_uri).as_prefix()
+    if next(iter(list_objects(output.uri)), None) is None:
+        raise UsageError(f"OUTPUT: nothing is stored under {output.uri}; give the output URI of a job that "
+                         "wrote tables (score, generate or stylize)")
+    return output
+
+
 def _parquet_folders(output_uri: str) -> list[str]:
     """Folders directly under the output holding Parquet files but no Delta log (the earlier layout)."""
     prefix = parse_uri(output_uri).as_prefix().uri
@@ -42,7 +58,7 @@ def _parquet_folders(output_uri: str) -> list[str]:
 
 def list_tables(output_uri: str) -> list[TableInfo]:
     """Each Delta table under the output: its latest version, rows and last commit."""
-    output = parse_uri(output_uri).as_prefix()
+    output = stored_output(output_uri)
     infos = []
     for name in delta_tables_under(output):
         table = open_table(output.join(name))
@@ -58,7 +74,7 @@ def convert_output(output_uri: str) -> list[str]:
     """Turn every Parquet-folder table of the earlier layout under the output into a Delta
     table in place (its rows stay; nightly tables keep `run_date` as a partition);
     returns the names converted."""
-    output = parse_uri(output_uri).as_prefix()
+    output = stored_output(output_uri)
     converted = []
     for name in _parquet_folders(output.uri):
         location = output.join(name)
@@ -75,6 +91,6 @@ def vacuum_output(output_uri: str, retain_hours: int = DEFAULT_RETAIN_HOURS,
                   dry_run: bool = True) -> dict[str, list[str]]:
     """Per Delta table, the files older than the window that no kept version reads: deleted,
     or only listed when `dry_run`."""
-    output = parse_uri(output_uri).as_prefix()
+    output = stored_output(output_uri)
     return {name: vacuum_table(output.join(name), retain_hours, dry_run)
             for name in delta_tables_under(output)}

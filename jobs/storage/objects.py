@@ -177,26 +177,78 @@ def _walk_in_key_order(folder: Path) -> Iterator[StoredObject]:
             yield StoredObject(entry.path, stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
 
 
+_HINTS = {
+    "NoSuchBucket": "the bucket does not exist; create it or fix the URI",
+    "AccessDenied": "access denied; check the credentials in the environment or AWS config",
+    "InvalidAccessKeyId": "unknown access key; check AWS_ACCESS_KEY_ID",
+    "SignatureDoesNotMatch": "wrong secret key; check AWS_SECRET_ACCESS_KEY",
+}
+
+
 def describe_storage_error(exc: BaseException) -> str:
     """A one-line reason for a storage failure, with a hint for the common ones."""
     code = ""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code", "")
-    hints = {
-        "NoSuchBucket": "the bucket does not exist; create it or fix the URI",
-        "AccessDenied": "access denied; check the credentials in the environment or AWS config",
-        "InvalidAccessKeyId": "unknown access key; check AWS_ACCESS_KEY_ID",
-        "SignatureDoesNotMatch": "wrong secret key; check AWS_SECRET_ACCESS_KEY",
-    }
-    if code in hints:
-        return f"{code}: {hints[code]}"
+    if code in _HINTS:
+        return f"{code}: {_HINTS[code]}"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "Could not connect" in text or "Connect timeout" in text or "connection refused" in text.lower():
         return f"{text} (is the S3 endpoint up? `mediajobs local status` shows the local one)"
     if "Unable to locate credentials" in text:
         return f"{text} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `mediajobs local up`)"
     return text
+
+
+def bucket_exists(uri: str) -> bool:
+    """Whether the bucket of an s3 URI exists (always True for a local path).
+
+    Raises:
+        StorageError: the store would not say (no permission, unreachable, ...).
+    """
+    from botocore.exceptions import ClientError
+
+    loc = parse_uri(uri)
+    if loc.scheme != "s3":
+        return True
+    try:
+        s3_client().head_bucket(Bucket=loc.bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise StorageError(f"cannot use bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
+    return True
+
+
+def no_bucket_message(uri: str) -> str:
+    """What to say when `uri`'s bucket does not exist (see `bucket_exists`)."""
+    return f"cannot read {uri}: NoSuchBucket: {_HINTS['NoSuchBucket']}"
+
+
+def require_object(uri: str) -> None:
+    """Check that `uri` names one object (or file) before it is read: a command given the
+    URI of an input says what is wrong with it in one line.
+
+    Raises:
+        StorageError: the bucket does not exist, nothing has that name, it is a folder
+            (a prefix), or the store refused to answer.
+    """
+    import pyarrow.fs as pafs
+
+    loc = parse_uri(uri)
+    try:
+        kind = filesystem_for(loc).get_file_info(loc.fs_path).type
+    except OSError as exc:  # pyarrow: denied, unreachable
+        raise StorageError(f"cannot read {uri}: {describe_storage_error(exc)}") from None
+    if kind == pafs.FileType.File:
+        return
+    if kind == pafs.FileType.Directory:
+        raise StorageError(f"cannot read {uri}: it is a folder, not one {'object' if loc.scheme == 's3' else 'file'}; "
+                           "name a file in it")
+    if not bucket_exists(uri):
+        raise StorageError(no_bucket_message(uri))
+    raise StorageError(f"cannot read {uri}: no such {'object' if loc.scheme == 's3' else 'file'}; check the URI")
 
 
 def read_bytes(uri: str) -> bytes:
@@ -333,19 +385,13 @@ def ensure_bucket(uri: str) -> None:
         except OSError as exc:
             raise StorageError(f"cannot create the folder {loc.key}: {exc.strerror or exc}") from None
         return
-    client = s3_client()
-    try:
-        client.head_bucket(Bucket=loc.bucket)
+    if bucket_exists(uri):
         return
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise StorageError(f"cannot use bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
     if not may_create_buckets():
         raise StorageError(f"bucket {loc.bucket!r} does not exist; create it (e.g. `aws s3 mb s3://{loc.bucket}`), "
                            f"fix the URI, or set {CREATE_BUCKETS_VARIABLE}=1 to have jobs create missing buckets")
     try:
-        client.create_bucket(Bucket=loc.bucket)
+        s3_client().create_bucket(Bucket=loc.bucket)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code", "") == "BucketAlreadyOwnedByYou":
             return  # another job created it a moment ago

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from jobs.errors import MediaJobsError
-from jobs.storage.objects import parse_uri, s3_client
+from jobs.errors import MediaJobsError, StorageError
+from jobs.storage.objects import no_bucket_message, parse_uri, s3_client
 
 __all__ = ["PointerMovedError", "read_pointer", "write_pointer"]
 
@@ -23,12 +23,16 @@ class PointerMovedError(MediaJobsError):
 
 
 def read_pointer(uri: str) -> tuple[bytes, str] | None:
-    """(content, version tag), or None where there is no object."""
+    """(content, version tag), or None where there is no object.
+
+    Raises:
+        StorageError: the bucket does not exist.
+    """
     location = parse_uri(uri)
     if location.scheme != "s3":
         try:
             data = Path(location.key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file where the output's folder would be
             return None
         return data, hashlib.sha256(data).hexdigest()
     client = s3_client()
@@ -36,6 +40,8 @@ def read_pointer(uri: str) -> tuple[bytes, str] | None:
         response = client.get_object(Bucket=location.bucket, Key=location.key)
     except client.exceptions.NoSuchKey:
         return None
+    except client.exceptions.NoSuchBucket:
+        raise StorageError(no_bucket_message(uri)) from None
     return response["Body"].read(), response["ETag"]
 
 
