@@ -49,7 +49,7 @@ _NOT_AUDIO_SIGNATURES = (
 @dataclass(frozen=True)
 class DecodedAudio(DecodedMedia):
     """DecodedMedia plus facts about the source (`duration_s`, rate, channels) for the
-    per-file table; `jobs.workers.media_stage` reads `info` when a decoder provides it."""
+    per-file table; `jobs.workers.decoding` reads `info` when a decoder provides it."""
 
     info: dict = field(default_factory=dict)
 

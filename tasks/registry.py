@@ -102,12 +102,14 @@ def task_names() -> list[str]:
 
 
 def definition(name: str) -> TaskDefinition:
-    """The definition of the task registered under `name`.
+    """The definition of the task registered under `name`, or of one whose module is imported
+    here (a worker has imported a plug-in task's module by unpickling its task object).
 
     Raises:
         KeyError: with the list of valid names, for an unknown task.
     """
-    get_task(name)
+    if name not in _DEFINITIONS:
+        get_task(name)
     return _DEFINITIONS[name]
 
 

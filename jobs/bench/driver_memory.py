@@ -64,7 +64,7 @@ class SyntheticNight:
 def write_synthetic_night(output_uri: str, objects: int, run_date: str = "2026-12-02", frames: int = 300,
                           seed: int = 0, echo: Callable[[str], None] = print) -> SyntheticNight:
     """Write, under an empty local `output_uri`, what a nightly attempt leaves right after
-    classify and score on a model-change night; its description goes beside the output
+    decide and score on a model-change night; its description goes beside the output
     (`<output>.night.json`), so that the output holds only what a real night's does."""
     from jobs.errors import UsageError
     from jobs.nightly.manifest import write_snapshot
@@ -105,9 +105,9 @@ def synthetic_routes(night: SyntheticNight) -> list:
     position columns (nothing is decoded)."""
     from types import SimpleNamespace
 
-    from jobs.nightly.routes import RoutePlan
+    from jobs.nightly.routes import ResolvedRoute
 
-    return [RoutePlan(r["name"], r["media"], r["task_name"], r["model_uri"], r["model_id"], list(r["class_names"]),
+    return [ResolvedRoute(r["name"], r["media"], r["task_name"], r["model_uri"], r["model_id"], list(r["class_names"]),
                       tuple(r["extensions"]), SimpleNamespace(position_columns=tuple(r["position_columns"])))
             for r in night.routes]
 
@@ -235,7 +235,7 @@ def _staged_rows(part: np.ndarray, night: SyntheticNight, route: dict, layout, r
 
 def _commit(night: SyntheticNight):
     """The nightly commit of the synthetic night, as `jobs.runs.nightly._run_leased` calls it
-    after classify and score: the one function to adapt when the commit changes."""
+    after decide and score: the one function to adapt when the commit changes."""
     from types import SimpleNamespace
 
     from jobs.nightly.manifest import OTHER_MODEL, read_current, snapshot_index

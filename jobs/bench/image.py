@@ -160,7 +160,7 @@ def decode_only(images: str, chunk: int = 128) -> float:
 
 
 def _decode_chunk(chunk: list[tuple[str, int]]) -> int:
-    from jobs.workers.media_stage import fetch_and_decode
+    from jobs.workers.decoding import fetch_and_decode
     from tasks.image_classifier import ImageClassifier
 
     batch = {"uri": np.array([u for u, _ in chunk], dtype=object), "size": np.array([s for _, s in chunk])}

@@ -58,7 +58,7 @@ def single_process(images: str, epochs: int, batch: int) -> float:
 def decoded(images: str) -> tuple[np.ndarray, np.ndarray]:
     """The training images decoded as our pipeline decodes them, with class ids by folder."""
     from jobs.storage.objects import list_objects
-    from jobs.workers.media_stage import fetch_and_decode
+    from jobs.workers.decoding import fetch_and_decode
     from tasks.image_classifier import ImageClassifier
 
     objects = list(list_objects(images))

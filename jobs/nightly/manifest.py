@@ -20,7 +20,7 @@ written as a stream (memory for one row group): at 10 million objects, some hund
 Parquet per run.
 
 Both the listing of the input (S3 lists in key order) and a snapshot are sorted, so
-`classify` merge-joins them in one pass with memory for one listing page and one part,
+`decide` merge-joins them in one pass with memory for one listing page and one part,
 whatever the archive's size.
 """
 
@@ -43,7 +43,7 @@ from jobs.storage.objects import (
 )
 from jobs.storage.pointer import read_pointer, write_pointer
 
-__all__ = ["Decision", "GROUP_ROWS", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "classify", "current_snapshot",
+__all__ = ["Decision", "GROUP_ROWS", "LedgerEntry", "MANIFEST_DIR", "PART_ROWS", "current_snapshot", "decide",
            "deleted_entry",
            "fence_current", "ledger_schema", "merge_ledger", "prune_snapshots", "read_current", "read_ledger",
            "restored_entry", "snapshot_index", "write_snapshot"]
@@ -161,7 +161,7 @@ def _check_order(previous: str | None, current: str, what: str) -> None:
                              "needs sorted keys")
 
 
-def classify(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry],
+def decide(listing: Iterable[StoredObject], ledger: Iterable[LedgerEntry],
              model_id: str | Callable[[str], str | None]) -> Iterator[Decision]:
     """Merge-join a sorted listing with the sorted ledger: one decision per object in either.
 

@@ -17,7 +17,7 @@ def media_of_task(task_name: str) -> str:
 
 
 @dataclass
-class RoutePlan:
+class ResolvedRoute:
     """A route, resolved: its model version (`model_uri` names exactly it) and the task object
     that decodes for it."""
 
@@ -45,7 +45,7 @@ class RoutePlan:
         return definition(self.task_name).example_table
 
 
-def plan_routes(spec) -> list[RoutePlan]:
+def resolve_routes(spec) -> list[ResolvedRoute]:
     """The spec's routes (a single-task spec is one route), with their models checked."""
     from jobs.models.store import prepare_model
     from jobs.spec.task_config import task_config_from_metadata
@@ -67,12 +67,12 @@ def plan_routes(spec) -> list[RoutePlan]:
                                  f"not {task_name!r} (media: {media})")
         task = get_task(task_name)(**task_config_from_metadata(metadata, section))
         # The version resolved now is the one every actor of the run loads (and checks).
-        plans.append(RoutePlan(name, media, task_name, version.uri, version.model_id, metadata["class_names"],
+        plans.append(ResolvedRoute(name, media, task_name, version.uri, version.model_id, metadata["class_names"],
                                tuple(e.lower() for e in (extensions or task.suffixes)), task))
     return plans
 
 
-def route_for(uri: str, routes: list[RoutePlan]) -> RoutePlan | None:
+def route_for(uri: str, routes: list[ResolvedRoute]) -> ResolvedRoute | None:
     name = uri.rsplit("/", 1)[-1].lower()
     return next((r for r in routes if name.endswith(r.extensions)), None)
 

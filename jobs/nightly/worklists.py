@@ -2,12 +2,12 @@
 (`_staging/run_date=D/todo-<run_id>/<route>/`, and `pending-...` for those no earlier
 attempt of the date finished), and the ledger entries of objects nothing scores
 (`passthrough-<run_id>/`: skipped, deleted, restored), a file per TODO_FLUSH_ROWS rows, so
-neither the classify pass, a route's scoring nor the commit holds a whole night's list in
+neither the decide pass, a route's scoring nor the commit holds a whole night's list in
 memory. Rows go in listing order: every list is sorted by URI."""
 
 from __future__ import annotations
 
-TODO_FLUSH_ROWS = 100_000  # the classify pass holds at most this many todo rows per route
+TODO_FLUSH_ROWS = 100_000  # the decide pass holds at most this many todo rows per route
 
 
 class WorkListWriter:

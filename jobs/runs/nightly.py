@@ -5,7 +5,7 @@ inside the run lifecycle (`jobs.runs`: output check, lease, fencing after a take
 
     CURRENT ledger snapshot (and its version) ─▶ tidy: publish a committed date a kill
       left unpublished; drop other uncommitted dates' staging ─▶ D committed? stop (no-op)
-      ─▶ classify: the input listing (paged, key order) merge-joined with the ledger ─▶ per
+      ─▶ decide: the input listing (paged, key order) merge-joined with the ledger ─▶ per
          object: new / changed / other-model / retry → route by extension → todo; no route →
          skipped; unchanged → nothing; gone from the listing → deleted (its rows stay); back
          as it was → restored (its old rows stand again)
@@ -46,7 +46,7 @@ from jobs.nightly.manifest import (
     SKIPPED,
     UNCHANGED,
     LedgerEntry,
-    classify,
+    decide,
     deleted_entry,
     fence_current,
     ledger_schema,
@@ -58,7 +58,7 @@ from jobs.nightly.manifest import (
     snapshot_index,
     write_snapshot,
 )
-from jobs.nightly.routes import RoutePlan, check_run_date, plan_routes, route_for
+from jobs.nightly.routes import ResolvedRoute, check_run_date, resolve_routes, route_for
 from jobs.nightly.tables import SUMMARY_FIELDS, TABLES
 from jobs.nightly.worklists import WorkListWriter
 from jobs.runs.lifecycle import Run, RunFencedError
@@ -100,10 +100,10 @@ def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], Non
     with Run(spec.output, list(TABLES), staging_key=f"run_date={run_date}", echo=echo) as run:
         if run.keeper.lease.taken_over:
             fence_current(run.output.uri, run.run_id)
-        return _run_leased(spec, run, run_date, plan_routes(spec), echo)
+        return _run_leased(spec, run, run_date, resolve_routes(spec), echo)
 
 
-def _run_leased(spec, run: Run, run_date: str, routes: list[RoutePlan], echo) -> NightlyResult:
+def _run_leased(spec, run: Run, run_date: str, routes: list[ResolvedRoute], echo) -> NightlyResult:
     from jobs.storage.outage import store_outage
 
     output, run_id = run.output, run.run_id
@@ -128,7 +128,7 @@ def _run_leased(spec, run: Run, run_date: str, routes: list[RoutePlan], echo) ->
          + ", ".join(f"{r.name} {' '.join(r.extensions)} -> {r.model_id}" for r in routes))
     night = Night(spec, run, run_date, routes, echo)
     try:
-        night.classify(read_ledger(snapshot))
+        night.decide(read_ledger(snapshot))
         night.score()
         run.keeper.check()
         return night.commit(snapshot, current_version, committed)
@@ -151,9 +151,9 @@ def error_budget_exceeded(result: NightlyResult, spec) -> JobFailedError | None:
 
 
 class Night:
-    """One attempt at one run date: classify, score, commit."""
+    """One attempt at one run date: decide, score, commit."""
 
-    def __init__(self, spec, run: Run, run_date: str, routes: list[RoutePlan], echo) -> None:
+    def __init__(self, spec, run: Run, run_date: str, routes: list[ResolvedRoute], echo) -> None:
         self.spec, self.run, self.output, self.run_date, self.run_id = spec, run, run.output, run_date, run.run_id
         self.routes, self.echo = routes, echo
         self.staging = run.staging  # _staging/run_date=D/: shared by the attempts at D
@@ -164,9 +164,9 @@ class Night:
         self.resumed = 0
         self.commit_point_passed = False  # the new ledger snapshot is CURRENT: the date is committed
 
-    # -- classify ---------------------------------------------------------------------------
+    # -- decide -----------------------------------------------------------------------------
 
-    def classify(self, ledger) -> None:
+    def decide(self, ledger) -> None:
         """Stream the listing against the ledger; write each route's todo and pending objects."""
         for folder in {o.uri[len(self.staging.as_prefix().uri):].split("/", 1)[0]
                        for o in list_objects(self.staging.uri)}:
@@ -179,7 +179,7 @@ class Night:
                                      ledger_schema())
         model_for = {r.name: r.model_id for r in self.routes}
         listing = list_objects(self.spec.input)
-        for decision in classify(listing, ledger,
+        for decision in decide(listing, ledger,
                                  lambda uri: model_for[r.name] if (r := route_for(uri, self.routes)) else None):
             if decision.listed is not None:
                 self.listed += 1
@@ -214,7 +214,7 @@ class Night:
             writers[route.name].close()
             self.pending[route.name] = self._write_pending(route)
 
-    def _write_pending(self, route: RoutePlan) -> int:
+    def _write_pending(self, route: ResolvedRoute) -> int:
         """Write the route's pending list: its todo objects whose rows no earlier attempt of
         this date staged with the model this attempt uses (rows of a model exported since
         are scored again); returns how many. The todo list and the staged rows are read
@@ -260,7 +260,7 @@ class Night:
                 self.echo(f"route {route.name}: scoring {rows} objects with {route.model_id}")
                 self._score_route(route)
 
-    def _score_route(self, route: RoutePlan) -> None:
+    def _score_route(self, route: ResolvedRoute) -> None:
         """Score the route's pending objects, one pending file (at most TODO_FLUSH_ROWS
         objects) per Ray Data run, so the driver never holds more than one file's rows.
 
@@ -268,14 +268,14 @@ class Night:
         a small cluster the classifier actors hold them all (seen: the run hung)."""
         import pyarrow.parquet as pq
 
-        from jobs.runs.score import classified, stage_all
+        from jobs.runs.score import scoring_pipeline, stage_all
 
         pending = sorted(o.uri for o in list_objects(self.staging.join(f"pending-{self.run_id}", route.name).uri)
                          if o.uri.endswith(".parquet"))
         for uri in pending:
             items = pq.read_table(parse_uri(uri).fs_path, filesystem=self.fs).to_pylist()
             # One folder per route and attempt: a resumed run adds files, never rewrites one.
-            stage_all(classified(items, route.task, route.model_uri, self.spec, self.run_id,
+            stage_all(scoring_pipeline(items, route.task, route.model_uri, self.spec, self.run_id,
                                  self.staging.join("scored", route.name, self.run_id).uri, objects_per_block=32,
                                  model_id=route.model_id))
 

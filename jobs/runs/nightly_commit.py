@@ -33,7 +33,7 @@ from jobs.storage.objects import Location
 from tasks.object_votes import object_votes
 
 if TYPE_CHECKING:
-    from jobs.nightly.routes import RoutePlan
+    from jobs.nightly.routes import ResolvedRoute
 
 __all__ = ["NightTables", "ledger_updates", "stage_night_tables"]
 
@@ -48,7 +48,7 @@ class NightTables:
     problems: Counter = field(default_factory=Counter)  # the accounting check's findings
 
 
-def stage_night_tables(fs, staging: Location, final: Location, routes: list[RoutePlan], run_id: str,
+def stage_night_tables(fs, staging: Location, final: Location, routes: list[ResolvedRoute], run_id: str,
                        run_date: str, top_k: int) -> NightTables:
     """Write the date's tables under `final` and the ledger updates under
     `staging/ledger-<run_id>/` from the todo lists, the staged rows of every attempt and the

@@ -26,7 +26,7 @@ WORKER_ENV = {
 # mediajobs settings a driver passes on to its workers when set (never secrets).
 # (MEDIAJOBS_URI_SCHEMES is not among them: where a job runs, that machine's setting rules.)
 FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS", "MEDIAJOBS_CREATE_BUCKETS",
-                      # the decode limits (jobs.workers.media_stage, jobs.workers.decode_isolation, tasks.media)
+                      # the decode limits (jobs.workers.decoding, jobs.workers.decode_isolation, tasks.media)
                       "MEDIAJOBS_DECODE_SECONDS", "MEDIAJOBS_DECODE_MEMORY_BYTES", "MEDIAJOBS_DECODE_ISOLATION",
                       "MEDIAJOBS_FETCH_BUDGET_BYTES", "MEDIAJOBS_MAX_PIXELS", "MEDIAJOBS_DECODE_FAULTS")
 

@@ -2,7 +2,7 @@
 
 Data flow: list the input prefix (every object, paged) into `_staging/<run>/listing/`
 (Parquet, 100,000 objects a file) -> per listing file, `from_items` -> one fused stage in
-the classifier actors (`classified`): fetch+decode (per-object try/except: bad objects
+the classifier actors (`scoring_pipeline`): fetch+decode (per-object try/except: bad objects
 become error rows; videos and audio expand to one row per sampled frame / window), the
 model (loaded once per actor, large batches), and each block's rows written as Parquet
 under `_staging/<run>/scored/` -> commit through the run lifecycle (`jobs.runs`, mapping
@@ -30,7 +30,7 @@ from jobs.spec.task_config import task_config_from_metadata
 from jobs.storage.contract import now_utc
 from jobs.storage.objects import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.storage.outage import retry_while_unavailable, store_outage
-from jobs.workers.media_stage import EXAMPLE, fetch_and_decode, isolation_enabled
+from jobs.workers.decoding import EXAMPLE, fetch_and_decode, isolation_enabled
 
 # Batches each classifier actor runs at once (threads): one batch's decoding and model
 # call overlap the storage waits of the other.
@@ -141,7 +141,7 @@ class BatchClassifier:
         return pa.Table.from_pydict(columns, schema=self.schema)
 
 
-def classified(items: list[dict], task, model_uri: str, spec, run_id: str, staging_uri: str,
+def scoring_pipeline(items: list[dict], task, model_uri: str, spec, run_id: str, staging_uri: str,
                objects_per_block: int, model_id: str | None = None):
     """The scoring pipeline over `items` (uri, size, ...): fetch+decode, then the classifier
     actors, which stage their rows under `staging_uri`; one Ray Data stage (fused: decoded
@@ -181,7 +181,7 @@ def classified(items: list[dict], task, model_uri: str, spec, run_id: str, stagi
 
 
 def stage_all(ds) -> list[dict]:
-    """Run a `classified` pipeline to the end; what each classifier call staged (one
+    """Run a `scoring_pipeline` to the end; what each classifier call staged (one
     small record per block: `staged_file`, `rows`, and `staged_at`, when the driver heard
     of it)."""
     records = []
@@ -282,8 +282,9 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
     try:
         for path in listing_files(run):
             items = pq.read_table(path, filesystem=fs).to_pylist()
-            records += stage_all(classified(items, task, model.uri, spec, run.run_id, run.staging.join(SCORED).uri,
-                                            objects_per_block=spec.batch_size, model_id=model.model_id))
+            records += stage_all(scoring_pipeline(items, task, model.uri, spec, run.run_id,
+                                                  run.staging.join(SCORED).uri, objects_per_block=spec.batch_size,
+                                                  model_id=model.model_id))
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
@@ -298,7 +299,7 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
     annotated: list[dict] = []
     if getattr(spec, "annotate", False) and committed.example_rows:
-        from jobs.workers.annotate_stage import ANNOTATED, annotate_videos
+        from jobs.workers.annotation import ANNOTATED, annotate_videos
 
         echo("drawing predictions on the sampled frames (annotate: true)")
         sizes = {row["uri"]: row["size"] for path in listing_files(run)

@@ -40,9 +40,9 @@ from jobs.storage.objects import (
     read_bytes,
     write_bytes,
 )
-from jobs.workers.annotate_stage import output_key_for
+from jobs.workers.annotation import output_key_for
 from jobs.workers.decode_isolation import task_blob
-from jobs.workers.media_stage import decode_all, fetched_in_order, give_back, isolation_enabled
+from jobs.workers.decoding import decode_all, fetched_in_order, give_back, isolation_enabled
 
 __all__ = ["StylizerSource", "resolve_stylizer", "run_stylize"]
 

@@ -33,7 +33,7 @@ from jobs.runs.output_check import prepare_output
 from jobs.runs.resources import scaling_config
 from jobs.spec.task_config import task_config_for
 from jobs.storage.objects import filesystem_for
-from jobs.workers.media_stage import EXAMPLE, fetch_and_decode
+from jobs.workers.decoding import EXAMPLE, fetch_and_decode
 from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
 from jobs.workers.train_plans import extra_metadata, plan_for

@@ -30,7 +30,9 @@ def scoring_overrides(spec) -> dict:
 
 def task_config_from_metadata(metadata: dict, spec=None) -> dict:
     """The task arguments to score with: the model's, plus the score spec's overrides."""
-    config = dict(metadata.get("task_config") or {"input_shape": metadata["input_shape"]})
+    # Models from before task_config was recorded were image classifiers, built from input_shape.
+    recorded = metadata.get("task_config")
+    config = dict(recorded if recorded is not None else {"input_shape": metadata["input_shape"]})
     if spec is not None:
         config.update(scoring_overrides(spec))
     for name in ("input_shape", "image_shape"):

@@ -32,7 +32,7 @@ from jobs.storage.objects import parse_uri
 from jobs.submission.clusters import ClusterTarget, cluster_resources, jobs_client, translated_errors
 from jobs.submission.control import METADATA_PREFIX, find_job
 
-__all__ = ["AlreadySubmittedError", "Submission", "plan_submission", "submission_id_for", "submit_spec",
+__all__ = ["AlreadySubmittedError", "Submission", "prepare_submission", "submission_id_for", "submit_spec",
            "shipped_code_bytes", "METADATA_PREFIX"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def _cluster_uri_problems(spec) -> list[str]:
     return problems
 
 
-def plan_submission(spec, run_date: dt.date, *, submission_id: str | None = None, force: bool = False,
+def prepare_submission(spec, run_date: dt.date, *, submission_id: str | None = None, force: bool = False,
                     environ: Mapping[str, str] | None = None) -> Submission:
     """The submission for a validated spec (pure: nothing is sent or written).
 
@@ -184,7 +184,7 @@ def submit_spec(spec, target: ClusterTarget, *, run_date: dt.date | None = None,
         UsageError: the spec or the code cannot be shipped. ClusterError: the cluster refused.
     """
     run_date = run_date or dt.datetime.now(dt.timezone.utc).date()
-    plan = plan_submission(spec, run_date, submission_id=submission_id, force=force)
+    plan = prepare_submission(spec, run_date, submission_id=submission_id, force=force)
     total, _ = shipped_code_bytes()
     client = jobs_client(target)
     _refuse_duplicate(client, target, plan.submission_id)

@@ -26,7 +26,7 @@ from typing import Any
 from jobs.errors import MediaJobsError
 from jobs.models.store import MODEL_FILE
 from jobs.storage.objects import list_objects, parse_uri
-from jobs.workers.media_stage import EXAMPLE
+from jobs.workers.decoding import EXAMPLE
 from jobs.workers.train_config import TrainLoopConfig
 from tasks.definition import Architecture
 from tasks.registry import definition

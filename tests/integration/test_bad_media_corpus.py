@@ -151,7 +151,7 @@ def test_a_key_with_an_empty_segment_is_fetched(local_stack, tmp_path, reads):
     and answers a GET of "a//b.jpg" with it, so the listing here cannot produce one: the
     URI is written by hand, as an S3 listing would give it."""
     from jobs.storage.objects import ensure_bucket, s3_client
-    from jobs.workers.media_stage import fetch_object
+    from jobs.workers.decoding import fetch_object
 
     ensure_bucket(f"s3://{BUCKET}/")
     data = bm.image_bytes("JPEG", (24, 24), 3)

@@ -108,7 +108,7 @@ def test_video_blocks_are_small_and_stage_idempotently(video_model):
     actor), and a block scored again (as after a lost actor) replaces its staged file
     instead of adding a second copy."""
     from jobs.models.store import read_model_metadata
-    from jobs.runs.score import classified, stage_all
+    from jobs.runs.score import scoring_pipeline, stage_all
     from jobs.spec.task_config import task_config_from_metadata
     from tasks import get_task
 
@@ -119,7 +119,7 @@ def test_video_blocks_are_small_and_stage_idempotently(video_model):
     staging = "s3://it-scores/video-blocks/_staging/test/"
 
     def run() -> list[dict]:
-        return stage_all(classified(items, task, spec.model, spec, "test-run", staging, objects_per_block=256))
+        return stage_all(scoring_pipeline(items, task, spec.model, spec, "test-run", staging, objects_per_block=256))
 
     first = run()
     assert len(items) == 6 and sum(r["rows"] for r in first) == 6 * 8

@@ -1,6 +1,6 @@
 """Poison objects are decoded in children a crash, a hang or a blow-up cannot take the worker
 with (jobs/workers/decode_isolation.py, tasks/decode_child.py), and a worker holds a bounded number of
-fetched bytes whatever the block size (jobs/workers/media_stage.py)."""
+fetched bytes whatever the block size (jobs/workers/decoding.py)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_a_malformed_answer_is_the_childs_crash_never_the_workers(header):
 
 
 def test_isolated_and_in_process_decoding_give_the_same_examples(monkeypatch, tmp_path):
-    from jobs.workers.media_stage import fetch_and_decode
+    from jobs.workers.decoding import fetch_and_decode
 
     task = get_task("image-classifier")(input_shape=[32, 32, 3])
     paths = []
@@ -118,25 +118,25 @@ def test_isolated_and_in_process_decoding_give_the_same_examples(monkeypatch, tm
 
 def test_fetched_bytes_held_stay_within_the_budget_whatever_the_block(monkeypatch, tmp_path):
     """64 objects of 8 MiB in one block with a 32 MiB budget: never more than 4 held at once."""
-    import jobs.workers.media_stage as media_stage
+    import jobs.workers.decoding as decoding
 
     monkeypatch.setenv("MEDIAJOBS_FETCH_BUDGET_BYTES", str(32 << 20))
     task = get_task("image-classifier")(input_shape=[32, 32, 3])
     big = tmp_path / "big.jpg"
     big.write_bytes(_jpeg() + bytes(8 << 20))  # a JPEG followed by 8 MiB of trailing bytes
     size = big.stat().st_size
-    peak, real_give = [0], media_stage._BUDGET.give
+    peak, real_give = [0], decoding._BUDGET.give
 
     def watched(held: int) -> None:
-        peak[0] = max(peak[0], media_stage._BUDGET.held)
+        peak[0] = max(peak[0], decoding._BUDGET.held)
         real_give(held)
 
-    monkeypatch.setattr(media_stage._BUDGET, "give", watched)
+    monkeypatch.setattr(decoding._BUDGET, "give", watched)
     batch = {"uri": np.array([str(big)] * 64, dtype=object), "size": np.array([size] * 64)}
-    out = media_stage.fetch_and_decode(batch, task=task, keep_errors=True)
+    out = decoding.fetch_and_decode(batch, task=task, keep_errors=True)
     assert len(out["uri"]) == 64 and not any(out["error"])
     assert size * 2 <= peak[0] <= 32 << 20, peak[0]
-    assert media_stage._BUDGET.held == 0
+    assert decoding._BUDGET.held == 0
 
 
 def _jpeg(seed: int = 0) -> bytes:

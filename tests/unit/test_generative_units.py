@@ -59,7 +59,7 @@ def test_output_keys_that_a_lossy_replacement_would_merge_stay_apart():
 @given(st.lists(st.text(st.sampled_from("./~%\\ab_-") | st.characters(), min_size=1, max_size=300),
                 min_size=1, max_size=6, unique=True))
 def test_output_keys_are_clean_bounded_and_one_per_input(relative_keys):
-    from jobs.workers.annotate_stage import MAX_KEY_CHARS, MAX_SEGMENT_CHARS, output_key_for
+    from jobs.workers.annotation import MAX_KEY_CHARS, MAX_SEGMENT_CHARS, output_key_for
 
     keys = [output_key_for("s3://in/p/" + key, "s3://in/p/") for key in relative_keys]
     assert len(set(keys)) == len(keys), (relative_keys, keys)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.errors import MediaJobsError
-from jobs.nightly.manifest import (Decision, LedgerEntry, classify, current_snapshot, deleted_entry, merge_ledger,
+from jobs.nightly.manifest import (Decision, LedgerEntry, current_snapshot, decide, deleted_entry, merge_ledger,
                            prune_snapshots, read_ledger, restored_entry, write_snapshot)
 from jobs.storage.objects import StoredObject, list_objects
 
@@ -31,7 +31,7 @@ def test_every_object_in_listing_or_ledger_gets_one_decision():
     ledger = [_entry("b.jpg"), _entry("c.jpg", model="m0"), _entry("d.jpg"), _entry("e.jpg", outcome="error",
               stage="read"), _entry("f.jpg"), _entry("fa.jpg"), _entry("g.jpg", outcome="error", stage="decode"),
               _entry("h.jpg", **gone), _entry("i.jpg", **gone), _entry("z.jpg", **gone)]
-    decisions = list(classify(listing, ledger, model_id="m1"))
+    decisions = list(decide(listing, ledger, model_id="m1"))
     assert _reasons(decisions) == {"a.jpg": "new", "b.jpg": "changed", "c.jpg": "other-model", "d.jpg": "unchanged",
                                    "e.jpg": "retry", "f.jpg": "changed", "fa.jpg": "deleted", "g.jpg": "unchanged",
                                    "h.jpg": "restored", "i.jpg": "changed"}
@@ -42,9 +42,9 @@ def test_every_object_in_listing_or_ledger_gets_one_decision():
 
 def test_unsorted_input_is_refused_not_misjoined():
     with pytest.raises(MediaJobsError, match="the input listing is not in key order"):
-        list(classify([_obj("b.jpg"), _obj("a.jpg")], [], "m1"))
+        list(decide([_obj("b.jpg"), _obj("a.jpg")], [], "m1"))
     with pytest.raises(MediaJobsError, match="the manifest is not in key order"):
-        list(classify([], [_entry("b.jpg"), _entry("a.jpg")], "m1"))
+        list(decide([], [_entry("b.jpg"), _entry("a.jpg")], "m1"))
 
 
 def test_merge_replaces_updated_entries_and_keeps_the_rest_in_order():

@@ -12,7 +12,7 @@ from jobs.submission import clusters as cluster_client
 from jobs.submission.clusters import ClusterError, resolve_target
 from jobs.errors import UsageError
 from jobs.spec.load import load_spec, parse_spec, spec_hash
-from jobs.submission.submit import DRIVER_RESOURCE, driver_placement, plan_submission, shipped_code_bytes, submission_id_for
+from jobs.submission.submit import DRIVER_RESOURCE, driver_placement, prepare_submission, shipped_code_bytes, submission_id_for
 from support.paths import EXAMPLES
 
 NIGHT = dt.date(2026, 11, 21)
@@ -45,7 +45,7 @@ def test_plan_ships_switches_and_metadata_but_never_a_secret():
     environ = {"AWS_ENDPOINT_URL": "http://s3.internal:8333", "AWS_DEFAULT_REGION": "eu-west-1",
                "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "very-secret-value",
                "AWS_SESSION_TOKEN": "session-secret", "RAY_AUTH_TOKEN": "ray-secret"}
-    plan = plan_submission(spec, NIGHT, environ=environ)
+    plan = prepare_submission(spec, NIGHT, environ=environ)
     assert plan.env_vars == {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
                              "AWS_ENDPOINT_URL": "http://s3.internal:8333", "AWS_DEFAULT_REGION": "eu-west-1"}
     assert plan.metadata == {"mediajobs.spec_name": "cifar10-cnn", "mediajobs.kind": "train",
@@ -60,7 +60,7 @@ def test_an_incremental_job_scores_as_of_its_submission_date_and_ships_its_route
     import yaml
 
     spec = load_spec(EXAMPLES / "score-nightly.yaml")
-    plan = plan_submission(spec, NIGHT, environ={})
+    plan = prepare_submission(spec, NIGHT, environ={})
     assert plan.entrypoint == "python -m jobs.cli.app run spec.yaml --run-date 2026-11-21"
     assert plan.metadata["mediajobs.task"] == "image-classifier,video-classifier,audio-classifier"
     assert parse_spec(yaml.safe_load(plan.spec_yaml)) == spec
@@ -70,7 +70,7 @@ def test_the_shipped_spec_is_the_validated_spec():
     import yaml
 
     spec = load_spec(EXAMPLES / "train-cifar10.yaml", ["training.epochs=3"])
-    plan = plan_submission(spec, NIGHT, environ={})
+    plan = prepare_submission(spec, NIGHT, environ={})
     assert parse_spec(yaml.safe_load(plan.spec_yaml)) == spec
 
 
@@ -87,14 +87,14 @@ def test_the_driver_asks_for_the_driver_group_where_the_cluster_has_one():
 def test_local_paths_are_refused_naming_each_field(tmp_path):
     spec = load_spec(EXAMPLES / "train-cifar10.yaml", [f"data.train={tmp_path}/train", "output=out/"])
     with pytest.raises(UsageError) as refused:
-        plan_submission(spec, NIGHT, environ={})
+        prepare_submission(spec, NIGHT, environ={})
     assert "data.train: " in refused.value.message and "output: 'out/' is a local path" in refused.value.message
     assert "use an s3:// URI" in refused.value.message
 
 
 def test_a_submission_id_of_odd_characters_is_refused():
     with pytest.raises(UsageError, match="--submission-id"):
-        plan_submission(load_spec(EXAMPLES / "score-images.yaml"), NIGHT, submission_id="a b;rm", environ={})
+        prepare_submission(load_spec(EXAMPLES / "score-images.yaml"), NIGHT, submission_id="a b;rm", environ={})
 
 
 def test_shipped_code_is_small_and_a_big_file_is_named(tmp_path, monkeypatch):

@@ -166,14 +166,14 @@ def test_root_cause_names_the_innermost_error_without_ray_retry_advice():
 
 def test_a_missing_route_model_names_the_route_field(tmp_path):
     from jobs.errors import MediaJobsError
-    from jobs.nightly.routes import plan_routes
+    from jobs.nightly.routes import resolve_routes
     from jobs.spec.load import parse_spec
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "n", "input": f"{tmp_path}/in/",
                        "output": f"{tmp_path}/out/", "incremental": True,
                        "routes": [{"media": "audio", "model": f"{tmp_path}/no-model/"}]})
     with pytest.raises(MediaJobsError, match=r"^routes\[0\]\.model: no exported model at "):
-        plan_routes(spec)
+        resolve_routes(spec)
 
 
 def test_store_retries_wait_out_transient_failures_only():

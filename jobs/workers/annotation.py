@@ -62,7 +62,7 @@ def _escape_segment(segment: str) -> str:
 def annotate_video(row: dict[str, Any], *, task: Any, output_prefix: str, input_prefix: str) -> dict[str, Any]:
     """Write the annotated MP4 and contact sheet of one video; returns their URIs (or an error)."""
     from jobs.storage.objects import parse_uri, upload_file, write_bytes
-    from jobs.workers.media_stage import fetch_object
+    from jobs.workers.decoding import fetch_object
     from tasks.annotate import contact_sheet, draw_label, write_annotated_mp4
     from tasks.media import MediaDecodeError
     from tasks.video_classifier import sample_frames
