@@ -68,7 +68,7 @@ def seed_loop(images: str, model_uri: str, output: str, limit: int) -> float:
         with Image.open(io.BytesIO(read_bytes(stored.uri))) as image:
             pixels = np.asarray(image.convert("RGB").resize(INPUT_SHAPE[:2][::-1]))
         probabilities = model.predict(pixels[np.newaxis], verbose=0)[0]
-        rows.append({"uri": stored.uri, "label": metadata["class_names"][int(np.argmax(probabilities))],
+        rows.append({"uri": stored.uri, "label": metadata.class_names[int(np.argmax(probabilities))],
                      "score": float(np.max(probabilities))})
     target = parse_uri(output).join("predictions.parquet")
     pq.write_table(pa.Table.from_pylist(rows), target.fs_path, filesystem=filesystem_for(target))
@@ -82,7 +82,7 @@ class _PlainPredictor:
         from jobs.models.store import load_keras_model
 
         self.model, metadata = load_keras_model(model_uri)
-        self.class_names = np.array(metadata["class_names"])
+        self.class_names = np.array(metadata.class_names)
 
     def __call__(self, batch: dict) -> dict:
         probabilities = self.model.predict(batch["image"], verbose=0)
@@ -134,7 +134,7 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
                .batch(BATCH).prefetch(tf.data.AUTOTUNE))
     names: list[str] = []
     labels, scores = [], []
-    class_names = np.array(metadata["class_names"])
+    class_names = np.array(metadata.class_names)
     for batch_uris, pixels in dataset:
         probabilities = model.predict_on_batch(pixels)
         names.extend(u.decode() for u in batch_uris.numpy())

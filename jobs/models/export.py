@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from jobs.errors import JobFailedError
+from jobs.models.metadata import ModelMetadata
 from jobs.models.store import (
     LATEST_FILE,
     METADATA_FILE,
@@ -44,28 +47,33 @@ def file_digests(source: Path, entries: list[str]) -> dict[str, str]:
     return digests
 
 
-def export_model(source: Path, metadata: dict, output_uri: str, extra: dict[str, bytes] | None = None) -> ModelVersion:
-    """Write the files `metadata["files"]` names (from `source`) as version `metadata["model_id"]`
+def export_model(source: Path, metadata: ModelMetadata | Mapping[str, Any], output_uri: str,
+                 extra: dict[str, bytes] | None = None) -> ModelVersion:
+    """Write the files `metadata.files` names (from `source`) as version `metadata.model_id`
     under `output_uri`'s `model/`, with `metadata.json` (plus their digests) last, then move
-    `LATEST` to it. `extra`: further small files of the version (a training curve).
+    `LATEST` to it. `extra`: further small files of the version (a training curve). This is
+    the one writer of a model's metadata (a mapping is read as `ModelMetadata` first).
 
     Raises:
         JobFailedError: another export moved `LATEST` while this one was writing.
     """
     model_dir = parse_uri(output_uri).as_prefix().join(MODEL_DIR).as_prefix()  # a train job's output/model/
-    model_id = metadata["model_id"]
-    metadata = {**metadata, "digests": file_digests(source, metadata["files"])}
-    check_file_names(metadata, str(source) + "/")
+    if not isinstance(metadata, ModelMetadata):
+        metadata = ModelMetadata.from_document(dict(metadata), f"the metadata of {source}")
+    model_id = metadata.model_id
+    metadata = metadata.model_copy(update={"digests": file_digests(source, metadata.files)})
+    digests = metadata.digests or {}
+    check_file_names(metadata.model_dump(exclude_unset=True), str(source) + "/")
     folder = model_dir.join(VERSIONS_DIR, model_id).as_prefix()
     latest_uri = model_dir.join(LATEST_FILE).uri
     ensure_bucket(model_dir.uri)
     before = read_pointer(latest_uri)
-    if not _already_exported(folder, metadata["digests"]):
-        for name in sorted(metadata["digests"]):
+    if not _already_exported(folder, digests):
+        for name in sorted(digests):
             upload_file(source / name, folder.join(name).uri)
         for name, data in (extra or {}).items():
             write_bytes(folder.join(name).uri, data)
-        write_bytes(folder.join(METADATA_FILE).uri, json.dumps(metadata, indent=2).encode())
+        write_bytes(folder.join(METADATA_FILE).uri, metadata.to_json())
     pointer = json.dumps({"model_id": model_id, "moved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           "previous": json.loads(before[0]).get("model_id") if before else None,
                           "nonce": hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:16]}).encode()

@@ -30,8 +30,10 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from jobs.errors import MediaJobsError, StorageError
+from jobs.models.metadata import MODEL_FILE, ModelMetadata, ModelRefusedError
 from jobs.storage.objects import (
     bucket_exists,
     download_file,
@@ -47,18 +49,10 @@ from jobs.storage.outage import retry_while_unavailable
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
-MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 VERSIONS_DIR = "versions"
 LATEST_FILE = "LATEST"
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-
-
-class ModelRefusedError(MediaJobsError):
-    """A model that could write outside its folder, was changed after export, or carries code."""
-
-    headline = "model refused"
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,7 @@ class ModelVersion:
     uri: str  # "<...>/model/@<model_id>"; for a model from before versions, its `model/` folder
     folder: str  # where its files are, with a trailing slash
     model_id: str
-    metadata: dict
+    metadata: ModelMetadata
     legacy: bool = False
 
 
@@ -135,7 +129,8 @@ def resolve_model(uri: str) -> ModelVersion:
                                      f"{VERSIONS_DIR}/, or {METADATA_FILE} and {MODEL_FILE}); point `model` at the "
                                      "output URI of a finished train job")
             check_file_names(metadata, loc.uri)
-            return ModelVersion(loc.uri, loc.uri, str(metadata.get("model_id", "")), metadata, legacy=True)
+            legacy = ModelMetadata.from_document(metadata, loc.join(METADATA_FILE).uri)
+            return ModelVersion(loc.uri, loc.uri, str(metadata.get("model_id", "")), legacy, legacy=True)
         pin = str(latest.get("model_id", ""))
     if not MODEL_ID.fullmatch(pin):
         raise ModelRefusedError(f"model: {pin!r} is not a model id (letters, digits, '.', '_', '-'); "
@@ -154,11 +149,12 @@ def resolve_model(uri: str) -> ModelVersion:
                                 f"{metadata.get('model_id')!r}, not {pin!r}; the version folder was changed after "
                                 "export. Re-export the model with mediajobs train")
     check_file_names(metadata, folder.uri)
-    return ModelVersion(f"{loc.uri}@{pin}", folder.uri, pin, metadata)
+    typed = ModelMetadata.from_document(metadata, folder.join(METADATA_FILE).uri)
+    return ModelVersion(f"{loc.uri}@{pin}", folder.uri, pin, typed)
 
 
-def read_model_metadata(uri: str) -> dict:
-    """The metadata.json of the model version `uri` names (see `resolve_model`)."""
+def read_model_metadata(uri: str) -> ModelMetadata:
+    """The metadata of the model version `uri` names (see `resolve_model`)."""
     return resolve_model(uri).metadata
 
 
@@ -238,10 +234,10 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
     source = parse_uri(version.folder)
     cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
     local = cache / hashlib.sha256(version.folder.encode()).hexdigest()[:16] / str(os.getpid())
-    digests = version.metadata.get("digests")
+    digests = version.metadata.digests
     if digests is None:
         names = retry_while_unavailable(
-            lambda: [n for entry in version.metadata.get("files", [MODEL_FILE]) for n in _entry_files(source, entry)],
+            lambda: [n for entry in version.metadata.files for n in _entry_files(source, entry)],
             f"fetching the model {uri}")
     else:
         _check_entries_covered(version)
@@ -257,12 +253,13 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
             raise ModelRefusedError(f"model: {version.folder}{name} does not match the digest recorded at export; "
                                     "the file was changed after the model was exported. Re-export the model with "
                                     "mediajobs train")
-    if json.loads((local / METADATA_FILE).read_text()).get("model_id") != version.metadata.get("model_id"):
+    if fetched_metadata(local).model_id != version.metadata.model_id:
         raise ModelRefusedError(f"model: {version.folder}{METADATA_FILE} changed while it was being fetched")
     return local
 
 
-def load_keras_model(uri: str, expected_model_id: str | None = None, trust_code: bool = False):
+def load_keras_model(uri: str, expected_model_id: str | None = None,
+                     trust_code: bool = False) -> tuple[Any, ModelMetadata]:
     """(tf-keras model, metadata) of the model version `uri` names.
 
     Raises:
@@ -275,7 +272,13 @@ def load_keras_model(uri: str, expected_model_id: str | None = None, trust_code:
         model = load_keras(local / MODEL_FILE, trust_code=trust_code)
     except UnsafeModelFileError as exc:
         raise ModelRefusedError(f"model: {uri}: {exc}") from None
-    return model, json.loads((local / METADATA_FILE).read_text())
+    return model, fetched_metadata(local)
+
+
+def fetched_metadata(local: Path) -> ModelMetadata:
+    """The metadata of a model fetched into `local` (`fetch_model`)."""
+    path = local / METADATA_FILE
+    return ModelMetadata.from_document(json.loads(path.read_text()), str(path))
 
 
 def _entry_files(source, entry: str) -> list[str]:
@@ -287,8 +290,8 @@ def _entry_files(source, entry: str) -> list[str]:
 
 
 def _check_entries_covered(version: ModelVersion) -> None:
-    digests = version.metadata["digests"]
-    for entry in version.metadata.get("files", [MODEL_FILE]):
+    digests = version.metadata.digests or {}
+    for entry in version.metadata.files:
         if entry not in digests and not any(name.startswith(entry + "/") for name in digests):
             raise ModelRefusedError(f"model: {version.folder}{METADATA_FILE} lists {entry!r} without a digest; "
                                     "re-export the model with mediajobs train")

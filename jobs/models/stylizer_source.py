@@ -57,11 +57,11 @@ def resolve_stylizer(model: str, task: str | None = None) -> StylizerSource:
         from tasks.registry import definitions
 
         task = next(d.name for d in definitions() if d.job_kind == "stylize")
-    if version.metadata.get("task") != task:
+    if version.metadata.task != task:
         raise MediaJobsError(f"model: the model at {version.folder} was trained for task "
-                             f"{version.metadata.get('task')!r}; a stylize job needs a style-transfer model or a TF "
+                             f"{version.metadata.task!r}; a stylize job needs a style-transfer model or a TF "
                              "Hub stylization module")
-    return StylizerSource("trained", version.uri, version.model_id, version.metadata.get("stylizer", "stylizer"))
+    return StylizerSource("trained", version.uri, version.model_id, getattr(version.metadata, "stylizer", "stylizer"))
 
 
 def check_stylizer(source: StylizerSource, trust_code: bool) -> None:

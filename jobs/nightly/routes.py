@@ -48,7 +48,7 @@ class ResolvedRoute:
 def resolve_routes(spec) -> list[ResolvedRoute]:
     """The spec's routes (a single-task spec is one route), with their models checked."""
     from jobs.models.store import prepare_model
-    from jobs.spec.task_config import task_config_from_metadata
+    from jobs.models.task_config import task_config_from_metadata
     from tasks import get_task
 
     routes = getattr(spec, "routes", None)
@@ -62,12 +62,12 @@ def resolve_routes(spec) -> list[ResolvedRoute]:
         except MediaJobsError as exc:  # it says "model: ..."; name the route's field
             raise type(exc)(where + exc.message.removeprefix("model")) from None
         metadata = version.metadata
-        if metadata.get("task") != task_name:
-            raise MediaJobsError(f"{where}: the model at {model} was trained for task {metadata.get('task')!r}, "
+        if metadata.task != task_name:
+            raise MediaJobsError(f"{where}: the model at {model} was trained for task {metadata.task!r}, "
                                  f"not {task_name!r} (media: {media})")
         task = get_task(task_name)(**task_config_from_metadata(metadata, section))
         # The version resolved now is the one every actor of the run loads (and checks).
-        plans.append(ResolvedRoute(name, media, task_name, version.uri, version.model_id, metadata["class_names"],
+        plans.append(ResolvedRoute(name, media, task_name, version.uri, version.model_id, metadata.class_names,
                                tuple(e.lower() for e in (extensions or task.suffixes)), task))
     return plans
 

@@ -22,14 +22,13 @@ running it again.
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
-from jobs.models.store import METADATA_FILE, ModelVersion, fetch_model, load_keras_model, prepare_model
+from jobs.models.store import ModelVersion, fetch_model, fetched_metadata, load_keras_model, prepare_model
 from jobs.runs.lifecycle import Run, TableWrite
 from jobs.runs.resources import actor_pool_options
 from jobs.storage.contract import SCORED_AT, now_utc
@@ -88,12 +87,12 @@ def check_classifier(classifier: ModelVersion, image_shape, spec_uri: str) -> Qu
     from tasks.sample_quality import input_adaptation
 
     metadata = classifier.metadata
-    if not _classifies_images(metadata.get("task")):
+    if not _classifies_images(metadata.task):
         raise MediaJobsError(f"quality.classifier: the model at {spec_uri} was trained for task "
-                             f"{metadata.get('task')!r}; point it at the output of an image-classifier train job "
+                             f"{metadata.task!r}; point it at the output of an image-classifier train job "
                              "trained on the images the GAN learned")
-    input_shape = tuple(int(v) for v in metadata["input_shape"])
-    class_names = [str(name) for name in metadata["class_names"]]
+    input_shape = metadata.example_shape
+    class_names = [str(name) for name in metadata.class_names]
     try:
         adaptation = input_adaptation(image_shape, input_shape)
     except ValueError as exc:
@@ -125,11 +124,11 @@ class ImageGenerator:
 
         enable_gpu_memory_growth(tf)
         local = fetch_model(model_uri, model_id)  # the version the driver resolved, checked
-        metadata = json.loads((local / METADATA_FILE).read_text())
-        self.generator = load_generator(str(local / metadata.get("generator", "generator.keras")),
+        metadata = fetched_metadata(local)
+        self.generator = load_generator(str(local / getattr(metadata, "generator", "generator.keras")),
                                         trust_code=trust_model_code)
         self.latent_dim = int(self.generator.input_shape[-1])
-        self.model_id = metadata["model_id"]
+        self.model_id = metadata.model_id
         self.seed, self.run_id = seed, run_id
         self.output = parse_uri(output_uri).as_prefix()
         self.quality, self.classifier = quality, None
@@ -196,17 +195,17 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
     output = run.output
     model = prepare_model(spec.model, spec.trust_model_code)
     metadata = model.metadata
-    if metadata.get("task") != spec.task:
-        raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.get('task')!r}; "
+    if metadata.task != spec.task:
+        raise MediaJobsError(f"model: the model at {spec.model} was trained for task {metadata.task!r}; "
                              "a generate job needs the output of a train job with task: gan")
     quality = None
     if spec.quality is not None:
         from tasks.gan import DEFAULT_IMAGE_SHAPE
 
-        image_shape = (metadata.get("task_config") or {}).get("image_shape") or DEFAULT_IMAGE_SHAPE
+        image_shape = (metadata.task_config or {}).get("image_shape") or DEFAULT_IMAGE_SHAPE
         quality = check_classifier(_prepare_classifier(spec.quality.classifier, spec.trust_model_code), image_shape,
                                    spec.quality.classifier)
-    echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata['model_id']} (run {run.run_id})")
+    echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata.model_id} (run {run.run_id})")
     if quality is not None:
         echo(f"judging them with classifier {quality.classifier.model_id} ({len(quality.class_names)} classes)"
              + (f"; the images are {quality.adaptation}, as a score job reading their PNGs would"
@@ -238,7 +237,7 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
     grid_uri = output.join(GRID).uri
     write_bytes(grid_uri, sample_grid_png(images, columns=min(16, max(1, int(np.ceil(np.sqrt(shown))))), scale=2))
 
-    result = GenerateResult(run.run_id, metadata["model_id"], spec.count, spec.seed, time.time() - run.started,
+    result = GenerateResult(run.run_id, metadata.model_id, spec.count, spec.seed, time.time() - run.started,
                             output.join(IMAGES).uri + "/", output.join(INDEX).uri + "/", grid_uri,
                             output.join("runs", run.run_id, "summary.json").uri, figures)
     run.finish({**asdict(result), "spec_name": spec.name, "images_per_s": round(result.throughput, 2)})

@@ -58,14 +58,14 @@ def predict_source(model_uri: str, source: str, echo: Callable[[str], None] = pr
     if not source.isdigit():
         _check_source(source)  # before the model loads: a mistyped path is told at once
     model, metadata = load_keras_model(model_uri, trust_code=trust_model_code)
-    if metadata["task"] not in task_names() or not definition(metadata["task"]).classifies_images:
+    if metadata.task not in task_names() or not definition(metadata.task).classifies_images:
         raise UsageError(f"predict classifies images and video frames; the model at {model_uri} is a "
-                         f"{metadata['task']} model (score audio with a score spec)")
+                         f"{metadata.task} model (score audio with a score spec)")
     if show and not _has_gui(cv2):
         raise UsageError("--show needs a display and OpenCV with GUI support; this install is headless "
                          "(use --out FILE to write the annotated video instead)")
-    input_shape = tuple(metadata["input_shape"])
-    class_names = metadata["class_names"]
+    input_shape = metadata.example_shape
+    class_names = metadata.class_names
 
     if not source.isdigit() and source.lower().endswith(IMAGE_SUFFIXES):
         from tasks.media import MediaDecodeError

@@ -22,11 +22,11 @@ import numpy as np
 
 from jobs.errors import JobFailedError, MediaJobsError
 from jobs.models.store import load_keras_model, prepare_model
+from jobs.models.task_config import task_config_from_metadata
 from jobs.nightly.routes import media_of_task
 from jobs.runs.lifecycle import Run
 from jobs.runs.resources import actor_pool_options
 from jobs.runs.score_commit import SCORED, commit_run, listing_files, stage_listing, staged_schema
-from jobs.spec.task_config import task_config_from_metadata
 from jobs.storage.contract import now_utc
 from jobs.storage.objects import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.storage.outage import retry_while_unavailable, store_outage
@@ -68,8 +68,8 @@ class BatchClassifier:
         # A graph, not eager calls: 1.6x the images/s on CPU. reduce_retracing: batches
         # differ in size (the last of each block), and one shape-generic trace serves all.
         self.predict = tf.function(lambda examples: self.model(examples, training=False), reduce_retracing=True)
-        self.class_names = metadata["class_names"]
-        self.model_id = metadata["model_id"]
+        self.class_names = metadata.class_names
+        self.model_id = metadata.model_id
         self.top_k = top_k
         self.run_id = run_id
         self.position_columns = position_columns
@@ -264,8 +264,8 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
 
     model = prepare_model(spec.model, spec.trust_model_code)
     metadata = model.metadata
-    if metadata.get("task") != spec.task:
-        raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.get('task')!r}, "
+    if metadata.task != spec.task:
+        raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.task!r}, "
                              f"not {spec.task!r}")
     # The listing goes to staging as it is read, and each of its files (100,000 objects) is
     # one Ray Data run: the driver never holds the whole listing (10M objects at ~4 KiB each
@@ -274,7 +274,7 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
     if not listed:
         raise MediaJobsError(f"input: no objects under {parse_uri(spec.input).as_prefix().uri}")
     echo(f"scoring {listed} objects from {parse_uri(spec.input).as_prefix().uri} with model "
-         f"{metadata['model_id']} (run {run.run_id})")
+         f"{metadata.model_id} (run {run.run_id})")
 
     task = task_class(**task_config_from_metadata(metadata, spec))
     fs = filesystem_for(run.output)
@@ -294,7 +294,7 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
                              "answers again.") from exc
     first_rows_s, steady_rate = pace(records, run.started)
 
-    committed = commit_run(run, task, media_of_task(spec.task), metadata["class_names"])
+    committed = commit_run(run, task, media_of_task(spec.task), metadata.class_names)
     output = run.output
     tables = {name: output.join(name).uri + "/" for name in committed.tables}
     annotated: list[dict] = []
@@ -308,7 +308,7 @@ def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
                                     parse_uri(spec.input).as_prefix().uri)
         tables[ANNOTATED] = output.join(ANNOTATED).uri + "/"
     seconds = time.time() - run.started
-    result = ScoreResult(run.run_id, metadata["model_id"], listed, committed.scored_objects,
+    result = ScoreResult(run.run_id, metadata.model_id, listed, committed.scored_objects,
                          committed.failed_objects, seconds, tables[task.output_tables[0]], tables["errors"],
                          output.join("runs", run.run_id, "summary.json").uri, tables, committed.example_rows,
                          committed.partial_objects, round(first_rows_s, 3), round(steady_rate, 2))

@@ -29,9 +29,10 @@ from typing import Any
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.models.export import export_model
+from jobs.models.metadata import ModelMetadata
+from jobs.models.task_config import task_config_for
 from jobs.runs.output_check import prepare_output
 from jobs.runs.resources import scaling_config
-from jobs.spec.task_config import task_config_for
 from jobs.storage.objects import filesystem_for
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode
 from jobs.workers.train_config import TrainLoopConfig
@@ -148,7 +149,7 @@ def run_train(spec, echo=print) -> TrainResult:
         if exported.get("reason"):
             echo(f"early stopping: {exported['reason']}")
         model_id = f"{spec.name}-{_digest(source / plan.exported[0])[:12]}"
-        metadata = {
+        metadata = ModelMetadata.model_validate({
             "model_id": model_id, "task": spec.task, "architecture": spec.model.architecture,
             "task_config": task_config, "input_shape": list(task.example_shape),
             "class_names": objects.class_names, "files": list(plan.exported),
@@ -161,7 +162,7 @@ def run_train(spec, echo=print) -> TrainResult:
             "workers": placements,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **extra_metadata(spec.task, str(source)),
-        }
+        })
         version = export_model(source, metadata, output.uri,
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
     return TrainResult(version.uri, exported["metrics"], objects.class_names, state["epoch"] + 1,

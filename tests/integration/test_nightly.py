@@ -38,7 +38,7 @@ def save_untrained_model(train_example: str, classes: list[str], uri: str, seed:
                          model_id: str | None = None) -> str:
     """An exported model as a train job writes it (a version with digests, then LATEST),
     without the training: these tests are about accounting, not accuracy. Returns its id."""
-    from jobs.spec.task_config import task_config_for
+    from jobs.models.task_config import task_config_for
     from support.models import export_untrained_model
 
     spec = load_spec(EXAMPLES / train_example)

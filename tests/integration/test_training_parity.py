@@ -15,7 +15,7 @@ from jobs.models.store import load_keras_model, read_model_metadata
 from jobs.runs.dispatch import run_spec
 from jobs.spec.load import parse_spec
 from jobs.datasets.synthetic import write_shapes_dataset, write_spoken_words
-from jobs.spec.task_config import task_config_from_metadata
+from jobs.models.task_config import task_config_from_metadata
 
 pytestmark = pytest.mark.integration  # espeak-ng: the test command installs it
 WORDS = ("yes", "no", "up", "down")

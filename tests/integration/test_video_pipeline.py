@@ -109,7 +109,7 @@ def test_video_blocks_are_small_and_stage_idempotently(video_model):
     instead of adding a second copy."""
     from jobs.models.store import read_model_metadata
     from jobs.runs.score import scoring_pipeline, stage_all
-    from jobs.spec.task_config import task_config_from_metadata
+    from jobs.models.task_config import task_config_from_metadata
     from tasks import get_task
 
     spec = load_spec(EXAMPLES / "score-video.yaml", [

@@ -136,10 +136,11 @@ def test_ingest_digits_writes_class_folders_and_refuses_unknown_sources(tmp_path
 
 
 def _classifier(task: str = "image-classifier", input_shape=(32, 32, 3)):
+    from jobs.models.metadata import ModelMetadata
     from jobs.models.store import ModelVersion
 
     return ModelVersion("s3://m/cnn/model/@cnn-1", "s3://m/cnn/model/versions/cnn-1/", "cnn-1",
-                        {"task": task, "input_shape": list(input_shape), "class_names": ["0", "1", "2"]})
+                        ModelMetadata(task=task, input_shape=list(input_shape), class_names=["0", "1", "2"]))
 
 
 def test_the_quality_classifier_is_checked_against_the_generated_images():

@@ -7,6 +7,11 @@ exactly as in training; a score spec may only change what does not affect the mo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobs.models.metadata import ModelMetadata
+
 
 def task_config_for(spec) -> dict:
     """The task's constructor arguments for a train spec."""
@@ -28,11 +33,11 @@ def scoring_overrides(spec) -> dict:
     return frames.model_dump() if frames is not None else {}
 
 
-def task_config_from_metadata(metadata: dict, spec=None) -> dict:
+def task_config_from_metadata(metadata: ModelMetadata, spec=None) -> dict:
     """The task arguments to score with: the model's, plus the score spec's overrides."""
     # Models from before task_config was recorded were image classifiers, built from input_shape.
-    recorded = metadata.get("task_config")
-    config = dict(recorded if recorded is not None else {"input_shape": metadata["input_shape"]})
+    recorded = metadata.task_config
+    config = dict(recorded if recorded is not None else {"input_shape": metadata.input_shape})
     if spec is not None:
         config.update(scoring_overrides(spec))
     for name in ("input_shape", "image_shape"):
