@@ -55,7 +55,8 @@ class BenchData:
 
 def prepare(bucket_uri: str, sizes: BenchSizes, echo=print) -> BenchData:
     """The benchmark data under `bucket_uri`, written now unless a complete copy is there."""
-    from jobs.storage.objects import ensure_bucket, parse_uri
+    from jobs.storage.checks import ensure_bucket
+    from jobs.storage.objects import parse_uri
 
     root = parse_uri(bucket_uri).as_prefix().join(f"bench-v{VERSION}").as_prefix()
     ensure_bucket(root.uri)

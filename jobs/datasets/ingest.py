@@ -21,6 +21,7 @@ import numpy as np
 from jobs.datasets.cifar10 import CIFAR10_LABELS, download_cifar10, encode_png, image_keys, read_cifar10_tarball
 from jobs.errors import IngestError, StorageError
 from jobs.storage import objects as storage
+from jobs.storage.checks import ensure_bucket
 
 __all__ = ["CIFAR10_LABELS", "IngestError", "ProgressCallback", "ingest_cifar10", "ingest_digits", "ingest_folder"]
 
@@ -49,7 +50,7 @@ def ingest_cifar10(dest: str, source: str | Path | None = None,
 
     Args:
         dest: an `s3://bucket/prefix/` URI or a local directory; a missing bucket is created where
-            `jobs.storage.objects.may_create_buckets` allows it (the local stack), else refused.
+            `jobs.storage.checks.may_create_buckets` allows it (the local stack), else refused.
         source: the path of `cifar-10-python.tar.gz`, or None to download it.
         progress: optional `progress(done, total)` callback, e.g. for a progress bar.
 
@@ -113,7 +114,7 @@ def ingest_folder(src: Path, dest: str, progress: ProgressCallback | None = None
     Args:
         src: a local directory.
         dest: an `s3://bucket/prefix/` URI or a local directory; a missing bucket is created where
-            `jobs.storage.objects.may_create_buckets` allows it (the local stack), else refused.
+            `jobs.storage.checks.may_create_buckets` allows it (the local stack), else refused.
         progress: optional `progress(done, total)` callback.
 
     Returns:
@@ -146,7 +147,7 @@ class _Destination:
     """A destination prefix: its objects as listed once, and one S3 client for all threads."""
 
     def __init__(self, uri: str) -> None:
-        storage.ensure_bucket(uri)
+        ensure_bucket(uri)
         self.location = storage.parse_uri(uri).as_prefix()
         # Resolve endpoint and credentials once, not once per object.
         self._client = storage.s3_client() if self.location.scheme == "s3" else None

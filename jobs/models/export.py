@@ -28,7 +28,8 @@ from jobs.models.store import (
     check_file_names,
     resolve_model,
 )
-from jobs.storage.objects import ensure_bucket, exists, parse_uri, read_bytes, upload_file, write_bytes
+from jobs.storage.checks import ensure_bucket
+from jobs.storage.objects import exists, parse_uri, read_bytes, upload_file, write_bytes
 from jobs.storage.pointer import PointerMovedError, read_pointer, write_pointer
 
 

@@ -34,16 +34,8 @@ from typing import Any
 
 from jobs.errors import MediaJobsError, StorageError
 from jobs.models.metadata import MODEL_FILE, ModelMetadata, ModelRefusedError
-from jobs.storage.objects import (
-    bucket_exists,
-    download_file,
-    exists,
-    is_file,
-    list_objects,
-    no_bucket_message,
-    parse_uri,
-    read_bytes,
-)
+from jobs.storage.checks import bucket_exists, no_bucket_message
+from jobs.storage.objects import download_file, exists, is_file, list_objects, parse_uri, read_bytes
 from jobs.storage.outage import retry_while_unavailable
 
 log = logging.getLogger(__name__)

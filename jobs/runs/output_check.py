@@ -3,7 +3,7 @@
 A job that lists thousands of objects, loads a model and scores for an hour must not
 find out at the commit that its output bucket does not exist or that its credentials
 may only read it. `prepare_output` runs first in every runner: it makes sure the bucket
-exists (creating it only where that is harmless, see `jobs.storage.objects.ensure_bucket`),
+exists (creating it only where that is harmless, see `jobs.storage.checks.ensure_bucket`),
 then writes and deletes a probe object under `<output>/_staging/`, the prefix every
 job stages its results in, with the same credentials the job will use. On S3 it also
 proves that the store honours conditional writes: the output lease and the Delta commit
@@ -16,7 +16,8 @@ from __future__ import annotations
 import secrets
 
 from jobs.errors import MediaJobsError, StorageError
-from jobs.storage.objects import Location, describe_storage_error, ensure_bucket, parse_uri, s3_client
+from jobs.storage.checks import ensure_bucket
+from jobs.storage.objects import Location, describe_storage_error, parse_uri, s3_client
 
 __all__ = ["ConditionalWritesError", "OutputNotWritableError", "prepare_output"]
 

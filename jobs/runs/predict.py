@@ -17,7 +17,8 @@ import numpy as np
 
 from jobs.errors import MediaJobsError, UsageError
 from jobs.models.store import load_keras_model
-from jobs.storage.objects import download_file, parse_uri, read_bytes, require_object
+from jobs.storage.checks import require_object
+from jobs.storage.objects import download_file, parse_uri, read_bytes
 
 
 @dataclass

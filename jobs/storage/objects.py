@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
-from cluster.localstate import read_local_stack
 from jobs.errors import StorageError
 from jobs.storage.settings import S3Settings, resolve_s3_settings, settings_fingerprint
 
@@ -177,7 +176,7 @@ def _walk_in_key_order(folder: Path) -> Iterator[StoredObject]:
             yield StoredObject(entry.path, stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
 
 
-_HINTS = {
+STORAGE_HINTS = {
     "NoSuchBucket": "the bucket does not exist; create it or fix the URI",
     "AccessDenied": "access denied; check the credentials in the environment or AWS config",
     "InvalidAccessKeyId": "unknown access key; check AWS_ACCESS_KEY_ID",
@@ -191,64 +190,14 @@ def describe_storage_error(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code", "")
-    if code in _HINTS:
-        return f"{code}: {_HINTS[code]}"
+    if code in STORAGE_HINTS:
+        return f"{code}: {STORAGE_HINTS[code]}"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "Could not connect" in text or "Connect timeout" in text or "connection refused" in text.lower():
         return f"{text} (is the S3 endpoint up? `mediajobs local status` shows the local one)"
     if "Unable to locate credentials" in text:
         return f"{text} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `mediajobs local up`)"
     return text
-
-
-def bucket_exists(uri: str) -> bool:
-    """Whether the bucket of an s3 URI exists (always True for a local path).
-
-    Raises:
-        StorageError: the store would not say (no permission, unreachable, ...).
-    """
-    from botocore.exceptions import ClientError
-
-    loc = parse_uri(uri)
-    if loc.scheme != "s3":
-        return True
-    try:
-        s3_client().head_bucket(Bucket=loc.bucket)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchBucket", "NotFound"):
-            return False
-        raise StorageError(f"cannot use bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
-    return True
-
-
-def no_bucket_message(uri: str) -> str:
-    """What to say when `uri`'s bucket does not exist (see `bucket_exists`)."""
-    return f"cannot read {uri}: NoSuchBucket: {_HINTS['NoSuchBucket']}"
-
-
-def require_object(uri: str) -> None:
-    """Check that `uri` names one object (or file) before it is read: a command given the
-    URI of an input says what is wrong with it in one line.
-
-    Raises:
-        StorageError: the bucket does not exist, nothing has that name, it is a folder
-            (a prefix), or the store refused to answer.
-    """
-    import pyarrow.fs as pafs
-
-    loc = parse_uri(uri)
-    try:
-        kind = filesystem_for(loc).get_file_info(loc.fs_path).type
-    except OSError as exc:  # pyarrow: denied, unreachable
-        raise StorageError(f"cannot read {uri}: {describe_storage_error(exc)}") from None
-    if kind == pafs.FileType.File:
-        return
-    if kind == pafs.FileType.Directory:
-        raise StorageError(f"cannot read {uri}: it is a folder, not one {'object' if loc.scheme == 's3' else 'file'}; "
-                           "name a file in it")
-    if not bucket_exists(uri):
-        raise StorageError(no_bucket_message(uri))
-    raise StorageError(f"cannot read {uri}: no such {'object' if loc.scheme == 's3' else 'file'}; check the URI")
 
 
 def read_bytes(uri: str) -> bytes:
@@ -347,55 +296,6 @@ def is_file(uri: str) -> bool:
 
     loc = parse_uri(uri)
     return filesystem_for(loc).get_file_info(loc.fs_path).type == pafs.FileType.File
-
-
-# Whether a missing bucket is created on first write: "auto" (the default) creates one
-# only on the embedded local stack, which starts empty; anywhere else a missing bucket is
-# most likely a typo, and creating it would pick a region, an owner and a bill for the
-# user. "1" or "0" decide for every store.
-CREATE_BUCKETS_VARIABLE = "MEDIAJOBS_CREATE_BUCKETS"
-
-
-def may_create_buckets(settings: S3Settings | None = None) -> bool:
-    choice = os.environ.get(CREATE_BUCKETS_VARIABLE, "auto").strip().lower()
-    if choice in ("1", "true", "yes"):
-        return True
-    if choice in ("0", "false", "no"):
-        return False
-    settings = settings or resolve_s3_settings()
-    if settings.source == "local-stack":
-        return True
-    stack = read_local_stack()
-    return stack is not None and settings.endpoint is not None and settings.endpoint.rstrip("/") == stack.s3_endpoint
-
-
-def ensure_bucket(uri: str) -> None:
-    """Make sure the bucket of an s3 URI exists (or a local folder), creating it where allowed.
-
-    Raises:
-        StorageError: the bucket is missing and may not be created here (see
-            `may_create_buckets`), or the store refused to show or create it.
-    """
-    from botocore.exceptions import ClientError
-
-    loc = parse_uri(uri)
-    if loc.scheme != "s3":
-        try:
-            Path(loc.key).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create the folder {loc.key}: {exc.strerror or exc}") from None
-        return
-    if bucket_exists(uri):
-        return
-    if not may_create_buckets():
-        raise StorageError(f"bucket {loc.bucket!r} does not exist; create it (e.g. `aws s3 mb s3://{loc.bucket}`), "
-                           f"fix the URI, or set {CREATE_BUCKETS_VARIABLE}=1 to have jobs create missing buckets")
-    try:
-        s3_client().create_bucket(Bucket=loc.bucket)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code", "") == "BucketAlreadyOwnedByYou":
-            return  # another job created it a moment ago
-        raise StorageError(f"cannot create bucket {loc.bucket!r}: {describe_storage_error(exc)}") from None
 
 
 def delete_prefix(uri: str) -> int:

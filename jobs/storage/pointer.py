@@ -9,7 +9,8 @@ import hashlib
 from pathlib import Path
 
 from jobs.errors import MediaJobsError, StorageError
-from jobs.storage.objects import no_bucket_message, parse_uri, s3_client
+from jobs.storage.checks import no_bucket_message
+from jobs.storage.objects import parse_uri, s3_client
 
 __all__ = ["PointerMovedError", "read_pointer", "write_pointer"]
 

@@ -150,7 +150,8 @@ def test_a_key_with_an_empty_segment_is_fetched(local_stack, tmp_path, reads):
     escape the fetch stage and fail the whole job). SeaweedFS stores such a key as "a/b.jpg"
     and answers a GET of "a//b.jpg" with it, so the listing here cannot produce one: the
     URI is written by hand, as an S3 listing would give it."""
-    from jobs.storage.objects import ensure_bucket, s3_client
+    from jobs.storage.objects import s3_client
+    from jobs.storage.checks import ensure_bucket
     from jobs.workers.decoding import fetch_object
 
     ensure_bucket(f"s3://{BUCKET}/")

@@ -15,7 +15,8 @@ import pytest
 from support import lifecycle_driver
 from jobs.storage.delta import read_table
 from jobs.storage.contract import OUTCOME_KEY
-from jobs.storage.objects import ensure_bucket, list_objects, read_bytes, write_bytes
+from jobs.storage.objects import list_objects, read_bytes, write_bytes
+from jobs.storage.checks import ensure_bucket
 
 pytestmark = pytest.mark.integration
 NIGHTS = ("2026-12-01", "2026-12-02", "2026-12-03")

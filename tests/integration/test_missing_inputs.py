@@ -27,7 +27,8 @@ def inputs(local_stack, tmp_path_factory) -> dict[str, str]:
     import tensorflow as tf
 
     from jobs.models.export import export_model
-    from jobs.storage.objects import ensure_bucket, write_bytes
+    from jobs.storage.objects import write_bytes
+    from jobs.storage.checks import ensure_bucket
     from tasks.keras_files import save_keras
 
     tmp = tmp_path_factory.mktemp("missing-inputs")

@@ -15,7 +15,8 @@ import tasks  # noqa: F401  (tf-keras before TensorFlow loads)
 from jobs.errors import MediaJobsError, StorageError
 from jobs.models.export import export_model
 from jobs.models.store import fetch_model, model_location, prepare_model, resolve_model
-from jobs.storage.objects import ensure_bucket, list_objects, read_bytes, write_bytes
+from jobs.storage.objects import list_objects, read_bytes, write_bytes
+from jobs.storage.checks import ensure_bucket
 
 BUCKET = "s3://it-model-location/"
 

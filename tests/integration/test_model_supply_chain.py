@@ -18,7 +18,8 @@ from jobs.errors import MediaJobsError
 from jobs.models.export import export_model
 from jobs.models.store import (ModelRefusedError, fetch_model, load_keras_model, prepare_model, read_model_metadata,
                               resolve_model)
-from jobs.storage.objects import ensure_bucket, exists, list_objects, read_bytes, write_bytes
+from jobs.storage.objects import exists, list_objects, read_bytes, write_bytes
+from jobs.storage.checks import ensure_bucket
 
 pytestmark = pytest.mark.integration
 BUCKET = "s3://it-supply/"

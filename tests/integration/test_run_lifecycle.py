@@ -12,7 +12,8 @@ import pytest
 
 from jobs.storage.delta import open_table, read_table
 from jobs.runs.lifecycle import Run, RunFencedError, TableWrite
-from jobs.storage.objects import ensure_bucket, list_objects, parse_uri, read_bytes
+from jobs.storage.objects import list_objects, parse_uri, read_bytes
+from jobs.storage.checks import ensure_bucket
 
 pytestmark = pytest.mark.integration
 BUCKET = "it-lifecycle"

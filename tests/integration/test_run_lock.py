@@ -14,7 +14,7 @@ from jobs.storage.lease import LockHeldError, acquire_lease
 
 @pytest.fixture(scope="module")
 def s3_locks(local_stack) -> str:
-    from jobs.storage.objects import ensure_bucket
+    from jobs.storage.checks import ensure_bucket
 
     ensure_bucket("s3://it-locks/")
     return "s3://it-locks/"

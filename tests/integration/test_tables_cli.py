@@ -9,7 +9,8 @@ import pytest
 from jobs.cli.app import main
 from jobs.storage.delta import read_table
 from jobs.runs.lifecycle import Run, TableWrite
-from jobs.storage.objects import ensure_bucket, list_objects
+from jobs.storage.objects import list_objects
+from jobs.storage.checks import ensure_bucket
 
 pytestmark = pytest.mark.integration
 
