@@ -20,12 +20,13 @@ def ours(images: str, output: str, epochs: int, batch: int) -> dict[str, float]:
     """Samples/s of `mediajobs run` of a train spec on 2 workers (the spec default)."""
     from jobs.models.store import read_model_metadata
     from jobs.runs.train import run_train
-    from jobs.spec.load import parse_spec
+    from jobs.spec.load import TrainSpec, parse_spec
 
     spec = parse_spec({"version": 1, "kind": "train", "name": "bench-train", "task": "image-classifier",
                        "model": {"architecture": "cifar10-cnn", "input_shape": list(INPUT_SHAPE)},
                        "data": {"train": images}, "output": output,
                        "training": {"epochs": epochs, "batch_size": batch}}, "<bench>")
+    assert isinstance(spec, TrainSpec)  # kind: train
     result = run_train(spec, echo=lambda message: None)
     history = read_model_metadata(result.model_uri)["history"]
     steady = [h["epoch_seconds"] for h in history[1:]] or [history[0]["epoch_seconds"]]

@@ -57,89 +57,114 @@ def publish_committed(run: Run, run_date: str, run_id: str, echo) -> str:
             listing, a lost file); nothing more is published and the staging stays.
         RunFencedError: this run lost its lease.
     """
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
-    from jobs.storage.delta import open_table
-
     staging = run.output.join(STAGING, f"run_date={run_date}")
-    final = staging.join(final_folder(run_id))
+    staged = _StagedDate(run, run_date, staging.join(final_folder(run_id)))
     summary_uri = run.output.join("runs", run_id, SUMMARY).uri
-    staged_summary = final.join(SUMMARY).uri
+    staged_summary = staged.final.join(SUMMARY).uri
     if not exists(staged_summary):  # published in full by an earlier attempt, whose clean-up was cut short
         run.delete(staging.uri)
         return ""
-    summary = json.loads(read_bytes(staged_summary))
-    fs = filesystem_for(run.output)
-
-    def dated_schema(name: str):
-        return SCHEMAS[name]().append(pa.field("run_date", pa.string()))
-
-    def dated(name: str):
-        """The date's staged rows of a table with their `run_date`, as a stream (a night's
-        frames may be more rows than the driver should hold)."""
-        schema = dated_schema(name)
-        if not summary["tables"].get(name, 0):
-            return schema.empty_table()
-        # Row group by row group (a dataset scan reads ahead several hundred MB here).
-        staged = read_parts(fs, final.join(name), SCHEMAS[name]())
-        batches = (pa.RecordBatch.from_arrays([*batch.columns, pa.repeat(run_date, batch.num_rows)], schema=schema)
-                   for batch in staged)
-        return pa.RecordBatchReader.from_batches(schema, batches)
-
-    def outcome_keys(errors_table):
-        """This date's outcomes that may supersede an earlier errors row: the keys of the
-        objects with an open (not superseded) errors row of an earlier date, the only rows the
-        merge can mark. Reading those first keeps a night of millions of outcomes out of
-        memory; the merge matches the whole key."""
-        import pyarrow.compute as pc
-
-        open_errors = errors_table.to_pyarrow_dataset().to_table(
-            columns=["uri"], filter=pc.field("superseded_on").is_null() & (pc.field("run_date") < run_date))
-        failed_before = pc.unique(open_errors.column("uri"))
-        keys = [batch.filter(pc.is_in(batch.column("uri"), value_set=failed_before))
-                for name in ("predictions", "errors") if summary["tables"].get(name, 0)
-                for batch in pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet")
-                .to_batches(columns=list(OUTCOME_KEY))]
-        schema = pa.schema([SCHEMAS["errors"]().field(name) for name in OUTCOME_KEY])
-        return run_date, pa.Table.from_batches([k for k in keys if k.num_rows], schema=schema)
-
-    writes = []
-    for name in TABLES:
-        rows = summary["tables"].get(name, 0)
-        table = open_table(run.output.join(name))
-        if table is not None and (table.transaction_version(NIGHTLY_APP) or 0) >= date_version(run_date):
-            continue  # published by an earlier attempt
-        superseding = name == "errors" and table is not None
-        if not rows and not superseding:
-            continue
-        found = pads.dataset(final.join(name).fs_path, filesystem=fs, format="parquet").count_rows() if rows else 0
-        if found != rows:
-            raise JobFailedError(f"publishing run date {run_date}: {final.join(name).uri}/ holds {found} rows of "
-                                 f"{name}, its summary counts {rows}; nothing more was published and the staging "
-                                 f"stays under {staging.uri}/")
-        by_reference = not superseding and _same_columns(table, name)
-        writes.append(TableWrite(name, partial(dated, name), mode="overwrite", partition_by=["run_date"],
-                                 predicate=f"run_date = '{run_date}'", key=run_date,
-                                 app_transaction=(NIGHTLY_APP, date_version(run_date)),
-                                 supersedes=partial(outcome_keys, table) if superseding else None,
-                                 # The staged files themselves become the partition (copied, not read).
-                                 parts=partial(parquet_files, final.join(name)) if by_reference else None,
-                                 schema=partial(dated_schema, name),
-                                 partition=("run_date", run_date)))
-    run.commit(writes)
+    staged.summary = json.loads(read_bytes(staged_summary))
+    run.commit(staged.table_writes(staging))
     write_bytes(summary_uri, read_bytes(staged_summary))  # last: once it is there, so is every table
     report_uri = ""
     try:
         from jobs.reports.figures import read_figures
         from jobs.reports.report import write_report
 
-        report_uri = write_report(run.output.uri, summary, read_figures(run.output.uri, run_date))
+        report_uri = write_report(run.output.uri, staged.summary, read_figures(run.output.uri, run_date))
     except Exception as exc:  # noqa: BLE001 - the scores matter more than their pictures
         echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
              f"`mediajobs report {run.output.uri} --run-date {run_date}` tries again")
     run.delete(staging.uri)
     return report_uri
+
+
+class _StagedDate:
+    """A committed date's staged tables (`final`, counted by its summary), as the Delta writes
+    that publish them."""
+
+    def __init__(self, run: Run, run_date: str, final) -> None:
+        self.run, self.run_date, self.final = run, run_date, final
+        self.fs = filesystem_for(run.output)
+        self.summary: dict = {}
+
+    def table_writes(self, staging) -> list[TableWrite]:
+        """One write per table with rows (or `errors` rows to supersede), each checked
+        against the summary's count first.
+
+        Raises:
+            JobFailedError: a table's staged files hold another number of rows than the summary.
+        """
+        import pyarrow.dataset as pads
+
+        from jobs.storage.delta import open_table
+
+        run, run_date, final = self.run, self.run_date, self.final
+        writes = []
+        for name in TABLES:
+            rows = self.summary["tables"].get(name, 0)
+            table = open_table(run.output.join(name))
+            if table is not None and (table.transaction_version(NIGHTLY_APP) or 0) >= date_version(run_date):
+                continue  # published by an earlier attempt
+            superseding = name == "errors" and table is not None
+            if not rows and not superseding:
+                continue
+            found = pads.dataset(final.join(name).fs_path, filesystem=self.fs, format="parquet").count_rows() \
+                if rows else 0
+            if found != rows:
+                raise JobFailedError(f"publishing run date {run_date}: {final.join(name).uri}/ holds {found} rows "
+                                     f"of {name}, its summary counts {rows}; nothing more was published and the "
+                                     f"staging stays under {staging.uri}/")
+            by_reference = not superseding and _same_columns(table, name)
+            writes.append(TableWrite(name, partial(self.dated, name), mode="overwrite", partition_by=["run_date"],
+                                     predicate=f"run_date = '{run_date}'", key=run_date,
+                                     app_transaction=(NIGHTLY_APP, date_version(run_date)),
+                                     supersedes=partial(self.outcome_keys, table) if superseding else None,
+                                     # The staged files themselves become the partition (copied, not read).
+                                     parts=partial(parquet_files, final.join(name)) if by_reference else None,
+                                     schema=partial(self.dated_schema, name),
+                                     partition=("run_date", run_date)))
+        return writes
+
+    def dated_schema(self, name: str):
+        import pyarrow as pa
+
+        return SCHEMAS[name]().append(pa.field("run_date", pa.string()))
+
+    def dated(self, name: str):
+        """The date's staged rows of a table with their `run_date`, as a stream (a night's
+        frames may be more rows than the driver should hold)."""
+        import pyarrow as pa
+
+        schema = self.dated_schema(name)
+        if not self.summary["tables"].get(name, 0):
+            return schema.empty_table()
+        # Row group by row group (a dataset scan reads ahead several hundred MB here).
+        staged = read_parts(self.fs, self.final.join(name), SCHEMAS[name]())
+        batches = (pa.RecordBatch.from_arrays([*batch.columns, pa.repeat(self.run_date, batch.num_rows)],
+                                              schema=schema)
+                   for batch in staged)
+        return pa.RecordBatchReader.from_batches(schema, batches)
+
+    def outcome_keys(self, errors_table):
+        """This date's outcomes that may supersede an earlier errors row: the keys of the
+        objects with an open (not superseded) errors row of an earlier date, the only rows the
+        merge can mark. Reading those first keeps a night of millions of outcomes out of
+        memory; the merge matches the whole key."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+
+        open_errors = errors_table.to_pyarrow_dataset().to_table(
+            columns=["uri"], filter=pc.field("superseded_on").is_null() & (pc.field("run_date") < self.run_date))
+        failed_before = pc.unique(open_errors.column("uri"))
+        keys = [batch.filter(pc.is_in(batch.column("uri"), value_set=failed_before))
+                for name in ("predictions", "errors") if self.summary["tables"].get(name, 0)
+                for batch in pads.dataset(self.final.join(name).fs_path, filesystem=self.fs, format="parquet")
+                .to_batches(columns=list(OUTCOME_KEY))]
+        schema = pa.schema([SCHEMAS["errors"]().field(name) for name in OUTCOME_KEY])
+        return self.run_date, pa.Table.from_batches([k for k in keys if k.num_rows], schema=schema)
 
 
 def _same_columns(table, name: str) -> bool:

@@ -33,6 +33,7 @@ from jobs.models.metadata import ModelMetadata
 from jobs.models.task_config import task_config_for
 from jobs.runs.output_check import prepare_output
 from jobs.runs.resources import scaling_config
+from jobs.spec.kinds import TrainSpec
 from jobs.storage.objects import filesystem_for
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode
 from jobs.workers.train_config import TrainLoopConfig
@@ -71,12 +72,8 @@ class TrainResult:
     exported_epoch: int | None = None  # the epoch whose model was exported (the best, with restore_best)
 
 
-def run_train(spec, echo=print) -> TrainResult:
+def run_train(spec: TrainSpec, echo=print) -> TrainResult:
     """Train the spec's model on the cluster `ray` is connected to; export it to the output."""
-    import ray.train
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.tensorflow import TensorflowTrainer
-
     from tasks import get_task
 
     started = time.time()
@@ -87,12 +84,7 @@ def run_train(spec, echo=print) -> TrainResult:
     plan = plan_for(spec.task)
     objects = plan.list_objects(spec, task)
     echo(f"training data: {objects.describe()}")
-
-    datasets, decoded, skipped = {}, {}, 0
-    for name, uris in objects.uris.items():
-        datasets[name] = _decoded_dataset(uris, objects.sizes[name], objects.labels[name], task, spec.training.seed)
-        decoded[name] = datasets[name].count()
-        skipped += len(uris) - (len(datasets[name].unique("uri")) if decoded[name] else 0)
+    datasets, decoded, skipped = _decoded_datasets(objects, task, spec.training.seed)
     examples = decoded["train"]
     if skipped:
         echo(f"warning: {skipped} objects could not be decoded and were left out of training")
@@ -105,7 +97,6 @@ def run_train(spec, echo=print) -> TrainResult:
     if statistics:
         echo(f"feature normalisation fitted on {statistics['frames']} frames of the training set")
 
-    fs = filesystem_for(output)
     early_stopping = spec.training.early_stopping
     config = TrainLoopConfig(
         task=task, architecture=spec.model.architecture, epochs=spec.training.epochs,
@@ -118,41 +109,21 @@ def run_train(spec, echo=print) -> TrainResult:
         shard_bytes=datasets["train"].size_bytes() // workers,
         whole_bytes={name: ds.size_bytes() for name, ds in datasets.items() if name != "train"},
     )
-    trainer = TensorflowTrainer(
-        train_loop_per_worker=train_loop_per_worker,
-        train_loop_config=config.for_ray(),
-        scaling_config=scaling_config(spec.resources),
-        datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=list(plan.split)),
-        run_config=RunConfig(
-            name=RUN_NAME, storage_path=output.fs_path.rstrip("/"), storage_filesystem=fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-            failure_config=FailureConfig(max_failures=spec.training.max_failures),
-        ),
-    )
     echo(f"training {spec.model.architecture} on {workers} workers (MultiWorkerMirroredStrategy), "
          f"{spec.training.epochs} epochs of global batch {batch.size}; checkpoints under {output.join(RUN_NAME).uri}/")
-    try:
-        result = trainer.fit()
-    except MediaJobsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; show their root cause
-        raise JobFailedError(f"training failed: {root_cause(exc)}") from exc
-    if result.checkpoint is None:
-        raise JobFailedError("training finished without a checkpoint; see the worker logs above")
+    checkpoint = _fit(spec, plan, config, datasets, output)
 
     placements = read_placements(output, workers)
-    with result.checkpoint.as_directory() as checkpoint_dir:
+    with checkpoint.as_directory() as checkpoint_dir:
         state = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())
         exported = _exported_epoch(state, spec.training.epochs)
         source = Path(checkpoint_dir) / (BEST_DIR if exported.get("restored") else "")
         if exported.get("reason"):
             echo(f"early stopping: {exported['reason']}")
-        model_id = f"{spec.name}-{_digest(source / plan.exported[0])[:12]}"
         metadata = ModelMetadata.model_validate({
-            "model_id": model_id, "task": spec.task, "architecture": spec.model.architecture,
-            "task_config": task_config, "input_shape": list(task.example_shape),
-            "class_names": objects.class_names, "files": list(plan.exported),
+            "model_id": f"{spec.name}-{_digest(source / plan.exported[0])[:12]}", "task": spec.task,
+            "architecture": spec.model.architecture, "task_config": task_config,
+            "input_shape": list(task.example_shape), "class_names": objects.class_names, "files": list(plan.exported),
             "epochs": state["epoch"] + 1, "metrics": exported["metrics"], "history": state["history"],
             "exported_epoch": exported["epoch"],
             "batch_size": batch.size, **({"batch_size_reason": batch.reason} if batch.reason else {}),
@@ -167,6 +138,50 @@ def run_train(spec, echo=print) -> TrainResult:
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
     return TrainResult(version.uri, exported["metrics"], objects.class_names, state["epoch"] + 1,
                        examples, skipped, time.time() - started, placements, exported["epoch"])
+
+
+def _decoded_datasets(objects, task, seed: int) -> tuple[dict, dict[str, int], int]:
+    """Each dataset of the job decoded once (uint8, materialized); how many examples each
+    holds; how many objects could not be decoded."""
+    datasets, decoded, skipped = {}, {}, 0
+    for name, uris in objects.uris.items():
+        datasets[name] = _decoded_dataset(uris, objects.sizes[name], objects.labels[name], task, seed)
+        decoded[name] = datasets[name].count()
+        skipped += len(uris) - (len(datasets[name].unique("uri")) if decoded[name] else 0)
+    return datasets, decoded, skipped
+
+
+def _fit(spec: TrainSpec, plan, config: TrainLoopConfig, datasets: dict, output):
+    """Ray Train's TensorflowTrainer over the workers; the last checkpoint it reported.
+
+    Raises:
+        JobFailedError: a worker failed (its root cause), or no checkpoint was written.
+    """
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    trainer = TensorflowTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config=config.for_ray(),
+        scaling_config=scaling_config(spec.resources),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=list(plan.split)),
+        run_config=RunConfig(
+            name=RUN_NAME, storage_path=output.fs_path.rstrip("/"), storage_filesystem=filesystem_for(output),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=spec.training.max_failures),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except MediaJobsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; show their root cause
+        raise JobFailedError(f"training failed: {root_cause(exc)}") from exc
+    if result.checkpoint is None:
+        raise JobFailedError("training finished without a checkpoint; see the worker logs above")
+    return result.checkpoint
 
 
 def _exported_epoch(state: dict, epochs: int) -> dict:
