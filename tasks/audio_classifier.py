@@ -16,6 +16,7 @@ import numpy as np
 
 from tasks.definition import Architecture, TaskDefinition
 from tasks.media import MediaDecodeError
+from tasks.protocols import Classifier, FittedFeatures
 from tasks.registry import DecodedMedia, Task, define, register
 
 MFCC_LSTM = Architecture("mfcc-lstm", refused_hint="mfcc-lstm takes its input shape from the `audio` section")
@@ -347,3 +348,6 @@ class AudioClassifier(Task):
 # The `audio` section shapes the model's input (rate, MFCCs, window): a train spec records it.
 DEFINITION = define(TaskDefinition("audio-classifier", AudioClassifier, (MFCC_LSTM,), modality="audio",
                                    sections=("audio",), filled_sections=("audio",), example_table="windows"))
+# mypy checks the class against the contract the job layers rely on (tasks.protocols).
+_CONTRACT: type[Classifier] = AudioClassifier
+_FITTED: type[FittedFeatures] = AudioClassifier

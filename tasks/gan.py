@@ -19,6 +19,7 @@ import numpy as np
 from tasks.definition import Architecture, TaskDefinition
 from tasks.image_classifier import IMAGE_SUFFIXES, decode_image
 from tasks.keras_files import load_keras, save_keras
+from tasks.protocols import Trainable
 from tasks.registry import DecodedMedia, Task, define, register
 
 ARCHITECTURES = ("dcgan",)  # DCGAN below: its spec fields and checks
@@ -443,3 +444,5 @@ DCGAN = Architecture("dcgan", {"image_shape": DEFAULT_IMAGE_SHAPE, "latent_dim":
                      check=_generator_sizes)
 DEFINITION = define(TaskDefinition("gan", GanTask, (DCGAN,), produces="images", data=("train",),
                                    training_plan="gan", job_hint="kind: generate samples a trained GAN"))
+# mypy checks the class against the contract the job layers rely on (tasks.protocols).
+_CONTRACT: type[Trainable] = GanTask

@@ -14,6 +14,7 @@ import numpy as np
 
 from tasks.definition import Architecture, TaskDefinition
 from tasks.media import MediaDecodeError, max_pixels
+from tasks.protocols import Classifier
 from tasks.registry import DecodedMedia, Task, define, register
 
 # The CNNs of image and video classifiers (a video classifier scores frames as images).
@@ -300,3 +301,5 @@ class ImageClassifier(Task):
 
 DEFINITION = define(TaskDefinition("image-classifier", ImageClassifier, CNN_ARCHITECTURES, modality="image",
                                    classifies_images=True))
+# mypy checks the class against the contract the job layers rely on (tasks.protocols).
+_CONTRACT: type[Classifier] = ImageClassifier

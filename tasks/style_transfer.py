@@ -20,6 +20,7 @@ from tasks.definition import Architecture, TaskDefinition
 # decode_full refuses what decode_image refuses: truncated files and decompression bombs.
 from tasks.image_classifier import IMAGE_SUFFIXES, check_complete, check_declared_size, fit_to_input, sniff
 from tasks.media import MediaDecodeError
+from tasks.protocols import Trainable
 from tasks.registry import DecodedMedia, Task, define, register
 from tasks.saved_model_ops import UnsafeSavedModelError
 from tasks.style_encoders import ENCODER_DOWNSAMPLING
@@ -288,3 +289,5 @@ DEFINITION = define(TaskDefinition(
     data_hints={"style": "style-transfer trains on content images (train) and style images (style); "
                          "add style: s3://bucket/styles/"},
     training_plan="style", job_hint="kind: stylize restyles images"))
+# mypy checks the class against the contract the job layers rely on (tasks.protocols).
+_CONTRACT: type[Trainable] = StyleTransferTask

@@ -19,6 +19,7 @@ from tasks.definition import TaskDefinition
 from tasks.image_classifier import CNN_ARCHITECTURES, build_cnn, fit_to_input
 from tasks.media import MediaDecodeError, max_pixels
 from tasks.object_votes import winners
+from tasks.protocols import Classifier
 from tasks.registry import DecodedMedia, Task, define, register
 from tasks.video_probe import explain_unopenable, sniff_non_video
 
@@ -375,3 +376,5 @@ DEFINITION = define(TaskDefinition("video-classifier", VideoClassifier, CNN_ARCH
                                    sections=("frames", "annotate"), filled_sections=("frames",),
                                    scoring_sections=("frames",), classifies_images=True,
                                    example_table="frames"))
+# mypy checks the class against the contract the job layers rely on (tasks.protocols).
+_CONTRACT: type[Classifier] = VideoClassifier

@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from jobs.errors import MediaJobsError, UsageError
+from tasks.protocols import Classifier
 
 
 def media_of_task(task_name: str) -> str:
@@ -28,7 +29,7 @@ class ResolvedRoute:
     model_id: str
     class_names: list[str]
     extensions: tuple[str, ...]
-    task: object = field(repr=False)
+    task: Classifier = field(repr=False)
 
     @property
     def positions(self) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tasks.decode_child import DEFAULT_MEMORY_BYTES, LENGTH, MAX_HEADER_BYTES
+from tasks.protocols import MediaDecoder
 
 # What a child's environment keeps: enough to run Python and the decoders, nothing that
 # names a credential (AWS_*, RAY_* tokens, MEDIAJOBS_S3_*, cloud metadata settings).
@@ -225,7 +226,7 @@ class _Children:
 _CHILDREN = _Children()
 
 
-def prestart(task: Any, count: int) -> None:
+def prestart(task: MediaDecoder, count: int) -> None:
     """Start `count` children for `task` in the background: a scoring actor calls this while
     it loads its model, so its first batch does not wait for Python and the decoders to
     start (about half a second a child)."""
@@ -238,12 +239,12 @@ def prestart(task: Any, count: int) -> None:
     threading.Thread(target=start, name="mediajobs-decode-prestart", daemon=True).start()
 
 
-def task_blob(task: Any) -> bytes:
+def task_blob(task: MediaDecoder) -> bytes:
     """What a child is started with, and the key of its task's children (equal tasks share)."""
     return pickle.dumps(task)
 
 
-def decode_isolated(task: Any, blob: bytes, sources: list, seconds: float) -> list[Outcome]:
+def decode_isolated(task: MediaDecoder, blob: bytes, sources: list, seconds: float) -> list[Outcome]:
     """`task.decode` of each source in a child started with `blob` (`task_blob(task)`), in
     one round trip while nothing goes wrong: an Outcome per source.
 

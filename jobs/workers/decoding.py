@@ -17,9 +17,12 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tasks.protocols import Decoder, MediaDecoder
 
 # Objects larger than this are refused before download: reading it would starve a
 # worker of memory (bytes tasks) or disk (file tasks).
@@ -165,7 +168,7 @@ def _timed_fetch(uri: str, size: int, reads: str, spool_dir: str) -> tuple[Any, 
     return source, error, time.perf_counter() - began
 
 
-def decode_all(task: Any, blob: bytes | None, sources: list) -> list:
+def decode_all(task: MediaDecoder, blob: bytes | None, sources: list) -> list:
     """An `Outcome` (decoded, stage, reason, seconds) per source; in a decode child when
     `blob` is set (`jobs.workers.decode_isolation`), else here."""
     if blob is not None:
@@ -175,7 +178,7 @@ def decode_all(task: Any, blob: bytes | None, sources: list) -> list:
     return [_decode_here(task, source) for source in sources]
 
 
-def _decode_here(task: Any, source: Any):
+def _decode_here(task: MediaDecoder, source: Any):
     from jobs.workers.decode_isolation import Outcome
     from tasks.media import MediaDecodeError
 
@@ -191,7 +194,7 @@ def _decode_here(task: Any, source: Any):
         return Outcome(None, "decode", f"{type(exc).__name__}: {exc}", time.perf_counter() - began)
 
 
-def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Any, keep_errors: bool,
+def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Decoder, keep_errors: bool,
                      isolate: bool | None = None) -> dict[str, np.ndarray]:
     """Fetch and decode each `uri` in the batch with `task.decode`.
 

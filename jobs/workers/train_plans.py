@@ -29,6 +29,7 @@ from jobs.storage.objects import list_objects, parse_uri
 from jobs.workers.decoding import EXAMPLE
 from jobs.workers.train_config import TrainLoopConfig
 from tasks.definition import Architecture
+from tasks.protocols import Trainable
 from tasks.registry import definition
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class TrainingPlan:
 
     # --- on the driver ---------------------------------------------------------------------
 
-    def list_objects(self, spec, task) -> TrainingObjects:
+    def list_objects(self, spec, task: Trainable) -> TrainingObjects:
         uris, sizes, labels, classes = list_labelled(spec.data.train, task.suffixes)
         known = definition(spec.task)
         architecture = known.architecture(spec.model.architecture)
@@ -135,7 +136,7 @@ class TrainingPlan:
 
     # --- on every worker -----------------------------------------------------------------
 
-    def build(self, task, config: TrainLoopConfig):
+    def build(self, task: Trainable, config: TrainLoopConfig):
         # Statistics fitted on the training set (the audio model's normalisation) go into the model.
         fitted = {"statistics": config.statistics} if config.statistics else {}
         return task.build_model(config.architecture, len(config.class_names), config.learning_rate, **fitted)
@@ -253,11 +254,11 @@ class GanPlan(TrainingPlan):
     def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
         return {"generator": "generator.keras", "samples": SAMPLES_DIR}
 
-    def list_objects(self, spec, task) -> TrainingObjects:
+    def list_objects(self, spec, task: Trainable) -> TrainingObjects:
         uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
         return TrainingObjects({"train": uris}, {"train": sizes}, {"train": [0] * len(uris)})
 
-    def build(self, task, config: TrainLoopConfig):
+    def build(self, task: Trainable, config: TrainLoopConfig):
         return task.build_model(config.architecture, 0, config.learning_rate)
 
     def load(self, checkpoint_dir: str, config: TrainLoopConfig):
@@ -289,7 +290,7 @@ class StylePlan(TrainingPlan):
             info = json.load(handle)
         return {"encoder_weights": info["encoder_weights"], "stylizer": STYLIZER_DIR}
 
-    def list_objects(self, spec, task) -> TrainingObjects:
+    def list_objects(self, spec, task: Trainable) -> TrainingObjects:
         uris, sizes = list_all(spec.data.train, task.suffixes, "data.train")
         style_uris, style_sizes = list_all(spec.data.style, task.suffixes, "data.style")
         if len(style_uris) > MAX_STYLE_IMAGES:

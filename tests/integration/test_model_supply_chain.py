@@ -245,7 +245,7 @@ def test_a_reexport_between_a_killed_night_and_its_rerun_rescores(local_stack, m
     def killed(self, *args):
         raise RuntimeError("killed before the commit")
 
-    monkeypatch.setattr(nightly_module._Night, "commit", killed)
+    monkeypatch.setattr(nightly_module.Night, "commit", killed)
     with pytest.raises(RuntimeError, match="killed"):
         lifecycle_driver.nightly(output, archive, model, "2026-12-01")
     monkeypatch.undo()

@@ -118,12 +118,12 @@ def nightly(output: str, archive: str, model: str, run_date: str):
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "crash-nightly", "input": archive, "output": output,
                        "incremental": True, "task": "image-classifier", "model": model}, "crash-nightly.yaml")
-    real = nightly_module._Night._score_route
-    nightly_module._Night._score_route = score_route  # the stand-in, for this run only (tests call this in-process)
+    real = nightly_module.Night._score_route
+    nightly_module.Night._score_route = score_route  # the stand-in, for this run only (tests call this in-process)
     try:
         result = nightly_module.run_incremental(spec, run_date, echo=print)
     finally:
-        nightly_module._Night._score_route = real
+        nightly_module.Night._score_route = real
     print(json.dumps({"run_id": result.run_id, "committed": result.committed}))
     return result
 
