@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from cluster.errors import StackError
+from cluster.errors import StackError, UserFacingError
 
 
-class MediaJobsError(Exception):
-    """An error the user can act on: a short headline plus a message with the fix."""
-
-    headline = "error"
-    exit_code = 1
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    # Exceptions cross Ray process boundaries; keep them picklable with one argument.
-    def __reduce__(self):
-        return (type(self), (self.message,))
+class MediaJobsError(UserFacingError):
+    """An error of the job layers the user can act on (the root under `jobs/`)."""
 
 
 class SpecError(MediaJobsError):
@@ -75,5 +64,8 @@ _RAY_HINTS = ("To change retry attempts", "This looks like an AWS S3 permissions
 _RAY_RETRY_SUMMARY = "Failed to "
 
 
-# What the CLI prints as one line (headline: message) with the error's exit code.
-USER_ERRORS: tuple[type[MediaJobsError], type[StackError]] = (MediaJobsError, StackError)
+# What the CLI prints as one line (headline: message) with the error's exit code: the
+# job layers' errors and the local stack's (`StackError`, re-exported here).
+USER_ERRORS = (UserFacingError,)
+__all__ = ["USER_ERRORS", "IngestError", "JobFailedError", "MediaJobsError", "SpecError", "StackError", "StorageError",
+           "UsageError", "root_cause"]

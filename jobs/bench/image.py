@@ -24,10 +24,11 @@ BATCH = 256  # the score spec's default batch size, used by every runner
 def score_job(task: str, model: str, source: str, output: str, **fields):
     """`mediajobs run` of a score spec with the spec defaults, as a user runs it; the ScoreResult."""
     from jobs.runs.score import run_score
-    from jobs.spec.load import parse_spec
+    from jobs.spec.load import ScoreSpec, parse_spec
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "bench-ours", "task": task, "model": model,
                        "input": source, "output": output, **fields}, "<bench>")
+    assert isinstance(spec, ScoreSpec)  # kind: score, no routes
     return run_score(spec, echo=lambda message: None)
 
 

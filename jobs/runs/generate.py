@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from jobs.runs.lifecycle import Run, TableWrite
 from jobs.runs.resources import actor_pool_options
 from jobs.storage.contract import SCORED_AT, now_utc
 from jobs.storage.objects import filesystem_for, needs_folders, parse_uri, read_bytes, write_bytes
+
+if TYPE_CHECKING:
+    from jobs.spec.kinds import GenerateSpec
 
 IMAGES, INDEX, GRID = "images", "index", "grid.png"
 # Staged beside each index row when the samples are judged; counted, never committed.
@@ -177,7 +181,7 @@ class GenerateResult:
         return self.count / self.seconds if self.seconds else 0.0
 
 
-def run_generate(spec, echo=print) -> GenerateResult:
+def run_generate(spec: GenerateSpec, echo=print) -> GenerateResult:
     """Sample `spec.count` images from the GAN at `spec.model` into `spec.output`.
 
     Raises:

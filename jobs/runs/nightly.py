@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from jobs.errors import JobFailedError, UsageError
 from jobs.nightly.manifest import (
@@ -67,6 +68,9 @@ from jobs.runs.nightly_publish import SUMMARY, final_folder, publish_committed, 
 from jobs.storage.objects import filesystem_for, list_objects, parse_uri, write_bytes
 from jobs.storage.pointer import PointerMovedError
 
+if TYPE_CHECKING:
+    from jobs.spec.kinds import RoutedScoreSpec, ScoreSpec
+
 
 @dataclass
 class NightlyResult:
@@ -87,7 +91,8 @@ class NightlyResult:
     tables: dict[str, str] = field(default_factory=dict)
 
 
-def run_incremental(spec, run_date: str | None = None, echo: Callable[[str], None] = print) -> NightlyResult:
+def run_incremental(spec: ScoreSpec | RoutedScoreSpec, run_date: str | None = None,
+                    echo: Callable[[str], None] = print) -> NightlyResult:
     """Score what is new under `spec.input` as of `run_date`; see the module docstring.
 
     Raises:

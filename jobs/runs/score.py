@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from jobs.storage.contract import now_utc
 from jobs.storage.objects import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.storage.outage import retry_while_unavailable, store_outage
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode, isolation_enabled
+
+if TYPE_CHECKING:
+    from jobs.spec.kinds import ScoreSpec
 
 # Batches each classifier actor runs at once (threads): one batch's decoding and model
 # call overlap the storage waits of the other.
@@ -242,7 +246,7 @@ class ScoreResult:
         return self.listed / self.seconds if self.seconds else 0.0
 
 
-def run_score(spec, echo=print) -> ScoreResult:
+def run_score(spec: ScoreSpec, echo=print) -> ScoreResult:
     """Score every object under `spec.input` with the model at `spec.model`.
 
     Raises:
@@ -259,7 +263,7 @@ def run_score(spec, echo=print) -> ScoreResult:
         return _score_run(spec, run, task_class, echo)
 
 
-def _score_run(spec, run: Run, task_class, echo) -> ScoreResult:
+def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
     import pyarrow.parquet as pq
 
     model = prepare_model(spec.model, spec.trust_model_code)

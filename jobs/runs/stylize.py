@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from jobs.storage.objects import (
 from jobs.workers.annotation import output_key_for
 from jobs.workers.decode_isolation import task_blob
 from jobs.workers.decoding import decode_all, fetched_in_order, give_back, isolation_enabled
+
+if TYPE_CHECKING:
+    from jobs.spec.kinds import StylizeSpec
 
 __all__ = ["StylizerSource", "resolve_stylizer", "run_stylize"]
 
@@ -259,7 +263,7 @@ class StylizeResult:
     style_loss: float | None = None
 
 
-def run_stylize(spec, echo=print) -> StylizeResult:
+def run_stylize(spec: StylizeSpec, echo=print) -> StylizeResult:
     """Stylize every image under `spec.input` in every style of `spec.styles`.
 
     Raises:
