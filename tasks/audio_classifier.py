@@ -66,7 +66,7 @@ def build_mfcc_lstm(example_shape: tuple[int, int], num_classes: int, learning_r
     inputs go in unscaled (c0 ~ -1100..0, the rest ~ +-50), which learns badly.
 
     Measured on 4 espeak-ng words, 8 voices to train and 2 unheard to test, 10 epochs
-    (README, "The audio classifier"): the seeds' model (batch statistics learnt by
+    (docs/training.md, "The audio classifier"): the seeds' model (batch statistics learnt by
     BatchNorm, the LSTM's last state) reached 0.54-0.79 per file; fixed statistics alone
     0.75-1.0; with the LSTM's outputs averaged over the real frames, 1.0 for every seed.
     The average gives every frame a direct path to the loss; the last state of a 101-step

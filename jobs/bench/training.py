@@ -3,7 +3,7 @@
 Both train the CIFAR-10 CNN on the same decoded images with the same global batch size
 and count samples per second over the epochs after the first (the first traces the
 graph; with MWMS it also sets up the collectives). Ours also reports its end-to-end rate
-(decoding, worker start-up and checkpoints included), for the README's honesty.
+(decoding, worker start-up and checkpoints included), for docs/performance.md's honesty.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The data contract of incremental score jobs: the tables a run date publishes and their
-pinned schemas (tests/test_data_contract.py). How staged classifier rows become them:
+pinned schemas (tests/unit/test_data_contract.py). How staged classifier rows become them:
 `jobs.runs.nightly_commit`.
 
 Under the job's output, one Delta table per name, partitioned by `run_date` (hive-style

@@ -157,7 +157,7 @@ class TrainingPlan:
 
         A shard that fits the worker's memory budget is read once and served from memory:
         streaming it again every epoch through `to_tf` made an epoch 3-7x slower than the
-        model's own step time (README, Performance). Larger shards stream.
+        model's own step time (docs/performance.md). Larger shards stream.
         """
         # Each worker batches the global batch; MWMS splits every batch into one part per
         # worker and step (jobs.workers.train_settings). drop_last: a final batch smaller than the

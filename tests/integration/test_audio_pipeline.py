@@ -35,7 +35,7 @@ def audio_model(ray_driver, tmp_path_factory):
 def test_audio_training_learns_spoken_words(audio_model):
     assert audio_model.class_names == ["no", "yes"]
     # Chance is 0.5 (unseen voices). The earlier model needed 30 epochs at a hand-set batch
-    # size and learning rate; this one learns with the example's defaults (README, "The
+    # size and learning rate; this one learns with the example's defaults (docs/training.md, "The
     # audio classifier").
     assert audio_model.metrics["val_accuracy"] > 0.75, audio_model.metrics
 

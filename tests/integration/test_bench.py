@@ -1,6 +1,6 @@
 """`mediajobs bench`: the smoke run emits every figure (speeds are not asserted here: they are
 measured by the benchmark itself, on a quiet machine), and the ratios and targets are
-computed from the figures as the README says."""
+computed from the figures as docs/performance.md says."""
 
 from __future__ import annotations
 

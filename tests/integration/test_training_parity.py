@@ -123,7 +123,7 @@ def shapes_spec(workers: int) -> dict:
             "model": {"architecture": "cifar10-cnn"},
             "data": {"train": "s3://it-media/parity-shapes/train/", "validation": "s3://it-media/parity-shapes/test/"},
             # Trained to convergence: at 8 epochs single runs still differed by up to 3.4 points
-            # seed to seed in one process; at 16, by 1 (README, "Training").
+            # seed to seed in one process; at 16, by 1 (docs/training.md, "Batch size, learning rate, early stopping").
             "training": {"epochs": 16}, "resources": {"num_workers": workers},
             "output": f"s3://it-models/parity-shapes-{workers}/"}
 
