@@ -22,7 +22,7 @@ from tasks.keras_files import load_keras, save_keras
 from tasks.protocols import Trainable
 from tasks.registry import DecodedMedia, Task, define, register
 
-ARCHITECTURES = ("dcgan",)  # DCGAN below: its spec fields and checks
+ARCHITECTURES = ("dcgan",)  # DCGAN_ARCHITECTURE below: its spec fields and checks
 DEFAULT_IMAGE_SHAPE = (28, 28, 1)
 DEFAULT_LATENT_DIM = 100
 DEFAULT_LEARNING_RATE = 1e-4
@@ -439,10 +439,11 @@ def _generator_sizes(fields) -> str | None:
     return None
 
 
-DCGAN = Architecture("dcgan", {"image_shape": DEFAULT_IMAGE_SHAPE, "latent_dim": DEFAULT_LATENT_DIM},
-                     refused_hint="dcgan sets the image size with image_shape", outputs="none",
-                     check=_generator_sizes)
-DEFINITION = define(TaskDefinition("gan", GanTask, (DCGAN,), produces="images", data=("train",),
+# Not `DCGAN`: that name is the Keras model class, created on first use (`__getattr__`).
+DCGAN_ARCHITECTURE = Architecture("dcgan", {"image_shape": DEFAULT_IMAGE_SHAPE, "latent_dim": DEFAULT_LATENT_DIM},
+                                  refused_hint="dcgan sets the image size with image_shape", outputs="none",
+                                  check=_generator_sizes)
+DEFINITION = define(TaskDefinition("gan", GanTask, (DCGAN_ARCHITECTURE,), produces="images", data=("train",),
                                    training_plan="gan", job_hint="kind: generate samples a trained GAN"))
 # mypy checks the class against the contract the job layers rely on (tasks.protocols).
 _CONTRACT: type[Trainable] = GanTask
