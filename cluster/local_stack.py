@@ -2,48 +2,32 @@
 
 `up` starts whatever is not already running and healthy, `status` probes it, `env_lines`
 prints shell exports for it and `down` stops exactly the processes `up` started. The state
-lives in the home (`cluster.localstate`): stack.json (endpoints, ports, pids, no secrets) and
-credentials.json (mode 0600). What a Ray client needs to pass the head's token
-authentication is described in `cluster._ray_head` and returned by `ray_client_env`.
+lives in the home (`cluster.localstate` reads it, `cluster._home` writes it): stack.json
+(endpoints, ports, pids, no secrets) and credentials.json (mode 0600). What a Ray client needs
+to pass the head's token authentication is described in `cluster._ray_head` and returned by
+`ray_client_env`.
 
 Every process `up` starts carries `MEDIAJOBS_LOCAL_STACK=<home>` in its environment (Ray
-workers inherit it), so `down` can find its own processes and nobody else's.
+workers inherit it), so `down` can find its own processes and nobody else's
+(`cluster._launch`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
 import os
-import secrets
 import shlex
-import shutil
-import subprocess
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster import _host, _ray_head, _seaweed, localstate
+from cluster import _home, _host, _ray_head, _seaweed, localstate
+from cluster._launch import MARKER_VAR, Launch, keep_if_current, launch_fingerprint, marker, start_components
 from cluster.errors import StackError
-from cluster.localstate import (
-    DEFAULT_REGION,
-    LocalStack,
-    credentials_file,
-    mediajobs_home,
-    ray_auth_token_file,
-    read_local_stack,
-    stack_file,
-)
+from cluster.localstate import LocalStack, ray_auth_token_file, read_local_stack
 
 __all__ = ["up", "down", "status", "env_lines", "ray_client_env", "StackStatus", "ComponentStatus"]
 
-MARKER_VAR = "MEDIAJOBS_LOCAL_STACK"
 START_TIMEOUT_SECONDS = 120.0
 OBJECT_STORE_BYTES = 2 * 1024**3
-_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -70,16 +54,6 @@ class StackStatus:
         return bool(self.components) and all(c.healthy for c in self.components)
 
 
-@dataclass(frozen=True)
-class _Launch:
-    """How to start one component, and how to tell that it answers."""
-
-    command: list[str]
-    env: dict[str, str]
-    fingerprint: str
-    probe: Callable[[], bool]
-
-
 def up(home: Path | None = None, *, num_cpus: int | None = None,
        timeout: float = START_TIMEOUT_SECONDS) -> LocalStack:
     """Start the local stack, or leave it alone where it already runs and answers.
@@ -98,69 +72,27 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
     Raises:
         StackError: a component did not start or answer in time (the message names its log).
     """
-    home = _prepare_home(home)
-    with _locked(home):
-        state = _read_state(home)
-        ports, procs = state.setdefault("ports", {}), state.setdefault("processes", {})
-        creds = _ensure_credentials(home)
+    home = _home.prepare_home(home)
+    with _home.locked(home):
+        state = _home.read_state(home)
+        ports = state.setdefault("ports", {})
+        state.setdefault("processes", {})
+        creds = _home.ensure_credentials(home)
         token_file = ray_auth_token_file(home)
         _ray_head.ensure_token(token_file)
-        runtime = _ensure_runtime_dir(home)
-        identities = home / "seaweed-s3.json"
-        _seaweed.write_identities(identities, creds)
-        cpus = num_cpus or os.cpu_count() or 1
+        runtime = _home.ensure_runtime_dir(home)
 
-        # The volume settings are part of the fingerprint: a stack started with older ones restarts.
-        weed_fp = _fingerprint(creds["access_key"], creds["secret_key"], creds["reader_access_key"],
-                               creds["reader_secret_key"], *_seaweed.VOLUME_FLAGS,
-                               *(f"{k}={v}" for k, v in sorted(_seaweed.VOLUME_ENV.items())))
-        weed_ok = _seaweed.NAME in ports and _keep_if_current(home, procs, _seaweed.NAME, weed_fp, lambda: (
-            _seaweed.is_healthy(_seaweed.s3_endpoint(ports[_seaweed.NAME]), *_key_pair(creds),
-                                master_port=ports[_seaweed.NAME]["master"])))
-        if not weed_ok:
-            ports[_seaweed.NAME] = _host.allocate_ports(_seaweed.DEFAULT_PORTS, ports.get(_seaweed.NAME, {}),
-                                                        taken=set(ports.get(_ray_head.NAME, {}).values()))
+        # The S3 server first: the head's environment carries its endpoint and key pair.
+        weed = _seaweed_launch(home, state, creds, runtime)
         endpoint = _seaweed.s3_endpoint(ports[_seaweed.NAME])
         s3_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": creds["access_key"],
                   "AWS_SECRET_ACCESS_KEY": creds["secret_key"], "AWS_DEFAULT_REGION": creds["region"]}
-
-        # A head started before it bound to loopback only (LOOPBACK_ENV) restarts.
-        ray_fp = _fingerprint(*s3_env.values(), str(cpus), str(OBJECT_STORE_BYTES),
-                              *(f"{k}={v}" for k, v in sorted(_ray_head.LOOPBACK_ENV.items())))
-        ray_ok = _ray_head.NAME in ports and _keep_if_current(home, procs, _ray_head.NAME, ray_fp, lambda: (
-            _ray_head.is_healthy(ports[_ray_head.NAME]["gcs"], _dashboard_url(ports), token_file)))
-        if not ray_ok:
-            ports[_ray_head.NAME] = _allocate_ray_ports(home, ports.get(_ray_head.NAME, {}),
-                                                        taken=set(ports[_seaweed.NAME].values()))
+        head = _ray_head_launch(home, state, s3_env, runtime, token_file, num_cpus or os.cpu_count() or 1)
         state.update(s3_endpoint=endpoint, ray_address=f"127.0.0.1:{ports[_ray_head.NAME]['gcs']}",
                      dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime), ray_loopback_only=True)
 
-        launches: dict[str, _Launch] = {}
-        if not weed_ok:
-            launches[_seaweed.NAME] = _Launch(
-                _seaweed.server_command(home / "seaweed", identities, runtime, ports[_seaweed.NAME]),
-                _seaweed.server_environment({**os.environ, MARKER_VAR: str(home)}), weed_fp,
-                lambda: _seaweed.is_healthy(endpoint, *_key_pair(creds), master_port=ports[_seaweed.NAME]["master"]))
-        if not ray_ok:
-            rp = ports[_ray_head.NAME]
-            launches[_ray_head.NAME] = _Launch(
-                _ray_head.head_command(rp, (rp["min_worker"], rp["max_worker"]), runtime, cpus, OBJECT_STORE_BYTES),
-                _ray_head.head_environment(dict(os.environ), s3_env, token_file, (MARKER_VAR, str(home))), ray_fp,
-                lambda: _ray_head.is_healthy(rp["gcs"], state["dashboard_url"], token_file))
-
-        started: dict[str, subprocess.Popen] = {}
-        try:
-            for name, launch in launches.items():
-                started[name] = _host.spawn(launch.command, launch.env, _log_file(home, name), cwd=home)
-                procs[name] = {"pid": started[name].pid, "fingerprint": launch.fingerprint}
-            _write_state(home, state)  # pids first: a crash while waiting must not orphan them
-            _wait_until_healthy(home, started, {name: launch.probe for name, launch in launches.items()}, timeout)
-        except BaseException:
-            _host.terminate({proc.pid: 3.0 for proc in started.values()})
-            for name in started:
-                procs.pop(name, None)
-            _write_state(home, state)
-            raise
+        launches = {name: launch for name, launch in ((_seaweed.NAME, weed), (_ray_head.NAME, head)) if launch}
+        start_components(home, state, launches, timeout)
     stack = read_local_stack(home)
     if stack is None:  # we just wrote both files; only a concurrent `rm` gets here
         raise StackError(f"the stack state under {home} vanished while starting")
@@ -176,12 +108,12 @@ def down(home: Path | None = None) -> list[str]:
     Returns:
         One human-readable line per thing stopped (empty when nothing was running).
     """
-    home = _resolve_home(home)
+    home = _home.resolve_home(home)
     if not home.is_dir():
         return []
-    with _locked(home):
+    with _home.locked(home):
         try:
-            state = _read_state(home)
+            state = _home.read_state(home)
         except StackError:
             state = {}  # unreadable: the marker sweep below still finds this home's processes
         procs = state.get("processes", {})
@@ -189,26 +121,26 @@ def down(home: Path | None = None) -> list[str]:
         targets, lines = {}, []
         for name, record in sorted(procs.items()):
             pid = record.get("pid")
-            if pid and _host.carries_marker(pid, _marker(home)):
+            if pid and _host.carries_marker(pid, marker(home)):
                 targets[pid] = graces.get(name, 5.0)
                 lines.append(f"stopped {name} (pid {pid})")
         _host.terminate(targets)
-        leftovers = _host.marked_pids(_marker(home))  # e.g. Ray workers, which lead their own sessions
+        leftovers = _host.marked_pids(marker(home))  # e.g. Ray workers, which lead their own sessions
         if leftovers:
             _host.terminate({pid: 3.0 for pid in leftovers})
             lines.append(f"stopped {len(leftovers)} leftover process(es) of this stack")
-        if not _host.marked_pids(_marker(home)):
-            _remove_runtime_files(home, state.get("ports", {}).get(_seaweed.NAME, {}))
+        if not _host.marked_pids(marker(home)):
+            _home.remove_runtime_files(home, state.get("ports", {}).get(_seaweed.NAME, {}))
         if state:
             state["processes"] = {}
-            _write_state(home, state)
+            _home.write_state(home, state)
     return lines
 
 
 def status(home: Path | None = None) -> StackStatus:
     """Probe each recorded component (quickly; this never starts anything)."""
-    home = _resolve_home(home)
-    state, stack = _read_state(home), read_local_stack(home)
+    home = _home.resolve_home(home)
+    state, stack = _home.read_state(home), read_local_stack(home)
     ports, procs = state.get("ports", {}), state.get("processes", {})
     if stack is None or _seaweed.NAME not in ports or _ray_head.NAME not in ports:
         return StackStatus(home, (), None)
@@ -223,8 +155,8 @@ def status(home: Path | None = None) -> StackStatus:
     components = []
     for name, (endpoint, probe) in probes.items():
         pid = procs.get(name, {}).get("pid")
-        pid = pid if pid and _host.carries_marker(pid, _marker(home)) else None
-        components.append(ComponentStatus(name, endpoint, pid, pid is not None and probe(), _log_file(home, name)))
+        pid = pid if pid and _host.carries_marker(pid, marker(home)) else None
+        components.append(ComponentStatus(name, endpoint, pid, pid is not None and probe(), _home.log_file(home, name)))
     return StackStatus(home, tuple(components), stack.dashboard_url)
 
 
@@ -236,7 +168,7 @@ def env_lines(home: Path | None = None) -> list[str]:
     Raises:
         StackError: no stack was ever started under this home.
     """
-    home = _resolve_home(home)
+    home = _home.resolve_home(home)
     stack = read_local_stack(home)
     if stack is None:
         raise StackError(f"no local stack under {home}; start one with `mediajobs local up`")
@@ -251,162 +183,65 @@ def ray_client_env(stack: LocalStack, home: Path | None = None) -> dict[str, str
 
     Set them before `ray` is imported; see `cluster.localstate.ray_client_env`.
     """
-    return localstate.ray_client_env(stack, _resolve_home(home))
+    return localstate.ray_client_env(stack, _home.resolve_home(home))
 
 
-# --- state ---------------------------------------------------------------------------
+# --- what `up` starts ------------------------------------------------------------------
 
-def _resolve_home(home: Path | None) -> Path:
-    return Path(home or mediajobs_home()).expanduser().resolve()
+def _seaweed_launch(home: Path, state: dict, creds: dict[str, str], runtime: Path) -> Launch | None:
+    """How to start the S3 server on its (re)allocated ports; None when the running one may stay."""
+    ports, procs = state["ports"], state["processes"]
+    identities = home / "seaweed-s3.json"
+    _seaweed.write_identities(identities, creds)
+    # The volume settings are part of the fingerprint: a stack started with older ones restarts.
+    fingerprint = launch_fingerprint(creds["access_key"], creds["secret_key"], creds["reader_access_key"],
+                                       creds["reader_secret_key"], *_seaweed.VOLUME_FLAGS,
+                                       *(f"{k}={v}" for k, v in sorted(_seaweed.VOLUME_ENV.items())))
 
+    def answers() -> bool:
+        return _seaweed.is_healthy(_seaweed.s3_endpoint(ports[_seaweed.NAME]), *_key_pair(creds),
+                                   master_port=ports[_seaweed.NAME]["master"])
 
-def _prepare_home(home: Path | None) -> Path:
-    home = _resolve_home(home)
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(home, 0o700)
-    for sub in ("logs", "seaweed"):
-        (home / sub).mkdir(exist_ok=True)
-    return home
-
-
-def _remove_runtime_files(home: Path, weed_ports: dict[str, int]) -> None:
-    """Ray's session directory and the sockets under /tmp; logs and data stay in the home."""
-    shutil.rmtree(_ray_head.runtime_dir(home), ignore_errors=True)
-    for path in _seaweed.stale_socket_files(weed_ports):
-        path.unlink(missing_ok=True)
-
-
-def _ensure_runtime_dir(home: Path) -> Path:
-    runtime = _ray_head.runtime_dir(home)
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    if runtime.stat().st_uid != os.getuid():
-        raise StackError(f"{runtime} belongs to another user; remove it or use another MEDIAJOBS_HOME")
-    return runtime
+    if _seaweed.NAME in ports and keep_if_current(home, procs, _seaweed.NAME, fingerprint, answers):
+        return None
+    ports[_seaweed.NAME] = _host.allocate_ports(_seaweed.DEFAULT_PORTS, ports.get(_seaweed.NAME, {}),
+                                                taken=set(ports.get(_ray_head.NAME, {}).values()))
+    return Launch(_seaweed.server_command(home / "seaweed", identities, runtime, ports[_seaweed.NAME]),
+                  _seaweed.server_environment({**os.environ, MARKER_VAR: str(home)}), fingerprint, answers)
 
 
-@contextlib.contextmanager
-def _locked(home: Path) -> Iterator[None]:
-    """Serialise `up`/`down` on one home (two terminals running `up` at once)."""
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def _ray_head_launch(home: Path, state: dict, s3_env: dict[str, str], runtime: Path, token_file: Path,
+                     cpus: int) -> Launch | None:
+    """How to start the Ray head on its (re)allocated ports; None when the running one may stay."""
+    ports, procs = state["ports"], state["processes"]
+    # A head started before it bound to loopback only (LOOPBACK_ENV) restarts.
+    fingerprint = launch_fingerprint(*s3_env.values(), str(cpus), str(OBJECT_STORE_BYTES),
+                                       *(f"{k}={v}" for k, v in sorted(_ray_head.LOOPBACK_ENV.items())))
+
+    def answers() -> bool:
+        return _ray_head.is_healthy(ports[_ray_head.NAME]["gcs"], _dashboard_url(ports), token_file)
+
+    if _ray_head.NAME in ports and keep_if_current(home, procs, _ray_head.NAME, fingerprint, answers):
+        return None
+    rp = ports[_ray_head.NAME] = _allocate_ray_ports(home, ports.get(_ray_head.NAME, {}),
+                                                      taken=set(ports[_seaweed.NAME].values()))
+    return Launch(_ray_head.head_command(rp, (rp["min_worker"], rp["max_worker"]), runtime, cpus, OBJECT_STORE_BYTES),
+                  _ray_head.head_environment(dict(os.environ), s3_env, token_file, (MARKER_VAR, str(home))),
+                  fingerprint, answers)
 
 
-def _read_state(home: Path) -> dict:
-    try:
-        return json.loads(stack_file(home).read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise StackError(f"{stack_file(home)} is not valid JSON ({exc}); remove it, then run "
-                         "`mediajobs local down` to stop this home's processes and `up` again") from None
-
-
-def _write_state(home: Path, state: dict) -> None:
-    _write_private(stack_file(home), json.dumps(state, indent=2, sort_keys=True) + "\n", mode=0o644)
-
-
-def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def _ensure_credentials(home: Path) -> dict[str, str]:
-    """The S3 key pairs (the stack's and a read-only one), generated once and reused afterwards."""
-    path = credentials_file(home)
-    try:
-        creds = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        creds = {}
-    pairs = {"": "MJ", "reader_": "MR"}  # field prefix -> access key prefix
-    missing = [field for field in pairs if not (creds.get(f"{field}access_key") and creds.get(f"{field}secret_key"))]
-    for field in missing:  # a home from before the reader pair gets one; the main pair is kept
-        creds[f"{field}access_key"] = pairs[field] + secrets.token_hex(9).upper()
-        creds[f"{field}secret_key"] = secrets.token_urlsafe(30)
-    creds = {"region": DEFAULT_REGION, **creds}
-    if missing:
-        _write_private(path, json.dumps(creds, indent=2) + "\n")
-    os.chmod(path, 0o600)
-    return creds
-
+# --- endpoints and ports ---------------------------------------------------------------
 
 def _key_pair(creds: dict[str, str]) -> tuple[str, str, str]:
     return creds["access_key"], creds["secret_key"], creds["region"]
-
-
-def _fingerprint(*values: str) -> str:
-    # Recorded per process so a changed key pair or endpoint restarts what depends on it.
-    return hashlib.sha256("\0".join(values).encode()).hexdigest()[:16]
 
 
 def _dashboard_url(ports: dict) -> str:
     return f"http://127.0.0.1:{ports[_ray_head.NAME]['dashboard']}"
 
 
-def _log_file(home: Path, name: str) -> Path:
-    return home / "logs" / f"{name}.log"
-
-
-# --- ports and processes ---------------------------------------------------------------
-
 def _allocate_ray_ports(home: Path, recorded: dict[str, int], taken: set[int]) -> dict[str, int]:
     ports = _host.allocate_ports(_ray_head.DEFAULT_PORTS, recorded, taken)
     ports["min_worker"], ports["max_worker"] = _host.free_port_block(
         str(home), _ray_head.WORKER_PORT_COUNT, recorded.get("min_worker"), taken)
     return ports
-
-
-def _marker(home: Path) -> str:
-    return f"{MARKER_VAR}={home}"
-
-
-def _wait_until_healthy(home: Path, started: dict[str, subprocess.Popen],
-                        probes: dict[str, Callable[[], bool]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = dict(started)
-    while pending:
-        for name, proc in list(pending.items()):
-            if proc.poll() is not None:
-                raise StackError(f"{name} exited with code {proc.returncode} while starting; "
-                                 f"see {_log_file(home, name)}:\n{_tail(_log_file(home, name))}")
-            if probes[name]():
-                del pending[name]
-        if pending and time.monotonic() > deadline:
-            logs = ", ".join(str(_log_file(home, name)) for name in pending)
-            raise StackError(f"{' and '.join(pending)} did not answer its health probe within {timeout:g} s; "
-                             f"see {logs} (Ray's own logs: {_ray_head.runtime_dir(home)}/session_latest/logs)")
-        if pending:
-            time.sleep(_POLL_SECONDS)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _keep_if_current(home: Path, procs: dict, name: str, fingerprint: str, probe: Callable[[], bool]) -> bool:
-    """True when the recorded process runs with these settings and answers; else stop it."""
-    record = procs.get(name) or {}
-    pid = record.get("pid")
-    if not pid or not _host.carries_marker(pid, _marker(home)):
-        return False
-    if record.get("fingerprint") == fingerprint and _answers_within(probe, 5.0):
-        return True
-    _host.terminate({pid: 5.0})
-    return False
-
-
-def _answers_within(probe: Callable[[], bool], seconds: float) -> bool:
-    # A loaded machine can miss one probe; do not restart a busy but working server for it.
-    deadline = time.monotonic() + seconds
-    while not probe():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(_POLL_SECONDS)
-    return True

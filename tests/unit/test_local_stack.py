@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cluster import _host
+from cluster import _home, _host
 from cluster import local_stack as stack_api
 from cluster.localstate import credentials_file
 from jobs.errors import StackError
@@ -45,20 +45,20 @@ def test_worker_port_block_is_kept_when_free_and_avoids_busy_ports():
 
 
 def test_credentials_are_generated_once_and_private(tmp_path):
-    first = stack_api._ensure_credentials(tmp_path)
-    again = stack_api._ensure_credentials(tmp_path)
+    first = _home.ensure_credentials(tmp_path)
+    again = _home.ensure_credentials(tmp_path)
     assert first == again
     assert len(first["secret_key"]) >= 40 and first["access_key"].startswith("MJ")
     assert stat.S_IMODE(credentials_file(tmp_path).stat().st_mode) == 0o600
     assert first["reader_access_key"].startswith("MR") and first["reader_secret_key"] != first["secret_key"]
     (tmp_path / "other").mkdir()
-    assert stack_api._ensure_credentials(tmp_path / "other")["secret_key"] != first["secret_key"]
+    assert _home.ensure_credentials(tmp_path / "other")["secret_key"] != first["secret_key"]
 
 
 def test_a_home_from_before_the_reader_pair_keeps_its_key_pair_and_gains_a_reader(tmp_path):
     old = {"access_key": "MJOLD", "secret_key": "s" * 40, "region": "us-east-1"}
     credentials_file(tmp_path).write_text(json.dumps(old))
-    creds = stack_api._ensure_credentials(tmp_path)
+    creds = _home.ensure_credentials(tmp_path)
     assert {k: creds[k] for k in old} == old
     assert creds["reader_access_key"].startswith("MR")
     assert json.loads(credentials_file(tmp_path).read_text()) == creds
