@@ -15,9 +15,9 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
-from jobs.bench.data import BenchSizes, prepare
+from jobs.bench.data import BenchData, BenchSizes, prepare
 
 DEFAULT_BUCKET = "s3://mediajobs-bench/"
 
@@ -39,80 +39,25 @@ UNITS = {"image": "images/s", "video": "frames/s", "audio": "clips/s", "training
 def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | None = None,
               echo: Callable[[str], None] = print) -> dict:
     """Measure everything; returns the figures (the JSON document)."""
-    from jobs.bench import image, media, training
-    from jobs.bench.memory import peak_memory, wait_for_idle_workers
-    from jobs.bench.models import export_model
-    from jobs.storage.objects import delete_prefix
+    from jobs.bench import image
 
     sizes = BenchSizes.for_mode(quick)
     if repeats:
         sizes = BenchSizes(**{**asdict(sizes), "repeats": repeats})
     began = time.time()
     data = prepare(bucket, sizes, echo)
-    models = data.root + "models/"
-    image_model = export_model(models + "cifar10-cnn/", "image-classifier", "cifar10-cnn",
-                               {"input_shape": image.INPUT_SHAPE})
-    video_model = export_model(models + "video-cnn/", "video-classifier", "cifar10-cnn",
-                               {"input_shape": image.INPUT_SHAPE})
-    audio_model = export_model(models + "mfcc-lstm/", "audio-classifier", "mfcc-lstm", dict(media.AUDIO))
-    runs: dict[str, dict[str, list[float]]] = {}
-    scratch = data.root + "out/"
-
-    def measure(section: str, name: str, run: Callable[[str], float | tuple[float, dict]],
-                unit: str | None = None) -> float:
-        """Run once and keep the figure; a runner may add figures of its own, kept as
-        `<name>_<key>` (ours: the rate after the first rows, `ours_steady`)."""
-        output = f"{scratch}{section}-{name}/"
-        delete_prefix(output)
-        got = run(output)
-        value, extra = got if isinstance(got, tuple) else (got, {})
-        delete_prefix(output)
-        runs.setdefault(section, {}).setdefault(name, []).append(value)
-        for key, figure in extra.items():
-            runs[section].setdefault(f"{name}_{key}", []).append(figure)
-        echo(f"  {section:<8} {name:<16} {value:>10,.1f} {unit or UNITS[section]}")
-        return value
-
+    models = _export_models(data.root + "models/")
+    recorder = _Recorder(data.root + "out/", echo)
     echo(f"benchmark data: {data.root} ({sizes.images:,} images, {sizes.videos} videos, {sizes.clips:,} clips); "
          f"{sizes.repeats} run(s) of each")
-    memory: dict[str, float] = {"n": sizes.images // 5, "peak_bytes_n": 0, "peak_bytes_5n": 0}
-    for repeat in range(sizes.repeats):
-        echo(f"run {repeat + 1} of {sizes.repeats}")
-        # No memory meter on the timed runs: it reads every process's smaps each 0.25 s, and
-        # ours has more processes (decode children) than its alternatives to read.
-        measure("image", "ours", lambda out: image.ours(data.images, image_model, out))
-        measure("image", "in_process_decode", lambda out: image.in_process_decode(data.images, image_model, out))
-        measure("image", "ray_data_plain", lambda out: image.ray_data_plain(data.images, image_model, out))
-        measure("image", "tf_data", lambda out: image.tf_data(data.images, image_model, out))
-        measure("image", "decode_only", lambda out: image.decode_only(data.images))
-        measure("image", "model_only", lambda out: image.model_only(image_model))
-        measure("video", "ours", lambda out: media.video_ours(data.videos, video_model, out))
-        measure("video", "decode_only", lambda out: media.video_decode_only(data.videos))
-        measure("audio", "ours", lambda out: media.audio_ours(data.clips, audio_model, out))
-        measure("audio", "decode_mfcc", lambda out: media.audio_decode_mfcc(data.clips))
+    _interleaved_runs(recorder, data, models, sizes.repeats)
     # Slow or long alternatives run once: the seeds' loop (on a sample) and training.
-    measure("image", "seed_loop", lambda out: image.seed_loop(data.images, image_model, out, sizes.seed_loop_images))
-    wait_for_idle_workers()
-    with peak_memory() as meter:
-        measure("memory", "ours_at_n", lambda out: image.ours(data.images_n, image_model, out), "images/s")
-    memory["peak_bytes_n"] = meter.peak_bytes
-    wait_for_idle_workers()
-    with peak_memory() as meter:
-        measure("memory", "ours_at_5n", lambda out: image.ours(data.images, image_model, out), "images/s")
-    memory["peak_bytes_5n"] = meter.peak_bytes
-    # Training decodes the N images of part 0 (ten class folders). Its epochs last about a
-    # second, so the scoring actors still winding down would show in them: wait them out.
-    wait_for_idle_workers()
-    trained: dict[str, float] = {}
+    recorder.measure("image", "seed_loop",
+                     lambda out: image.seed_loop(data.images, models.image, out, sizes.seed_loop_images))
+    memory = _memory_runs(recorder, data, models.image, sizes.images // 5)
+    trained = _training_runs(recorder, data, sizes)
 
-    def train_ours(output: str) -> float:
-        trained.update(training.ours(data.images_n, output, sizes.epochs, sizes.train_batch))
-        return trained["samples_s"]
-
-    measure("training", "ours", train_ours)
-    measure("training", "single_process",
-            lambda out: training.single_process(data.images_n, sizes.epochs, sizes.train_batch))
-
+    runs = recorder.runs
     figures = {section: {name: statistics.median(values) for name, values in named.items()}
                for section, named in runs.items() if section != "memory"}
     figures["image"]["ideal"] = image.ideal(figures["image"]["decode_only"], figures["image"]["model_only"])
@@ -124,6 +69,112 @@ def run_bench(quick: bool = False, bucket: str = DEFAULT_BUCKET, repeats: int | 
         "ratios": ratios(figures), "targets": check_targets(figures, memory), "runs": runs,
         "seconds": round(time.time() - began, 1), "data": data.root,
     }
+
+
+@dataclass(frozen=True)
+class _BenchModels:
+    """The seeded models every run scores with (URIs of exported model versions)."""
+
+    image: str
+    video: str
+    audio: str
+
+
+def _export_models(models: str) -> _BenchModels:
+    from jobs.bench import image, media
+    from jobs.bench.models import export_model
+
+    return _BenchModels(
+        image=export_model(models + "cifar10-cnn/", "image-classifier", "cifar10-cnn",
+                           {"input_shape": image.INPUT_SHAPE}),
+        video=export_model(models + "video-cnn/", "video-classifier", "cifar10-cnn",
+                           {"input_shape": image.INPUT_SHAPE}),
+        audio=export_model(models + "mfcc-lstm/", "audio-classifier", "mfcc-lstm", dict(media.AUDIO)),
+    )
+
+
+class _Recorder:
+    """Every figure measured: `runs[section][name]` holds one value per run."""
+
+    def __init__(self, scratch: str, echo: Callable[[str], None]) -> None:
+        self.scratch = scratch
+        self.echo = echo
+        self.runs: dict[str, dict[str, list[float]]] = {}
+
+    def measure(self, section: str, name: str, run: Callable[[str], float | tuple[float, dict]],
+                unit: str | None = None) -> float:
+        """Run once and keep the figure; a runner may add figures of its own, kept as
+        `<name>_<key>` (ours: the rate after the first rows, `ours_steady`)."""
+        from jobs.storage.objects import delete_prefix
+
+        output = f"{self.scratch}{section}-{name}/"
+        delete_prefix(output)
+        got = run(output)
+        value, extra = got if isinstance(got, tuple) else (got, {})
+        delete_prefix(output)
+        self.runs.setdefault(section, {}).setdefault(name, []).append(value)
+        for key, figure in extra.items():
+            self.runs[section].setdefault(f"{name}_{key}", []).append(figure)
+        self.echo(f"  {section:<8} {name:<16} {value:>10,.1f} {unit or UNITS[section]}")
+        return value
+
+
+def _interleaved_runs(recorder: _Recorder, data: BenchData, models: _BenchModels, repeats: int) -> None:
+    """Ours and each scoring alternative, once per repeat, interleaved: a noisy neighbour slows all alike."""
+    from jobs.bench import image, media
+
+    measure = recorder.measure
+    for repeat in range(repeats):
+        recorder.echo(f"run {repeat + 1} of {repeats}")
+        # No memory meter on the timed runs: it reads every process's smaps each 0.25 s, and
+        # ours has more processes (decode children) than its alternatives to read.
+        measure("image", "ours", lambda out: image.ours(data.images, models.image, out))
+        measure("image", "in_process_decode", lambda out: image.in_process_decode(data.images, models.image, out))
+        measure("image", "ray_data_plain", lambda out: image.ray_data_plain(data.images, models.image, out))
+        measure("image", "tf_data", lambda out: image.tf_data(data.images, models.image, out))
+        measure("image", "decode_only", lambda out: image.decode_only(data.images))
+        measure("image", "model_only", lambda out: image.model_only(models.image))
+        measure("video", "ours", lambda out: media.video_ours(data.videos, models.video, out))
+        measure("video", "decode_only", lambda out: media.video_decode_only(data.videos))
+        measure("audio", "ours", lambda out: media.audio_ours(data.clips, models.audio, out))
+        measure("audio", "decode_mfcc", lambda out: media.audio_decode_mfcc(data.clips))
+
+
+def _memory_runs(recorder: _Recorder, data: BenchData, image_model: str, n: int) -> dict[str, float]:
+    """Ours scoring N images, then 5N, each under the memory meter: their peaks (bytes)."""
+    from jobs.bench import image
+    from jobs.bench.memory import peak_memory, wait_for_idle_workers
+
+    memory: dict[str, float] = {"n": n, "peak_bytes_n": 0, "peak_bytes_5n": 0}
+    wait_for_idle_workers()
+    with peak_memory() as meter:
+        recorder.measure("memory", "ours_at_n", lambda out: image.ours(data.images_n, image_model, out), "images/s")
+    memory["peak_bytes_n"] = meter.peak_bytes
+    wait_for_idle_workers()
+    with peak_memory() as meter:
+        recorder.measure("memory", "ours_at_5n", lambda out: image.ours(data.images, image_model, out), "images/s")
+    memory["peak_bytes_5n"] = meter.peak_bytes
+    return memory
+
+
+def _training_runs(recorder: _Recorder, data: BenchData, sizes: BenchSizes) -> dict[str, float]:
+    """Ours and single-process training on the N images; returns ours' figures (`samples_s`, ...)."""
+    from jobs.bench import training
+    from jobs.bench.memory import wait_for_idle_workers
+
+    # Training decodes the N images of part 0 (ten class folders). Its epochs last about a
+    # second, so the scoring actors still winding down would show in them: wait them out.
+    wait_for_idle_workers()
+    trained: dict[str, float] = {}
+
+    def train_ours(output: str) -> float:
+        trained.update(training.ours(data.images_n, output, sizes.epochs, sizes.train_batch))
+        return trained["samples_s"]
+
+    recorder.measure("training", "ours", train_ours)
+    recorder.measure("training", "single_process",
+                     lambda out: training.single_process(data.images_n, sizes.epochs, sizes.train_batch))
+    return trained
 
 
 def ratios(figures: dict) -> dict[str, dict[str, float]]:
