@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -211,53 +212,84 @@ def fetch_and_decode(batch: dict[str, np.ndarray], *, task: Decoder, keep_errors
     uris = [str(u) for u in batch["uri"]]
     sizes = [int(s) for s in batch["size"]] if "size" in batch else [0] * len(uris)
     passthrough = {name: values for name, values in batch.items() if name not in ("uri", "size")}
-    rows: list[tuple[int, Any, dict, str, str, str]] = []  # (input index, example, position, info, stage, error)
-    zero = np.zeros(task.example_shape, dtype=task.example_dtype)
     blob = None
     if isolation_enabled() if isolate is None else isolate:
         from jobs.workers.decode_isolation import task_blob
 
         blob = task_blob(task)
+    rows = _decoded_rows(task, blob, uris, sizes)
+    if not keep_errors:
+        rows = [r for r in rows if not r[4]]
+    return _batch_columns(task, rows, uris, passthrough, keep_errors)
+
+
+# One output row: (input index, example, position, object_info JSON, stage, error); stage and
+# error are "" on an example row.
+_Row = tuple[int, Any, dict, str, str, str]
+
+
+def _decoded_rows(task: Decoder, blob: bytes | None, uris: list[str], sizes: list[int]) -> list[_Row]:
+    """Every object's rows, in input order: its examples, or one error row (its stage and reason)."""
+    zero = np.zeros(task.example_shape, dtype=task.example_dtype)
+    rows: list[_Row] = []
     with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
-        # Lazily, in input order: object i is decoded while later ones are still being
-        # fetched, so the CPU decodes during the network waits instead of after them.
-        # Decoded a group at a time (one round trip to the decode child for the images
-        # already fetched; a video alone), in input order.
         next_input = 0
-        for group in fetched_in_order(uris, sizes, task.reads, spool_dir, DECODE_GROUP[task.reads]):
-            fetches = [(error, seconds) for (_, error, seconds), _ in group]
-            sources = [source for (source, error, _), _ in group if error is None]
-            spooled = [s for s in sources if task.reads == "file" and str(s).startswith(spool_dir)]
-            held = sum(held for _, held in group)
-            del group  # from here on only `sources` holds the fetched bytes
-            try:
-                decoded_all = iter(decode_all(task, blob, sources))
-            finally:
-                del sources  # the fetched bytes go now, not when the next group's replace them
-                give_back(held)
-                for path in spooled:
-                    os.unlink(path)  # free the disk as soon as the object is decoded
+        for fetches, outcomes in _decoded_groups(task, blob, uris, sizes, spool_dir):
             # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
             for fetch_error, fetch_seconds in fetches:
                 i, next_input = next_input, next_input + 1
                 if fetch_error is not None:
                     rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
-                    continue
-                decoded, stage, reason, took = next(decoded_all)
-                seconds = round(fetch_seconds + took, 4)
-                if decoded is None:
-                    rows.append((i, zero, {}, json.dumps({"seconds": seconds}), stage, reason))
-                    continue
-                info = json.dumps({**(getattr(decoded, "info", None) or {}), "seconds": seconds})
-                for example, position in zip(decoded.examples, decoded.positions):
-                    rows.append((i, example, position, info, "", ""))
-                if len(decoded.examples) == 0:
-                    rows.append((i, zero, {}, info, "decode", "no examples decoded"))
-                elif decoded.warning:
-                    rows.append((i, zero, {}, info, "decode-partial", decoded.warning))
+                else:
+                    rows.extend(_object_rows(i, next(outcomes), fetch_seconds, zero))
+    return rows
 
-    if not keep_errors:
-        rows = [r for r in rows if not r[4]]
+
+def _decoded_groups(task: Decoder, blob: bytes | None, uris: list[str], sizes: list[int],
+                    spool_dir: str) -> Iterator[tuple[list[tuple[str | None, float]], Iterator[Any]]]:
+    """Per group of objects: each one's (fetch error, fetch seconds), and an iterator over the
+    decode outcomes of those fetched. A group's fetched bytes are dropped, its budget given back
+    and its spool files removed before it is yielded."""
+    # Lazily, in input order: object i is decoded while later ones are still being
+    # fetched, so the CPU decodes during the network waits instead of after them.
+    # Decoded a group at a time (one round trip to the decode child for the images
+    # already fetched; a video alone), in input order.
+    for group in fetched_in_order(uris, sizes, task.reads, spool_dir, DECODE_GROUP[task.reads]):
+        fetches = [(error, seconds) for (_, error, seconds), _ in group]
+        sources = [source for (source, error, _), _ in group if error is None]
+        spooled = [s for s in sources if task.reads == "file" and str(s).startswith(spool_dir)]
+        held = sum(held for _, held in group)
+        del group  # from here on only `sources` holds the fetched bytes
+        try:
+            decoded_all = iter(decode_all(task, blob, sources))
+        finally:
+            del sources  # the fetched bytes go now, not when the next group's replace them
+            give_back(held)
+            for path in spooled:
+                os.unlink(path)  # free the disk as soon as the object is decoded
+        yield fetches, decoded_all
+
+
+def _object_rows(i: int, outcome: Any, fetch_seconds: float, zero: np.ndarray) -> list[_Row]:
+    """The rows of input `i`, fetched: one per decoded example, plus one when it decoded to
+    nothing or only partly; a failed decode is one error row."""
+    decoded, stage, reason, took = outcome
+    seconds = round(fetch_seconds + took, 4)
+    if decoded is None:
+        return [(i, zero, {}, json.dumps({"seconds": seconds}), stage, reason)]
+    info = json.dumps({**(getattr(decoded, "info", None) or {}), "seconds": seconds})
+    rows: list[_Row] = [(i, example, position, info, "", "")
+                        for example, position in zip(decoded.examples, decoded.positions)]
+    if len(decoded.examples) == 0:
+        rows.append((i, zero, {}, info, "decode", "no examples decoded"))
+    elif decoded.warning:
+        rows.append((i, zero, {}, info, "decode-partial", decoded.warning))
+    return rows
+
+
+def _batch_columns(task: Decoder, rows: list[_Row], uris: list[str], passthrough: dict[str, Any],
+                   keep_errors: bool) -> dict[str, np.ndarray]:
+    """The output batch: the rows as columns, the input columns repeated on each row."""
     index = np.array([r[0] for r in rows], dtype=np.int64)
     out: dict[str, np.ndarray] = {"uri": np.array([uris[i] for i in index], dtype=object)}
     out.update({name: np.asarray(values)[index] for name, values in passthrough.items()})
