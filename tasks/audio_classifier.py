@@ -149,7 +149,6 @@ def read_mono(data: bytes, sample_rate: int, max_seconds: float, deadline: float
             the deadline.
     """
     import soundfile as sf
-    import soxr
 
     if not data:
         raise MediaDecodeError("empty object (0 bytes)")
@@ -158,25 +157,8 @@ def read_mono(data: bytes, sample_rate: int, max_seconds: float, deadline: float
         raise MediaDecodeError(f"not audio: looks like {looks_like}")
     try:
         with sf.SoundFile(io.BytesIO(data)) as source:
-            rate, channels, frames = source.samplerate, source.channels, source.frames
-            if frames == 0:
-                raise MediaDecodeError("no audio samples (a header without data)")
-            if frames / rate > max_seconds:
-                raise MediaDecodeError(f"audio too long: {frames / rate:.1f} s (limit {max_seconds:g} s)")
-            # The header may understate the length (e.g. a VBR MP3): stop reading there too.
-            limit = int(np.ceil(max_seconds * rate))
-            resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") \
-                if rate != sample_rate else None
-            pieces, read = [], 0
-            for block in source.blocks(blocksize=int(_READ_BLOCK_SECONDS * rate), dtype="float32", always_2d=True):
-                _check_deadline(deadline, f"reading audio at {read / rate:.0f} s")
-                read += len(block)
-                if read > limit:
-                    raise MediaDecodeError(f"audio too long: more than {max_seconds:g} s")
-                mono = block.mean(axis=1, dtype=np.float32)
-                pieces.append(resampler.resample_chunk(mono) if resampler else mono)
-            if resampler:
-                pieces.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            rate, channels = source.samplerate, source.channels
+            pieces, read = _read_resampled(source, sample_rate, max_seconds, deadline)
     except sf.SoundFileError as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
         raise MediaDecodeError(f"not decodable audio ({reason})") from None
@@ -186,15 +168,55 @@ def read_mono(data: bytes, sample_rate: int, max_seconds: float, deadline: float
     np.nan_to_num(signal, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
     np.clip(signal, -1.0, 1.0, out=signal)  # float sources may exceed full scale; resampling overshoots
     info = {"duration_s": read / rate, "source_sample_rate": rate, "channels": channels}
-    missing = _wav_data_missing(data)
-    if missing:
-        # libsndfile silently shortens such a file to the data present: scored as it
-        # is, the object would look whole. Like a truncated video, it keeps its windows
-        # and gets a decode-partial errors row.
-        declared_s = read / rate * (1 + missing[0] / max(missing[1], 1))
-        info["warning"] = (f"truncated WAV: the header declares {declared_s:.1f} s of audio, the file holds "
-                           f"{read / rate:.1f} s")
+    warning = _truncation_warning(data, read / rate)
+    if warning:
+        info["warning"] = warning
     return signal, info
+
+
+def _read_resampled(source, sample_rate: int, max_seconds: float,
+                    deadline: float | None) -> tuple[list[np.ndarray], int]:
+    """An open `soundfile.SoundFile` read block by block, each block averaged to mono and
+    resampled to `sample_rate`: the signal's pieces, and how many source frames were read.
+
+    Raises:
+        MediaDecodeError: no samples, longer than `max_seconds`, or past the deadline.
+    """
+    import soxr
+
+    rate, frames = source.samplerate, source.frames
+    if frames == 0:
+        raise MediaDecodeError("no audio samples (a header without data)")
+    if frames / rate > max_seconds:
+        raise MediaDecodeError(f"audio too long: {frames / rate:.1f} s (limit {max_seconds:g} s)")
+    # The header may understate the length (e.g. a VBR MP3): stop reading there too.
+    limit = int(np.ceil(max_seconds * rate))
+    resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") \
+        if rate != sample_rate else None
+    pieces, read = [], 0
+    for block in source.blocks(blocksize=int(_READ_BLOCK_SECONDS * rate), dtype="float32", always_2d=True):
+        _check_deadline(deadline, f"reading audio at {read / rate:.0f} s")
+        read += len(block)
+        if read > limit:
+            raise MediaDecodeError(f"audio too long: more than {max_seconds:g} s")
+        mono = block.mean(axis=1, dtype=np.float32)
+        pieces.append(resampler.resample_chunk(mono) if resampler else mono)
+    if resampler:
+        pieces.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    return pieces, read
+
+
+def _truncation_warning(data: bytes, seconds_read: float) -> str | None:
+    """The `warning` of a WAV file that ends inside its data chunk; None for a whole file."""
+    missing = _wav_data_missing(data)
+    if not missing:
+        return None
+    # libsndfile silently shortens such a file to the data present: scored as it
+    # is, the object would look whole. Like a truncated video, it keeps its windows
+    # and gets a decode-partial errors row.
+    declared_s = seconds_read * (1 + missing[0] / max(missing[1], 1))
+    return (f"truncated WAV: the header declares {declared_s:.1f} s of audio, the file holds "
+            f"{seconds_read:.1f} s")
 
 
 def _wav_data_missing(data: bytes) -> tuple[int, int] | None:
