@@ -12,6 +12,7 @@ import struct
 import subprocess
 import tempfile
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -88,6 +89,14 @@ def write_video_dataset(root: Path, classes: tuple[str, ...] = VIDEO_KINDS, per_
 
 
 # --- bad and unusual files -------------------------------------------------------------------
+
+
+def video_bytes(write: Callable[[Path], object], name: str = "v.mp4") -> bytes:
+    """The bytes a writer of this module produces (`write(path)`), made in a temporary directory."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / name
+        write(path)
+        return path.read_bytes()
 
 
 def _boxes(data: bytes | bytearray, start: int, end: int):

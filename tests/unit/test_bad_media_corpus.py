@@ -1,4 +1,4 @@
-"""The bad-media corpus (tests/support/badmedia.py) through the real score jobs, and its kinds through
+"""The bad-media corpus (tests/support/badmedia/) through the real score jobs, and its kinds through
 the decoders alone.
 
 Integration tests upload every kind to the real local S3 store and score it on the real
