@@ -5,6 +5,7 @@ is not defined here, so asking for it fails at setup)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,11 @@ def write_spec(tmp_path, monkeypatch):
         return str(path)
 
     return write
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where each example's spec is written; module-scoped, as hypothesis reruns the test body."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("FORCE_COLOR", raising=False)  # rich would add colour codes to the messages
+        yield tmp_path_factory.mktemp("fuzz") / "fuzzed-spec.yaml"
