@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from tasks.registry import DecodedMedia
+from tasks.media import DecodedMedia
 
 
 @runtime_checkable
