@@ -23,6 +23,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,12 @@ from jobs.spec.kinds import TrainSpec
 from jobs.storage.objects import filesystem_for
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode
 from jobs.workers.train_config import TrainLoopConfig
+from jobs.workers.train_data import StoreTrainingContext
 from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
-from jobs.workers.train_plans import extra_metadata, plan_for
+from jobs.workers.train_plans import plan_for
 from jobs.workers.train_settings import batch_size_for
+from tasks.registry import definition
+from tasks.training import TrainingDataError
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +87,15 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
     task = get_task(spec.task)(**task_config)
 
     plan = plan_for(spec.task)
-    objects = plan.list_objects(spec, task)
+    with _shown_to_user():
+        objects = plan.list_objects(spec, task, definition(spec.task), StoreTrainingContext())
     echo(f"training data: {objects.describe()}")
     datasets, decoded, skipped = _decoded_datasets(objects, task, spec.training.seed)
     examples = decoded["train"]
     if skipped:
         echo(f"warning: {skipped} objects could not be decoded and were left out of training")
-    plan.check_decoded(decoded)
+    with _shown_to_user():
+        plan.check_decoded(decoded)
     workers = spec.resources.num_workers
     batch = batch_size_for(spec.training.batch_size, spec.training.batch_size_is_set, examples, workers)
     if batch.reason:
@@ -132,12 +139,22 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
             "examples": examples, "skipped": skipped, "spec_name": spec.name,
             "workers": placements,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **extra_metadata(spec.task, str(source)),
+            **plan.extra_metadata(str(source)),
         })
         version = export_model(source, metadata, output.uri,
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
     return TrainResult(version.uri, exported["metrics"], objects.class_names, state["epoch"] + 1,
                        examples, skipped, time.time() - started, placements, exported["epoch"])
+
+
+@contextmanager
+def _shown_to_user() -> Iterator[None]:
+    """A plan's refusal of the job's data (`TrainingDataError`) as the job layers' user-facing
+    error, with its message as it is."""
+    try:
+        yield
+    except TrainingDataError as error:
+        raise MediaJobsError(str(error)) from None
 
 
 def _decoded_datasets(objects, task, seed: int) -> tuple[dict, dict[str, int], int]:
