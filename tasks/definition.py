@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tasks.architecture import Architecture, Outputs
+from tasks.training import CLASSIFIER_PLAN, TrainingPlan
 
 __all__ = ["JOB_OF", "Architecture", "Outputs", "Produces", "TaskDefinition"]
 
@@ -37,7 +38,8 @@ class TaskDefinition:
       a score spec (they do not change what the model sees).
     - `data`: the fields of a train spec's `data` section the task reads; `data_hints` say
       why a required one is needed.
-    - `training_plan`: the name of the training plan (`jobs.workers.train_plans`).
+    - `training_plan`: what a train job does that depends on the task (`tasks.training`): the
+      classifiers' plan unless the task brings its own.
     - `classifies_images`: its examples are images (stills or video frames), so `predict`
       and a generate job's quality check can feed it images.
     - `job_hint`: for a task a score job cannot run, what to use instead.
@@ -55,7 +57,7 @@ class TaskDefinition:
     scoring_sections: tuple[str, ...] = ()
     data: tuple[str, ...] = ("train", "validation")
     data_hints: Mapping[str, str] = field(default_factory=dict)
-    training_plan: str = "classifier"
+    training_plan: TrainingPlan = CLASSIFIER_PLAN
     classifies_images: bool = False
     job_hint: str = ""
     example_table: str | None = None

@@ -34,6 +34,7 @@ from tasks.dcgan import (
     to_uint8,
 )
 from tasks.definition import Architecture, TaskDefinition
+from tasks.gan_training import GanPlan
 from tasks.image_classifier import IMAGE_SUFFIXES, decode_image
 from tasks.protocols import Trainable
 from tasks.registry import DecodedMedia, Task, define, register
@@ -103,6 +104,6 @@ DCGAN_ARCHITECTURE = Architecture("dcgan", {"image_shape": DEFAULT_IMAGE_SHAPE, 
                                   refused_hint="dcgan sets the image size with image_shape", outputs="none",
                                   check=_generator_sizes)
 DEFINITION = define(TaskDefinition("gan", GanTask, (DCGAN_ARCHITECTURE,), produces="images", data=("train",),
-                                   training_plan="gan", job_hint="kind: generate samples a trained GAN"))
+                                   training_plan=GanPlan(), job_hint="kind: generate samples a trained GAN"))
 # mypy checks the class against the contract the job layers rely on (tasks.protocols).
 _CONTRACT: type[Trainable] = GanTask

@@ -41,7 +41,6 @@ from jobs.workers.decoding import EXAMPLE, fetch_and_decode
 from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_data import StoreTrainingContext
 from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
-from jobs.workers.train_plans import plan_for
 from jobs.workers.train_settings import batch_size_for
 from tasks.registry import definition
 from tasks.training import TrainingDataError
@@ -86,9 +85,10 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
     task_config = task_config_for(spec)
     task = get_task(spec.task)(**task_config)
 
-    plan = plan_for(spec.task)
+    known = definition(spec.task)
+    plan = known.training_plan
     with _shown_to_user():
-        objects = plan.list_objects(spec, task, definition(spec.task), StoreTrainingContext())
+        objects = plan.list_objects(spec, task, known, StoreTrainingContext())
     echo(f"training data: {objects.describe()}")
     datasets, decoded, skipped = _decoded_datasets(objects, task, spec.training.seed)
     examples = decoded["train"]

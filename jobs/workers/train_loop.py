@@ -22,7 +22,6 @@ from jobs.storage.objects import parse_uri, write_bytes
 from jobs.workers.devices import enable_gpu_memory_growth
 from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_data import StoreTrainingContext, WholeDataset
-from jobs.workers.train_plans import plan_for
 from jobs.workers.train_settings import EarlyStop
 from tasks.architecture import Architecture
 from tasks.registry import definition
@@ -48,7 +47,8 @@ def train_loop_per_worker(ray_config: dict) -> None:
     tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
-    plan = plan_for(config.task.name)
+    known = definition(config.task.name)
+    plan = known.training_plan
     context = StoreTrainingContext()  # stateless: no store client travels with the job
     best = tempfile.mkdtemp(prefix="best-") if rank == 0 else None  # rank 0's copy of the best epoch
     model, state = _restore_or_build(plan, config, strategy, best, rank)
@@ -63,8 +63,8 @@ def train_loop_per_worker(ray_config: dict) -> None:
     first = state["epoch"] + 1 if "epoch" in state else 0
     if stop is not None and stop.stopped_after is not None:
         first = config.epochs  # a job that stopped early and is run again: it is done
-    architecture = definition(config.task.name).architecture(config.architecture)
-    loop = _EpochLoop(plan, context, architecture, model, config, strategy, rank, stop, best, history)
+    loop = _EpochLoop(plan, context, known.architecture(config.architecture), model, config, strategy, rank, stop,
+                      best, history)
     try:
         for epoch in range(first, config.epochs):
             if loop.run_epoch(epoch, train_data, whole):

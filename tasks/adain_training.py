@@ -1,6 +1,9 @@
-"""The GAN's and style transfer's training plans, until they move to their task modules.
+"""The style-transfer task's training plan, for the AdaIN trainer (`tasks.adain`): content images
+(`data.train`) paired on the fly with random style images (`data.style`, held whole by every
+worker), the trainer checkpointed as a TF checkpoint, a hub-signature SavedModel exported as
+`stylizer/`.
 
-Plans are stateless and named, so workers look them up by the task name they are given.
+TensorFlow loads only when a worker builds, loads or saves the trainer.
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ from typing import Any
 
 from tasks.architecture import Architecture
 from tasks.protocols import Trainable
-from tasks.registry import definition
 from tasks.training import (
-    CLASSIFIER_PLAN,
     TaskArchitectures,
     TrainingConfig,
     TrainingContext,
@@ -24,55 +25,13 @@ from tasks.training import (
     WholeExamples,
 )
 
-SAMPLES_DIR = "samples"  # GAN sample grids, one PNG per epoch
-SAMPLE_SEED, SAMPLE_COUNT = 0, 64  # the same latent vectors every epoch: progress is comparable
 STYLIZER_DIR = "stylizer"  # the exported SavedModel of a style-transfer job
 STYLE_STATE = "adain"  # a style-transfer checkpoint: networks and optimizer (TF checkpoint), config
 MAX_STYLE_IMAGES = 2048  # every worker holds all decoded style images in memory
 
 
-class GanPlan(TrainingPlan):
-    exported = ("generator.keras",)
-
-    def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
-        return {"generator": "generator.keras", "samples": SAMPLES_DIR}
-
-    def list_objects(self, spec: Any, task: Trainable, known: TaskArchitectures,
-                     context: TrainingContext) -> TrainingObjects:
-        # Every image under the prefix: class folders are allowed, their labels unused.
-        uris, sizes = context.list_all(spec.data.train, task.suffixes, "data.train")
-        return TrainingObjects({"train": uris}, {"train": sizes}, {"train": [0] * len(uris)})
-
-    def build(self, task: Trainable, config: TrainingConfig) -> Any:
-        return task.build_model(config.architecture, 0, config.learning_rate)
-
-    def load(self, checkpoint_dir: str, config: TrainingConfig) -> Any:
-        from tasks.gan import load_gan
-
-        return load_gan(checkpoint_dir, config.learning_rate)
-
-    def save(self, model: Any, directory: str) -> None:
-        from tasks.gan import save_gan
-
-        save_gan(model, directory)
-
-    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainingConfig, context: TrainingContext) -> None:
-        from tasks.gan import generate_images, load_generator, sample_grid_png
-
-        generator = load_generator(checkpoint_dir)  # a plain, local copy (see TrainingPlan.after_epoch)
-        images = generate_images(generator, (SAMPLE_SEED, 0, SAMPLE_COUNT), int(generator.input_shape[-1]))
-        uri = context.join(config.output, SAMPLES_DIR, f"epoch-{epoch + 1:03d}.png")
-        context.write_bytes(uri, sample_grid_png(images, columns=8, scale=2))
-        print(f"sample grid: {uri}", flush=True)
-
-
 class StylePlan(TrainingPlan):
     exported = (STYLIZER_DIR,)  # content ("train") is split; every worker reads all style images
-
-    def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
-        with open(os.path.join(checkpoint_dir, STYLIZER_DIR, "assets.extra", "stylizer.json")) as handle:
-            info = json.load(handle)
-        return {"encoder_weights": info["encoder_weights"], "stylizer": STYLIZER_DIR}
 
     def list_objects(self, spec: Any, task: Trainable, known: TaskArchitectures,
                      context: TrainingContext) -> TrainingObjects:
@@ -88,6 +47,11 @@ class StylePlan(TrainingPlan):
     def check_decoded(self, counts: dict[str, int]) -> None:
         if not counts.get("style"):
             raise TrainingDataError("data.style: none of the style images could be decoded")
+
+    def extra_metadata(self, checkpoint_dir: str) -> dict[str, Any]:
+        with open(os.path.join(checkpoint_dir, STYLIZER_DIR, "assets.extra", "stylizer.json")) as handle:
+            info = json.load(handle)
+        return {"encoder_weights": info["encoder_weights"], "stylizer": STYLIZER_DIR}
 
     def load(self, checkpoint_dir: str, config: TrainingConfig) -> Any:
         import tensorflow as tf
@@ -141,15 +105,7 @@ class StylePlan(TrainingPlan):
 
 
 def _style_checkpoint(model):
+    """The trainer's state a checkpoint holds: both networks and the optimizer."""
     import tensorflow as tf
 
     return tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder, optimizer=model.optimizer)
-
-
-# By the name a task's definition gives (`TaskDefinition.training_plan`).
-_PLANS: dict[str, TrainingPlan] = {"classifier": CLASSIFIER_PLAN, "gan": GanPlan(), "style": StylePlan()}
-
-
-def plan_for(task_name: str) -> TrainingPlan:
-    """The training plan of a task, as its definition names it."""
-    return _PLANS[definition(task_name).training_plan]
