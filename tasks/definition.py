@@ -9,42 +9,18 @@ TensorFlow: reading one costs an import of the task module (numpy and the decode
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-# How a model's output becomes one probability per class.
-Outputs = Literal["softmax", "sigmoid", "none"]
+from tasks.architecture import Architecture, Outputs
+from tasks.training import CLASSIFIER_PLAN, TrainingPlan
+
+__all__ = ["JOB_OF", "Architecture", "Outputs", "Produces", "TaskDefinition"]
+
 # Which job kind uses a task's trained model.
 Produces = Literal["classes", "images", "stylizations"]
 JOB_OF = {"classes": "score", "images": "generate", "stylizations": "stylize"}
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A network a task can train, and the spec's `model` fields it takes.
-
-    `fields` maps each model field the architecture takes to its default (the others are
-    refused, so a typo'd spec cannot silently train something its author did not mean);
-    `refused_hint` says where such a setting goes instead. `check` validates the fields
-    together and returns the problem as a finished sentence ("field: what is wrong; fix").
-    """
-
-    name: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    refused_hint: str = ""
-    outputs: Outputs = "softmax"
-    classes: int | None = None  # a fixed number of classes (a sigmoid head has 2)
-    check: Callable[[Mapping[str, Any]], str | None] | None = None
-
-    def class_probabilities(self, outputs: Any) -> Any:
-        """The model's outputs ([n, k] float) as [n, classes] probabilities."""
-        import numpy as np
-
-        outputs = np.asarray(outputs, dtype=np.float64)
-        if self.outputs == "sigmoid":  # one unit: the probability of the second class
-            return np.concatenate([1.0 - outputs[:, :1], outputs[:, :1]], axis=1)
-        return outputs
 
 
 @dataclass(frozen=True)
@@ -62,7 +38,8 @@ class TaskDefinition:
       a score spec (they do not change what the model sees).
     - `data`: the fields of a train spec's `data` section the task reads; `data_hints` say
       why a required one is needed.
-    - `training_plan`: the name of the training plan (`jobs.workers.train_plans`).
+    - `training_plan`: what a train job does that depends on the task (`tasks.training`): the
+      classifiers' plan unless the task brings its own.
     - `classifies_images`: its examples are images (stills or video frames), so `predict`
       and a generate job's quality check can feed it images.
     - `job_hint`: for a task a score job cannot run, what to use instead.
@@ -80,7 +57,7 @@ class TaskDefinition:
     scoring_sections: tuple[str, ...] = ()
     data: tuple[str, ...] = ("train", "validation")
     data_hints: Mapping[str, str] = field(default_factory=dict)
-    training_plan: str = "classifier"
+    training_plan: TrainingPlan = CLASSIFIER_PLAN
     classifies_images: bool = False
     job_hint: str = ""
     example_table: str | None = None

@@ -7,7 +7,7 @@ against what `jobs/` calls:
 - `MediaDecoder`: what a decode child runs (`jobs.workers.decode_isolation`, also the
   stylizer's full-size content decoder); `Decoder`: a task's decode step
   (`jobs.workers.decoding`).
-- `Trainable`: a `Decoder` whose model a train job builds (`jobs.workers.train_plans`).
+- `Trainable`: a `Decoder` whose model a train job builds (its training plan: `tasks.training`).
 - `Classifier`: a `Trainable` a score job classifies with: the tables its examples and
   objects go to (`jobs.runs.score`, nightly routes).
 - `FittedFeatures`: a task whose model holds statistics fitted on the training set (the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from tasks.registry import DecodedMedia
+from tasks.media import DecodedMedia
 
 
 @runtime_checkable

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+
+# A task module's decode returns it; it lives in `tasks.media` (which the task contracts in
+# `tasks.protocols` import without reaching the definitions) and is named here too.
+from tasks.media import DecodedMedia as DecodedMedia
 
 if TYPE_CHECKING:
     from tasks.definition import Architecture, TaskDefinition
@@ -41,20 +44,6 @@ _MODULES = {
 }
 _REGISTRY: dict[str, type[Task]] = {}
 _DEFINITIONS: dict[str, TaskDefinition] = {}
-
-
-@dataclass(frozen=True)
-class DecodedMedia:
-    """What one media object decodes to.
-
-    `examples` has shape `(n, *example_shape)`; `positions` has n dicts. `warning` is
-    set when decoding stopped early but kept what it had (e.g. a truncated video): the
-    examples are scored and the object also gets an errors row with this text.
-    """
-
-    examples: Any  # numpy array
-    positions: list[dict] = field(default_factory=list)
-    warning: str | None = None
 
 
 class Task:

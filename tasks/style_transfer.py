@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.adain_training import StylePlan
 from tasks.definition import Architecture, TaskDefinition
 
 # decode_full refuses what decode_image refuses: truncated files and decompression bombs.
@@ -288,6 +289,6 @@ DEFINITION = define(TaskDefinition(
     "style-transfer", StyleTransferTask, (ADAIN,), produces="stylizations", data=("train", "style"),
     data_hints={"style": "style-transfer trains on content images (train) and style images (style); "
                          "add style: s3://bucket/styles/"},
-    training_plan="style", job_hint="kind: stylize restyles images"))
+    training_plan=StylePlan(), job_hint="kind: stylize restyles images"))
 # mypy checks the class against the contract the job layers rely on (tasks.protocols).
 _CONTRACT: type[Trainable] = StyleTransferTask

@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobs.errors import MediaJobsError
+from tasks.training import MODEL_FILE  # a classifier's model file, as its training plan writes it
 
-MODEL_FILE = "model.keras"
+__all__ = ["MODEL_FILE", "ModelMetadata", "ModelRefusedError"]
 
 
 class ModelRefusedError(MediaJobsError):

@@ -1,7 +1,8 @@
 """The training runner: a train spec to a Ray Train `TensorflowTrainer` job under MWMS.
 
-Data flow: list the task's objects (class folders for classifiers; see
-`jobs.workers.train_plans` for GAN and style transfer) -> Ray Data fetch+decode (materialized
+Data flow: list the task's objects (as the task's training plan says, `tasks.training`:
+class folders for classifiers; the plan is handed the store through
+`jobs.workers.train_data.StoreTrainingContext`) -> Ray Data fetch+decode (materialized
 once, uint8) -> the batch size and any fitted statistics (the audio model's feature
 normalisation) decided from the decoded data (`jobs.workers.train_settings`, `fitted_statistics`)
 -> `streaming_split` of `train` to workers -> each worker (`jobs.workers.train_loop`) reads its
@@ -23,6 +24,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +40,12 @@ from jobs.spec.kinds import TrainSpec
 from jobs.storage.objects import filesystem_for
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode
 from jobs.workers.train_config import TrainLoopConfig
+from jobs.workers.train_data import StoreTrainingContext
 from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
-from jobs.workers.train_plans import extra_metadata, plan_for
-from jobs.workers.train_settings import batch_size_for
+from jobs.workers.train_settings import BatchSize, batch_size_for
+from tasks.definition import TaskDefinition
+from tasks.registry import definition
+from tasks.training import TrainingDataError, TrainingObjects, TrainingPlan
 
 log = logging.getLogger(__name__)
 
@@ -80,38 +86,15 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
     output = prepare_output(spec.output)
     task_config = task_config_for(spec)
     task = get_task(spec.task)(**task_config)
-
-    plan = plan_for(spec.task)
-    objects = plan.list_objects(spec, task)
-    echo(f"training data: {objects.describe()}")
-    datasets, decoded, skipped = _decoded_datasets(objects, task, spec.training.seed)
-    examples = decoded["train"]
-    if skipped:
-        echo(f"warning: {skipped} objects could not be decoded and were left out of training")
-    plan.check_decoded(decoded)
+    known = definition(spec.task)
+    plan = known.training_plan
+    data = _prepare_data(spec, task, known, echo)
     workers = spec.resources.num_workers
-    batch = batch_size_for(spec.training.batch_size, spec.training.batch_size_is_set, examples, workers)
-    if batch.reason:
-        echo(batch.reason)
-    statistics = fitted_statistics(datasets["train"], task)
-    if statistics:
-        echo(f"feature normalisation fitted on {statistics['frames']} frames of the training set")
-
-    early_stopping = spec.training.early_stopping
-    config = TrainLoopConfig(
-        task=task, architecture=spec.model.architecture, epochs=spec.training.epochs,
-        batch_size=batch.size, steps_per_epoch=batch.steps_per_epoch,
-        learning_rate=spec.training.learning_rate,
-        class_names=objects.class_names, datasets=sorted(datasets), output=output.uri,
-        seed=spec.training.seed, statistics=statistics,
-        early_stopping=early_stopping.model_dump() if early_stopping else None,
-        # Each worker's share of the decoded examples: small shards are served from memory.
-        shard_bytes=datasets["train"].size_bytes() // workers,
-        whole_bytes={name: ds.size_bytes() for name, ds in datasets.items() if name != "train"},
-    )
+    config = _loop_config(spec, task, data, output.uri)
     echo(f"training {spec.model.architecture} on {workers} workers (MultiWorkerMirroredStrategy), "
-         f"{spec.training.epochs} epochs of global batch {batch.size}; checkpoints under {output.join(RUN_NAME).uri}/")
-    checkpoint = _fit(spec, plan, config, datasets, output)
+         f"{spec.training.epochs} epochs of global batch {data.batch.size}; checkpoints under "
+         f"{output.join(RUN_NAME).uri}/")
+    checkpoint = _fit(spec, plan, config, data.datasets, output)
 
     placements = read_placements(output, workers)
     with checkpoint.as_directory() as checkpoint_dir:
@@ -120,24 +103,107 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
         source = Path(checkpoint_dir) / (BEST_DIR if exported.get("restored") else "")
         if exported.get("reason"):
             echo(f"early stopping: {exported['reason']}")
-        metadata = ModelMetadata.model_validate({
-            "model_id": f"{spec.name}-{_digest(source / plan.exported[0])[:12]}", "task": spec.task,
-            "architecture": spec.model.architecture, "task_config": task_config,
-            "input_shape": list(task.example_shape), "class_names": objects.class_names, "files": list(plan.exported),
-            "epochs": state["epoch"] + 1, "metrics": exported["metrics"], "history": state["history"],
-            "exported_epoch": exported["epoch"],
-            "batch_size": batch.size, **({"batch_size_reason": batch.reason} if batch.reason else {}),
-            **({"feature_statistics": statistics} if statistics else {}),
-            **({"early_stopping": exported["early_stopping"]} if "early_stopping" in exported else {}),
-            "examples": examples, "skipped": skipped, "spec_name": spec.name,
-            "workers": placements,
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **extra_metadata(spec.task, str(source)),
-        })
+        metadata = _model_metadata(spec, task_config, task, plan, data, _Trained(source, state, exported, placements))
         version = export_model(source, metadata, output.uri,
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
-    return TrainResult(version.uri, exported["metrics"], objects.class_names, state["epoch"] + 1,
-                       examples, skipped, time.time() - started, placements, exported["epoch"])
+    return TrainResult(version.uri, exported["metrics"], data.objects.class_names, state["epoch"] + 1,
+                       data.examples, data.skipped, time.time() - started, placements, exported["epoch"])
+
+
+@dataclass(frozen=True)
+class _PreparedData:
+    """A train job's data on the driver: listed by the task's plan, decoded once, and what was
+    decided from it before training."""
+
+    objects: TrainingObjects
+    datasets: dict[str, Any]  # dataset name -> materialized Ray Dataset of decoded examples
+    examples: int  # decoded training examples
+    skipped: int  # objects that could not be decoded
+    batch: BatchSize
+    statistics: dict | None  # fitted on the training set (the audio model's normalisation)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What training left for the export: the checkpoint's folder to export and its state."""
+
+    source: Path  # the exported epoch's files (the checkpoint, or its best/)
+    state: dict  # the checkpoint's state.json
+    exported: dict  # `_exported_epoch`: which epoch, its metrics, early stopping
+    placements: list[dict]
+
+
+def _prepare_data(spec: TrainSpec, task: Any, known: TaskDefinition, echo) -> _PreparedData:
+    """List the task's objects (its plan says which), decode them once, and decide the batch
+    size and any statistics fitted on the training set.
+
+    Raises:
+        MediaJobsError: the plan refused the data, or there is none.
+    """
+    plan = known.training_plan
+    with _shown_to_user():
+        objects = plan.list_objects(spec, task, known, StoreTrainingContext())
+    echo(f"training data: {objects.describe()}")
+    datasets, decoded, skipped = _decoded_datasets(objects, task, spec.training.seed)
+    if skipped:
+        echo(f"warning: {skipped} objects could not be decoded and were left out of training")
+    with _shown_to_user():
+        plan.check_decoded(decoded)
+    batch = batch_size_for(spec.training.batch_size, spec.training.batch_size_is_set, decoded["train"],
+                           spec.resources.num_workers)
+    if batch.reason:
+        echo(batch.reason)
+    statistics = fitted_statistics(datasets["train"], task)
+    if statistics:
+        echo(f"feature normalisation fitted on {statistics['frames']} frames of the training set")
+    return _PreparedData(objects, datasets, decoded["train"], skipped, batch, statistics)
+
+
+def _loop_config(spec: TrainSpec, task: Any, data: _PreparedData, output_uri: str) -> TrainLoopConfig:
+    """What every training worker is told."""
+    early_stopping = spec.training.early_stopping
+    return TrainLoopConfig(
+        task=task, architecture=spec.model.architecture, epochs=spec.training.epochs,
+        batch_size=data.batch.size, steps_per_epoch=data.batch.steps_per_epoch,
+        learning_rate=spec.training.learning_rate,
+        class_names=data.objects.class_names, datasets=sorted(data.datasets), output=output_uri,
+        seed=spec.training.seed, statistics=data.statistics,
+        early_stopping=early_stopping.model_dump() if early_stopping else None,
+        # Each worker's share of the decoded examples: small shards are served from memory.
+        shard_bytes=data.datasets["train"].size_bytes() // spec.resources.num_workers,
+        whole_bytes={name: ds.size_bytes() for name, ds in data.datasets.items() if name != "train"},
+    )
+
+
+def _model_metadata(spec: TrainSpec, task_config: dict, task: Any, plan: TrainingPlan, data: _PreparedData,
+                    trained: _Trained) -> ModelMetadata:
+    """What the exported model records: how it was trained, on what, and with which result."""
+    exported, state = trained.exported, trained.state
+    return ModelMetadata.model_validate({
+        "model_id": f"{spec.name}-{_digest(trained.source / plan.exported[0])[:12]}", "task": spec.task,
+        "architecture": spec.model.architecture, "task_config": task_config,
+        "input_shape": list(task.example_shape), "class_names": data.objects.class_names,
+        "files": list(plan.exported),
+        "epochs": state["epoch"] + 1, "metrics": exported["metrics"], "history": state["history"],
+        "exported_epoch": exported["epoch"],
+        "batch_size": data.batch.size, **({"batch_size_reason": data.batch.reason} if data.batch.reason else {}),
+        **({"feature_statistics": data.statistics} if data.statistics else {}),
+        **({"early_stopping": exported["early_stopping"]} if "early_stopping" in exported else {}),
+        "examples": data.examples, "skipped": data.skipped, "spec_name": spec.name,
+        "workers": trained.placements,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **plan.extra_metadata(str(trained.source)),
+    })
+
+
+@contextmanager
+def _shown_to_user() -> Iterator[None]:
+    """A plan's refusal of the job's data (`TrainingDataError`) as the job layers' user-facing
+    error, with its message as it is."""
+    try:
+        yield
+    except TrainingDataError as error:
+        raise MediaJobsError(str(error)) from None
 
 
 def _decoded_datasets(objects, task, seed: int) -> tuple[dict, dict[str, int], int]:

@@ -21,8 +21,11 @@ from typing import Any
 from jobs.storage.objects import parse_uri, write_bytes
 from jobs.workers.devices import enable_gpu_memory_growth
 from jobs.workers.train_config import TrainLoopConfig
-from jobs.workers.train_plans import TrainingPlan, WholeDataset, plan_for
+from jobs.workers.train_data import StoreTrainingContext, WholeDataset
 from jobs.workers.train_settings import EarlyStop
+from tasks.architecture import Architecture
+from tasks.registry import definition
+from tasks.training import TrainingPlan
 
 WORKERS_DIR = "workers"  # one placement record per training worker (rank, node, devices)
 BEST_DIR = "best"  # in a checkpoint: the exported entries of the best epoch so far (restore_best)
@@ -37,14 +40,16 @@ def train_loop_per_worker(ray_config: dict) -> None:
     config = TrainLoopConfig.from_ray(ray_config)
     enable_gpu_memory_growth(tf)
     tf.get_logger().setLevel("ERROR")  # MWMS logs every collective at INFO
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
-    _record_placement(config.output, rank, context.get_world_size())
+    ray_context = ray.train.get_context()
+    rank = ray_context.get_world_rank()
+    _record_placement(config.output, rank, ray_context.get_world_size())
     # The same seed on every rank: identical initial weights, and reruns that repeat.
     tf.keras.utils.set_random_seed(config.seed)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 
-    plan = plan_for(config.task.name)
+    known = definition(config.task.name)
+    plan = known.training_plan
+    context = StoreTrainingContext()  # stateless: no store client travels with the job
     best = tempfile.mkdtemp(prefix="best-") if rank == 0 else None  # rank 0's copy of the best epoch
     model, state = _restore_or_build(plan, config, strategy, best, rank)
     history: list[dict] = state.get("history", [])
@@ -53,12 +58,13 @@ def train_loop_per_worker(ray_config: dict) -> None:
     # Read once per job: the validation set (and the style images) are evaluated every epoch.
     whole = {name: WholeDataset.read(ray.train.get_dataset_shard(name), config.whole_bytes[name])
              for name in config.datasets if name != "train"}
-    train_data = plan.train_data(ray.train.get_dataset_shard("train"), config, whole)
+    train_data = plan.train_data(ray.train.get_dataset_shard("train"), config, whole, context)
 
     first = state["epoch"] + 1 if "epoch" in state else 0
     if stop is not None and stop.stopped_after is not None:
         first = config.epochs  # a job that stopped early and is run again: it is done
-    loop = _EpochLoop(plan, model, config, strategy, rank, stop, best, history)
+    loop = _EpochLoop(plan, context, known.architecture(config.architecture), model, config, strategy, rank, stop,
+                      best, history)
     try:
         for epoch in range(first, config.epochs):
             if loop.run_epoch(epoch, train_data, whole):
@@ -73,6 +79,8 @@ class _EpochLoop:
     """One worker's model and what its epochs share."""
 
     plan: TrainingPlan
+    context: StoreTrainingContext
+    architecture: Architecture  # the network trained
     model: Any  # a tf-keras model
     config: TrainLoopConfig
     strategy: Any  # a tf.distribute strategy
@@ -90,7 +98,7 @@ class _EpochLoop:
                              callbacks=[tf.keras.callbacks.LambdaCallback(
                                  on_train_batch_end=lambda batch, logs: steps.append(batch))])
         metrics = {"epoch": epoch + 1, **{name: float(values[-1]) for name, values in fit.history.items()}}
-        metrics.update(self.plan.evaluate(self.model, whole, self.config))
+        metrics.update(self.plan.evaluate(self.model, whole, self.config, self.architecture))
         metrics["steps"] = len(steps)
         metrics["epoch_seconds"] = round(time.time() - began, 2)
         self.history.append(metrics)
@@ -121,7 +129,7 @@ class _EpochLoop:
             if self.stop is not None and self.stop.restore_best:
                 assert self.best is not None  # rank 0 keeps a copy
                 _keep_best(self.plan, checkpoint_dir, self.best, improved)
-            self.plan.after_epoch(checkpoint_dir, epoch, self.config)
+            self.plan.after_epoch(checkpoint_dir, epoch, self.config, self.context)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
 
 

@@ -42,6 +42,8 @@ def inputs(local_stack, tmp_path_factory) -> dict[str, str]:
     write_bytes(BUCKET + "media/photo.jpg", image_bytes())
     write_bytes(BUCKET + "media/notes.mp4", b"these are notes, not a video\n")
     write_bytes(BUCKET + "media/noise.jpg", bytes(range(256)) * 4)
+    for label in ("cat", "dog", "fox"):  # three class folders, for a network with two classes
+        write_bytes(BUCKET + f"classes/{label}/one.jpg", image_bytes())
     (tmp / "notes.txt").write_text("these are notes, not a video or a spec\n")
     (tmp / "noise.jpg").write_bytes(bytes(range(256)) * 4)
     (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00spec")
@@ -78,6 +80,11 @@ CASES = {
     "run-train-data-no-bucket": (["run", "{examples}/train-demo.yaml", "--set", "data.train={nobucket}t/",
                                   "--set", "data.validation={nobucket}v/", "--set", "output={bucket}train-1/"], 1,
                                  "cannot list {nobucket}t/: NoSuchBucket"),
+    # a training plan refusing the data (tasks.training.TrainingDataError): shown as the plan words it
+    "run-train-binary-three-classes": (["run", "{examples}/train-demo.yaml", "--set", "model.architecture=binary-cnn",
+                                        "--set", "data.train={bucket}classes/", "--set", "output={bucket}train-2/"], 1,
+                                       "model.architecture: binary-cnn needs exactly 2 class folders, found ['cat', "
+                                       "'dog', 'fox'] under {bucket}classes/; use cifar10-cnn"),
     # job ids the cluster does not know
     "status-unknown-job": (["status", "no-such-job"], 1, "no job 'no-such-job' on the cluster"),
     "logs-unknown-job": (["logs", "no-such-job"], 1, "no job 'no-such-job' on the cluster"),

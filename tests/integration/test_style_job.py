@@ -195,3 +195,33 @@ def test_a_module_that_does_not_load_fails_the_job_with_the_reason(style_trained
     with pytest.raises(JobFailedError, match=r"stylize failed: cannot load the stylization module .*Download the"):
         run_spec(spec)
     assert not list(list_objects("s3://it-stylized/bogus/results/"))
+
+
+def test_style_training_refuses_too_many_style_images_and_styles_that_do_not_decode(ray_driver, style_media):
+    """The style plan's refusals (tasks.adain_training) reach the user as user-facing errors,
+    worded as the plan words them: before any listing of content is decoded, and after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jobs.storage.objects import write_bytes
+    from tasks.adain_training import MAX_STYLE_IMAGES
+
+    with ThreadPoolExecutor(16) as pool:  # only listed: their bytes do not matter
+        list(pool.map(lambda i: write_bytes(f"s3://it-media/many-styles/{i:05d}.png", b"x"),
+                      range(MAX_STYLE_IMAGES + 1)))
+    write_bytes("s3://it-media/bad-styles/corrupt.jpg", media.corrupt_jpeg_bytes())
+    write_bytes("s3://it-media/bad-styles/empty.png", b"")
+    overrides = ["model={architecture: adain, encoder: tiny, image_size: 32}",
+                 "data.train=s3://it-media/style-content/", "training.epochs=1", "training.batch_size=2"]
+    with pytest.raises(MediaJobsError) as too_many:
+        run_spec(load_spec(EXAMPLES / "train-style.yaml", overrides + [
+            "data.style=s3://it-media/many-styles/", "output=s3://it-models/style-too-many/"]))
+    assert str(too_many.value) == (
+        "data.style: 2049 style images under s3://it-media/many-styles/; every worker holds all of them, so at "
+        "most 2048: point data.style at a smaller folder")
+    with pytest.raises(MediaJobsError) as undecodable:
+        run_spec(load_spec(EXAMPLES / "train-style.yaml", overrides + [
+            "data.style=s3://it-media/bad-styles/", "output=s3://it-models/style-undecodable/"]))
+    assert str(undecodable.value) == "data.style: none of the style images could be decoded"
+    for refused in (too_many.value, undecodable.value):  # one line at the CLI, exit code 1
+        assert type(refused) is MediaJobsError and refused.exit_code == 1 and refused.__suppress_context__
+    assert not list(list_objects("s3://it-models/style-too-many/model/"))
