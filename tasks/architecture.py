@@ -19,8 +19,9 @@ class Architecture:
 
     `fields` maps each model field the architecture takes to its default (the others are
     refused, so a typo'd spec cannot silently train something its author did not mean);
-    `refused_hint` says where such a setting goes instead. `check` validates the fields
-    together and returns the problem as a finished sentence ("field: what is wrong; fix").
+    `refused_hint` says where such a setting goes instead. `choices` names the values a
+    field that picks one of a few parts may take (AdaIN's `encoder`). `check` validates the
+    fields together and returns the problem as a finished sentence ("field: what is wrong; fix").
     """
 
     name: str
@@ -29,6 +30,7 @@ class Architecture:
     outputs: Outputs = "softmax"
     classes: int | None = None  # a fixed number of classes (a sigmoid head has 2)
     check: Callable[[Mapping[str, Any]], str | None] | None = None
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def class_probabilities(self, outputs: Any) -> Any:
         """The model's outputs ([n, k] float) as [n, classes] probabilities."""

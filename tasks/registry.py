@@ -126,6 +126,16 @@ def all_architectures() -> list[str]:
     return names
 
 
+def field_choices(field: str) -> list[str]:
+    """The values any architecture allows for a model field that picks one of a few parts
+    (`Architecture.choices`), once each, in registration order."""
+    names: list[str] = []
+    for d in definitions():
+        for candidate in d.architectures:
+            names += [c for c in candidate.choices.get(field, ()) if c not in names]
+    return names
+
+
 def architecture(name: str) -> Architecture | None:
     """The first registered `Architecture` called `name` (tasks that share a network share
     its settings), or None."""

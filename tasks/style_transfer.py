@@ -284,7 +284,8 @@ def _encoder_sizes(fields) -> str | None:
     return None
 
 
-ADAIN = Architecture("adain", {"image_size": 256, "encoder": "vgg19"}, outputs="none", check=_encoder_sizes)
+ADAIN = Architecture("adain", {"image_size": 256, "encoder": "vgg19"}, outputs="none", check=_encoder_sizes,
+                     choices={"encoder": tuple(ENCODER_DOWNSAMPLING)})
 DEFINITION = define(TaskDefinition(
     "style-transfer", StyleTransferTask, (ADAIN,), produces="stylizations", data=("train", "style"),
     data_hints={"style": "style-transfer trains on content images (train) and style images (style); "

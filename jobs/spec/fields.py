@@ -16,7 +16,7 @@ from jobs.errors import StorageError
 from jobs.spec.errors import USERINFO, show, unknown_choice
 from jobs.spec.uri_policy import scheme_problem
 from jobs.storage.objects import parse_uri
-from tasks.registry import all_architectures, definition, definitions, media_names, task_names
+from tasks.registry import all_architectures, definition, definitions, field_choices, media_names, task_names
 
 # What tasks are, their architectures and the sections they take come from the task
 # registry (`tasks.definition`) when a spec is validated, so a task registered later is known.
@@ -60,6 +60,7 @@ def registry_choice(what: str, valid) -> Any:
 
 ArchitectureName = registry_choice("architecture", all_architectures)
 MediaName = registry_choice("media", media_names)
+EncoderName = registry_choice("encoder", lambda: field_choices("encoder"))
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CREDENTIALS_FIX = ("provide them through the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "

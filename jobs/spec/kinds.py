@@ -36,13 +36,17 @@ from jobs.spec.sections import (
 )
 from tasks.registry import classifier_for_media, definitions
 
+# What a train spec's `model` is, with an example: the task's default architecture when the
+# spec names a task (`jobs.spec.load`), the image classifier's in the reference.
+MODEL_DESCRIPTION = "the network to train, e.g. {{architecture: {architecture}}}"
+
 
 class TrainSpec(Strict):
     version: Version = Field(description='the spec format version; add "version: 1"')
     kind: Literal["train"] = Field(description="the job kind")
     name: JobName = Field(description="the job name, e.g. cifar10-cnn")
     task: TaskName = Field(description="the task to run, e.g. image-classifier")
-    model: ModelConfig = Field(description="the network to train, e.g. {architecture: cifar10-cnn}")
+    model: ModelConfig = Field(description=MODEL_DESCRIPTION.format(architecture="cifar10-cnn"))
     data: TrainData = Field(description="the training data, e.g. {train: s3://media/cifar10/train/}")
     frames: FramesConfig | None = Field(None, description="video frame sampling (video-classifier)")
     audio: AudioConfig | None = Field(None, description="audio features (audio-classifier)")

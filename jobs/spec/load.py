@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from jobs.errors import SpecError
 from jobs.spec.errors import USERINFO, Loc, Problem, describe_error, show, spec_error, starts_with, unknown_choice
 from jobs.spec.fields import SECRET_KEY_PROBLEM, SECRET_URI_PROBLEM, task_definition
-from jobs.spec.kinds import GenerateSpec, RoutedScoreSpec, ScoreSpec, StylizeSpec, TrainSpec
+from jobs.spec.kinds import MODEL_DESCRIPTION, GenerateSpec, RoutedScoreSpec, ScoreSpec, StylizeSpec, TrainSpec
 from jobs.spec.sections import ImageModelConfig, ModelConfig, ScoreResources, TrainData, TrainingConfig, TrainResources
 from jobs.spec.yaml_file import SECRET_KEY, apply_overrides, plain_copy, read_yaml
 
@@ -106,8 +106,8 @@ def _for_the_task(message: str, err: Mapping[str, Any], plain: Mapping[str, Any]
     field's description names the image classifier's)."""
     known = task_definition(plain.get("task")) if isinstance(plain.get("task"), str) else None
     if err["type"] == "missing" and tuple(err["loc"]) == ("model",) and plain.get("kind") == "train" and known:
-        default = known.default_architecture.name
-        return message.replace("{architecture: cifar10-cnn}", f"{{architecture: {default}}}")
+        example = MODEL_DESCRIPTION.format(architecture=known.default_architecture.name)
+        return f"required field is missing ({example})"
     return message
 
 

@@ -11,6 +11,7 @@ from jobs.spec.fields import (
     ArchitectureName,
     BatchSize,
     Count,
+    EncoderName,
     Flag,
     InputShape,
     Strict,
@@ -40,7 +41,7 @@ class ModelConfig(Strict):
     image_size: Annotated[int, Field(strict=True, ge=8, le=1024)] | None = Field(
         None, description="the side of the square training crops (adain; default 256; a multiple of 8 for vgg19, "
                           "of 4 for tiny)")
-    encoder: Literal["vgg19", "tiny"] | None = Field(
+    encoder: EncoderName | None = Field(
         None, description="the frozen encoder (adain; default vgg19, with ImageNet weights when they can be "
                           "loaded; tiny is small and random by design)")
 

@@ -10,7 +10,7 @@ from jobs.spec.load import parse_spec
 from tasks.definition import Architecture
 from tasks.protocols import Classifier, Decoder, FittedFeatures, Trainable
 from tasks.registry import (add_task_module, all_architectures, classifier_for_media, definition, definitions,
-                            get_task, media_names, remove_task_module, task_names)
+                            field_choices, get_task, media_names, remove_task_module, task_names)
 
 
 def test_every_registered_task_has_a_definition_that_names_it_and_keeps_its_contracts():
@@ -26,6 +26,18 @@ def test_every_registered_task_has_a_definition_that_names_it_and_keeps_its_cont
             assert classifier_for_media(known.modality) is known
     assert isinstance(get_task("audio-classifier")(), FittedFeatures)
     assert media_names() == ["image", "video", "audio"]
+
+
+def test_the_spec_takes_the_encoders_the_style_task_defines():
+    from tasks.style_encoders import ENCODER_DOWNSAMPLING
+
+    assert field_choices("encoder") == list(ENCODER_DOWNSAMPLING)  # defined once, by the task
+    base = {"version": 1, "kind": "train", "name": "st", "task": "style-transfer", "output": "s3://b/o/",
+            "data": {"train": "s3://b/c/", "style": "s3://b/s/"}}
+    for encoder in ENCODER_DOWNSAMPLING:
+        assert parse_spec({**base, "model": {"architecture": "adain", "encoder": encoder}}).model.encoder == encoder
+    with pytest.raises(SpecError, match="unknown encoder 'resnet'; valid encoders: vgg19, tiny"):
+        parse_spec({**base, "model": {"architecture": "adain", "encoder": "resnet"}})
 
 
 def test_each_architecture_defaults_pass_its_own_check_and_a_bad_size_is_named():
