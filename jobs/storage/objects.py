@@ -284,18 +284,42 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 def exists(uri: str) -> bool:
+    """Raises StorageError when the store refuses to say (denied, unknown key)."""
     import pyarrow.fs as pafs
 
-    loc = parse_uri(uri)
-    return filesystem_for(loc).get_file_info(loc.fs_path).type != pafs.FileType.NotFound
+    return _file_type(uri) != pafs.FileType.NotFound
 
 
 def is_file(uri: str) -> bool:
-    """True for an object (or local file), False for a prefix (directory) or nothing."""
+    """True for an object (or local file), False for a prefix (directory) or nothing.
+
+    Raises:
+        StorageError: the store refused to say (denied, unknown key).
+    """
     import pyarrow.fs as pafs
 
+    return _file_type(uri) == pafs.FileType.File
+
+
+# How pyarrow words a refusal no retry changes (a HEAD answer has no body, so often only
+# its status), and the code of the same refusal as boto3 reports it.
+_REFUSALS = {"ACCESS_DENIED": "AccessDenied", "INVALID_ACCESS_KEY_ID": "InvalidAccessKeyId",
+             "SIGNATURE_DOES_NOT_MATCH": "SignatureDoesNotMatch", "HTTP status 403": "AccessDenied"}
+
+
+def _file_type(uri: str):
     loc = parse_uri(uri)
-    return filesystem_for(loc).get_file_info(loc.fs_path).type == pafs.FileType.File
+    try:
+        return filesystem_for(loc).get_file_info(loc.fs_path).type
+    except PermissionError as exc:
+        raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        # A refusal is the user's to fix: one line, not a traceback. Anything else (an
+        # endpoint that does not answer) stays an OSError, which callers wait out.
+        code = next((code for marker, code in _REFUSALS.items() if marker in str(exc)), None)
+        if code is None:
+            raise
+        raise StorageError(f"cannot read {uri}: {code}: {STORAGE_HINTS[code]}") from None
 
 
 def delete_prefix(uri: str) -> int:

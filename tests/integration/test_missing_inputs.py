@@ -154,3 +154,27 @@ def test_a_missing_or_wrong_input_is_one_line_with_its_exit_code(inputs, case, m
     assert len(ours) == 1, result.stderr[-3000:]
     assert message.format(**inputs) in ours[0], ours[0]
     assert result.returncode == code, (result.returncode, ours[0])
+
+
+# The same commands with credentials the store refuses: the reads that probe what is stored
+# (is there a model? is it one object?) say so in one line too, rather than with a pyarrow traceback.
+REFUSED_CASES = {
+    "predict-model": ["predict", "{model}", "{bucket}media/photo.jpg"],
+    "run-score": _score("{model}", "{bucket}media/", "{bucket}out-refused/"),
+    "report": ["report", "{bucket}scores/"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_CASES))
+def test_credentials_the_store_refuses_are_one_line(inputs, case, mediajobs_cli, local_stack):
+    import os
+
+    env = {**os.environ, "AWS_ENDPOINT_URL": local_stack.s3_endpoint, "AWS_DEFAULT_REGION": local_stack.region,
+           "AWS_ACCESS_KEY_ID": "mediajobs-nobody", "AWS_SECRET_ACCESS_KEY": "not-the-secret-key"}
+    result = mediajobs_cli(*[arg.format(**inputs) for arg in REFUSED_CASES[case]], env=env)
+    ours = [line for line in result.stderr.splitlines() if line.strip() and not _FOREIGN_LOG.match(line)]
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr[-3000:]
+    assert len(ours) == 1, result.stderr[-3000:]
+    assert any(code in ours[0] for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")), ours[0]
+    assert "not-the-secret-key" not in result.stdout + result.stderr
+    assert result.returncode == 1, (result.returncode, ours[0])
