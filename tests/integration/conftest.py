@@ -71,3 +71,28 @@ def ray_driver(local_stack: LocalStack) -> Iterator[None]:
     where = connect_ray()
     assert local_stack.ray_address in where  # the stack's head, not an in-process Ray
     yield
+
+
+# --- the image classifier trained once for the session (support.shared_models) ---------------------
+
+
+@pytest.fixture(scope="session")
+def parity_shapes(ray_driver, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three shapes, 200 training and 100 held-out images a class, under s3://it-media/parity-shapes/."""
+    from jobs.datasets.ingest import ingest_folder
+    from jobs.datasets.synthetic import write_shapes_dataset
+
+    root = tmp_path_factory.mktemp("parity-shapes")
+    write_shapes_dataset(root, per_class_train=200, per_class_test=100, seed=5)
+    ingest_folder(root, "s3://it-media/parity-shapes/")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_two_workers(parity_shapes):
+    """`shapes_spec(2)` trained on the stack (its model under s3://it-models/parity-shapes-2/): the result."""
+    from jobs.runs.dispatch import run_spec
+    from jobs.spec.load import parse_spec
+    from support.shared_models import shapes_spec
+
+    return run_spec(parse_spec(shapes_spec(2)))

@@ -15,6 +15,7 @@ from jobs.storage.delta import read_table
 from jobs.datasets.synthetic import write_shapes_dataset
 from jobs.models.store import read_model_metadata
 from support.paths import EXAMPLES
+from support.shared_models import SHAPES_EPOCHS, SHAPES_MODEL
 
 pytestmark = pytest.mark.integration
 
@@ -22,39 +23,40 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def shapes_data(local_stack, tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
-    write_shapes_dataset(root, per_class_train=150, per_class_test=20, seed=1)  # 14 steps an epoch at batch 32
+    # Only images to score: the model (`trained`) learnt on the session's parity shapes.
+    write_shapes_dataset(root, per_class_train=0, per_class_test=20, seed=1)
     counts = ingest_folder(root, "s3://it-media/shapes/")
     assert counts["uploaded"] == sum(1 for p in root.rglob("*") if p.is_file())
     return root
 
 
 @pytest.fixture(scope="module")
-def trained(ray_driver, shapes_data):
-    spec = load_spec(EXAMPLES / "train-demo.yaml", [
-        "data.train=s3://it-media/shapes/train/", "data.validation=s3://it-media/shapes/test/",
-        "training.epochs=4", "output=s3://it-models/shapes-cnn/"])
-    return run_spec(spec)
+def trained(shapes_two_workers):
+    """The session's 2-worker image classifier (conftest.shapes_two_workers, trained on
+    s3://it-media/parity-shapes/ for test_training_parity too); the tests here score
+    this module's own shapes with it."""
+    return shapes_two_workers
 
 
 def test_two_worker_training_learns_and_exports(trained):
     assert trained.class_names == ["circle", "square", "triangle"]
-    assert trained.epochs_run == 4
+    assert trained.epochs_run == SHAPES_EPOCHS
     # 3 balanced classes: chance is 0.33
     assert trained.metrics["val_accuracy"] > 0.6, trained.metrics
-    metadata = read_model_metadata("s3://it-models/shapes-cnn/")
+    metadata = read_model_metadata(SHAPES_MODEL)
     assert metadata["class_names"] == trained.class_names
     assert metadata["input_shape"] == [32, 32, 3]
-    assert len(metadata["history"]) == 4
+    assert len(metadata["history"]) == SHAPES_EPOCHS
     # The version is complete under versions/<model_id>/, and LATEST names it.
-    assert exists(f"s3://it-models/shapes-cnn/model/versions/{metadata['model_id']}/model.keras")
-    assert trained.model_uri == f"s3://it-models/shapes-cnn/model/@{metadata['model_id']}"
-    checkpoints = {parse_uri(o.uri).key.split("/")[2] for o in list_objects("s3://it-models/shapes-cnn/train/")}
+    assert exists(f"{SHAPES_MODEL}model/versions/{metadata['model_id']}/model.keras")
+    assert trained.model_uri == f"{SHAPES_MODEL}model/@{metadata['model_id']}"
+    checkpoints = {parse_uri(o.uri).key.split("/")[2] for o in list_objects(f"{SHAPES_MODEL}train/")}
     assert any(name.startswith("checkpoint_") for name in checkpoints)
 
 
 def test_scoring_writes_one_prediction_per_image(trained, shapes_data):
     spec = load_spec(EXAMPLES / "score-demo.yaml", [
-        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes/"])
+        f"model={SHAPES_MODEL}", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes/"])
     result = run_spec(spec)
     inputs = {o.uri for o in list_objects("s3://it-media/shapes/test/")}
     predictions = read_table(result.predictions_uri)
@@ -81,7 +83,7 @@ def test_one_actor_holding_every_cpu_still_decodes(mediajobs_cli, trained, shape
 
     cpus = int(ray.cluster_resources()["CPU"])
     run = mediajobs_cli("run", str(EXAMPLES / "score-demo.yaml"),
-                        "--set", "model=s3://it-models/shapes-cnn/", "--set", "input=s3://it-media/shapes/test/",
+                        "--set", f"model={SHAPES_MODEL}", "--set", "input=s3://it-media/shapes/test/",
                         "--set", "output=s3://it-scores/shapes-one-actor/",
                         "--set", f"resources={{concurrency: 1, cpus_per_actor: {cpus}}}", timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -101,7 +103,7 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
     for key, body in bad.items():
         client.put_object(Bucket="it-media", Key=key, Body=body)
     spec = load_spec(EXAMPLES / "score-demo.yaml", [
-        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/"])
+        f"model={SHAPES_MODEL}", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/"])
     result = run_spec(spec)
     errors = read_table(result.errors_uri).to_pylist()
     predictions = read_table(result.predictions_uri).column("uri").to_pylist()
@@ -127,7 +129,7 @@ def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data,
 
     monkeypatch.setattr(jobs.nightly.worklists, "TODO_FLUSH_ROWS", 25)
     spec = load_spec(EXAMPLES / "score-demo.yaml", [
-        "model=s3://it-models/shapes-cnn/", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes-cut/"])
+        f"model={SHAPES_MODEL}", "input=s3://it-media/shapes/test/", "output=s3://it-scores/shapes-cut/"])
     result = run_spec(spec)
     inputs = sorted(o.uri for o in list_objects("s3://it-media/shapes/test/"))
     assert len(inputs) > 50  # three listing files, or nothing was cut

@@ -14,8 +14,9 @@ from jobs.datasets.ingest import ingest_folder
 from jobs.models.store import load_keras_model, read_model_metadata
 from jobs.runs.dispatch import run_spec
 from jobs.spec.load import parse_spec
-from jobs.datasets.synthetic import write_shapes_dataset, write_spoken_words
+from jobs.datasets.synthetic import write_spoken_words
 from jobs.models.task_config import task_config_from_metadata
+from support.shared_models import shapes_spec
 
 pytestmark = pytest.mark.integration  # espeak-ng: the test command installs it
 WORDS = ("yes", "no", "up", "down")
@@ -110,26 +111,9 @@ def _held_out_loss(model, metadata: dict, root) -> float:
 # --- the image classifier ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shapes(ray_driver, tmp_path_factory):
-    root = tmp_path_factory.mktemp("parity-shapes")
-    write_shapes_dataset(root, per_class_train=200, per_class_test=100, seed=5)
-    ingest_folder(root, "s3://it-media/parity-shapes/")
-    return root
-
-
-def shapes_spec(workers: int) -> dict:
-    return {"version": 1, "kind": "train", "name": "shapes", "task": "image-classifier",
-            "model": {"architecture": "cifar10-cnn"},
-            "data": {"train": "s3://it-media/parity-shapes/train/", "validation": "s3://it-media/parity-shapes/test/"},
-            # Trained to convergence: at 8 epochs single runs still differed by up to 3.4 points
-            # seed to seed in one process; at 16, by 1 (docs/training.md, "Batch size, learning rate, early stopping").
-            "training": {"epochs": 16}, "resources": {"num_workers": workers},
-            "output": f"s3://it-models/parity-shapes-{workers}/"}
-
-
-def test_one_and_two_workers_train_the_image_classifier_alike(shapes):
-    one, two = (run_spec(parse_spec(shapes_spec(workers))).metrics for workers in (1, 2))
+def test_one_and_two_workers_train_the_image_classifier_alike(parity_shapes, shapes_two_workers):
+    # The 2-worker run is the session's (conftest.shapes_two_workers; test_image_pipeline scores with it).
+    one, two = run_spec(parse_spec(shapes_spec(1))).metrics, shapes_two_workers.metrics
     print(f"shapes val_accuracy: 1 worker {one['val_accuracy']:.3f}, 2 workers {two['val_accuracy']:.3f}")
 
     assert one["steps"] == two["steps"]

@@ -100,8 +100,10 @@ def _tables(output: str) -> set[str]:
     return {o.uri[len(output):].split("/")[0] for o in list_objects(output)}
 
 
-def _score_through_outage(output: str, outage_seconds: float, env: dict | None = None) -> tuple[int, str]:
-    """Run a score job, take the store away once it is fetching; (exit code, console output)."""
+def _score_through_outage(output: str, outage_seconds: float, env: dict | None = None,
+                          until_exit: bool = False) -> tuple[int, str]:
+    """Run a score job, take the store away once it is fetching; (exit code, console output).
+    `until_exit`: the outage ends early if the job has ended (failed) by then."""
     job, seen = _score(output, env=env), []
     try:
         _wait_for_line(job, "scoring", seen)  # listing done
@@ -111,7 +113,7 @@ def _score_through_outage(output: str, outage_seconds: float, env: dict | None =
         # the store (a fixed wait after listing once let a faster job reach its commit first).
         _wait_until(lambda: _staged_batches(output) or job.poll() is not None, "a staged batch")
         assert job.poll() is None, "the job finished before the outage; give it more images"
-        _store_outage(outage_seconds)
+        _store_outage(outage_seconds, until=(lambda: job.poll() is not None) if until_exit else lambda: False)
         job.wait(timeout=600)
         reader.join(timeout=10)
     finally:
@@ -151,7 +153,8 @@ def test_a_store_outage_mid_scoring_is_waited_out_and_nothing_is_lost(archive):
 @pytest.mark.timeout(900)
 def test_an_outage_longer_than_the_budget_fails_clearly_and_publishes_nothing(archive):
     output = f"s3://{BUCKET}/out-long-outage/"
-    code, log = _score_through_outage(output, outage_seconds=45,
+    # The store stays away until the job has given up (at most 45 s): past its 5 s budget.
+    code, log = _score_through_outage(output, outage_seconds=45, until_exit=True,
                                       env={**os.environ, "MEDIAJOBS_STORE_OUTAGE_SECONDS": "5"})
     assert code == 1, log[-3000:]
     assert "object store stopped answering" in log and "Nothing was committed" in log, log[-3000:]
