@@ -6,8 +6,6 @@ against the session's real local stack (SeaweedFS + Ray head)."""
 from __future__ import annotations
 
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
 
 import pytest
 from support.media import image_bytes
@@ -147,26 +145,10 @@ CASES = {
 }
 
 
-# Cases run at once: each is a CLI process of its own (about 1 s of start-up, 4 s where it loads
-# TensorFlow), and none touches what another names.
-PARALLEL = 4
-
-
-@pytest.fixture(scope="module")
-def runs(inputs, mediajobs_cli, request) -> Iterator[dict[str, Future]]:
-    """The finished CLI process of every case selected in this session (a future: a timeout
-    is raised in its own test)."""
-    selected = {item.callspec.params["case"] for item in request.session.items
-                if item.module is request.module and hasattr(item, "callspec")}
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        yield {case: pool.submit(mediajobs_cli, *[arg.format(**inputs) for arg in CASES[case][0]])
-               for case in sorted(selected)}
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_a_missing_or_wrong_input_is_one_line_with_its_exit_code(inputs, case, runs):
-    _, code, message = CASES[case]
-    result = runs[case].result()
+def test_a_missing_or_wrong_input_is_one_line_with_its_exit_code(inputs, case, mediajobs_cli):
+    args, code, message = CASES[case]
+    result = mediajobs_cli(*[arg.format(**inputs) for arg in args])
     ours = [line for line in result.stderr.splitlines() if line.strip() and not _FOREIGN_LOG.match(line)]
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr[-3000:]
     assert len(ours) == 1, result.stderr[-3000:]
