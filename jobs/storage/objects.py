@@ -184,13 +184,29 @@ STORAGE_HINTS = {
 }
 
 
-def describe_storage_error(exc: BaseException) -> str:
-    """A one-line reason for a storage failure, with a hint for the common ones."""
-    code = ""
+# The same refusals as boto3 reports a HEAD request (no body, so only its status) and as
+# pyarrow words them (its S3 errors carry no error code).
+_REFUSAL_ALIASES = {"403": "AccessDenied", "Forbidden": "AccessDenied"}
+_PYARROW_REFUSALS = {"ACCESS_DENIED": "AccessDenied", "INVALID_ACCESS_KEY_ID": "InvalidAccessKeyId",
+                     "SIGNATURE_DOES_NOT_MATCH": "SignatureDoesNotMatch", "HTTP status 403": "AccessDenied"}
+
+
+def refusal_code(exc: BaseException) -> str | None:
+    """The S3 error code of a refusal no retry changes (denied, unknown key, wrong secret,
+    no such bucket), from boto3's or pyarrow's error; None for anything else."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code", "")
-    if code in STORAGE_HINTS:
+        code = _REFUSAL_ALIASES.get(code, code)
+        return code if code in STORAGE_HINTS else None
+    text = str(exc)
+    return next((code for marker, code in _PYARROW_REFUSALS.items() if marker in text), None)
+
+
+def describe_storage_error(exc: BaseException) -> str:
+    """A one-line reason for a storage failure, with a hint for the common ones."""
+    code = refusal_code(exc)
+    if code is not None:
         return f"{code}: {STORAGE_HINTS[code]}"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "Could not connect" in text or "Connect timeout" in text or "connection refused" in text.lower():
@@ -301,12 +317,6 @@ def is_file(uri: str) -> bool:
     return _file_type(uri) == pafs.FileType.File
 
 
-# How pyarrow words a refusal no retry changes (a HEAD answer has no body, so often only
-# its status), and the code of the same refusal as boto3 reports it.
-_REFUSALS = {"ACCESS_DENIED": "AccessDenied", "INVALID_ACCESS_KEY_ID": "InvalidAccessKeyId",
-             "SIGNATURE_DOES_NOT_MATCH": "SignatureDoesNotMatch", "HTTP status 403": "AccessDenied"}
-
-
 def _file_type(uri: str):
     loc = parse_uri(uri)
     try:
@@ -316,10 +326,9 @@ def _file_type(uri: str):
     except OSError as exc:
         # A refusal is the user's to fix: one line, not a traceback. Anything else (an
         # endpoint that does not answer) stays an OSError, which callers wait out.
-        code = next((code for marker, code in _REFUSALS.items() if marker in str(exc)), None)
-        if code is None:
+        if refusal_code(exc) is None:
             raise
-        raise StorageError(f"cannot read {uri}: {code}: {STORAGE_HINTS[code]}") from None
+        raise StorageError(f"cannot read {uri}: {describe_storage_error(exc)}") from None
 
 
 def delete_prefix(uri: str) -> int:

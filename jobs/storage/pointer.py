@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobs.errors import MediaJobsError, StorageError
 from jobs.storage.checks import no_bucket_message
-from jobs.storage.objects import parse_uri, s3_client
+from jobs.storage.objects import describe_storage_error, parse_uri, refusal_code, s3_client
 
 __all__ = ["PointerMovedError", "read_pointer", "write_pointer"]
 
@@ -27,8 +27,10 @@ def read_pointer(uri: str) -> tuple[bytes, str] | None:
     """(content, version tag), or None where there is no object.
 
     Raises:
-        StorageError: the bucket does not exist.
+        StorageError: the bucket does not exist, or the store refuses the credentials.
     """
+    from botocore.exceptions import ClientError
+
     location = parse_uri(uri)
     if location.scheme != "s3":
         try:
@@ -43,6 +45,10 @@ def read_pointer(uri: str) -> tuple[bytes, str] | None:
         return None
     except client.exceptions.NoSuchBucket:
         raise StorageError(no_bucket_message(uri)) from None
+    except ClientError as exc:
+        if refusal_code(exc) is None:
+            raise  # the store's trouble (a 503): the caller's retry waits it out
+        raise StorageError(f"cannot read {uri}: {describe_storage_error(exc)}") from None
     return response["Body"].read(), response["ETag"]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -20,7 +19,6 @@ from support.media import image_bytes
 from support.paths import ROOT
 
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 BUCKET = "it-output-location"
 
 pytestmark = pytest.mark.integration

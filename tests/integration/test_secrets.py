@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from support.media import image_bytes
 from support.paths import ROOT
 
 EXAMPLES = ROOT / "jobs" / "examples"
-MEDIAJOBS = [sys.executable, "-m", "jobs.cli.app"]
 # What the stack keeps on purpose: the key pair, the SeaweedFS identities, the token, the store.
 SECRET_HOLDERS = {"credentials.json", "seaweed-s3.json", "ray_auth_token", "seaweed"}
 

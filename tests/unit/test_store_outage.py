@@ -83,3 +83,30 @@ def test_an_objects_own_failure_fails_at_once_without_waiting(tmp_path):
         retry_while_unavailable(lambda: (tmp_path / "missing.jpg").read_bytes(), "reading missing.jpg", budget=60,
                                 clock=clock, sleep=clock.sleep)
     assert clock.waits == []
+
+
+@pytest.mark.parametrize("error, code", [
+    # pyarrow words its S3 errors (no code attached); a HEAD answer has no body, only a status
+    (OSError("When getting information for key 'a.jpg' in bucket 'b': AWS Error ACCESS_DENIED during "
+             "HeadObject operation: No response body."), "AccessDenied"),
+    (OSError("When getting information for key 'a' in bucket 'b': AWS Error UNKNOWN (HTTP status 403) during "
+             "HeadObject operation: No response body."), "AccessDenied"),
+    (OSError("AWS Error INVALID_ACCESS_KEY_ID during ListObjectsV2 operation"), "InvalidAccessKeyId"),
+])
+def test_a_refusal_worded_by_pyarrow_gets_the_code_and_hint_boto3_would(error, code):
+    from jobs.storage.objects import STORAGE_HINTS, describe_storage_error, refusal_code
+
+    assert refusal_code(error) == code and not is_transient(error)
+    assert describe_storage_error(error) == f"{code}: {STORAGE_HINTS[code]}"
+
+
+def test_a_forbidden_head_request_is_access_denied_and_an_outage_is_no_refusal():
+    from botocore.exceptions import ClientError
+
+    from jobs.storage.objects import describe_storage_error, refusal_code
+
+    forbidden = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
+    assert describe_storage_error(forbidden).startswith("AccessDenied: access denied; check the credentials")
+    unavailable = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "busy"}}, "GetObject")
+    assert refusal_code(unavailable) is None and is_transient(unavailable)
+    assert refusal_code(OSError("AWS Error NETWORK_CONNECTION during HeadObject operation")) is None
