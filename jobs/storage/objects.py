@@ -18,6 +18,7 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 
 from jobs.errors import StorageError
+from jobs.storage.key_order import StoredObject, lists_folder_by_folder, walk_local, walk_s3_folders
 from jobs.storage.settings import S3Settings, resolve_s3_settings, settings_fingerprint
 
 
@@ -119,15 +120,6 @@ def _s3_client(fingerprint: tuple):
     )
 
 
-@dataclass(frozen=True)
-class StoredObject:
-    """One listed object: its full URI, size in bytes and ETag (or mtime for files)."""
-
-    uri: str
-    size: int
-    etag: str
-
-
 def list_objects(uri: str, suffixes: tuple[str, ...] | None = None) -> Iterator[StoredObject]:
     """Yield the objects under a prefix (recursively), page by page, in key order.
 
@@ -147,33 +139,28 @@ def _list_s3(loc: Location) -> Iterator[StoredObject]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = s3_client()
-    paginator = client.get_paginator("list_objects_v2")
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=loc.bucket, Prefix=loc.key, PaginationConfig={"PageSize": 1000})
     try:
-        for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key, PaginationConfig={"PageSize": 1000}):
+        for number, page in enumerate(pages):
+            if number == 0 and lists_folder_by_folder(page):  # nothing yielded yet: walk instead
+                yield from (_stored(loc.bucket, item) for item in walk_s3_folders(client, loc.bucket, loc.key))
+                return
             for item in page.get("Contents", []):
-                if item["Key"].endswith("/"):
-                    continue  # "directory" marker objects
-                yield StoredObject(f"s3://{loc.bucket}/{item['Key']}", int(item["Size"]), item["ETag"].strip('"'))
+                if not item["Key"].endswith("/"):  # "directory" marker objects
+                    yield _stored(loc.bucket, item)
     except (ClientError, BotoCoreError) as exc:
         raise StorageError(f"cannot list {loc.uri}: {describe_storage_error(exc)}") from None
+
+
+def _stored(bucket: str, item: dict) -> StoredObject:
+    return StoredObject(f"s3://{bucket}/{item['Key']}", int(item["Size"]), item["ETag"].strip('"'))
 
 
 def _list_local(loc: Location) -> Iterator[StoredObject]:
     root = Path(loc.key)
     if root.is_dir():
-        yield from _walk_in_key_order(root)
-
-
-def _walk_in_key_order(folder: Path) -> Iterator[StoredObject]:
-    """Files below `folder` in the order S3 lists keys (by full path, '/' as a character):
-    a folder sorts as its name + '/', so `a-b` < `a/x` < `a0`."""
-    entries = sorted(os.scandir(folder), key=lambda e: e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk_in_key_order(Path(entry.path))
-        elif entry.is_file():
-            stat = entry.stat()
-            yield StoredObject(entry.path, stat.st_size, f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
+        yield from walk_local(root)
 
 
 STORAGE_HINTS = {
