@@ -213,8 +213,19 @@ def _decoded_datasets(objects, task, seed: int) -> tuple[dict, dict[str, int], i
     for name, uris in objects.uris.items():
         datasets[name] = _decoded_dataset(uris, objects.sizes[name], objects.labels[name], task, seed)
         decoded[name] = datasets[name].count()
-        skipped += len(uris) - (len(datasets[name].unique("uri")) if decoded[name] else 0)
+        skipped += len(uris) - (_objects_decoded(datasets[name]) if decoded[name] else 0)
     return datasets, decoded, skipped
+
+
+def _objects_decoded(dataset) -> int:
+    """How many objects gave at least one example (a video gives many): the distinct URIs of
+    the materialized blocks, gathered here (an aggregation would start a shuffle for this)."""
+    import pyarrow.compute as pc
+
+    uris: set[str] = set()
+    for batch in dataset.select_columns(["uri"]).iter_batches(batch_size=None, batch_format="pyarrow"):
+        uris.update(pc.unique(batch.column("uri")).to_pylist())
+    return len(uris)
 
 
 def _fit(spec: TrainSpec, plan, config: TrainLoopConfig, datasets: dict, output):

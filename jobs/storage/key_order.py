@@ -2,9 +2,10 @@
 
 S3 lists keys in byte order with '/' an ordinary character, so `a-b.jpg` < `a.jpg` < `a/x.jpg`
 < `a0.jpg`. A local folder, and SeaweedFS's filer, list folder by folder with each folder's
-entries in name order, so the folder `a` comes before `a-b.jpg` and `a.jpg`. The walks here
-restore key order while streaming: an entry waits only until a later name has passed its key,
-so at most a handful of entries per folder level are held, never the whole listing.
+entries in name order, so the folder `a` comes before `a-b.jpg` and `a.jpg`. Such a listing is
+put in key order here: sorted when it fits in one page; otherwise walked folder by folder while
+streaming, where an entry waits only until a later name has passed its key (a handful of
+entries per folder level held, never the whole listing).
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ def lists_folder_by_folder(page: dict[str, Any]) -> bool:
     of listing in key order. Only the store knows, and it says so in its Server header."""
     headers = page.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     return str(headers.get("server", "")).startswith("SeaweedFS")
+
+
+def in_key_order(client, bucket: str, prefix: str, first_page: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The objects under `prefix` (ListObjectsV2 `Contents` items) in key order, from a store
+    that lists folder by folder and answered `first_page` of a flat listing: a listing that
+    fits in that page is sorted here (a page's worth of memory); a longer one is walked."""
+    if not first_page.get("IsTruncated"):
+        yield from sorted(first_page.get("Contents", []), key=lambda item: item["Key"])  # code points: byte order
+    else:
+        yield from walk_s3_folders(client, bucket, prefix)
 
 
 def walk_s3_folders(client, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 
 from jobs.errors import StorageError
-from jobs.storage.key_order import StoredObject, lists_folder_by_folder, walk_local, walk_s3_folders
+from jobs.storage.key_order import StoredObject, in_key_order, lists_folder_by_folder, walk_local
 from jobs.storage.settings import S3Settings, resolve_s3_settings, settings_fingerprint
 
 
@@ -138,19 +138,22 @@ def list_objects(uri: str, suffixes: tuple[str, ...] | None = None) -> Iterator[
 def _list_s3(loc: Location) -> Iterator[StoredObject]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = s3_client()
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=loc.bucket, Prefix=loc.key, PaginationConfig={"PageSize": 1000})
     try:
-        for number, page in enumerate(pages):
-            if number == 0 and lists_folder_by_folder(page):  # nothing yielded yet: walk instead
-                yield from (_stored(loc.bucket, item) for item in walk_s3_folders(client, loc.bucket, loc.key))
-                return
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):  # "directory" marker objects
-                    yield _stored(loc.bucket, item)
+        for item in _listed_in_key_order(s3_client(), loc):
+            if not item["Key"].endswith("/"):  # "directory" marker objects
+                yield _stored(loc.bucket, item)
     except (ClientError, BotoCoreError) as exc:
         raise StorageError(f"cannot list {loc.uri}: {describe_storage_error(exc)}") from None
+
+
+def _listed_in_key_order(client, loc: Location) -> Iterator[dict]:
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=loc.bucket, Prefix=loc.key, PaginationConfig={"PageSize": 1000})
+    for number, page in enumerate(pages):
+        if number == 0 and lists_folder_by_folder(page):  # nothing yielded yet
+            yield from in_key_order(client, loc.bucket, loc.key, page)
+            return
+        yield from page.get("Contents", [])
 
 
 def _stored(bucket: str, item: dict) -> StoredObject:

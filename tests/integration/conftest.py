@@ -45,6 +45,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         if name.startswith(_FOREIGN_ENV_PREFIXES) or name in _FOREIGN_ENV_NAMES:
             del os.environ[name]
     os.environ["MEDIAJOBS_HOME"] = str(home)
+    # Ray Train's controller polls its workers every 2 s: a job's end (and a lost worker) is
+    # seen up to 2 s late, some 40 times a session. Ray processes inherit the head's environment.
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"
     try:
         stack = stack_module.up(home)
         client_env = stack_module.ray_client_env(stack, home)

@@ -9,6 +9,7 @@ The randomized bad-media corpus met this as "the input listing is not in key ord
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -19,11 +20,18 @@ ALPHABET = "a-.!0+ ü"
 
 
 @pytest.fixture(scope="module")
-def stored_keys(local_stack) -> list[str]:
+def bucket(local_stack) -> str:
+    from jobs.storage.objects import s3_client
+
+    s3_client().create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
+@pytest.fixture(scope="module")
+def stored_keys(bucket) -> list[str]:
     from jobs.storage.objects import s3_client
 
     client = s3_client()
-    client.create_bucket(Bucket=BUCKET)
     rng, keys = random.Random(20261207), set()
     while len(keys) < 60:
         segments = ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 4))]
@@ -59,3 +67,18 @@ def test_the_folder_walk_keeps_key_order_across_page_boundaries(stored_keys, pag
 
     walked = [item["Key"] for item in walk_s3_folders(s3_client(), BUCKET, "in/", page_size=page_size)]
     assert walked == stored_keys
+
+
+def test_a_listing_longer_than_a_page_is_walked_in_key_order(bucket):
+    """Over 1,000 keys: the first flat page is not the whole listing, so it is walked."""
+    from jobs.storage.objects import list_objects, s3_client
+
+    client = s3_client()
+    keys = [f"long/{folder}/{i:03d}.jpg" for folder in ("a", "a-b", "a.b", "a0") for i in range(260)]
+    keys += ["long/a.jpg", "long/a-.jpg", "long/a!.jpg"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=BUCKET, Key=key, Body=b"x"), keys))
+    assert client.list_objects_v2(Bucket=BUCKET, Prefix="long/")["IsTruncated"]
+
+    listed = [obj.uri.removeprefix(f"s3://{BUCKET}/") for obj in list_objects(f"s3://{BUCKET}/long/")]
+    assert listed == sorted(keys, key=lambda k: k.encode("utf-8"))

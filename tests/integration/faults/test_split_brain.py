@@ -24,7 +24,9 @@ from jobs.storage.lease import LockHeldError
 from support.store_proxy import StoreProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-TTL = "1"
+# A's lease lapses for B once the store's clock (whole seconds) shows it older than this: 0-1 s
+# after A stopped renewing it (every TTL / 5), at each of some 40 stall points.
+TTL = "0.5"
 SKEW_SECONDS = 11 * 60
 
 
@@ -65,7 +67,7 @@ def _as_b(monkeypatch, run):
                 return run()
             except LockHeldError:
                 assert time.monotonic() < deadline, "A's lease never lapsed"
-                time.sleep(0.3)
+                time.sleep(0.1)
     finally:
         monkeypatch.setattr(time, "time", real)
 
