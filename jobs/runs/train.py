@@ -39,6 +39,7 @@ from jobs.runs.resources import scaling_config
 from jobs.spec.kinds import TrainSpec
 from jobs.storage.objects import filesystem_for
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode
+from jobs.workers.mwms_backend import MwmsConfig
 from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_data import StoreTrainingContext
 from jobs.workers.train_loop import BEST_DIR, STATE_FILE, WORKERS_DIR, train_loop_per_worker
@@ -241,6 +242,7 @@ def _fit(spec: TrainSpec, plan, config: TrainLoopConfig, datasets: dict, output)
     trainer = TensorflowTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config=config.for_ray(),
+        tensorflow_config=MwmsConfig(),  # type: ignore[arg-type]  # Ray's TensorflowConfig, without importing TF
         scaling_config=scaling_config(spec.resources),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=list(plan.split)),
