@@ -1,13 +1,14 @@
 """Every command given a missing or wrong input, as a new user types it: one line of error on
 stderr (no traceback, no "internal error") and the exit code of its error class (2: bad
 usage or spec, 1: storage, cluster, ingest and job errors). The CLI runs in a subprocess
-against the session's real local stack (SeaweedFS + Ray head)."""
+against the session's real local stack (SeaweedFS + Ray head), two cases' processes at once."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from support.cli import RunsAhead
 from support.media import image_bytes
 from support.paths import EXAMPLES
 
@@ -145,10 +146,18 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def cli_runs(inputs, mediajobs_cli):
+    """Each case's command run in a CLI process, the next case's started while one is checked."""
+    runs = RunsAhead(mediajobs_cli, {case: [arg.format(**inputs) for arg in CASES[case][0]] for case in sorted(CASES)})
+    yield runs
+    runs.close()
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_a_missing_or_wrong_input_is_one_line_with_its_exit_code(inputs, case, mediajobs_cli):
-    args, code, message = CASES[case]
-    result = mediajobs_cli(*[arg.format(**inputs) for arg in args])
+def test_a_missing_or_wrong_input_is_one_line_with_its_exit_code(inputs, case, cli_runs):
+    _, code, message = CASES[case]
+    result = cli_runs(case)
     ours = [line for line in result.stderr.splitlines() if line.strip() and not _FOREIGN_LOG.match(line)]
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr[-3000:]
     assert len(ours) == 1, result.stderr[-3000:]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Mapping, Sequence
 
 from support.paths import ROOT, python_path
 
@@ -42,3 +43,25 @@ class MediaJobsCli:
         """Start `mediajobs *args` and return at once, for tests that watch or kill a run midway.
         `popen`: further subprocess.Popen arguments (stdout, start_new_session, ...)."""
         return subprocess.Popen([*self.command, *args], cwd=ROOT, env=self.env(base=env), **popen)
+
+
+class RunsAhead:
+    """Many cases' CLI runs, each case's run started while the case before it is checked: two
+    processes at once, each mostly Python starting up. `runs(case)` is the finished process of
+    `mediajobs *command_lines[case]`; cases are best asked for in the order given."""
+
+    def __init__(self, cli: MediaJobsCli, command_lines: Mapping[str, Sequence[str]], **call) -> None:
+        self._cli, self._lines, self._call = cli, dict(command_lines), call
+        self._order = list(self._lines)
+        self._pool = ThreadPoolExecutor(2)
+        self._started: dict[str, Future] = {}
+
+    def __call__(self, case: str) -> subprocess.CompletedProcess:
+        at = self._order.index(case)
+        for name in self._order[at:at + 2]:
+            if name not in self._started:
+                self._started[name] = self._pool.submit(self._cli, *self._lines[name], **self._call)
+        return self._started.pop(case).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)

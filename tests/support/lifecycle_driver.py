@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
+from contextlib import contextmanager
 
 CLASSES = ["cat", "dog"]
 
@@ -118,14 +120,33 @@ def nightly(output: str, archive: str, model: str, run_date: str):
 
     spec = parse_spec({"version": 1, "kind": "score", "name": "crash-nightly", "input": archive, "output": output,
                        "incremental": True, "task": "image-classifier", "model": model}, "crash-nightly.yaml")
-    real = nightly_module.Night._score_route
-    nightly_module.Night._score_route = score_route  # the stand-in, for this run only (tests call this in-process)
-    try:
+    with _stand_in(nightly_module.Night, "_score_route", score_route):
         result = nightly_module.run_incremental(spec, run_date, echo=print)
-    finally:
-        nightly_module.Night._score_route = real
     print(json.dumps({"run_id": result.run_id, "committed": result.committed}))
     return result
+
+
+_standing_in = threading.Lock()
+_stand_ins: dict[tuple[type, str], list] = {}  # (class, name) -> [the real attribute, runs using the stand-in]
+
+
+@contextmanager
+def _stand_in(owner: type, name: str, stand_in):
+    """`owner.name` replaced by `stand_in` while any run needs it: tests call the drivers
+    in-process, from two threads at once (tests/integration/faults/commit_faults.each_point)."""
+    key = (owner, name)
+    with _standing_in:
+        if key not in _stand_ins:
+            _stand_ins[key] = [getattr(owner, name), 0]
+            setattr(owner, name, stand_in)
+        _stand_ins[key][1] += 1
+    try:
+        yield
+    finally:
+        with _standing_in:
+            _stand_ins[key][1] -= 1
+            if not _stand_ins[key][1]:
+                setattr(owner, name, _stand_ins.pop(key)[0])
 
 
 def main(argv: list[str]) -> int:

@@ -5,7 +5,8 @@ its very last write, the lease release, exit 0: it had finished before B took ov
 commit stands, nothing is lost or duplicated.
 
 A is tests/support/lifecycle_driver.py (the real lifecycle, no Ray) behind `StoreProxy`, which
-holds A's Nth write and stops A; B runs in this process.
+holds A's Nth write and stops A; B runs in this process. Stall points run a few at once
+(commit_faults.each_point), each with its own proxy and output.
 """
 
 from __future__ import annotations
@@ -56,20 +57,22 @@ def _hold_at(step: int):
     return hook
 
 
-def _as_b(monkeypatch, run):
-    """Run B in this process with its wall clock 11 minutes ahead, once A's lease lapsed."""
+def _clock_ahead(monkeypatch) -> None:
+    """This process's wall clock (B's) 11 minutes ahead, from here to the end of the test;
+    A runs in a process of its own, on the real clock."""
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + SKEW_SECONDS)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                return run()
-            except LockHeldError:
-                assert time.monotonic() < deadline, "A's lease never lapsed"
-                time.sleep(0.1)
-    finally:
-        monkeypatch.setattr(time, "time", real)
+
+
+def _as_b(run):
+    """Run B in this process, once A's lease lapsed."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return run()
+        except LockHeldError:
+            assert time.monotonic() < deadline, "A's lease never lapsed"
+            time.sleep(0.1)
 
 
 def _stall_a(proxy: StoreProxy, stack, step: int, *args: str):
@@ -106,20 +109,25 @@ def test_a_plain_run_stalled_in_its_commit_cannot_damage_the_run_that_took_over(
         baseline = bucket + "split-baseline/"
         faults.copy_prefix(old_output, baseline)
         writes = faults.baseline(proxy, local_stack, "plain", baseline, "13", "model-a")
-        points = _commit_phase(writes, "/_staging/")
-        assert len(points) >= 5, writes
-        for n, write in points:
-            output = f"{bucket}split-{n:03d}/"
-            faults.copy_prefix(old_output, output)
-            a = _stall_a(proxy, local_stack, n, "plain", output, "13", "model-a")
-            b_run = _as_b(monkeypatch, lambda: lifecycle_driver.plain(output, 12, "model-b"))
-            code, out = _wake(proxy, a)
-            _check_a(code, out, write)
-            predictions, errors = faults.table(output, "predictions"), faults.table(output, "errors")
-            assert set(predictions.column("run_id").to_pylist()) == {b_run} == set(errors.column("run_id").to_pylist())
-            outcomes = Counter(predictions.column("uri").to_pylist() + errors.column("uri").to_pylist())
-            assert len(outcomes) == 12 and set(outcomes.values()) == {1}, write
-            assert not [u for u in faults.left_behind(output) if u.endswith("/_lock.json")], write
+    points = _commit_phase(writes, "/_staging/")
+    assert len(points) >= 5, writes
+
+    def stalled_then_woken(proxy: StoreProxy, point: tuple[int, tuple[str, str]]) -> None:
+        n, write = point
+        output = f"{bucket}split-{n:03d}/"
+        faults.copy_prefix(old_output, output)
+        a = _stall_a(proxy, local_stack, n, "plain", output, "13", "model-a")
+        b_run = _as_b(lambda: lifecycle_driver.plain(output, 12, "model-b"))
+        code, out = _wake(proxy, a)
+        _check_a(code, out, write)
+        predictions, errors = faults.table(output, "predictions"), faults.table(output, "errors")
+        assert set(predictions.column("run_id").to_pylist()) == {b_run} == set(errors.column("run_id").to_pylist())
+        outcomes = Counter(predictions.column("uri").to_pylist() + errors.column("uri").to_pylist())
+        assert len(outcomes) == 12 and set(outcomes.values()) == {1}, write
+        assert not [u for u in faults.left_behind(output) if u.endswith("/_lock.json")], write
+
+    _clock_ahead(monkeypatch)
+    faults.each_point(local_stack, points, stalled_then_woken)
 
 
 def test_a_nightly_run_stalled_in_its_commit_cannot_damage_the_run_that_took_over(bucket, local_stack,
@@ -135,21 +143,26 @@ def test_a_nightly_run_stalled_in_its_commit_cannot_damage_the_run_that_took_ove
         baseline = bucket + "split-nightly-baseline/"
         faults.copy_prefix(first_output, baseline)
         writes = faults.baseline(proxy, local_stack, "nightly", baseline, archive, model, NIGHTS[1])
-        second = {name: faults.night_rows(baseline, name, NIGHTS[1]) for name in tables}
-        points = _commit_phase(writes, "/scored/")
-        assert len(points) >= 10, writes
-        for n, write in points:
-            output = f"{bucket}split-nightly-{n:03d}/"
-            faults.copy_prefix(first_output, output)
-            a = _stall_a(proxy, local_stack, n, "nightly", output, archive, model, NIGHTS[1])
-            _as_b(monkeypatch, lambda: lifecycle_driver.nightly(output, archive, model, NIGHTS[1]))
-            code, out = _wake(proxy, a)
-            _check_a(code, out, write)
-            assert {name: faults.night_rows(output, name, NIGHTS[1]) for name in tables} == second, write
-            rows = [r for name in tables for r in faults.table(output, name).to_pylist()]
-            versions = Counter((r["uri"], r["etag"], r["model_id"]) for r in rows)
-            assert set(versions.values()) == {1}, write
-            assert not [u for u in faults.left_behind(output) if u.endswith("/_lock.json")], write
+    second = {name: faults.night_rows(baseline, name, NIGHTS[1]) for name in tables}
+    points = _commit_phase(writes, "/scored/")
+    assert len(points) >= 10, writes
+
+    def stalled_then_woken(proxy: StoreProxy, point: tuple[int, tuple[str, str]]) -> None:
+        n, write = point
+        output = f"{bucket}split-nightly-{n:03d}/"
+        faults.copy_prefix(first_output, output)
+        a = _stall_a(proxy, local_stack, n, "nightly", output, archive, model, NIGHTS[1])
+        _as_b(lambda: lifecycle_driver.nightly(output, archive, model, NIGHTS[1]))
+        code, out = _wake(proxy, a)
+        _check_a(code, out, write)
+        assert {name: faults.night_rows(output, name, NIGHTS[1]) for name in tables} == second, write
+        rows = [r for name in tables for r in faults.table(output, name).to_pylist()]
+        versions = Counter((r["uri"], r["etag"], r["model_id"]) for r in rows)
+        assert set(versions.values()) == {1}, write
+        assert not [u for u in faults.left_behind(output) if u.endswith("/_lock.json")], write
+
+    _clock_ahead(monkeypatch)
+    faults.each_point(local_stack, points, stalled_then_woken)
 
 
 def test_two_nightly_runs_of_different_dates_started_together(bucket, local_stack):

@@ -31,7 +31,7 @@ HUGE, HUGE_BYTES = 64, 200 << 20
 FAULT = b"MEDIAJOBS-FAULT:"  # tasks.decode_child's test hook, on with MEDIAJOBS_DECODE_FAULTS=1
 # The hanging decoder is killed after this (plus decode_isolation.GRACE_SECONDS), and once more
 # on its retry: the job waits it out twice. Decoding a good object here takes well under a second.
-DECODE_SECONDS = 8
+DECODE_SECONDS = 4
 ACTOR_MEMORY = 4 << 30
 
 
