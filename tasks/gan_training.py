@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.console import say
 from tasks.dcgan import GENERATOR_FILE, generate_images, load_gan, load_generator, sample_grid_png, save_gan
 from tasks.protocols import Trainable
 from tasks.training import TaskArchitectures, TrainingConfig, TrainingContext, TrainingObjects, TrainingPlan
@@ -40,4 +41,4 @@ class GanPlan(TrainingPlan):
         images = generate_images(generator, (SAMPLE_SEED, 0, SAMPLE_COUNT), int(generator.input_shape[-1]))
         uri = context.join(config.output, SAMPLES_DIR, f"epoch-{epoch + 1:03d}.png")
         context.write_bytes(uri, sample_grid_png(images, columns=8, scale=2))
-        print(f"sample grid: {uri}", flush=True)
+        say(f"sample grid: {uri}")

@@ -8,6 +8,8 @@ import sys
 import tempfile
 import traceback
 import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -28,14 +30,50 @@ console = Console(stderr=False, highlight=False, soft_wrap=True)  # whole lines:
 _state = {"verbose": False}
 
 
+VERBOSE_FLAGS = ("--verbose", "-v")
+
+
 @app.callback()
-def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and Ray's logs.")) -> None:
-    _state["verbose"] = verbose
+def _options(verbose: bool = typer.Option(False, *VERBOSE_FLAGS, help="Show tracebacks and Ray's, Ray Data's and "
+                                                                      "TensorFlow's own output (anywhere on the "
+                                                                      "command line).")) -> None:
+    _state["verbose"] = _state["verbose"] or verbose  # main() takes the flag from anywhere on the line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def echo(message: str) -> None:
     console.print(message, markup=False, emoji=False)  # a URI or name with ":smile:" stays as written
+
+
+@contextmanager
+def _job_console(command: str) -> Iterator[Path | None]:
+    """Our lines on the terminal; Ray's, Ray Data's and TensorFlow's own output in a log file
+    whose path is printed first (jobs.cli.run_log). With --verbose, all of it on the terminal
+    as it comes, and no log file (yields None)."""
+    if _state["verbose"]:
+        yield None
+        return
+    from jobs.cli.run_log import RunLog, relay_worker_lines
+
+    with RunLog(command) as log:
+        console.file = log.stdout
+        stop_relay = relay_worker_lines(echo)
+        echo(f"log: {log.path} (what Ray and the workers print; --verbose shows it here)")
+        try:
+            yield log.path
+        except BaseException:
+            echo(f"the run's whole log: {log.path}")
+            raise
+        finally:
+            _disconnect_ray()  # Ray's goodbyes (actors killed, workers gone) go to the log too
+            stop_relay()
+            console.file = None  # type: ignore[assignment]  # back to sys.stdout (rich's default)
+
+
+def _disconnect_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 @app.command()
@@ -53,7 +91,21 @@ def run(
     from jobs.spec.load import load_spec
 
     job = load_spec(spec, set_ or [])
-    run_spec(job, address=address, echo=echo, run_date=check_run_date(run_date) if run_date else None)
+    with _job_console("run") as log:
+        result = run_spec(job, address=address, echo=echo, run_date=check_run_date(run_date) if run_date else None)
+        if log is not None:
+            _keep_log(result, log)
+
+
+def _keep_log(result: object, log: Path) -> None:
+    """The run's log file beside its summary (runs/<run_id>/job.log), when the run has one."""
+    from jobs.runs.dispatch import run_folder
+    from jobs.storage.objects import write_bytes
+
+    folder = run_folder(result)
+    if folder:
+        write_bytes(folder + "job.log", log.read_bytes())
+        echo(f"{'log:':<12} {folder}job.log")
 
 
 @app.command()
@@ -215,7 +267,8 @@ def demo(
     """The main job, end to end: local stack up, data ingested, 2 workers train, a held-out folder scored."""
     from jobs.cli.demo import run_demo
 
-    run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo, progress=_progress.bar("uploading"))
+    with _job_console("demo"):
+        run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo, progress=_progress.bar("uploading"))
 
 
 @app.command()
@@ -245,7 +298,8 @@ def bench(
         return
     from jobs.bench.cli import run_bench_command
 
-    run_bench_command(quick, json_, repeats, bucket, echo, console)
+    with _job_console("bench"):
+        run_bench_command(quick, json_, repeats, bucket, echo, console)
 
 
 @app.command()
@@ -350,10 +404,12 @@ class _progress:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 ok, 1 job failed, 2 bad usage or spec."""
-    verbose = "--verbose" in (argv or sys.argv[1:]) or "-v" in (argv or sys.argv[1:])
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = _state["verbose"] = any(arg in VERBOSE_FLAGS for arg in args)
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="mediajobs", standalone_mode=False)
+        command.main(args=[arg for arg in args if arg not in VERBOSE_FLAGS], prog_name="mediajobs",
+                     standalone_mode=False)
         return 0
     except typer.Exit as exc:
         return exc.exit_code

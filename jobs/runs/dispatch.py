@@ -37,6 +37,14 @@ def run_spec(spec: Spec, address: str | None = None, echo: Echo = print, run_dat
     return _RUNNERS[spec.kind](spec, echo)
 
 
+def run_folder(result: object) -> str | None:
+    """Where a finished run keeps its records (`runs/<run_id>/`, beside its summary.json; a
+    train job's `runs/<model_id>/`), ending in "/"; None for a result without one."""
+    summary = getattr(result, "summary_uri", "") or getattr(result, "tables", {}).get("summary", "")
+    folder = summary.rsplit("/", 1)[0] + "/" if summary else getattr(result, "run_folder", "")
+    return folder or None
+
+
 def _run_train(spec: TrainSpec, echo: Echo) -> TrainResult:
     from jobs.runs.train import run_train
 

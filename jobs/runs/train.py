@@ -77,6 +77,7 @@ class TrainResult:
     seconds: float
     workers: list[dict] = field(default_factory=list)  # placement records: rank, node_id, hostname, gpu_ids
     exported_epoch: int | None = None  # the epoch whose model was exported (the best, with restore_best)
+    run_folder: str = ""  # <output>/runs/<model_id>/: the run's records (the CLI's job.log)
 
 
 def run_train(spec: TrainSpec, echo=print) -> TrainResult:
@@ -108,7 +109,8 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
         version = export_model(source, metadata, output.uri,
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
     return TrainResult(version.uri, exported["metrics"], data.objects.class_names, state["epoch"] + 1,
-                       data.examples, data.skipped, time.time() - started, placements, exported["epoch"])
+                       data.examples, data.skipped, time.time() - started, placements, exported["epoch"],
+                       output.join("runs", metadata.model_id).uri + "/")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_data import StoreTrainingContext, WholeDataset
 from jobs.workers.train_settings import EarlyStop
 from tasks.architecture import Architecture
+from tasks.console import say
 from tasks.registry import definition
 from tasks.training import TrainingPlan
 
@@ -108,7 +109,7 @@ class _EpochLoop:
             stopping = self.stop.should_stop(epoch + 1)
         self._checkpoint(epoch, metrics, improved)
         if stopping and self.stop is not None and self.rank == 0:
-            print(f"early stopping: {self.stop.reason(self.config.epochs)}", flush=True)
+            say(f"early stopping: {self.stop.reason(self.config.epochs)}")
         return stopping
 
     def _checkpoint(self, epoch: int, metrics: dict, improved: bool) -> None:
@@ -124,8 +125,8 @@ class _EpochLoop:
             if self.rank != 0:
                 ray.train.report(metrics)
                 return
-            print("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in metrics.items()), flush=True)
+            say("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in metrics.items()))
             if self.stop is not None and self.stop.restore_best:
                 assert self.best is not None  # rank 0 keeps a copy
                 _keep_best(self.plan, checkpoint_dir, self.best, improved)
@@ -147,7 +148,7 @@ def _restore_or_build(plan, config: TrainLoopConfig, strategy, best: str | None,
             if best is not None and Path(checkpoint_dir, BEST_DIR).is_dir():
                 shutil.copytree(Path(checkpoint_dir, BEST_DIR), best, dirs_exist_ok=True)
     if rank == 0:
-        print(f"resuming from checkpoint after epoch {state['epoch'] + 1}", flush=True)
+        say(f"resuming from checkpoint after epoch {state['epoch'] + 1}")
     return model, state
 
 

@@ -1,4 +1,5 @@
-"""The CLI as a user runs it against the local stack: resume after a kill, ingest from a tarball."""
+"""The CLI as a user runs it against the local stack: resume after a kill, ingest from a tarball,
+what a run prints and the log it keeps."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def test_killed_training_resumes_from_its_last_checkpoint(mediajobs_cli, local_s
     metadata = read_model_metadata("s3://it-models/resume/")
     assert [h["epoch"] for h in metadata["history"]] == [1, 2, 3, 4, 5, 6]
     assert "model: s3://it-models/resume/model/" in second.stdout
+    # Rank 0's epoch lines reach the console once each (issue 21), the rest of Ray's output does not.
+    epochs = [line for line in second.stdout.splitlines() if line.startswith("epoch epoch=")]
+    assert epochs and len(epochs) == len(set(epochs)) and "(RayTrainWorker" not in second.stdout, second.stdout
 
 
 def test_ingest_cifar10_from_a_tarball(mediajobs_cli, local_stack, tmp_path):
@@ -57,3 +61,29 @@ def test_ingest_cifar10_from_a_tarball(mediajobs_cli, local_stack, tmp_path):
     assert all(k.endswith(".png") for k in keys)
     again = mediajobs_cli("ingest", "cifar10", "--source", str(tarball), "--dest", "s3://it-cifar/cifar10/")
     assert again.returncode == 0 and "'skipped': 26" in again.stdout
+
+
+def test_a_run_prints_our_lines_and_keeps_the_rest_in_its_log(mediajobs_cli, export_test_model, local_stack):
+    """Issue 21: Ray's, Ray Data's and TensorFlow's output in the run's log file (its path the
+    first line), kept beside the run's summary; on the terminal, our lines only."""
+    from jobs.storage.objects import read_bytes, write_bytes
+    from support.media import image_bytes
+
+    for i in range(4):
+        write_bytes(f"s3://it-media/console/img-{i}.jpg", image_bytes(seed=i))
+    write_bytes("s3://it-media/console/broken.jpg", b"not a picture")
+    export_test_model("s3://it-models/console/")
+    result = mediajobs_cli("run", str(EXAMPLES / "score-demo.yaml"), "--set", "model=s3://it-models/console/",
+                           "--set", "input=s3://it-media/console/", "--set", "output=s3://it-scores/console/")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("log: ") and result.stderr == "", (lines[:3], result.stderr[-3000:])
+    log = lines[0].split()[1]
+    written = open(log).read()
+    assert "Starting execution of Dataset" in written  # Ray Data's own lines
+    assert not [line for line in lines if "Dataset" in line or "pid=" in line or "tensorflow" in line.lower()], lines
+    assert len(lines) <= 12, lines
+    summary = next(line.split()[1] for line in lines if line.startswith("summary:"))
+    kept = summary.rsplit("/", 1)[0] + "/job.log"
+    assert ["log:", kept] in [line.split() for line in lines]
+    assert read_bytes(kept).decode().startswith(written[:2000])

@@ -59,7 +59,8 @@ def archive(model):
 def _score(output: str, *more: str, source: str = "in/", **popen) -> subprocess.Popen:
     """`mediajobs run score-demo.yaml` over `source` in the bucket into `output`; `more`: further arguments."""
     overrides = {"model": f"s3://{BUCKET}/m/model/", "input": f"s3://{BUCKET}/{source}", "output": output}
-    args = ["run", str(EXAMPLES / "score-demo.yaml"),
+    # --verbose: Ray Data's own lines on the console (the test waits for one of them)
+    args = ["--verbose", "run", str(EXAMPLES / "score-demo.yaml"),
             *(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")), *more]
     return MediaJobsCli().start(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, **popen)
