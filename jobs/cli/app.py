@@ -21,7 +21,7 @@ from jobs.cli.local import local_commands
 from jobs.cli.tables import table_commands
 from jobs.errors import USER_ERRORS
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
                   help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
 ingest_app = typer.Typer(no_args_is_help=True, help="Copy datasets into object storage.")
 app.add_typer(ingest_app, name="ingest")
@@ -118,6 +118,14 @@ def validate(
 
     job = load_spec(spec, set_ or [])
     echo(f"{spec}: valid {job.kind} spec {job.name!r} (hash {spec_hash(job)})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the job spec's JSON Schema (for editors' YAML language servers)."""
+    from jobs.spec.schema import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2))
 
 
 _ADDRESS_HELP = ("The cluster's Jobs API (dashboard) URL, e.g. http://HEAD:8265; default RAY_ADDRESS, "
