@@ -1,5 +1,5 @@
-"""Checks cluster/schedules/: the nightly CronJob and crontab submit valid specs through the real CLI
-at 02:00 UTC."""
+"""Checks cluster/schedules/: the nightly CronJob, crontab and Airflow DAG submit valid specs through
+the real CLI at 02:00 UTC."""
 
 from __future__ import annotations
 
@@ -85,3 +85,49 @@ def test_crontab_submits_a_repo_spec_daily_at_2_utc():
     spec = load_spec(REPO / spec_path)
     assert not local_paths(yaml.safe_load((REPO / spec_path).read_text())), f"{spec_path}: submit needs s3:// URIs"
     assert spec.kind == "score"
+
+
+AIRFLOW_DAG = REPO / "cluster" / "schedules" / "airflow_nightly_dag.py"
+
+
+def _calls(tree, name: str) -> list[dict]:
+    """The keyword arguments (literals) of every call to `name` in the module."""
+    import ast
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == name:
+            kwargs = {}
+            for keyword in node.keywords:
+                try:
+                    kwargs[keyword.arg] = ast.literal_eval(keyword.value)
+                except ValueError:  # a non-literal (datetime, k8s models, a name): kept as source
+                    kwargs[keyword.arg] = ast.unparse(keyword.value)
+            found.append(kwargs)
+    return found
+
+
+def test_the_airflow_dag_submits_the_nightly_spec_once_a_night_and_skips_on_exit_3():
+    """Airflow itself is not installed here: the DAG file is read as Python source, its
+    command line is parsed by the real CLI with a rendered `{{ ds }}`."""
+    import ast
+
+    tree = ast.parse(AIRFLOW_DAG.read_text())
+    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    (dag,) = _calls(tree, "DAG")
+    assert dag["schedule"] == "0 2 * * *" and dag["catchup"] is False and dag["max_active_runs"] == 1
+    (pod,) = _calls(tree, "KubernetesPodOperator")
+    assert constants[pod["skip_on_exit_code"]] == 3  # mediajobs' "already submitted / output held"
+    argv = [*pod["cmds"], *pod["arguments"]]
+    assert argv[argv.index("--run-date") + 1] == "{{ ds }}"
+    rendered = [arg.replace("{{ ds }}", "2026-12-06") for arg in argv]
+    where = f"{rel(AIRFLOW_DAG)} command"
+    spec_path = assert_parses_as(rendered, "submit", where)
+    assert "--wait" in argv and "--force" not in argv
+    (raycluster,) = documents_of("RayCluster")
+    assert option_value(argv, "--address") == f"http://{raycluster.name}-head-svc:{JOBS_API_PORT}"
+    # The spec is the ConfigMap's, mounted where the command reads it; the token from the Secret.
+    assert spec_path == "/specs/nightly-score.yaml" and "nightly-score.yaml" in configmaps()["mediajobs-specs"]
+    assert "mount_path='/specs'" in pod["volume_mounts"] and "name='mediajobs-specs'" in pod["volumes"]
+    assert "secret_key_ref=k8s.V1SecretKeySelector(name='mediajobs-ray-token', key='auth_token')" in pod["env_vars"]
