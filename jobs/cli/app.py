@@ -137,8 +137,10 @@ def submit(
     spec: Path = typer.Argument(..., help="The job spec (YAML)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a spec field: key.path=value (repeatable)."),
     address: str | None = typer.Option(None, help=_ADDRESS_HELP),
-    wait: bool = typer.Option(False, "--wait", help="Stream the job's log and exit with its outcome "
-                                                    "(0 succeeded, 1 failed or stopped)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the job: stream its log and exit with its "
+                                                             "outcome (0 succeeded, 1 failed or stopped), as "
+                                                             "`ray job submit` does; --no-wait returns once it "
+                                                             "is submitted."),
     submission_id: str | None = typer.Option(None, "--submission-id", help="Use this id instead of "
                                                 "<name>-<run date>-<spec hash>."),
     force: bool = typer.Option(False, "--force", help="Start another run even if this spec was already "
@@ -156,11 +158,17 @@ def submit(
     target = resolve_target(address)
     job_id = submit_spec(job, target, run_date=run_date.date() if run_date else None, submission_id=submission_id,
                          force=force, echo=echo)
-    echo(f"submitted {job_id}; follow it with `mediajobs logs {job_id} --follow`")
+    echo(f"submitted {job_id}; " + ("following its log (Ctrl-C stops following, not the job)" if wait
+                                     else f"follow it with `mediajobs logs {job_id} --follow`"))
     if wait:
         client = jobs_client(target)
-        follow_logs(client, target, job_id, _write_raw)
-        view = wait_for_job(client, target, job_id)
+        try:
+            follow_logs(client, target, job_id, _write_raw)
+            view = wait_for_job(client, target, job_id)
+        except KeyboardInterrupt:  # as with `ray job submit`: the job goes on
+            echo(f"\nstopped following; job {job_id} keeps running (`mediajobs logs {job_id} --follow` follows it "
+                 f"again, `mediajobs stop {job_id}` stops it)")
+            raise
         echo(f"job {job_id} {view.state}")
         outcome(view)
 

@@ -147,7 +147,7 @@ def test_a_failing_job_is_reported_failed_and_force_starts_another(ray_cluster, 
 
 
 def test_status_logs_stop_and_list_follow_a_running_job(ray_cluster, shapes, local_stack):
-    submitted = _cli(ray_cluster, *_train_args(ray_cluster, "s3://it-models/cluster-long/",
+    submitted = _cli(ray_cluster, *_train_args(ray_cluster, "s3://it-models/cluster-long/", "--no-wait",
                                                "--set", "training.epochs=200", "--submission-id", "long-run-1"))
     assert submitted.returncode == 0, submitted.stderr
     assert _job_id(submitted) == "long-run-1"

@@ -100,6 +100,16 @@ def _check_a(code: int, out: str, held_write: tuple[str, str]) -> None:
     assert "Traceback" not in out, (held_write, out[-3000:])
 
 
+def _split_brain(proxy: StoreProxy, stack, write: tuple[str, str], b_run, step: int, *a_args: str):
+    """A stalled at its write `step`, B run (`b_run`) once A's lease lapsed, A woken and its
+    exit checked; returns B's result."""
+    a = _stall_a(proxy, stack, step, *a_args)
+    b = _as_b(b_run)
+    code, out = _wake(proxy, a)
+    _check_a(code, out, write)
+    return b
+
+
 def test_a_plain_run_stalled_in_its_commit_cannot_damage_the_run_that_took_over(bucket, local_stack,
                                                                                  monkeypatch):
     monkeypatch.setenv("MEDIAJOBS_LEASE_TTL_SECONDS", TTL)  # A's (inherited) and B's
@@ -116,10 +126,8 @@ def test_a_plain_run_stalled_in_its_commit_cannot_damage_the_run_that_took_over(
         n, write = point
         output = f"{bucket}split-{n:03d}/"
         faults.copy_prefix(old_output, output)
-        a = _stall_a(proxy, local_stack, n, "plain", output, "13", "model-a")
-        b_run = _as_b(lambda: lifecycle_driver.plain(output, 12, "model-b"))
-        code, out = _wake(proxy, a)
-        _check_a(code, out, write)
+        b_run = _split_brain(proxy, local_stack, write, lambda: lifecycle_driver.plain(output, 12, "model-b"),
+                             n, "plain", output, "13", "model-a")
         predictions, errors = faults.table(output, "predictions"), faults.table(output, "errors")
         assert set(predictions.column("run_id").to_pylist()) == {b_run} == set(errors.column("run_id").to_pylist())
         outcomes = Counter(predictions.column("uri").to_pylist() + errors.column("uri").to_pylist())
@@ -151,10 +159,8 @@ def test_a_nightly_run_stalled_in_its_commit_cannot_damage_the_run_that_took_ove
         n, write = point
         output = f"{bucket}split-nightly-{n:03d}/"
         faults.copy_prefix(first_output, output)
-        a = _stall_a(proxy, local_stack, n, "nightly", output, archive, model, NIGHTS[1])
-        _as_b(lambda: lifecycle_driver.nightly(output, archive, model, NIGHTS[1]))
-        code, out = _wake(proxy, a)
-        _check_a(code, out, write)
+        _split_brain(proxy, local_stack, write, lambda: lifecycle_driver.nightly(output, archive, model, NIGHTS[1]),
+                     n, "nightly", output, archive, model, NIGHTS[1])
         assert {name: faults.night_rows(output, name, NIGHTS[1]) for name in tables} == second, write
         rows = [r for name in tables for r in faults.table(output, name).to_pylist()]
         versions = Counter((r["uri"], r["etag"], r["model_id"]) for r in rows)

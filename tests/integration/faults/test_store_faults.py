@@ -59,8 +59,7 @@ def archive(model):
 def _score(output: str, *more: str, source: str = "in/", **popen) -> subprocess.Popen:
     """`mediajobs run score-demo.yaml` over `source` in the bucket into `output`; `more`: further arguments."""
     overrides = {"model": f"s3://{BUCKET}/m/model/", "input": f"s3://{BUCKET}/{source}", "output": output}
-    # --verbose: Ray Data's own lines on the console (the test waits for one of them)
-    args = ["--verbose", "run", str(EXAMPLES / "score-demo.yaml"),
+    args = ["run", str(EXAMPLES / "score-demo.yaml"),
             *(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")), *more]
     return MediaJobsCli().start(*args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, **popen)
@@ -74,6 +73,13 @@ def _wait_for_line(job: subprocess.Popen, needle: str, seen: list[str], timeout:
             return
         assert time.monotonic() < deadline, f"no {needle!r} within {timeout} s"
     raise AssertionError(f"the job ended before {needle!r}:\n" + "".join(seen)[-3000:])
+
+
+def _wait_for_ray_data(seen: list[str]) -> None:
+    """Until the run's Ray Data execution has started: Ray Data says so in the run's log file,
+    whose path is the first line the CLI prints."""
+    log = Path(next(line for line in seen if line.startswith("log: ")).split()[1])
+    _wait_until(lambda: "Starting execution of Dataset" in log.read_text(errors="replace"), "Ray Data run")
 
 
 def _seaweed_pid() -> int:
@@ -108,7 +114,7 @@ def _score_through_outage(output: str, outage_seconds: float, env: dict | None =
     job, seen = _score(output, env=env), []
     try:
         _wait_for_line(job, "scoring", seen)  # listing done
-        _wait_for_line(job, "Starting execution of Dataset", seen)
+        _wait_for_ray_data(seen)
         reader = _drain(job, seen)
         # The outage comes once the actors fetch and score: their first staged batch is in
         # the store (a fixed wait after listing once let a faster job reach its commit first).
@@ -187,7 +193,7 @@ def test_a_nightly_run_past_the_outage_budget_fails_clearly_and_its_rerun_finish
                        env={**os.environ, "MEDIAJOBS_STORE_OUTAGE_SECONDS": "2"}), []
     try:
         _wait_for_line(job, f"scoring {NIGHTLY_IMAGES} objects with", seen)  # the route's work list is read
-        _wait_for_line(job, "Starting execution of Dataset", seen)  # and its Ray Data run starts
+        _wait_for_ray_data(seen)  # and its Ray Data run starts
         reader = _drain(job, seen)
         _store_outage(120, until=lambda: job.poll() is not None)
         job.wait(timeout=60)

@@ -285,7 +285,7 @@ def test_20_submissions_in_a_row_each_finish_or_are_refused_and_none_is_lost(sma
     started = time.monotonic()
     for k in order:
         spec = specs[k]
-        result = _cli("submit", str(EXAMPLES / "score-demo.yaml"), "--run-date", run_date,
+        result = _cli("submit", str(EXAMPLES / "score-demo.yaml"), "--no-wait", "--run-date", run_date,
                       "--set", f"name={spec['name']}", "--set", f"model={model}", "--set", f"input={spec['input']}",
                       "--set", f"output={spec['output']}", "--set", "resources.concurrency=1",
                       "--set", "batch_size=8")
