@@ -17,14 +17,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from jobs.cli.ingest import ProgressBar, ingest_commands
 from jobs.cli.local import local_commands
 from jobs.cli.tables import table_commands
 from jobs.errors import USER_ERRORS
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
                   help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
-ingest_app = typer.Typer(no_args_is_help=True, help="Copy datasets into object storage.")
-app.add_typer(ingest_app, name="ingest")
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)  # whole lines: ids and URIs stay greppable
 _state = {"verbose": False}
@@ -284,7 +283,8 @@ def demo(
     from jobs.cli.demo import run_demo
 
     with _job_console("demo"):
-        run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo, progress=_progress.bar("uploading"))
+        run_demo(epochs=epochs, images_per_class=images_per_class, echo=echo,
+                 progress=ProgressBar.bar(console, "uploading"))
 
 
 @app.command()
@@ -337,85 +337,9 @@ def predict(
                    out=str(out) if out else None, show=show, trust_model_code=trust_model_code)
 
 
+app.add_typer(ingest_commands(console, echo), name="ingest")
 app.add_typer(local_commands(console), name="local")
 app.add_typer(table_commands(console), name="tables")
-
-
-@ingest_app.command("cifar10")
-def ingest_cifar10_cmd(
-    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/cifar10/"),
-    source: Path | None = typer.Option(None, "--source", help="The official cifar-10-python.tar.gz; "
-                                                                   "without it, it is downloaded (MD5-checked)."),
-) -> None:
-    """Write CIFAR-10 as PNGs in class folders (train/, test/)."""
-    from jobs.datasets.ingest import ingest_cifar10
-
-    with _progress("ingesting CIFAR-10") as progress:
-        counts = ingest_cifar10(dest, str(source) if source else None, progress=progress)
-    echo(f"CIFAR-10 -> {dest}: {counts}")
-
-
-@ingest_app.command("digits")
-def ingest_digits_cmd(
-    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/digits/"),
-    source: str = typer.Option("sklearn", "--source", help="sklearn: 1,797 real handwritten digits shipped with "
-                                                           "scikit-learn (no download); mnist: MNIST (downloads)."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Write at most this many images."),
-) -> None:
-    """Write real handwritten digits as 28x28 grayscale PNGs in class folders (0/ ... 9/), for the GAN."""
-    from jobs.datasets.ingest import ingest_digits
-
-    with _progress(f"ingesting digits ({source})") as progress:
-        counts = ingest_digits(dest, source, limit, progress=progress)
-    echo(f"digits -> {dest}: {counts}")
-
-
-@ingest_app.command("folder")
-def ingest_folder_cmd(
-    src: Path = typer.Argument(..., help="Local folder to upload."),
-    dest: str = typer.Option(..., "--dest", help="Destination URI, e.g. s3://media/photos/"),
-) -> None:
-    """Upload a local tree (parallel; unchanged objects are skipped)."""
-    from jobs.datasets.ingest import ingest_folder
-
-    with _progress(f"uploading {src}") as progress:
-        counts = ingest_folder(src, dest, progress=progress)
-    echo(f"{src} -> {dest}: {counts}")
-
-
-class _progress:
-    """A rich progress bar exposed as a `(done, total)` callback."""
-
-    def __init__(self, description: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn(), console=console, transient=False)
-        self._task = self._bar.add_task(description, total=None)
-
-    @classmethod
-    def bar(cls, description: str):
-        """A callback that opens its bar on first use and closes it when done == total."""
-        holder: dict = {}
-
-        def update(done: int, total: int) -> None:
-            if "bar" not in holder:
-                holder["bar"] = cls(description).__enter__()
-            holder["bar"](done, total)
-            if done >= total:
-                holder.pop("bar").__exit__(None, None, None)
-
-        return update
-
-    def __enter__(self):
-        self._bar.__enter__()
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        self._bar.update(self._task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        return self._bar.__exit__(*exc)
 
 
 def main(argv: list[str] | None = None) -> int:
