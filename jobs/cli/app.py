@@ -20,7 +20,7 @@ from rich.markup import escape
 from jobs.cli.ingest import ProgressBar, ingest_commands
 from jobs.cli.local import local_commands
 from jobs.cli.tables import table_commands
-from jobs.errors import USER_ERRORS
+from jobs.errors import USER_ERRORS, MediaJobsError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
                   help="Train and run deep-learning models on media with Ray, TensorFlow and S3.")
@@ -102,9 +102,14 @@ def _keep_log(result: object, log: Path) -> None:
     from jobs.storage.objects import write_bytes
 
     folder = run_folder(result)
-    if folder:
+    if not folder:
+        return
+    try:
         write_bytes(folder + "job.log", log.read_bytes())
-        echo(f"{'log:':<12} {folder}job.log")
+    except (MediaJobsError, OSError) as exc:  # the run is done and committed: its log is a courtesy
+        echo(f"note: the log was not kept beside the summary ({exc}); it is at {log}")
+        return
+    echo(f"{'log:':<12} {folder}job.log")
 
 
 @app.command()

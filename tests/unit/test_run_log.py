@@ -77,3 +77,18 @@ def test_a_run_keeps_its_log_beside_its_summary():
     train = TrainResult("s3://b/m/model/versions/demo-1/", {}, [], 1, 1, 0, 1.0, run_folder="s3://b/m/runs/demo-1/")
     assert run_folder(train) == "s3://b/m/runs/demo-1/"
     assert run_folder(object()) is None
+
+
+def test_a_log_that_cannot_be_kept_is_a_note_not_a_failed_run(tmp_path, capsys):
+    from jobs.cli.app import _keep_log
+    from jobs.runs.train import TrainResult
+
+    log = tmp_path / "run.log"
+    log.write_text("what Ray said\n")
+    kept = TrainResult("m", {}, [], 1, 1, 0, 1.0, run_folder=str(tmp_path / "out" / "runs" / "m-1") + "/")
+    _keep_log(kept, log)
+    assert (tmp_path / "out" / "runs" / "m-1" / "job.log").read_text() == "what Ray said\n"
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    _keep_log(TrainResult("m", {}, [], 1, 1, 0, 1.0, run_folder=str(tmp_path / "blocked" / "runs") + "/"), log)
+    out = capsys.readouterr().out
+    assert "job.log" in out and "note: the log was not kept beside the summary" in out and str(log) in out
