@@ -245,7 +245,7 @@ def test_annotated_video_keys_stay_under_the_output_prefix_one_per_input(mediajo
              f"output=s3://{BUCKET}/{output_key}", "annotate=true", "resources.concurrency=1")
     created = _check_only_output_written(before, _all_objects(), output_key)
 
-    summary_key = next(key for key in created if key.startswith(output_key + "runs/"))
+    summary_key = next(key for key in created if key.startswith(output_key + "runs/") and key.endswith("/summary.json"))
     annotated = json.loads(read_bytes(f"s3://{BUCKET}/{summary_key}"))["annotated"]
     assert sorted(a["uri"] for a in annotated) == sorted(odd_inputs["videos"])
     assert all(a["error"] is None for a in annotated), annotated
