@@ -44,6 +44,15 @@ def _commit_phase(writes: list[tuple[int, str, str]], staged: str) -> list[tuple
     return list(enumerate(steps))[last_staged + 1:]
 
 
+def _commit_points(stack, state: str, staged: str, kind: str, baseline: str, *args: str):
+    """A whole run of `kind` into `baseline` (a copy of `state`) through a proxy: its writes, and
+    the commit phase's among them (after its last write under `staged`)."""
+    with StoreProxy(stack.s3_endpoint) as proxy:
+        faults.copy_prefix(state, baseline)
+        writes = faults.baseline(proxy, stack, kind, baseline, *args)
+    return writes, _commit_phase(writes, staged)
+
+
 def _hold_at(step: int):
     """A proxy hook holding the run's `step`-th write that is not a lease write (0-based)."""
     seen = []
@@ -115,11 +124,8 @@ def test_a_plain_run_stalled_in_its_commit_cannot_damage_the_run_that_took_over(
     monkeypatch.setenv("MEDIAJOBS_LEASE_TTL_SECONDS", TTL)  # A's (inherited) and B's
     old_output = bucket + "split-old/"
     lifecycle_driver.plain(old_output, 10, "model-old")
-    with StoreProxy(local_stack.s3_endpoint) as proxy:
-        baseline = bucket + "split-baseline/"
-        faults.copy_prefix(old_output, baseline)
-        writes = faults.baseline(proxy, local_stack, "plain", baseline, "13", "model-a")
-    points = _commit_phase(writes, "/_staging/")
+    writes, points = _commit_points(local_stack, old_output, "/_staging/", "plain", bucket + "split-baseline/",
+                                    "13", "model-a")
     assert len(points) >= 5, writes
 
     def stalled_then_woken(proxy: StoreProxy, point: tuple[int, tuple[str, str]]) -> None:
@@ -147,12 +153,10 @@ def test_a_nightly_run_stalled_in_its_commit_cannot_damage_the_run_that_took_ove
     lifecycle_driver.nightly(first_output, archive, model, NIGHTS[0])
     faults.archive(archive, 2)
     tables = ("predictions", "errors")
-    with StoreProxy(local_stack.s3_endpoint) as proxy:
-        baseline = bucket + "split-nightly-baseline/"
-        faults.copy_prefix(first_output, baseline)
-        writes = faults.baseline(proxy, local_stack, "nightly", baseline, archive, model, NIGHTS[1])
+    baseline = bucket + "split-nightly-baseline/"
+    writes, points = _commit_points(local_stack, first_output, "/scored/", "nightly", baseline, archive, model,
+                                    NIGHTS[1])
     second = {name: faults.night_rows(baseline, name, NIGHTS[1]) for name in tables}
-    points = _commit_phase(writes, "/scored/")
     assert len(points) >= 10, writes
 
     def stalled_then_woken(proxy: StoreProxy, point: tuple[int, tuple[str, str]]) -> None:
