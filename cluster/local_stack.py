@@ -48,6 +48,7 @@ class StackStatus:
     state_dir: Path
     components: tuple[ComponentStatus, ...]
     dashboard_url: str | None
+    metrics_url: str = ""  # the head's Prometheus endpoint
 
     @property
     def healthy(self) -> bool:
@@ -89,7 +90,8 @@ def up(home: Path | None = None, *, num_cpus: int | None = None,
                   "AWS_SECRET_ACCESS_KEY": creds["secret_key"], "AWS_DEFAULT_REGION": creds["region"]}
         head = _ray_head_launch(home, state, s3_env, runtime, token_file, num_cpus or os.cpu_count() or 1)
         state.update(s3_endpoint=endpoint, ray_address=f"127.0.0.1:{ports[_ray_head.NAME]['gcs']}",
-                     dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime), ray_loopback_only=True)
+                     dashboard_url=_dashboard_url(ports), runtime_dir=str(runtime), ray_loopback_only=True,
+                     metrics_url=f"http://127.0.0.1:{ports[_ray_head.NAME]['metrics_export']}/metrics")
 
         launches = {name: launch for name, launch in ((_seaweed.NAME, weed), (_ray_head.NAME, head)) if launch}
         start_components(home, state, launches, timeout)
@@ -157,7 +159,7 @@ def status(home: Path | None = None) -> StackStatus:
         pid = procs.get(name, {}).get("pid")
         pid = pid if pid and _host.carries_marker(pid, marker(home)) else None
         components.append(ComponentStatus(name, endpoint, pid, pid is not None and probe(), _home.log_file(home, name)))
-    return StackStatus(home, tuple(components), stack.dashboard_url)
+    return StackStatus(home, tuple(components), stack.dashboard_url, stack.metrics_url)
 
 
 def env_lines(home: Path | None = None) -> list[str]:

@@ -53,6 +53,9 @@ class LocalStack:
     # The head binds to 127.0.0.1 only; its clients must then keep 127.0.0.1 as their own
     # address too (cluster._ray_head.LOOPBACK_ENV). False for a head started by an older `up`.
     loopback_only: bool = False
+    # The head's Prometheus endpoint (what every job on it records: jobs.workers.metrics);
+    # "" for a stack started by an older `up`.
+    metrics_url: str = ""
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback
         return (f"LocalStack(s3_endpoint={self.s3_endpoint!r}, ray_address={self.ray_address!r}, "
@@ -97,6 +100,7 @@ def read_local_stack(home: Path | None = None) -> LocalStack | None:
             ray_address=state["ray_address"],
             dashboard_url=state["dashboard_url"],
             loopback_only=bool(state.get("ray_loopback_only", False)),
+            metrics_url=state.get("metrics_url", ""),
         )
     except (OSError, ValueError, KeyError):
         return None

@@ -36,9 +36,12 @@ class GanPlan(TrainingPlan):
     def save(self, model: Any, directory: str) -> None:
         save_gan(model, directory)
 
-    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainingConfig, context: TrainingContext) -> None:
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainingConfig,
+                    context: TrainingContext) -> dict[str, bytes]:
         generator = load_generator(checkpoint_dir)  # a plain, local copy (see TrainingPlan.after_epoch)
         images = generate_images(generator, (SAMPLE_SEED, 0, SAMPLE_COUNT), int(generator.input_shape[-1]))
         uri = context.join(config.output, SAMPLES_DIR, f"epoch-{epoch + 1:03d}.png")
-        context.write_bytes(uri, sample_grid_png(images, columns=8, scale=2))
+        grid = sample_grid_png(images, columns=8, scale=2)
+        context.write_bytes(uri, grid)
         say(f"sample grid: {uri}")
+        return {"samples": grid}

@@ -191,12 +191,15 @@ class TrainingPlan:
             return {}
         return evaluate_examples(model, datasets["validation"], config.batch_size, architecture)
 
-    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainingConfig, context: TrainingContext) -> None:
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainingConfig,
+                    context: TrainingContext) -> dict[str, bytes] | None:
         """Rank 0 only, from the checkpoint just written: what people look at during training.
+        Returns images (PNG bytes by name) for the job's TensorBoard, or None.
 
         It must not touch the live model: outside `fit`, reading MWMS variables (e.g.
         batch-norm statistics) runs collectives the other ranks never join, and hangs.
         """
+        return None
 
 
 CLASSIFIER_PLAN = TrainingPlan()  # a task definition's plan unless it names another

@@ -242,8 +242,10 @@ def _commit(night: SyntheticNight):
     from jobs.nightly.tables import TABLES
     from jobs.runs.lifecycle import Run
     from jobs.runs.nightly import Night
+    from jobs.spec.sections import DriftConfig
 
-    spec = SimpleNamespace(name="synthetic-night", input=ARCHIVE, output=night.output_uri, top_k=3, error_budget=None)
+    spec = SimpleNamespace(name="synthetic-night", input=ARCHIVE, output=night.output_uri, top_k=3, error_budget=None,
+                           drift_settings=DriftConfig())
     with Run(night.output_uri, list(TABLES), staging_key=f"run_date={night.run_date}", echo=_note,
              run_id=night.run_id) as run:
         snapshot, version = read_current(run.output.uri)

@@ -52,6 +52,7 @@ def _job_console(command: str) -> Iterator[Path | None]:
     if _state["verbose"]:
         yield None
         return
+    from jobs.cli.progress_view import live_progress
     from jobs.cli.run_log import RunLog, relay_worker_lines
 
     with RunLog(command) as log:
@@ -59,7 +60,8 @@ def _job_console(command: str) -> Iterator[Path | None]:
         stop_relay = relay_worker_lines(echo)
         echo(f"log: {log.path} (what Ray and the workers print; --verbose shows it here)")
         try:
-            yield log.path
+            with live_progress(console):
+                yield log.path
         except BaseException:
             echo(f"the run's whole log: {log.path}")
             raise

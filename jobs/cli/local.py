@@ -23,6 +23,8 @@ def local_commands(console: Console) -> typer.Typer:
             table.add_row(component.name, component.endpoint or "-", str(component.pid or "-"),
                           "[green]healthy[/]" if component.healthy else "[red]down[/]")
         console.print(table)
+        if stack_status.metrics_url:
+            console.print(f"metrics (Prometheus): {stack_status.metrics_url}", markup=False)
         return healthy
 
     @local_app.command("up")

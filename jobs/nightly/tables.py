@@ -20,7 +20,7 @@ TABLES = ("predictions", "frames", "windows", "errors", "skipped")
 # runs/<run_id>/summary.json, its keys in order.
 SUMMARY_FIELDS = ("run_id", "run_date", "spec_name", "input", "output", "started_at", "finished_at", "seconds",
                   "listed", "objects_per_s", "counts", "skipped", "resumed", "decisions", "model_ids", "error_rate",
-                  "max_error_rate", "error_budget_exceeded", "tables")
+                  "max_error_rate", "error_budget_exceeded", "class_mix", "score_bins", "drift", "tables")
 
 
 # The data contract: the columns of each table, in order (run_date is the partition folder).

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jobs.nightly.drift import SCORE_BINS
 from jobs.storage.objects import filesystem_for, parse_uri
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["COLUMNS", "ModalityFigures", "ReportFigures", "SCORE_BINS", "TopRows", "figures_of_tables",
            "read_figures"]
 
-SCORE_BINS = 20  # the score histogram's bins over [0, 1]
 SLOWEST_ROWS = 20
 MAX_ERROR_ROWS = 200
 THUMBNAILS = 20  # the least confident images and frames shown

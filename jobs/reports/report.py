@@ -18,9 +18,11 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from jobs.errors import UsageError
+from jobs.nightly.drift import largest_psi
 from jobs.nightly.tables import TABLES
 from jobs.reports.figures import SLOWEST_ROWS, THUMBNAILS, ReportFigures, figures_of_tables, read_figures
 from jobs.reports.thumbnails import Thumbnail, lowest_confidence_thumbnails, thumbnails_for
+from jobs.reports.trend import drift_rows, mix_text, night_row, trailing_summaries, trend_chart
 from jobs.storage.objects import exists, filesystem_for, parse_uri, read_bytes, write_bytes
 
 if TYPE_CHECKING:
@@ -101,7 +103,8 @@ def write_report(output_uri: str, summary: dict, tables: dict[str, pa.Table] | R
         The URI of the written report.
     """
     figures = tables if isinstance(tables, ReportFigures) else figures_of_tables(tables, THUMBNAILS)
-    page = render_report(summary, figures, thumbnails_for(figures.candidates()))
+    trailing = trailing_summaries(output_uri, str(summary.get("run_date", "")))
+    page = render_report(summary, figures, thumbnails_for(figures.candidates()), trailing)
     uri = parse_uri(output_uri).join("runs", str(summary["run_id"]), "report.html").uri
     write_bytes(uri, page.encode("utf-8"))
     return uri
@@ -166,7 +169,8 @@ def _png_of_figure(figure) -> bytes:
 # --- HTML -------------------------------------------------------------------------------------
 
 
-def render_report(summary: dict, tables: dict[str, pa.Table] | ReportFigures, thumbnails: list[Thumbnail]) -> str:
+def render_report(summary: dict, tables: dict[str, pa.Table] | ReportFigures, thumbnails: list[Thumbnail],
+                  trailing: list[dict] | None = None) -> str:
     """The report as one self-contained HTML page (inline CSS and PNGs, no JavaScript).
 
     Args:
@@ -174,10 +178,12 @@ def render_report(summary: dict, tables: dict[str, pa.Table] | ReportFigures, th
         tables: what `read_run_tables` returns (missing or empty tables render as "none"),
             or the figures gathered from them (`jobs.reports.figures`).
         thumbnails: the lowest-confidence items to show, in display order.
+        trailing: the summaries of the nights before, oldest first (`trend.trailing_summaries`).
     """
     figures = tables if isinstance(tables, ReportFigures) else figures_of_tables(tables)
     modalities = _modalities(summary, figures)
-    sections = [_header(summary), _counts_section(summary, modalities, figures),
+    sections = [_header(summary), _across_nights_section(summary, trailing or []),
+                _counts_section(summary, modalities, figures),
                 *(_modality_section(m, figures) for m in modalities),
                 _slowest_section(figures), _errors_section(summary, figures), _thumbnails_section(thumbnails)]
     title = _e(f"{summary.get('spec_name', '?')} {summary.get('run_date', '')}: morning report")
@@ -235,7 +241,34 @@ def _header(summary: dict) -> str:
     ]
     return (f"<header><h1>{_e(summary.get('spec_name', '?'))}: nightly scoring report</h1>"
             f"<p>error rate {_percent(summary.get('error_rate'))} of objects "
-            f"(budget {_percent(summary.get('max_error_rate'))}) {badge}</p>{_table(None, facts)}</header>")
+            f"(budget {_percent(summary.get('max_error_rate'))}) {badge}</p>{_drift_line(summary)}"
+            f"{_table(None, facts)}</header>")
+
+
+def _drift_line(summary: dict) -> str:
+    drift = summary.get("drift") or {}
+    if not drift.get("nights"):
+        return '<p>drift: <span class="none">no earlier night to compare with</span></p>'
+    badge = ('<span class="badge exceeded">DRIFT</span>' if drift.get("exceeded")
+             else '<span class="badge ok">stable</span>')
+    return (f"<p>drift against the {len(drift['nights'])} nights before: largest PSI "
+            f"{largest_psi(drift):.3f} (line {_e(drift.get('max_psi'))}) {badge}</p>")
+
+
+def _across_nights_section(summary: dict, trailing: list[dict]) -> str:
+    """Tonight beside the nights before it, and where tonight drifted."""
+    if not trailing:
+        return _section("across-nights", "Across nights", '<p class="none">the first night: nothing to compare</p>')
+    rows = [night_row(s) for s in trailing] + [night_row(summary)]
+    table = _table(["run date", "objects", "error rate", "objects/s", "class mix"],
+                   [[r["run_date"], r["objects"], _percent(r["error_rate"]), r["objects_per_s"],
+                     mix_text(r["class_mix"])] for r in rows])
+    drift = drift_rows(summary.get("drift") or {})
+    drift_table = (_table(["modality", "signal", "PSI", "verdict"], drift) if drift
+                   else '<p class="none">no modality scored on the nights before</p>')
+    return _section("across-nights", "Across nights",
+                    _png_img(trend_chart(rows), "objects and error rate per night") + table
+                    + f"<h3>Drift (population stability index against the nights before)</h3>{drift_table}")
 
 
 def _duration(seconds: float) -> str:
@@ -247,7 +280,7 @@ def _duration(seconds: float) -> str:
 def _counts_section(summary: dict, modalities: list[str], figures: ReportFigures) -> str:
     counts, decisions = summary.get("counts") or {}, summary.get("decisions") or {}
     per_modality = [[m, counts.get(m, {}).get("predicted"), counts.get(m, {}).get("errors")] for m in modalities]
-    skipped = f"<p>skipped: {_number(counts.get('skipped'))} objects</p>"
+    skipped = f"<p>skipped: {_number(summary.get('skipped', counts.get('skipped')))} objects</p>"
     if figures.skipped:
         reasons = sorted(([reason, n] for reason, n in figures.skip_reasons.items()), key=lambda row: -row[1])
         skipped += _table(["skip reason", "objects"], reasons)

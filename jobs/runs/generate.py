@@ -210,6 +210,7 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
         quality = check_classifier(_prepare_classifier(spec.quality.classifier, spec.trust_model_code), image_shape,
                                    spec.quality.classifier)
     echo(f"generating {spec.count} images with seed {spec.seed} from model {metadata.model_id} (run {run.run_id})")
+    run.events.add("generating", images=spec.count)
     if quality is not None:
         echo(f"judging them with classifier {quality.classifier.model_id} ({len(quality.class_names)} classes)"
              + (f"; the images are {quality.adaptation}, as a score job reading their PNGs would"

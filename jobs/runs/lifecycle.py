@@ -14,6 +14,8 @@ Modelled on Ray Data's `Datasink` (`on_write_start` -> `write` -> `on_write_comp
     finish  `runs/<run_id>/summary.json` (with each table's committed version) ▶ staging
             dropped ▶ lease released;   on failure: lease released, staging kept for the
             next run to drop (or to reuse: a nightly attempt keeps its date's staging)
+    events  `runs/<run_id>/events.jsonl` (jobs.runs.events): started ... finished | failed |
+            fenced, the last written before the lease is released
 
 A job supplies only its rows -> tables mapping (`TableWrite`) and its accounting keys.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
+from jobs.runs.events import EVENTS, RunEvents
 from jobs.runs.output_check import prepare_output
 from jobs.storage.delta import (
     TableExistsError,
@@ -109,6 +112,8 @@ class Run:
     started: float = field(default_factory=time.time)
     output: Location = field(init=False)
     _keeper: LeaseKeeper | None = field(init=False, default=None)
+    events: RunEvents = field(init=False)  # runs/<run_id>/events.jsonl, from the start of the run on
+    summary_uri: str = field(init=False, default="")  # set by `finish`
     versions: dict[str, int | None] = field(init=False, default_factory=dict)  # None: no rows, no table
 
     @property
@@ -124,24 +129,34 @@ class Run:
         self.output = prepare_output(self.output_uri)
         check_not_legacy(self.output, self.tables, lambda uri: CONVERT_COMMAND.format(output=uri))
         self._keeper = keeper = LeaseKeeper(self.output.uri, self.run_id)
+        self.events = RunEvents(self.output.join("runs", self.run_id, EVENTS).uri, self.run_id, self.started)
         try:
             if keeper.lease.taken_over:
                 self._fence()
             self._drop_stale_staging()
+            self.events.add("started", output=self.output.uri)
         except BaseException:
             keeper.release_after_failure(self.echo)
             raise
         return self
 
     def __exit__(self, kind, exc, traceback) -> None:
+        # The last events are written while the run still holds the output (before the release).
         if exc is not None:
             lost = isinstance(exc, Exception) and not isinstance(exc, RunFencedError) and not self._still_held()
+            fenced = lost or isinstance(exc, RunFencedError)
+            self.events.add("fenced" if fenced else "failed", error=str(exc).splitlines()[0] if str(exc) else
+                            type(exc).__name__)
             self.keeper.release_after_failure(self.echo)
             if lost:  # the takeover explains the failure (e.g. its staging was dropped as a dead run's)
                 raise self._fenced(f"it failed after another run took the output over: {root_cause(exc)}",
                                    {}) from exc
             return
+        # Written before the lease is checked a last time: a run stalled at this write and
+        # overtaken meanwhile is still told it lost the output (and says `fenced` after it).
+        self.events.add("finished", summary=self.summary_uri)
         if not self._still_held():
+            self.events.add("fenced")
             self.keeper.release()  # conditional: the other run's lease stays
             done = ", ".join(f"{name} version {v}" for name, v in sorted(self.versions.items()) if v is not None)
             raise RunFencedError(
@@ -248,6 +263,7 @@ class Run:
                 tables hold this run and which still the previous one).
         """
         done: dict[str, int | None] = {}  # kept across attempts: a retry goes on where one stopped
+        self.events.add("committing", tables=[w.name for w in writes])
         try:
             retry_while_unavailable(lambda: self._commit_once(writes, done), f"committing run {self.run_id}")
         except RunFencedError:
@@ -262,6 +278,7 @@ class Run:
                                  f"kept under {self.staging.uri}/. Re-run the job when the store answers "
                                  "again.") from exc
         self.versions.update(done)
+        self.events.add("committed", versions=dict(done))
         return done
 
     def _commit_once(self, writes: list[TableWrite], done: dict[str, int | None]) -> None:
@@ -319,6 +336,7 @@ class Run:
                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         retry_while_unavailable(lambda: write_bytes(uri, json.dumps(record, indent=2).encode()),
                                 f"writing the summary of run {self.run_id}")
+        self.summary_uri = uri
         self.drop_staging()
         return uri
 

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from jobs.errors import JobFailedError, UsageError
+from jobs.nightly.drift import night_drift
 from jobs.nightly.manifest import (
     CHANGED,
     DELETED,
@@ -65,6 +66,7 @@ from jobs.nightly.worklists import WorkListWriter
 from jobs.runs.lifecycle import Run, RunFencedError
 from jobs.runs.nightly_commit import NightTables, ledger_updates, stage_night_tables
 from jobs.runs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
+from jobs.runs.run_metrics import nightly_figures, record_night, record_objects, record_pace
 from jobs.storage.objects import filesystem_for, list_objects, parse_uri, write_bytes
 from jobs.storage.pointer import PointerMovedError
 
@@ -259,6 +261,8 @@ class Night:
                   + (f", {self.decisions[RESTORED]} restored" if self.decisions[RESTORED] else "")
                   + (f"; {self.resumed} already scored by an earlier attempt of {self.run_date}" if self.resumed
                      else ""))
+        self.run.events.add("scoring", objects=self.listed, todo=sum(self.pending.values()),
+                            decisions={k: v for k, v in self.decisions.items() if v})
         for route in self.routes:
             rows = self.pending.get(route.name, 0)
             if rows:
@@ -273,8 +277,9 @@ class Night:
         a small cluster the classifier actors hold them all (seen: the run hung)."""
         import pyarrow.parquet as pq
 
-        from jobs.runs.score import scoring_pipeline, stage_all
+        from jobs.runs.score import ScoringProgress, scoring_pipeline, stage_all
 
+        progress = ScoringProgress(self.pending.get(route.name, 0))
         pending = sorted(o.uri for o in list_objects(self.staging.join(f"pending-{self.run_id}", route.name).uri)
                          if o.uri.endswith(".parquet"))
         for uri in pending:
@@ -282,7 +287,7 @@ class Night:
             # One folder per route and attempt: a resumed run adds files, never rewrites one.
             stage_all(scoring_pipeline(items, route.task, route.model_uri, self.spec, self.run_id,
                                  self.staging.join("scored", route.name, self.run_id).uri, objects_per_block=32,
-                                 model_id=route.model_id))
+                                 model_id=route.model_id), progress)
 
     # -- commit -----------------------------------------------------------------------------
 
@@ -306,7 +311,7 @@ class Night:
             seconds=time.time() - self.run.started)
         result.tables = {name: self.output.join(name).uri + "/" for name in TABLES}
         result.summary_uri = self.output.join("runs", self.run_id, "summary.json").uri
-        summary = self._summary(result, tables)
+        summary = self._summary(result, tables, self._trailing_summaries(committed))
         write_bytes(final.join(SUMMARY).uri, json.dumps(summary, indent=2).encode())
         self.run.keeper.check()
         ledger = merge_ledger(read_ledger(snapshot), ledger_updates(self.fs, self.staging, self.run_id))
@@ -319,11 +324,22 @@ class Night:
                                  f"the output and moved its ledger. Nothing of this run was committed; this run "
                                  "stops here and deletes nothing.") from None
         self.commit_point_passed = True
+        self.run.summary_uri = result.summary_uri
         # Committed. From here a kill is repaired by the next run of any date: it publishes first.
         result.report_uri = publish_committed(self.run, self.run_date, self.run_id, self.echo)
+        self._record_metrics(summary, tables)
         if self.run.keeper.held():  # a run that lost the output deletes nothing
             prune_snapshots(self.output.uri)
         return result
+
+    def _record_metrics(self, summary: dict, tables: NightTables) -> None:
+        name = self.spec.name
+        for media, counts in tables.counts.items():
+            stages = {stage: n for (m, stage), n in tables.failed_stages.items() if m == media}
+            record_objects("nightly", name, media, scored=counts["predicted"], failed_stages=stages)
+        record_objects("nightly", name, "none", scored=0, skipped=summary["skipped"])
+        record_pace("nightly", name, summary["objects_per_s"], summary["seconds"])
+        record_night(name, nightly_figures(summary), self.echo)
 
     def outage_failure(self, outage: str) -> JobFailedError:
         """The failure to raise when the object store stopped answering during this attempt."""
@@ -337,7 +353,18 @@ class Night:
             f"under {self.staging.uri}/ and a re-run of {self.run_date}, once the store answers again, scores "
             "only the rest.")
 
-    def _summary(self, result: NightlyResult, tables: NightTables) -> dict:
+    def _trailing_summaries(self, committed: dict[str, str]) -> list[dict]:
+        """The summaries of the last `drift.nights` committed dates before this one (those still there)."""
+        from jobs.storage.objects import exists, read_bytes
+
+        summaries = []
+        for date in sorted(d for d in committed if d < self.run_date)[-self.spec.drift_settings.nights:]:
+            uri = self.output.join("runs", committed[date], SUMMARY).uri
+            if exists(uri):
+                summaries.append(json.loads(read_bytes(uri)))
+        return summaries
+
+    def _summary(self, result: NightlyResult, tables: NightTables, trailing: list[dict]) -> dict:
         counts = {media: tables.counts[media] for media in sorted(tables.counts)}
         seconds = max(result.seconds, 1e-9)
         budget = self.spec.error_budget
@@ -353,6 +380,9 @@ class Night:
             "model_ids": {r.name: r.model_id for r in self.routes},
             "error_rate": round(result.error_rate, 6), "max_error_rate": budget,
             "error_budget_exceeded": budget is not None and result.error_rate > budget,
+            "class_mix": {media: dict(sorted(mix.items())) for media, mix in sorted(tables.class_mix.items())},
+            "score_bins": dict(sorted(tables.score_bins.items())),
+            "drift": night_drift(tables.class_mix, tables.score_bins, trailing, self.spec.drift_settings.max_psi),
             "tables": tables.rows,
         }
         return {key: summary[key] for key in SUMMARY_FIELDS}  # the documented order

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from jobs.nightly.drift import SCORE_BINS
 from jobs.nightly.manifest import ERROR, GROUP_ROWS, PREDICTED, SKIPPED, LedgerEntry, ledger_schema
 from jobs.nightly.tables import SCHEMAS, TABLES
 from jobs.runs.score_commit import PARTIAL
@@ -45,6 +46,9 @@ EXAMPLE_COLUMNS = ("label", "score", "top_labels", "top_scores")
 class NightTables:
     rows: dict[str, int]  # rows staged per table
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # modality -> predicted / errors objects
+    failed_stages: Counter = field(default_factory=Counter)  # (modality, stage) -> failed objects
+    class_mix: dict[str, Counter] = field(default_factory=dict)  # modality -> label -> objects
+    score_bins: dict[str, list[int]] = field(default_factory=dict)  # modality -> objects per score bin
     problems: Counter = field(default_factory=Counter)  # the accounting check's findings
 
 
@@ -116,11 +120,14 @@ def _commit_window(window, routes, run_id, run_date, top_k, writers, updates, re
                 now_rows[route.detail_table].append(_detail(route_examples, route, run_id))
             now_rows["updates"].append(_updates(predictions, route, run_id, run_date, PREDICTED, None))
             _count(result, route.media, "predicted", predictions.num_rows)
+            _tally_scores(result, route.media, predictions)
         if route_failures.num_rows:
             errors = _errors(route_failures, expected, route, run_id)
             now_rows["errors"].append(errors)
             now_rows["updates"].append(_updates(errors, route, run_id, run_date, ERROR, errors.column("stage")))
             _count(result, route.media, "errors", errors.num_rows)
+            result.failed_stages.update({(route.media, str(v["values"])): v["counts"]
+                                         for v in pc.value_counts(errors.column("stage")).to_pylist()})
     for name, pieces in now_rows.items():
         if pieces:
             table = pa.concat_tables(pieces).sort_by("uri") if len(pieces) > 1 else pieces[0]
@@ -209,6 +216,19 @@ def _updates(table, route, run_id: str, run_date: str, outcome: str, stages):
 def _count(result: NightTables, media: str, outcome: str, n: int) -> None:
     counts = result.counts.setdefault(media, {"predicted": 0, "errors": 0})
     counts[outcome] += n
+
+
+def _tally_scores(result: NightTables, media: str, predictions) -> None:
+    """The night's class mix and score histogram per modality: what drift is measured on."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    mix = result.class_mix.setdefault(media, Counter())
+    mix.update({str(v["values"]): v["counts"] for v in pc.value_counts(predictions.column("label")).to_pylist()})
+    scores = predictions.column("score").to_numpy(zero_copy_only=False)
+    counts, _ = np.histogram(np.clip(scores, 0.0, 1.0), bins=SCORE_BINS, range=(0.0, 1.0))
+    bins = result.score_bins.setdefault(media, [0] * SCORE_BINS)
+    result.score_bins[media] = [a + int(b) for a, b in zip(bins, counts)]
 
 
 def _seconds(object_info: str | None) -> float | None:

@@ -28,7 +28,9 @@ WORKER_ENV = {
 FORWARDED_SETTINGS = ("MEDIAJOBS_STORE_OUTAGE_SECONDS", "MEDIAJOBS_CREATE_BUCKETS",
                       # the decode limits (jobs.workers.decoding, jobs.workers.decode_isolation, tasks.media)
                       "MEDIAJOBS_DECODE_SECONDS", "MEDIAJOBS_DECODE_MEMORY_BYTES", "MEDIAJOBS_DECODE_ISOLATION",
-                      "MEDIAJOBS_FETCH_BUDGET_BYTES", "MEDIAJOBS_MAX_PIXELS", "MEDIAJOBS_DECODE_FAULTS")
+                      "MEDIAJOBS_FETCH_BUDGET_BYTES", "MEDIAJOBS_MAX_PIXELS", "MEDIAJOBS_DECODE_FAULTS",
+                      # where a nightly driver pushes its figures (jobs.runs.run_metrics); a URL, no secret
+                      "MEDIAJOBS_PUSHGATEWAY")
 
 
 def forwarded_settings() -> dict[str, str]:

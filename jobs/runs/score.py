@@ -26,12 +26,15 @@ from jobs.models.store import load_keras_model, prepare_model
 from jobs.models.task_config import task_config_from_metadata
 from jobs.nightly.routes import media_of_task
 from jobs.runs.lifecycle import Run
+from jobs.runs.progress import report
 from jobs.runs.resources import actor_pool_options
-from jobs.runs.score_commit import SCORED, commit_run, listing_files, stage_listing, staged_schema
+from jobs.runs.run_metrics import record_objects, record_pace
+from jobs.runs.score_commit import PARTIAL, SCORED, commit_run, listing_files, stage_listing, staged_schema
 from jobs.storage.contract import now_utc
 from jobs.storage.objects import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.storage.outage import retry_while_unavailable, store_outage
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode, isolation_enabled
+from jobs.workers.metrics import BLOCK_MODEL_SECONDS, EXAMPLES_SCORED, record
 
 if TYPE_CHECKING:
     from jobs.spec.kinds import ScoreSpec
@@ -54,7 +57,7 @@ class BatchClassifier:
 
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...],
                  staging_uri: str, cpus: float = 1, batch_size: int = 256, model_id: str | None = None,
-                 trust_model_code: bool = False, decode_task=None) -> None:
+                 trust_model_code: bool = False, decode_task=None, task_name: str = "") -> None:
         import ray
 
         if decode_task is not None:  # the decode children start while TensorFlow loads
@@ -73,6 +76,7 @@ class BatchClassifier:
         # differ in size (the last of each block), and one shape-generic trace serves all.
         self.predict = tf.function(lambda examples: self.model(examples, training=False), reduce_retracing=True)
         self.class_names = metadata.class_names
+        self.task_name = task_name or metadata.task or "unknown"  # the metrics' label
         self.model_id = metadata.model_id
         self.top_k = top_k
         self.run_id = run_id
@@ -87,7 +91,12 @@ class BatchClassifier:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = self.classify(batch)
-        return {"staged_file": [self.stage(rows)], "rows": [rows.num_rows]}
+        objects = set(rows.column("uri").to_pylist())
+        failed = {uri for uri, stage, error in zip(rows.column("uri").to_pylist(), rows.column("stage").to_pylist(),
+                                                   rows.column("error").to_pylist()) if error and stage != PARTIAL}
+        # What the driver's progress counts: this block's objects and those that failed.
+        return {"staged_file": [self.stage(rows)], "rows": [rows.num_rows], "objects": [len(objects)],
+                "failed": [len(failed)]}
 
     def stage(self, rows) -> str:
         """Write one block's rows under staging; the file's name is a digest of the block's
@@ -117,8 +126,11 @@ class BatchClassifier:
         probabilities: list[list[float] | None] = [None] * n
         if ok.any():
             examples = batch[EXAMPLE][ok]
+            began = time.perf_counter()
             outputs = np.concatenate([self.predict(examples[i:i + self.batch_size]).numpy()
                                       for i in range(0, len(examples), self.batch_size)])
+            record(BLOCK_MODEL_SECONDS, time.perf_counter() - began, task=self.task_name)
+            record(EXAMPLES_SCORED, len(examples), task=self.task_name)
             for i, row, probs in zip(np.flatnonzero(ok), top_k(outputs, self.class_names, self.top_k), outputs):
                 rows[i] = row
                 p = [float(v) for v in probs]
@@ -180,20 +192,36 @@ def scoring_pipeline(items: list[dict], task, model_uri: str, spec, run_id: str,
                                                  "staging_uri": staging_uri, "cpus": spec.resources.cpus_per_actor,
                                                  "batch_size": spec.batch_size, "model_id": model_id,
                                                  "trust_model_code": getattr(spec, "trust_model_code", False),
-                                                 "decode_task": task if fetch["isolate"] else None},
+                                                 "decode_task": task if fetch["isolate"] else None,
+                                                 "task_name": task.name},
                           batch_size=None, batch_format="numpy", **pool)
 
 
-def stage_all(ds) -> list[dict]:
+def stage_all(ds, progress: ScoringProgress | None = None) -> list[dict]:
     """Run a `scoring_pipeline` to the end; what each classifier call staged (one
     small record per block: `staged_file`, `rows`, and `staged_at`, when the driver heard
-    of it)."""
+    of it). Each block's objects and failures are reported to `progress`."""
     records = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         arrived = time.time()
         records += [{"staged_file": str(file), "rows": int(rows), "staged_at": arrived}
                     for file, rows in zip(batch["staged_file"], batch["rows"])]
+        if progress is not None:
+            progress.add(int(np.sum(batch["objects"])), int(np.sum(batch["failed"])))
     return records
+
+
+@dataclass
+class ScoringProgress:
+    """Objects scored (and failed) so far out of `total`, across a run's Ray Data runs."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+
+    def add(self, objects: int, failed: int) -> None:
+        self.done, self.failed = self.done + objects, self.failed + failed
+        report("scoring", self.done, self.total, self.failed)
 
 
 def pace(records: list[dict], started: float) -> tuple[float, float]:
@@ -279,16 +307,18 @@ def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
         raise MediaJobsError(f"input: no objects under {parse_uri(spec.input).as_prefix().uri}")
     echo(f"scoring {listed} objects from {parse_uri(spec.input).as_prefix().uri} with model "
          f"{metadata.model_id} (run {run.run_id})")
+    run.events.add("scoring", objects=listed)
 
     task = task_class(**task_config_from_metadata(metadata, spec))
     fs = filesystem_for(run.output)
     records: list[dict] = []
+    progress = ScoringProgress(listed)
     try:
         for path in listing_files(run):
             items = pq.read_table(path, filesystem=fs).to_pylist()
             records += stage_all(scoring_pipeline(items, task, model.uri, spec, run.run_id,
                                                   run.staging.join(SCORED).uri, objects_per_block=spec.batch_size,
-                                                  model_id=model.model_id))
+                                                  model_id=model.model_id), progress)
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
         outage = store_outage(exc)
         if outage is None:
@@ -319,4 +349,7 @@ def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
     run.finish({**asdict(result), "spec_name": spec.name, "task": spec.task, "input": spec.input,
                 "annotated": annotated, "rows_per_node": committed.rows_per_node,
                 "throughput_per_s": round(result.throughput, 2)})
+    record_objects("score", spec.name, media_of_task(spec.task), scored=committed.scored_objects,
+                   partial=committed.partial_objects, failed_stages=committed.failed_stages)
+    record_pace("score", spec.name, result.steady_rows_per_s, seconds)
     return result

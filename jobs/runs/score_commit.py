@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from jobs.errors import MediaJobsError
 from jobs.runs.lifecycle import Run, TableWrite
+from jobs.runs.progress import report
 from jobs.runs.staged_parts import PartWriter, parquet_files, read_parts, table_batches
 from jobs.runs.staged_sweep import SortedStream, staged_files, windows
 from jobs.storage.contract import ERRORS_SCHEMA, SCORED_AT
@@ -52,6 +53,7 @@ class Committed:
     partial_objects: int
     example_rows: int
     rows_per_node: dict[str, int]  # staged rows per Ray Node that scored them (the actor pool's spread)
+    failed_stages: dict[str, int]  # failed objects per errors-table stage
     versions: dict[str, int | None]  # each table's Delta version holding this run (None: no rows, no table)
 
 
@@ -108,7 +110,7 @@ def commit_run(run: Run, task, media: str, class_names: list[str]) -> Committed:
                                                                    _objects_schema(task, class_names))))
     versions = run.commit(writes)
     return Committed([w.name for w in writes], tally.scored, tally.failed, tally.partial, tally.example_rows,
-                     dict(tally.nodes), versions)
+                     dict(tally.nodes), dict(tally.failed_stages), versions)
 
 
 class _Tally:
@@ -119,6 +121,7 @@ class _Tally:
         self.missing = self.unexpected = self.more_than_one = self.partial_without_examples = 0
         self.scored = self.failed = self.partial = self.example_rows = 0
         self.nodes: Counter = Counter()
+        self.failed_stages: Counter = Counter()
 
     def add(self, window) -> None:
         import pyarrow as pa
@@ -131,7 +134,10 @@ class _Tally:
             return
         error, stage = rows.column("error"), pc.fill_null(rows.column("stage"), "")
         examples = pc.unique(rows.filter(pc.is_null(error)).column("uri"))
-        failed = rows.filter(pc.and_(pc.is_valid(error), pc.not_equal(stage, PARTIAL))).column("uri")
+        failed_rows = rows.filter(pc.and_(pc.is_valid(error), pc.not_equal(stage, PARTIAL)))
+        failed = failed_rows.column("uri")
+        self.failed_stages.update({str(v["values"]): v["counts"]
+                                   for v in pc.value_counts(failed_rows.column("stage")).to_pylist()})
         partial = pc.unique(rows.filter(pc.equal(stage, PARTIAL)).column("uri"))
         outcomes = pc.value_counts(pa.chunked_array([examples.cast(pa.string()), failed.combine_chunks()]))
         found = outcomes.field("values")
@@ -230,6 +236,8 @@ def stage_listing(objects, run: Run) -> int:
                                  "commit reads it back in order")
         previous = obj.uri
         writer.add({"uri": obj.uri, "size": obj.size, "etag": obj.etag})
+        if writer.rows % 1000 == 0:
+            report("listing", writer.rows)
     writer.close()
     return writer.rows
 

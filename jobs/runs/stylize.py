@@ -289,6 +289,7 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
         raise MediaJobsError(f"input: no images under {input_prefix.uri} (suffixes {', '.join(IMAGE_SUFFIXES)})")
     echo(f"stylizing {len(objects)} images from {input_prefix.uri} in {len(styles)} styles with {source.model_id} "
          f"(run {run.run_id})")
+    run.events.add("stylizing", objects=len(objects), styles=len(styles))
 
     per_block = 8
     ds: ray.data.Dataset = ray.data.from_items([{"uri": o.uri, "size": o.size} for o in objects],

@@ -170,7 +170,7 @@ def _loop_config(spec: TrainSpec, task: Any, data: _PreparedData, output_uri: st
         batch_size=data.batch.size, steps_per_epoch=data.batch.steps_per_epoch,
         learning_rate=spec.training.learning_rate,
         class_names=data.objects.class_names, datasets=sorted(data.datasets), output=output_uri,
-        seed=spec.training.seed, statistics=data.statistics,
+        seed=spec.training.seed, statistics=data.statistics, spec_name=spec.name,
         early_stopping=early_stopping.model_dump() if early_stopping else None,
         # Each worker's share of the decoded examples: small shards are served from memory.
         shard_bytes=data.datasets["train"].size_bytes() // spec.resources.num_workers,

@@ -26,6 +26,7 @@ from jobs.spec.fields import (
 from jobs.spec.sections import (
     SECTION_MODELS,
     AudioConfig,
+    DriftConfig,
     FramesConfig,
     ModelConfig,
     ScoreResources,
@@ -135,10 +136,23 @@ class _ScoreCommon(Strict):
         None, description="the share of scored objects that may fail before the run exits 1 "
                           "(default 0.05 with incremental: true, no limit otherwise)")
     resources: ScoreResources = Field(default_factory=ScoreResources, description="the model actor pool")
+    drift: DriftConfig | None = Field(None, description="when the class mix or scores drifted from the nights "
+                                                        "before (incremental: true; default max_psi 0.25, nights 7)")
 
     @property
     def error_budget(self) -> float | None:
         return self.max_error_rate if self.max_error_rate is not None or not self.incremental else 0.05
+
+    @property
+    def drift_settings(self) -> DriftConfig:
+        return self.drift or DriftConfig()
+
+    @model_validator(mode="after")
+    def _drift_across_nights(self):
+        if self.drift is not None and not self.incremental:
+            raise fail("drift: drift is measured between the nights of an incremental run; add "
+                       "incremental: true or delete drift")
+        return self
 
 
 class ScoreSpec(_ScoreCommon):

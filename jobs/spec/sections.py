@@ -137,6 +137,17 @@ class EarlyStopping(Strict):
     restore_best: Flag = Field(True, description="export the best epoch's model rather than the last one's")
 
 
+class DriftConfig(Strict):
+    """When tonight's class mix or score distribution has moved from the trailing nights'
+    (jobs.nightly.drift: the population stability index per modality)."""
+
+    max_psi: Annotated[float, Field(strict=False, gt=0, le=10, allow_inf_nan=False)] = Field(
+        0.25, description="the PSI above which the report and the metrics mark the night as drifted "
+                          "(below 0.1 stable, 0.1-0.25 worth a look)")
+    nights: Annotated[int, Field(strict=True, ge=1, le=90)] = Field(
+        7, description="how many committed nights before tonight are pooled as the baseline")
+
+
 class TrainingConfig(Strict):
     epochs: Count = Field(10, description="passes over the training data")
     # Global (over all workers). Unset, it is 64 lowered to fit the data (jobs.workers.train_settings);

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jobs.workers.metrics import OBJECT_DECODE_SECONDS, OBJECT_FETCH_SECONDS, observe_all
+
 if TYPE_CHECKING:
     from tasks.protocols import Decoder, MediaDecoder
 
@@ -232,16 +234,23 @@ def _decoded_rows(task: Decoder, blob: bytes | None, uris: list[str], sizes: lis
     """Every object's rows, in input order: its examples, or one error row (its stage and reason)."""
     zero = np.zeros(task.example_shape, dtype=task.example_dtype)
     rows: list[_Row] = []
+    fetch_times: list[float] = []
+    decode_times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mediajobs-spool-") as spool_dir:
         next_input = 0
         for fetches, outcomes in _decoded_groups(task, blob, uris, sizes, spool_dir):
             # Each object's fetch + decode seconds ride in object_info: reports name the slowest objects.
             for fetch_error, fetch_seconds in fetches:
                 i, next_input = next_input, next_input + 1
+                fetch_times.append(fetch_seconds)
                 if fetch_error is not None:
                     rows.append((i, zero, {}, json.dumps({"seconds": round(fetch_seconds, 4)}), "read", fetch_error))
                 else:
-                    rows.extend(_object_rows(i, next(outcomes), fetch_seconds, zero))
+                    outcome = next(outcomes)
+                    decode_times.append(outcome[3])
+                    rows.extend(_object_rows(i, outcome, fetch_seconds, zero))
+    observe_all(OBJECT_FETCH_SECONDS, fetch_times, task=task.name)
+    observe_all(OBJECT_DECODE_SECONDS, decode_times, task=task.name)
     return rows
 
 

@@ -28,6 +28,7 @@ class TrainLoopConfig:
     early_stopping: dict | None = None  # the spec's early_stopping section, as data
     shard_bytes: int = 0  # each worker's share of the decoded training examples
     whole_bytes: dict[str, int] = field(default_factory=dict)  # the datasets read whole, by name
+    spec_name: str = ""  # the metrics' `spec` label
 
     def for_ray(self) -> dict[str, Any]:
         return {LOOP_KEY: self}

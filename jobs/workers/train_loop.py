@@ -20,6 +20,8 @@ from typing import Any
 
 from jobs.storage.objects import parse_uri, write_bytes
 from jobs.workers.devices import enable_gpu_memory_growth
+from jobs.workers.metrics import EPOCH_SECONDS, EPOCHS, TRAIN_LOSS, record
+from jobs.workers.tensorboard import EpochBoard
 from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_data import StoreTrainingContext, WholeDataset
 from jobs.workers.train_settings import EarlyStop
@@ -64,8 +66,9 @@ def train_loop_per_worker(ray_config: dict) -> None:
     first = state["epoch"] + 1 if "epoch" in state else 0
     if stop is not None and stop.stopped_after is not None:
         first = config.epochs  # a job that stopped early and is run again: it is done
+    board = EpochBoard(config.output) if rank == 0 else None
     loop = _EpochLoop(plan, context, known.architecture(config.architecture), model, config, strategy, rank, stop,
-                      best, history)
+                      best, history, board)
     try:
         for epoch in range(first, config.epochs):
             if loop.run_epoch(epoch, train_data, whole):
@@ -73,6 +76,8 @@ def train_loop_per_worker(ray_config: dict) -> None:
     finally:
         if best is not None:
             shutil.rmtree(best, ignore_errors=True)
+        if board is not None:
+            board.close()
 
 
 @dataclass
@@ -89,6 +94,7 @@ class _EpochLoop:
     stop: EarlyStop | None
     best: str | None  # rank 0's copy of the best epoch's files (restore_best)
     history: list[dict]
+    board: EpochBoard | None  # rank 0's TensorBoard event file
 
     def run_epoch(self, epoch: int, train_data, whole: dict) -> bool:
         """Fit, evaluate, agree on stopping, checkpoint and report; True when training stops."""
@@ -127,11 +133,23 @@ class _EpochLoop:
                 return
             say("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                     for k, v in metrics.items()))
+            _record_epoch(self.config, metrics)
             if self.stop is not None and self.stop.restore_best:
                 assert self.best is not None  # rank 0 keeps a copy
                 _keep_best(self.plan, checkpoint_dir, self.best, improved)
-            self.plan.after_epoch(checkpoint_dir, epoch, self.config, self.context)
+            images = self.plan.after_epoch(checkpoint_dir, epoch, self.config, self.context)
+            if self.board is not None:
+                self.board.log(epoch + 1, metrics, images)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
+
+
+def _record_epoch(config: TrainLoopConfig, metrics: dict) -> None:
+    """Rank 0's epoch as metrics (seconds, loss, one more epoch) for the head's endpoint."""
+    labels = {"task": config.task.name, "spec": config.spec_name}
+    record(EPOCH_SECONDS, metrics["epoch_seconds"], **labels)
+    if isinstance(metrics.get("loss"), float):
+        record(TRAIN_LOSS, metrics["loss"], **labels)
+    record(EPOCHS, 1, **labels)
 
 
 def _restore_or_build(plan, config: TrainLoopConfig, strategy, best: str | None, rank: int):

@@ -79,6 +79,15 @@ def test_gan_training_reports_losses_checkpoints_and_grids(gan_trained):
     assert grid.ndim == 2 and grid.shape == (8 * 58 + 2, 8 * 58 + 2)  # 8x8 cells of 28*2 + 2 padding
 
 
+def test_gan_training_curves_and_sample_grids_open_in_tensorboard(gan_trained, tmp_path):
+    from support.tensorboard import read_board
+
+    scalars, images = read_board("s3://it-models/blobs-gan/", tmp_path)
+    for tag in ("g_loss", "d_loss", "epoch_seconds"):
+        assert [step for step, _ in scalars[tag]][:3] == [1, 2, 3], (tag, scalars.get(tag))
+    assert images["samples"][:3] == [1, 2, 3]  # the epoch's sample grid beside its losses
+
+
 def test_rerunning_a_finished_gan_job_resumes_instead_of_retraining(gan_trained):
     spec = load_spec(EXAMPLES / "train-gan.yaml", [
         "data.train=s3://it-media/blobs/", "training.epochs=4", "training.batch_size=32",

@@ -91,7 +91,26 @@ def test_one_actor_holding_every_cpu_still_decodes(mediajobs_cli, trained, shape
     assert predictions.num_rows == sum(1 for _ in list_objects("s3://it-media/shapes/test/"))
 
 
-def test_bad_objects_become_error_rows(trained, shapes_data):
+def test_training_curves_open_in_tensorboard(trained, tmp_path):
+    """Rank 0 wrote each epoch's metrics under <output>/tensorboard/, readable by TensorBoard."""
+    from support.tensorboard import read_board
+
+    scalars, _ = read_board(SHAPES_MODEL, tmp_path)
+    epochs = list(range(1, SHAPES_EPOCHS + 1))
+    for tag in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"):
+        assert [step for step, _ in scalars[tag]] == epochs, (tag, scalars.get(tag))
+    losses = [value for _, value in scalars["loss"]]
+    assert losses[-1] < losses[0]  # the curve shows the model learning
+    history = read_model_metadata(SHAPES_MODEL)["history"]  # the same epochs as the model records them
+    assert losses == pytest.approx([h["loss"] for h in history], rel=1e-5)
+
+
+MIXED_SPEC_NAME = "score-mixed"  # this run's `spec` label on the head's metrics
+
+
+@pytest.fixture(scope="module")
+def mixed_run(trained, shapes_data):
+    """Three shapes and three bad objects under s3://it-media/mixed/, scored: the result."""
     client = s3_client()
     good = sorted(p for p in (shapes_data / "test" / "circle").iterdir())[:3]
     for path in good:
@@ -103,8 +122,13 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
     for key, body in bad.items():
         client.put_object(Bucket="it-media", Key=key, Body=body)
     spec = load_spec(EXAMPLES / "score-demo.yaml", [
-        f"model={SHAPES_MODEL}", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/"])
-    result = run_spec(spec)
+        f"model={SHAPES_MODEL}", "input=s3://it-media/mixed/", "output=s3://it-scores/mixed/",
+        f"name={MIXED_SPEC_NAME}"])
+    return run_spec(spec)
+
+
+def test_bad_objects_become_error_rows(mixed_run):
+    result = mixed_run
     errors = read_table(result.errors_uri).to_pylist()
     predictions = read_table(result.predictions_uri).column("uri").to_pylist()
     error_uris = {e["uri"] for e in errors}
@@ -119,6 +143,30 @@ def test_bad_objects_become_error_rows(trained, shapes_data):
     assert len(predictions) + len(errors) == len(listed)
     assert set(predictions) | error_uris == listed and not set(predictions) & error_uris
     assert result.predicted == 3
+
+
+def test_the_heads_metrics_count_the_runs_objects(local_stack, mixed_run):
+    """The head's Prometheus endpoint shows the run's objects by outcome and stage (from the
+    driver's committed counts) and the workers' fetch, decode and model timings."""
+    from support.metrics import scrape_until, series_sum
+
+    spec = {"spec": MIXED_SPEC_NAME}
+    families = scrape_until(local_stack.metrics_url, lambda found: series_sum(
+        found, "ray_mediajobs_objects_total", {**spec, "outcome": "failed"}) == 3)
+    objects = "ray_mediajobs_objects_total"
+    assert series_sum(families, objects, {**spec, "outcome": "scored", "stage": "none", "modality": "image"}) == 3
+    assert series_sum(families, objects, {**spec, "outcome": "failed", "stage": "decode"}) == 3
+    assert series_sum(families, objects, {**spec, "kind": "score"}) == mixed_run.listed == 6
+    task = {"task": "image-classifier"}
+    # Cumulative over the session's jobs: this run's six fetches and decodes are among them.
+    assert series_sum(families, "ray_mediajobs_fetch_seconds_count", task) >= 6
+    assert series_sum(families, "ray_mediajobs_decode_seconds_count", task) >= 6
+    assert series_sum(families, "ray_mediajobs_model_seconds_count", task) >= 1
+    assert series_sum(families, "ray_mediajobs_examples_scored_total", task) >= 3
+    assert series_sum(families, "ray_mediajobs_run_seconds", {**spec, "kind": "score"}) > 0
+    # The session's 2-worker shapes model trained its epochs on rank 0's count.
+    assert series_sum(families, "ray_mediajobs_train_epochs_total", {"spec": "shapes"}) >= SHAPES_EPOCHS
+    assert series_sum(families, "ray_mediajobs_train_loss", {"spec": "shapes"}) > 0
 
 
 def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data, monkeypatch):

@@ -175,3 +175,34 @@ def test_staging_left_by_a_killed_run_is_dropped_by_the_next_run(bucket):
         run.finish({})
     left = {o.uri[len(output):] for o in list_objects(output + "_staging/")}
     assert left == {"_staging/run_date=2026-01-01/scored/x.parquet"}
+
+
+def _events(output: str, run: Run) -> list[dict]:
+    return [json.loads(line) for line in read_bytes(f"{output}runs/{run.run_id}/events.jsonl").decode().splitlines()]
+
+
+def test_each_phase_of_a_run_is_an_event_under_runs(bucket):
+    """runs/<run_id>/events.jsonl: one object per phase, in order, with the run's counts; a
+    failed run says so (and why) before it releases the output; a fenced one says that."""
+    output = bucket + "events/"
+    with Run(output, ["predictions", "errors"], echo=lambda line: None) as run:
+        started = _events(output, run)  # written when the run starts, for whoever follows it
+        run.events.add("scoring", objects=32)
+        _commit(run, 30, errors=2)
+        summary_uri = run.finish({"listed": 32})
+    events = _events(output, run)
+    assert [e["phase"] for e in started] == ["started"]
+    assert [e["phase"] for e in events] == ["started", "scoring", "committing", "committed", "finished"]
+    assert {e["run_id"] for e in events} == {run.run_id}
+    assert events[1]["counts"] == {"objects": 32}
+    assert events[3]["counts"]["versions"] == {"predictions": 0, "errors": 0}
+    assert events[-1]["counts"] == {"summary": summary_uri}
+    seconds = [e["seconds"] for e in events]
+    assert seconds == sorted(seconds) and all(e["at"].endswith("Z") for e in events)
+
+    with pytest.raises(ValueError):
+        with Run(output, ["predictions", "errors"], echo=lambda line: None) as failed:
+            raise ValueError("the model refused its input\nsecond line")
+    last = _events(output, failed)[-1]
+    assert (last["phase"], last["counts"]) == ("failed", {"error": "the model refused its input"})
+    assert not list(list_objects(output + "_lock.json"))  # and then it released the output

@@ -30,9 +30,12 @@ CONFIG_FILES = sorted(p for p in CLUSTER_DIR.rglob("*")
                       if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
 
 EXPECTED_YAML = {"aws/cluster.yaml", "kuberay/raycluster.yaml", "kuberay/rayjob.yaml",
-                 "schedules/nightly-cronjob.yaml"}
+                 "schedules/nightly-cronjob.yaml", "monitoring/alert-rules.yaml", "monitoring/prometheusrule.yaml",
+                 "monitoring/podmonitor.yaml"}
 LAUNCHER = "ray cluster-launcher config"  # `ray up` files have no `kind`: this names them here
-CHECKED_KINDS = {LAUNCHER, "RayCluster", "RayJob", "ConfigMap", "ServiceAccount", "CronJob"}
+RULES_FILE = "Prometheus rules file"  # nor have the plain `rule_files:` files
+CHECKED_KINDS = {LAUNCHER, RULES_FILE, "RayCluster", "RayJob", "ConfigMap", "ServiceAccount", "CronJob",
+                 "PrometheusRule", "PodMonitor"}
 
 TOKEN_SECRET = "mediajobs-ray-token"
 TOKEN_KEY = "auth_token"  # KubeRay's key for authOptions.secretName
@@ -86,6 +89,8 @@ class Doc:
             return self.body["kind"]
         if "cluster_name" in self.body and "provider" in self.body:
             return LAUNCHER
+        if set(self.body) == {"groups"}:
+            return RULES_FILE
         return "<no kind>"
 
     @property

@@ -1,7 +1,8 @@
 """Checks cluster/: its YAML files load, each document is of a kind the checks know, and the Ray pin.
 
 The checks per file: test_cluster_launcher.py (ray up), test_cluster_kuberay.py, test_cluster_schedules.py,
-test_cluster_image.py, test_cluster_secrets.py.
+test_cluster_image.py, test_cluster_secrets.py,
+test_cluster_monitoring.py.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from packaging.version import Version
-from support.cluster_configs import (CHECKED_KINDS, EXPECTED_YAML, LAUNCHER, YAML_FILES, Doc, load_documents,
-                                     pinned_ray_minor, ray_requirement, rel)
+from support.cluster_configs import (CHECKED_KINDS, EXPECTED_YAML, LAUNCHER, RULES_FILE, YAML_FILES, Doc,
+                                     load_documents, pinned_ray_minor, ray_requirement, rel)
 
 
 def test_cluster_dir_holds_the_expected_yaml_files():
@@ -29,7 +30,7 @@ def test_yaml_file_loads_and_every_document_is_checked(path: Path):
         doc = Doc(path, body)
         assert doc.kind in CHECKED_KINDS, \
             f"{doc}: no checks exist for this kind; add them to tests/unit/test_cluster_configs.py"
-        if doc.kind != LAUNCHER:
+        if doc.kind not in (LAUNCHER, RULES_FILE):  # neither has apiVersion or metadata
             assert body.get("apiVersion"), f"{doc}: no apiVersion"
             assert body.get("metadata", {}).get("name"), f"{doc}: no metadata.name"
 

@@ -27,7 +27,8 @@ PINNED = {
                 "outcome: string, stage: string, deleted_on: string",
 }
 PINNED_SUMMARY = ("run_id run_date spec_name input output started_at finished_at seconds listed objects_per_s counts "
-                  "skipped resumed decisions model_ids error_rate max_error_rate error_budget_exceeded tables").split()
+                  "skipped resumed decisions model_ids error_rate max_error_rate error_budget_exceeded class_mix "
+                  "score_bins drift tables").split()
 
 
 def _described(schema) -> str:

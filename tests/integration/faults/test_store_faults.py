@@ -107,6 +107,13 @@ def _tables(output: str) -> set[str]:
     return {o.uri[len(output):].split("/")[0] for o in list_objects(output)}
 
 
+def _run_files(output: str) -> set[str]:
+    """The names of the files under runs/<run_id>/ (every run's)."""
+    from jobs.storage.objects import list_objects
+
+    return {o.uri.rsplit("/", 1)[-1] for o in list_objects(output + "runs/")}
+
+
 def _score_through_outage(output: str, outage_seconds: float, env: dict | None = None,
                           until_exit: bool = False) -> tuple[int, str]:
     """Run a score job, take the store away once it is fetching; (exit code, console output).
@@ -165,7 +172,9 @@ def test_an_outage_longer_than_the_budget_fails_clearly_and_publishes_nothing(ar
                                       env={**os.environ, "MEDIAJOBS_STORE_OUTAGE_SECONDS": "5"})
     assert code == 1, log[-3000:]
     assert "object store stopped answering" in log and "Nothing was committed" in log, log[-3000:]
-    assert not _tables(output) - {"_staging", "_lock.json"}, _tables(output)  # no predictions/, errors/ or runs/
+    # No predictions/ or errors/, and no summary: a failed run leaves only its events under runs/.
+    assert not _tables(output) - {"_staging", "_lock.json", "runs"}, _tables(output)
+    assert _run_files(output) <= {"events.jsonl"}, _run_files(output)
 
 
 def _drain(job: subprocess.Popen, seen: list[str]) -> threading.Thread:
@@ -208,7 +217,9 @@ def test_a_nightly_run_past_the_outage_budget_fails_clearly_and_its_rerun_finish
     assert "the budget is 2 s (MEDIAJOBS_STORE_OUTAGE_SECONDS)" in failure[0], failure
     assert f"Nothing was committed: {output} holds no results of run date {night}" in failure[0], failure
     assert "internal error" not in log, log[-3000:]  # (the actors' tracebacks are Ray's log forwarding)
-    assert _tables(output) <= {"_staging", "_lock.json"}, _tables(output)  # no tables, _manifest/ or runs/
+    # No tables, no _manifest/, and no summary: a failed run leaves only its events under runs/.
+    assert _tables(output) <= {"_staging", "_lock.json", "runs"}, _tables(output)
+    assert _run_files(output) <= {"events.jsonl"}, _run_files(output)
     staged = [o.uri for o in list_objects(f"{output}_staging/run_date={night}/scored/")]
 
     spec = load_spec(EXAMPLES / "score-demo.yaml", [f"model=s3://{BUCKET}/m/model/", "incremental=true",
