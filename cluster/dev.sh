@@ -3,9 +3,11 @@
 #   bash cluster/dev.sh demo   # the main job, end to end, on the embedded local stack
 #   bash cluster/dev.sh test   # the whole test suite (tests/unit, then tests/integration)
 #   bash cluster/dev.sh test tests/unit   # the unit tier only: no stack, a few minutes
-# Each creates the virtual environment (.venv) on first use, or reuses it, and
-# reinstalls only when pyproject.toml changed. Needs only python3 (3.10-3.12) and
-# network access to the package registries.
+#   bash cluster/dev.sh lock [--upgrade]  # rewrite requirements.lock (after a dependency change)
+# Each creates the virtual environment (.venv) on first use, or reuses it, and installs the
+# locked versions (requirements.lock: every package pinned, with its hashes) whenever
+# pyproject.toml or the lock changed. Needs only python3 (3.11) and network access to the
+# package registries.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,14 +18,27 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
+LOCK="$ROOT/requirements.lock"
 stamp="$VENV/.mediajobs-install"
-want="$(cd "$ROOT" && sha256sum pyproject.toml | cut -c1-16) $ROOT"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "installing mediajobs and its dependencies into $VENV (about 3 GB the first time)" >&2
+want="$(cd "$ROOT" && cat pyproject.toml requirements.lock | sha256sum | cut -c1-16) $ROOT"
+if [ "${1:-}" != lock ] && [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing the locked dependencies (requirements.lock) and mediajobs into $VENV (about 3 GB the first time)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+  # Every file checked against the lock's hashes; then the project itself, adding nothing.
+  "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
   echo "$want" > "$stamp"
 fi
+
+# The lock: what pyproject.toml allows (with the test extra), resolved for the image's platform
+# (CPython 3.11, x86_64 Linux), every version pinned and every file's hash. Versions already in
+# the lock are kept unless --upgrade; uv only resolves, pip installs.
+lock() {
+  [ -x "$VENV/bin/uv" ] || "$VENV/bin/python" -m pip install --quiet uv
+  cd "$ROOT" && "$VENV/bin/uv" pip compile pyproject.toml --extra test --generate-hashes --quiet \
+    --python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
+    --custom-compile-command "bash cluster/dev.sh lock" -o requirements.lock "$@"
+}
 
 # The audio tests speak real words with Debian's espeak-ng, and one video test makes an
 # audio-only MP4 with ffmpeg: install them when this machine can (root + apt-get).
@@ -52,6 +67,7 @@ cmd="${1:-}"
 shift || true
 case "$cmd" in
   demo) exec mediajobs demo "$@" ;;
+  lock) lock "$@" ;;
   test) need_tools; cd "$ROOT" && lint && exec python -m pytest "$@" ;;
-  *) echo "usage: bash cluster/dev.sh demo|test [args...]" >&2; exit 2 ;;
+  *) echo "usage: bash cluster/dev.sh demo|test|lock [args...]" >&2; exit 2 ;;
 esac
