@@ -33,6 +33,11 @@ MAX_STYLE_IMAGES = 2048  # every worker holds all decoded style images in memory
 class StylePlan(TrainingPlan):
     exported = (STYLIZER_DIR,)  # content ("train") is split; every worker reads all style images
 
+    def __init__(self) -> None:
+        # The pair rank 0 stylizes after each epoch for TensorBoard (`after_epoch`): the first
+        # style image as content, in the style of the second, both from the data every worker holds.
+        self.preview: tuple[Any, Any] | None = None
+
     def list_objects(self, spec: Any, task: Trainable, known: TaskArchitectures,
                      context: TrainingContext) -> TrainingObjects:
         uris, sizes = context.list_all(spec.data.train, task.suffixes, "data.train")
@@ -90,6 +95,7 @@ class StylePlan(TrainingPlan):
 
         styles = tf.constant(np.concatenate([examples for examples, _ in datasets["style"].batches(256)]))
         count = styles.shape[0]
+        self.preview = (styles[0].numpy(), styles[min(1, count - 1)].numpy())
         content = super().train_data(shard, config, datasets, context)
 
         def with_random_styles(images, _labels):
@@ -102,6 +108,28 @@ class StylePlan(TrainingPlan):
     def evaluate(self, model: Any, datasets: Mapping[str, WholeExamples], config: TrainingConfig,
                  architecture: Architecture) -> dict[str, float]:
         return {}
+
+    def after_epoch(self, checkpoint_dir: str, epoch: int, config: TrainingConfig,
+                    context: TrainingContext) -> dict[str, bytes] | None:
+        """The epoch's stylizer (exported in the checkpoint) on the preview pair: content, style
+        and result side by side, for TensorBoard."""
+        if self.preview is None:
+            return None
+        import cv2
+        import numpy as np
+        import tensorflow as tf
+
+        from tasks.stylizing import stylize
+
+        content, style = (np.asarray(image, dtype=np.uint8) for image in self.preview)
+        # This job's own export, just written: loaded as it is (no hub resolution, no op check).
+        module = tf.saved_model.load(os.path.join(checkpoint_dir, STYLIZER_DIR))
+        result = stylize(module, content, style)
+        height = content.shape[0]
+        panels = [cv2.resize(image, (image.shape[1] * height // image.shape[0], height), interpolation=cv2.INTER_AREA)
+                  for image in (content, style, result)]
+        ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+        return {"stylized": png.tobytes()} if ok else None
 
 
 def _style_checkpoint(model):

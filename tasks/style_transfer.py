@@ -25,6 +25,7 @@ from tasks.protocols import Trainable
 from tasks.registry import DecodedMedia, Task, define, register
 from tasks.saved_model_ops import UnsafeSavedModelError
 from tasks.style_encoders import ENCODER_DOWNSAMPLING
+from tasks.stylizing import HUB_STYLE_SIZE, checked_contents, module_style, stylize, stylize_batch
 
 if TYPE_CHECKING:  # loaded lazily by __getattr__ below: they need TensorFlow
     from tasks.adain import AdaINTrainer, adain, channel_stats, export_stylizer
@@ -34,8 +35,6 @@ __all__ = ["ARCHITECTURES", "ENCODER_DOWNSAMPLING", "HUB_STYLE_SIZE", "AdaINTrai
            "load_stylizer", "result_losses", "stylize", "stylize_batch"]
 
 ARCHITECTURES = ("adain",)
-# The TF Hub module was trained with 256x256 style images and works best with them.
-HUB_STYLE_SIZE = 256
 # What our exported stylizers have beside `__call__`: (content, style, stylized) -> losses.
 LOSSES_FUNCTION = "stylization_losses"
 _FROM_ADAIN = ("AdaINTrainer", "adain", "channel_stats", "export_stylizer")
@@ -96,40 +95,6 @@ def _first_line(error: BaseException) -> str:
     return lines[0].rstrip(".") if lines else ""
 
 
-def stylize(module: Callable, content: np.ndarray, style: np.ndarray) -> np.ndarray:
-    """One uint8 RGB content image (H, W, 3) in the style of a uint8 RGB image: uint8 (H, W, 3).
-
-    The style image is resized to 256x256 (area interpolation), as the hub module expects.
-    """
-    content = np.asarray(content)
-    if content.ndim != 3:
-        raise ValueError(f"content must be one (H, W, 3) image, got shape {content.shape}")
-    return stylize_batch(module, content[np.newaxis], style)[0]
-
-
-def stylize_batch(module: Callable, contents: np.ndarray, style: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """uint8 RGB content images of one size (N, H, W, 3) in one style: uint8 (N, H, W, 3).
-
-    Calls the module on at most `batch_size` images at a time, to bound memory.
-    """
-    import cv2
-    import tensorflow as tf
-
-    contents, style01 = _checked_contents(contents), _module_style(style)
-    height, width = contents.shape[1:3]
-    result = np.empty_like(contents)
-    for start in range(0, len(contents), batch_size):
-        chunk = contents[start:start + batch_size]
-        # One style row per content row: the hub module is documented for equal batch sizes.
-        styles = tf.constant(np.repeat(style01, len(chunk), axis=0))
-        stylized = np.asarray(module(tf.constant(chunk.astype(np.float32) / 255.0), styles)[0])
-        for offset, image in enumerate(stylized):
-            if image.shape[:2] != (height, width):  # a module may round odd sizes in strided convs
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-            result[start + offset] = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return result
-
-
 def result_losses(module: Callable, contents: np.ndarray, style: np.ndarray, results: np.ndarray,
                   batch_size: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
     """Per result, the content loss and the style loss of a stylization: float64 (N,) each, or
@@ -148,8 +113,8 @@ def result_losses(module: Callable, contents: np.ndarray, style: np.ndarray, res
     measure = getattr(module, LOSSES_FUNCTION, None)
     if measure is None:
         return None
-    contents, results = _checked_contents(contents), _checked_contents(results, "results")
-    style01 = _module_style(style)
+    contents, results = checked_contents(contents), checked_contents(results, "results")
+    style01 = module_style(style)
     if results.shape != contents.shape:
         raise ValueError(f"results must match the contents' shape {contents.shape}, got {results.shape}")
     content_loss, style_loss = np.empty(len(contents)), np.empty(len(contents))
@@ -159,26 +124,6 @@ def result_losses(module: Callable, contents: np.ndarray, style: np.ndarray, res
                          tf.constant(results[start:end].astype(np.float32) / 255.0))
         content_loss[start:end], style_loss[start:end] = losses["content_loss"], losses["style_loss"]
     return content_loss, style_loss
-
-
-def _checked_contents(images: np.ndarray, name: str = "contents") -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images
-
-
-def _module_style(style: np.ndarray) -> np.ndarray:
-    """A uint8 (H, W, 3) style image as the module takes it: float32 (1, 256, 256, 3) in [0, 1]."""
-    import cv2
-
-    style = np.asarray(style)
-    if style.ndim != 3 or style.shape[-1] != 3 or style.dtype != np.uint8:
-        raise ValueError(f"style must be uint8 (H, W, 3), got {style.dtype} {style.shape}")
-    shrinking = style.shape[0] > HUB_STYLE_SIZE or style.shape[1] > HUB_STYLE_SIZE
-    style = cv2.resize(style, (HUB_STYLE_SIZE, HUB_STYLE_SIZE),
-                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return style[np.newaxis].astype(np.float32) / 255.0
 
 
 def decode_full(data: bytes) -> np.ndarray:

@@ -36,6 +36,7 @@ from jobs.models.metadata import ModelMetadata
 from jobs.models.task_config import task_config_for
 from jobs.runs.output_check import prepare_output
 from jobs.runs.resources import scaling_config
+from jobs.runs.tracking import track_training
 from jobs.spec.kinds import TrainSpec
 from jobs.storage.objects import filesystem_for
 from jobs.workers.decoding import EXAMPLE, fetch_and_decode
@@ -108,6 +109,9 @@ def run_train(spec: TrainSpec, echo=print) -> TrainResult:
         metadata = _model_metadata(spec, task_config, task, plan, data, _Trained(source, state, exported, placements))
         version = export_model(source, metadata, output.uri,
                                extra={"training_curve.svg": training_curve_svg(state["history"]).encode()})
+        tracked = track_training(spec, version.metadata, source, plan.exported, echo)
+        if tracked:
+            echo(f"tracked in MLflow: run {tracked}")
     return TrainResult(version.uri, exported["metrics"], data.objects.class_names, state["epoch"] + 1,
                        data.examples, data.skipped, time.time() - started, placements, exported["epoch"],
                        output.join("runs", metadata.model_id).uri + "/")

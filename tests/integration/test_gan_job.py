@@ -45,14 +45,23 @@ def shape_classifier(ray_driver, export_test_model):
 
 
 @pytest.fixture(scope="module")
-def gan_trained(ray_driver, tmp_path_factory):
+def mlflow_store(tmp_path_factory) -> str:
+    """A local file-store MLflow tracking URI, which the GAN's train job is tracked in."""
+    return "file://" + str(tmp_path_factory.mktemp("mlruns"))
+
+
+@pytest.fixture(scope="module")
+def gan_trained(ray_driver, tmp_path_factory, mlflow_store):
     root = tmp_path_factory.mktemp("blobs")
     _write_blobs(root, 256, seed=3)
     ingest_folder(root, "s3://it-media/blobs/")
     spec = load_spec(EXAMPLES / "train-gan.yaml", [
         "data.train=s3://it-media/blobs/", "training.epochs=3", "training.batch_size=32",
         "output=s3://it-models/blobs-gan/"])
-    return run_spec(spec)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+        env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store for those who ask
+        return run_spec(spec)
 
 
 def _png(uri: str) -> np.ndarray:
@@ -86,6 +95,23 @@ def test_gan_training_curves_and_sample_grids_open_in_tensorboard(gan_trained, t
     for tag in ("g_loss", "d_loss", "epoch_seconds"):
         assert [step for step, _ in scalars[tag]][:3] == [1, 2, 3], (tag, scalars.get(tag))
     assert images["samples"][:3] == [1, 2, 3]  # the epoch's sample grid beside its losses
+
+
+def test_the_gan_job_is_tracked_in_mlflow(gan_trained, mlflow_store, monkeypatch):
+    """Params, each epoch's losses, the exported generator and its model_id, in a file store."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.tracking.MlflowClient(tracking_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("digits-gan")  # the spec's name
+    [run] = client.search_runs([experiment.experiment_id])
+    model_id = read_model_metadata("s3://it-models/blobs-gan/")["model_id"]
+    assert run.data.tags["mediajobs.model_id"] == model_id == run.info.run_name
+    assert run.data.params["training.epochs"] == "3" and run.data.params["task"] == "gan"
+    for name in ("g_loss", "d_loss"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2, 3]
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+    assert artifacts == {"model/generator.keras", "model/metadata.json"}
 
 
 def test_rerunning_a_finished_gan_job_resumes_instead_of_retraining(gan_trained):

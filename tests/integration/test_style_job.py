@@ -120,6 +120,16 @@ def _check_stylize_outputs(result, style_media, styles: list[str], output: str, 
             assert values == [None] * len(results) and summary[name] is None is getattr(result, name)
 
 
+def test_style_training_shows_its_losses_and_a_stylized_preview_in_tensorboard(style_trained, tmp_path):
+    from support.tensorboard import read_board
+
+    scalars, images = read_board("s3://it-models/style/", tmp_path)
+    epochs = [step for step, _ in scalars["loss"]]
+    assert epochs and epochs == list(range(1, len(epochs) + 1))
+    assert {"content_loss", "style_loss"} <= set(scalars)
+    assert images["stylized"] == epochs  # content, style and result side by side, every epoch
+
+
 def test_stylize_job_with_the_trained_model(style_trained, style_media):
     styles = ["s3://it-media/style-textures/texture-00.png", "s3://it-media/style-textures/texture-01.png"]
     spec = load_spec(EXAMPLES / "stylize.yaml", [
