@@ -35,22 +35,25 @@ class EpochBoard:
         self.target = parse_uri(output_uri).join(TENSORBOARD_DIR)
 
     def log(self, epoch: int, metrics: dict, images: dict[str, bytes] | None = None) -> None:
-        """Write the epoch (`epoch` counts from 1) and upload the event file; a failed upload
-        is logged, not raised: the curves are worth less than the training."""
+        """Write the epoch (`epoch` counts from 1) and upload the event file. A failure is
+        logged, not raised: the curves are worth less than the training."""
+        try:
+            self._write(epoch, metrics, images or {})
+            for path in Path(self.local).iterdir():
+                upload_file(path, self.target.join(path.name).uri)
+        except Exception as exc:  # noqa: BLE001 - TensorFlow's, boto3's and the store's errors alike
+            log.warning("the TensorBoard events of epoch %d were not written to %s: %s", epoch, self.target.uri, exc)
+
+    def _write(self, epoch: int, metrics: dict, images: dict[str, bytes]) -> None:
         import tensorflow as tf
 
         with self.writer.as_default(step=epoch):
             for name, value in metrics.items():
                 if name != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     tf.summary.scalar(name, float(value))
-            for name, png in (images or {}).items():
+            for name, png in images.items():
                 tf.summary.image(name, tf.io.decode_png(png, channels=3)[tf.newaxis], max_outputs=1)
         self.writer.flush()
-        try:
-            for path in Path(self.local).iterdir():
-                upload_file(path, self.target.join(path.name).uri)
-        except Exception as exc:  # noqa: BLE001 - boto3's and the store's errors alike
-            log.warning("the TensorBoard events of epoch %d were not uploaded to %s: %s", epoch, self.target.uri, exc)
 
     def close(self) -> None:
         self.writer.close()
