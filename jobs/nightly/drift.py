@@ -4,8 +4,11 @@ of tonight's class mix and score histogram against the trailing nights', per mod
     PSI = sum over bins of (p - q) * ln(p / q)
 
 with p tonight's share of a bin (a class, or a score bin over [0, 1]) and q the trailing
-nights' pooled share; a share of 0 is taken as EPSILON, so a class that appears or vanishes
-counts heavily instead of dividing by zero. The usual reading: below 0.1 stable, 0.1 to 0.25
+nights' pooled share, each bin counted with half an object more on both sides (additive
+smoothing): a class that appears or vanishes still counts heavily, without dividing by
+zero, while one stray object in an empty bin of a small night does not read as drift. The
+scores are compared in PSI_SCORE_BINS bins (pairs of the summary's SCORE_BINS): fewer,
+fuller bins, as PSI wants. The usual reading: below 0.1 stable, 0.1 to 0.25
 a shift worth a look, above 0.25 a shift (the spec's `drift.max_psi` sets the line, and
 `drift.nights` how many trailing nights are pooled). The figures come from each night's `summary.json` (`class_mix`,
 `score_bins`): the trailing nights are a few small reads, not their tables.
@@ -17,7 +20,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 SCORE_BINS = 20  # the score histogram's bins over [0, 1] (summary.json, the report)
-EPSILON = 1e-4
+PSI_SCORE_BINS = 10  # the scores' bins for PSI: SCORE_BINS summed in pairs
+SMOOTHING = 0.5  # objects added to every bin of both distributions
 SIGNALS = ("class_mix", "scores")
 
 
@@ -27,16 +31,20 @@ def psi(tonight: Mapping[str, float], baseline: Mapping[str, float]) -> float:
     total_p, total_q = sum(tonight.values()), sum(baseline.values())
     if not bins or total_p <= 0 or total_q <= 0:
         return 0.0
+    total_p += SMOOTHING * len(bins)
+    total_q += SMOOTHING * len(bins)
     value = 0.0
     for name in bins:
-        p = max(tonight.get(name, 0) / total_p, EPSILON)
-        q = max(baseline.get(name, 0) / total_q, EPSILON)
+        p = (tonight.get(name, 0) + SMOOTHING) / total_p
+        q = (baseline.get(name, 0) + SMOOTHING) / total_q
         value += (p - q) * math.log(p / q)
     return value
 
 
 def _bins(counts: Sequence[float]) -> dict[str, float]:
-    return {str(i): float(n) for i, n in enumerate(counts)}
+    """A score histogram of SCORE_BINS as PSI_SCORE_BINS bins."""
+    width = SCORE_BINS // PSI_SCORE_BINS
+    return {str(i): float(sum(counts[i * width:(i + 1) * width])) for i in range(PSI_SCORE_BINS)} if counts else {}
 
 
 def night_drift(class_mix: Mapping[str, Mapping[str, int]], score_bins: Mapping[str, Sequence[int]],

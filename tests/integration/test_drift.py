@@ -41,12 +41,13 @@ def pushgateway():
 
 
 def _night(root: Path, night: int, shapes: Path) -> None:
-    """Add this night's 30 images to the archive folder: 10 of each shape on nights 1 and 2,
-    28 circles and one of each other shape on night 3."""
-    plan = {"circle": 10, "square": 10, "triangle": 10} if night < 3 else {"circle": 28, "square": 1, "triangle": 1}
+    """Add this night's 180 images to the archive folder: 60 of each shape on nights 1 and 2,
+    168 circles and 6 of each other shape on night 3. (PSI needs full nights: two nights of
+    the same scores differ by about 10 / objects-per-night by chance, docs/operating.md.)"""
+    plan = {"circle": 60, "square": 60, "triangle": 60} if night < 3 else {"circle": 168, "square": 6, "triangle": 6}
     for shape, count in plan.items():
-        pool = sorted((shapes / "test" / shape).iterdir())  # 28 a night: no image is added twice
-        for path in pool[(night - 1) * 28:(night - 1) * 28 + count]:
+        used = sum(1 for _ in root.glob(f"night-*/{shape}_*"))  # no image is added twice
+        for path in sorted((shapes / "test" / shape).iterdir())[used:used + count]:
             target = root / f"night-{night}" / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
@@ -67,7 +68,7 @@ def test_a_class_mix_that_shifts_on_the_third_night_is_marked_as_drift(shapes_tw
     ensure_bucket(ARCHIVE)
     monkeypatch.setenv("MEDIAJOBS_PUSHGATEWAY", url)
     shapes, archive = tmp_path / "shapes", tmp_path / "archive"
-    write_shapes_dataset(shapes, per_class_train=0, per_class_test=3 * 28, seed=11)
+    write_shapes_dataset(shapes, per_class_train=0, per_class_test=60 + 60 + 168, seed=11)
     spec = parse_spec({"version": 1, "kind": "score", "name": SPEC_NAME, "task": "image-classifier",
                        "model": SHAPES_MODEL, "input": ARCHIVE, "output": OUTPUT, "incremental": True,
                        "drift": {"max_psi": 0.25, "nights": 7}, "resources": {"concurrency": 1}}, "nightly.yaml")
@@ -100,4 +101,4 @@ def test_a_class_mix_that_shifts_on_the_third_night_is_marked_as_drift(shapes_tw
     found = scrape_until(local_stack.metrics_url, lambda samples: series_sum(
         samples, "ray_mediajobs_nightly_drift_exceeded", labels) == 1)
     assert series_sum(found, "ray_mediajobs_nightly_drift_exceeded", labels) == 1
-    assert series_sum(found, "ray_mediajobs_nightly_objects", labels) == 30
+    assert series_sum(found, "ray_mediajobs_nightly_objects", labels) == 180
