@@ -10,9 +10,11 @@ after `finished`, when that happened before the run let go of the output). A sch
 log pipeline follows a run by reading the file, without parsing the console.
 
 An object store cannot append, so the file is written whole, at the phases that matter to
-someone following the run: when it starts, when the long part (scoring) begins, and when
-it ends; the phases between are kept and written with the next. A lost write is not worth
-a failed run: the events are a record, the tables and summary are the result.
+someone following the run: when its long part (scoring) begins, and when it ends; the
+phases between are kept and written with the next. A run refused before its work began
+(a model that does not load, a bad style image) writes no events at all: nothing under
+the output says it ran. A lost write is not worth a failed run: the events are a record,
+the tables and summary are the result.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 
 EVENTS = "events.jsonl"
 WRITE_SECONDS = 5.0
-WRITTEN_AT = frozenset({"started", "scoring", "generating", "stylizing", "finished", "failed", "fenced"})
+WORK_BEGINS = frozenset({"scoring", "generating", "stylizing"})
+ENDS = frozenset({"finished", "failed", "fenced"})
 
 
 @dataclass
@@ -40,16 +43,20 @@ class RunEvents:
     lines: list[str] = field(default_factory=list)
     _writing: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _landed: int = 0  # lines in the file as last written
+    begun: bool = False  # the run's work began: from here its end is written too
 
     def add(self, phase: str, **counts) -> None:
-        """Record `phase` (with its counts); written now when it is one of WRITTEN_AT."""
+        """Record `phase` (with its counts); written now when the work begins, and at the end of
+        a run whose work began (a finished run always)."""
         now = time.time()
         millis = int(now * 1000) % 1000
         self.lines.append(json.dumps({
             "run_id": self.run_id, "phase": phase,
             "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z",
             "seconds": round(now - self.started, 3), "counts": counts}, sort_keys=False))
-        if phase in WRITTEN_AT:
+        if phase in WORK_BEGINS:
+            self.begun = True
+        if phase in WORK_BEGINS or (phase in ENDS and (self.begun or self._landed or phase == "finished")):
             self.write()
 
     def write(self) -> None:

@@ -15,7 +15,7 @@ Modelled on Ray Data's `Datasink` (`on_write_start` -> `write` -> `on_write_comp
             dropped ▶ lease released;   on failure: lease released, staging kept for the
             next run to drop (or to reuse: a nightly attempt keeps its date's staging)
     events  `runs/<run_id>/events.jsonl` (jobs.runs.events): started ... finished | failed |
-            fenced, the last written before the lease is released
+            fenced, from the start of the work on; the last written before the lease is released
 
 A job supplies only its rows -> tables mapping (`TableWrite`) and its accounting keys.
 """

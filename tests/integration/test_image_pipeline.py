@@ -164,9 +164,9 @@ def test_the_heads_metrics_count_the_runs_objects(local_stack, mixed_run):
     assert series_sum(families, "ray_mediajobs_model_seconds_count", task) >= 1
     assert series_sum(families, "ray_mediajobs_examples_scored_total", task) >= 3
     assert series_sum(families, "ray_mediajobs_run_seconds", {**spec, "kind": "score"}) > 0
-    # The session's 2-worker shapes model trained its epochs on rank 0's count.
+    # The session's 2-worker shapes model trained its epochs on rank 0's count (a counter
+    # outlives its process; the loss gauge went with the finished worker).
     assert series_sum(families, "ray_mediajobs_train_epochs_total", {"spec": "shapes"}) >= SHAPES_EPOCHS
-    assert series_sum(families, "ray_mediajobs_train_loss", {"spec": "shapes"}) > 0
 
 
 def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data, monkeypatch):

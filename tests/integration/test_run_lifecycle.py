@@ -186,12 +186,12 @@ def test_each_phase_of_a_run_is_an_event_under_runs(bucket):
     failed run says so (and why) before it releases the output; a fenced one says that."""
     output = bucket + "events/"
     with Run(output, ["predictions", "errors"], echo=lambda line: None) as run:
-        started = _events(output, run)  # written when the run starts, for whoever follows it
         run.events.add("scoring", objects=32)
+        scoring = _events(output, run)  # written as the work begins, for whoever follows the run
         _commit(run, 30, errors=2)
         summary_uri = run.finish({"listed": 32})
     events = _events(output, run)
-    assert [e["phase"] for e in started] == ["started"]
+    assert [e["phase"] for e in scoring] == ["started", "scoring"]
     assert [e["phase"] for e in events] == ["started", "scoring", "committing", "committed", "finished"]
     assert {e["run_id"] for e in events} == {run.run_id}
     assert events[1]["counts"] == {"objects": 32}
@@ -202,7 +202,13 @@ def test_each_phase_of_a_run_is_an_event_under_runs(bucket):
 
     with pytest.raises(ValueError):
         with Run(output, ["predictions", "errors"], echo=lambda line: None) as failed:
+            failed.events.add("scoring", objects=3)
             raise ValueError("the model refused its input\nsecond line")
     last = _events(output, failed)[-1]
     assert (last["phase"], last["counts"]) == ("failed", {"error": "the model refused its input"})
     assert not list(list_objects(output + "_lock.json"))  # and then it released the output
+
+    with pytest.raises(ValueError):  # refused before its work began: no trace under runs/
+        with Run(output, ["predictions", "errors"], echo=lambda line: None) as refused:
+            raise ValueError("the model does not load")
+    assert not list(list_objects(f"{output}runs/{refused.run_id}/"))
