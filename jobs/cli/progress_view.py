@@ -36,15 +36,23 @@ def live_progress(console: Console) -> Iterator[None]:
     if not console.is_terminal:
         yield
         return
+    # Not redirecting stdout and stderr: what Python code prints there (Ray Data's logger) goes
+    # to the run's log file, not above the bar.
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[errors]} errors"), _Rate(), TimeRemainingColumn(),
-                        console=console, transient=True)
+                        console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
     tasks: dict[str, TaskID] = {}
 
     def sink(phase: str, done: int, total: int | None, errors: int) -> None:
+        if not progress.live.is_started:  # drawn from the first report on: other bars (ingest) may come first
+            progress.start()
         if phase not in tasks:
             tasks[phase] = progress.add_task(phase, total=total, errors=0)
         progress.update(tasks[phase], completed=done, total=total, errors=errors)
 
-    with progress, showing_progress(sink):
-        yield
+    try:
+        with showing_progress(sink):
+            yield
+    finally:
+        if progress.live.is_started:
+            progress.stop()

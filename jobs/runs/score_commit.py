@@ -229,16 +229,18 @@ def stage_listing(objects, run: Run) -> int:
     from jobs.storage.objects import filesystem_for
 
     writer = WorkListWriter(filesystem_for(run.output), run.staging.join(LISTING), run.run_id, LISTING_SCHEMA())
-    previous = None
+    previous, listed = None, 0
     for obj in objects:
         if previous is not None and obj.uri <= previous:
             raise MediaJobsError(f"the input listing is not in key order ({obj.uri!r} after {previous!r}); the "
                                  "commit reads it back in order")
         previous = obj.uri
         writer.add({"uri": obj.uri, "size": obj.size, "etag": obj.etag})
-        if writer.rows % 1000 == 0:
-            report("listing", writer.rows)
+        listed += 1
+        if listed % 1000 == 0:  # a listing page
+            report("listing", listed)
     writer.close()
+    report("listing", listed, listed)  # done: its bar full
     return writer.rows
 
 

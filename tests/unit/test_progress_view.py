@@ -46,3 +46,17 @@ def test_off_a_terminal_nothing_is_drawn():
         ScoringProgress(total=3).add(3, 0)
         console.print("done")
     assert out.getvalue() == "done\n"
+
+
+def test_nothing_is_drawn_before_the_first_report_so_other_bars_come_first():
+    """The demo's upload bar runs inside the same console before the score job reports."""
+    from rich.progress import Progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with live_progress(console):
+        with Progress(console=console, transient=True) as upload:  # would fail beside a live display
+            upload.add_task("uploading", total=2)
+        assert out.getvalue().count("scoring") == 0
+        ScoringProgress(total=1).add(1, 0)
+    assert "scoring" in out.getvalue()
