@@ -16,12 +16,15 @@ from jobs.storage.objects import exists, parse_uri, read_bytes
 TREND_NIGHTS = 14  # nights shown in the trend (drift pools the spec's `drift.nights`)
 
 
-def trailing_summaries(output_uri: str, run_date: str, nights: int = TREND_NIGHTS) -> list[dict]:
+def trailing_summaries(output_uri: str, run_date: str, nights: int = TREND_NIGHTS,
+                       committed: dict[str, str] | None = None) -> list[dict]:
     """The summaries of the last `nights` committed dates before `run_date`, oldest first
-    (a date whose summary is gone is left out)."""
+    (a date whose summary is gone is left out). `committed` (date -> run id): the ledger's
+    index as the caller read it; by default, as it is now."""
     from jobs.nightly.manifest import current_snapshot, snapshot_index
 
-    committed = snapshot_index(current_snapshot(output_uri)).get("committed", {})
+    if committed is None:
+        committed = snapshot_index(current_snapshot(output_uri)).get("committed", {})
     summaries = []
     for date in sorted(d for d in committed if d < run_date)[-nights:]:
         uri = parse_uri(output_uri).join("runs", committed[date], "summary.json").uri

@@ -63,6 +63,7 @@ from jobs.nightly.manifest import (
 from jobs.nightly.routes import ResolvedRoute, check_run_date, resolve_routes, route_for
 from jobs.nightly.tables import SUMMARY_FIELDS, TABLES
 from jobs.nightly.worklists import WorkListWriter
+from jobs.reports.trend import trailing_summaries
 from jobs.runs.lifecycle import Run, RunFencedError
 from jobs.runs.nightly_commit import NightTables, ledger_updates, stage_night_tables
 from jobs.runs.nightly_publish import SUMMARY, final_folder, publish_committed, tidy
@@ -311,7 +312,9 @@ class Night:
             seconds=time.time() - self.run.started)
         result.tables = {name: self.output.join(name).uri + "/" for name in TABLES}
         result.summary_uri = self.output.join("runs", self.run_id, "summary.json").uri
-        summary = self._summary(result, tables, self._trailing_summaries(committed))
+        # The nights drift is measured against, from the ledger index this run read.
+        trailing = trailing_summaries(self.output.uri, self.run_date, self.spec.drift_settings.nights, committed)
+        summary = self._summary(result, tables, trailing)
         write_bytes(final.join(SUMMARY).uri, json.dumps(summary, indent=2).encode())
         self.run.keeper.check()
         ledger = merge_ledger(read_ledger(snapshot), ledger_updates(self.fs, self.staging, self.run_id))
@@ -352,17 +355,6 @@ class Night:
             f"results of run date {self.run_date} (run {self.run_id}); what was scored before the outage stays "
             f"under {self.staging.uri}/ and a re-run of {self.run_date}, once the store answers again, scores "
             "only the rest.")
-
-    def _trailing_summaries(self, committed: dict[str, str]) -> list[dict]:
-        """The summaries of the last `drift.nights` committed dates before this one (those still there)."""
-        from jobs.storage.objects import exists, read_bytes
-
-        summaries = []
-        for date in sorted(d for d in committed if d < self.run_date)[-self.spec.drift_settings.nights:]:
-            uri = self.output.join("runs", committed[date], SUMMARY).uri
-            if exists(uri):
-                summaries.append(json.loads(read_bytes(uri)))
-        return summaries
 
     def _summary(self, result: NightlyResult, tables: NightTables, trailing: list[dict]) -> dict:
         counts = {media: tables.counts[media] for media in sorted(tables.counts)}
