@@ -8,7 +8,7 @@ import sys
 import tempfile
 import traceback
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -57,10 +57,11 @@ def _job_console(command: str) -> Iterator[Path | None]:
 
     with RunLog(command) as log:
         console.file = log.stdout
-        stop_relay = relay_worker_lines(echo)
+        stop_relay: Callable[[], None] = lambda: None  # noqa: E731
         echo(f"log: {log.path} (what Ray and the workers print; --verbose shows it here)")
         try:
-            with live_progress(console):
+            with live_progress(console) as progress:
+                stop_relay = relay_worker_lines(echo, progress)
                 yield log.path
         except BaseException:
             echo(f"the run's whole log: {log.path}")
@@ -157,7 +158,7 @@ def submit(
     """Submit a job spec to a Ray cluster through Ray's Jobs API (exit 3: already submitted)."""
     from jobs.spec.load import load_spec
     from jobs.submission.clusters import jobs_client, resolve_target
-    from jobs.submission.control import follow_logs, outcome, wait_for_job
+    from jobs.submission.control import outcome, wait_for_job
     from jobs.submission.submit import submit_spec
 
     job = load_spec(spec, set_ or [])
@@ -169,7 +170,7 @@ def submit(
     if wait:
         client = jobs_client(target)
         try:
-            follow_logs(client, target, job_id, _write_raw)
+            _follow(client, target, job_id)
             view = wait_for_job(client, target, job_id)
         except KeyboardInterrupt:  # as with `ray job submit`: the job goes on
             echo(f"\nstopped following; job {job_id} keeps running (`mediajobs logs {job_id} --follow` follows it "
@@ -205,15 +206,18 @@ def logs(
     address: str | None = typer.Option(None, help=_ADDRESS_HELP),
 ) -> None:
     """Print a submitted job's log."""
+    from jobs.cli.progress_view import JobLogLines
     from jobs.submission.clusters import jobs_client, resolve_target
-    from jobs.submission.control import follow_logs, job_logs
+    from jobs.submission.control import job_logs
 
     target = resolve_target(address)
     client = jobs_client(target)
     if follow:
-        follow_logs(client, target, job_id, _write_raw)
+        _follow(client, target, job_id)
     else:
-        _write_raw(job_logs(client, target, job_id))
+        lines = JobLogLines(_write_raw)  # progress lines are for a live view: left out here
+        lines(job_logs(client, target, job_id))
+        lines.flush()
 
 
 @app.command()
@@ -258,6 +262,21 @@ def list_(
 def _write_raw(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _follow(client, target, job_id: str) -> None:
+    """Stream a submitted job's log until it ends: its lines as they come, and on a terminal
+    the job's progress (its driver's progress lines) as a live line below them."""
+    from jobs.cli.progress_view import JobLogLines, live_progress
+    from jobs.submission.control import follow_logs
+
+    def write(text: str) -> None:  # through the console, so the live line stays below
+        console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+    lines = JobLogLines(write)
+    with live_progress(console):
+        follow_logs(client, target, job_id, lines)
+        lines.flush()
 
 
 @app.command()

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TextIO
 
 from cluster.localstate import mediajobs_home
-from tasks.console import MARKER
+from jobs.runs.progress import ProgressSink
+from tasks.console import MARKER, parse_progress_line
 
 __all__ = ["RunLog", "relay_worker_lines"]
 
@@ -66,9 +67,10 @@ class RunLog:
         self._saved = []
 
 
-def relay_worker_lines(say: Callable[[str], None]) -> Callable[[], None]:
+def relay_worker_lines(say: Callable[[str], None], progress: ProgressSink | None = None) -> Callable[[], None]:
     """Echo, through `say`, the worker lines Ray forwards to this driver that start with
-    `tasks.console.MARKER` (without it). Returns the function that stops the relay.
+    `tasks.console.MARKER` (without it); progress lines (rank 0's epochs) go to `progress`
+    instead, or nowhere. Returns the function that stops the relay.
 
     It hooks `ray._private.worker.global_worker_stdstream_dispatcher`, the fan-out Ray's
     driver prints forwarded worker output with: not a public API, so a Ray without it
@@ -92,7 +94,12 @@ def relay_worker_lines(say: Callable[[str], None]) -> Callable[[], None]:
             recent[key] = None
             if len(recent) > 256:
                 recent.popitem(last=False)
-            say(line[len(MARKER):])
+            said = line[len(MARKER):]
+            reported = parse_progress_line(said)
+            if reported is None:
+                say(said)
+            elif progress is not None:
+                progress(*reported)
 
     dispatcher.add_handler(_RELAY, relay)
     return lambda: dispatcher.remove_handler(_RELAY)

@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+# Set in a submitted job's environment: its driver prints its progress as lines in the job's
+# log, for `mediajobs submit --wait` to show (jobs.cli.progress_view).
+PROGRESS_LINES_ENV = "MEDIAJOBS_PROGRESS_LINES"
+
 # (phase, done, total or None while unknown, errors so far)
 ProgressSink = Callable[[str, int, "int | None", int], None]
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.errors import MediaJobsError, UsageError
+from jobs.runs.progress import PROGRESS_LINES_ENV
 from jobs.runs.ray_runtime import WORKER_ENV, forwarded_settings
 from jobs.storage.objects import parse_uri
 from jobs.submission.clusters import ClusterTarget, cluster_resources, jobs_client, translated_errors
@@ -116,6 +117,7 @@ def prepare_submission(spec, run_date: dt.date, *, submission_id: str | None = N
     environ = os.environ if environ is None else environ
     env_vars = {**WORKER_ENV, **forwarded_settings()}
     env_vars.update({name: environ[name] for name in _STORAGE_SWITCHES if environ.get(name)})
+    env_vars[PROGRESS_LINES_ENV] = "1"  # the driver's progress as lines in the log, for `submit --wait`
     metadata = {
         f"{METADATA_PREFIX}spec_name": spec.name,
         f"{METADATA_PREFIX}kind": spec.kind,

@@ -26,7 +26,7 @@ from jobs.workers.train_config import TrainLoopConfig
 from jobs.workers.train_data import StoreTrainingContext, WholeDataset
 from jobs.workers.train_settings import EarlyStop
 from tasks.architecture import Architecture
-from tasks.console import say
+from tasks.console import say, say_progress
 from tasks.registry import definition
 from tasks.training import TrainingPlan
 
@@ -133,6 +133,7 @@ class _EpochLoop:
                 return
             say("epoch " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                     for k, v in metrics.items()))
+            say_progress("training", epoch + 1, self.config.epochs)
             _record_epoch(self.config, metrics)
             if self.stop is not None and self.stop.restore_best:
                 assert self.best is not None  # rank 0 keeps a copy

@@ -53,6 +53,21 @@ def _cli(cluster, *args: str, env_extra: dict | None = None, timeout: float = 60
                           timeout=timeout)
 
 
+def _cli_on_a_terminal(cluster, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`_cli` with stdout a terminal (a pseudo-terminal of `script`), as a person runs it:
+    stdout holds what the terminal was sent, every frame of the live line included, without
+    the escape codes (colours, cursor moves); each redraw on a line of its own."""
+    import re
+    import shlex
+
+    env = {**cluster.client_env(dict(os.environ)), "TERM": "xterm", "COLUMNS": "120"}
+    command = shlex.join([sys.executable, "-m", "jobs.cli.app", *args])
+    ran = subprocess.run(["script", "-q", "-e", "-c", command, "/dev/null"], env=env, capture_output=True,
+                         text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    ran.stdout = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", ran.stdout).replace("\r\n", "\n").replace("\r", "\n")
+    return ran
+
+
 def _train_args(cluster, output: str, *extra: str) -> list[str]:
     return ["submit", str(EXAMPLES / "train-demo.yaml"), "--address", cluster.dashboard_url,
             "--set", f"data.train={DATA}train/", "--set", f"data.validation={DATA}test/",
@@ -72,6 +87,9 @@ def test_submit_wait_trains_on_two_nodes_and_ray_job_list_shows_it(ray_cluster, 
     job_id = _job_id(result)
     assert f"job {job_id} SUCCEEDED" in result.stdout
     assert "epoch=2" in result.stdout  # the job's log was streamed
+    # Its driver printed its progress (rank 0's epochs) as lines in the job's log; off a
+    # terminal, the follower leaves them out.
+    assert "progress {" not in result.stdout
     metadata = read_model_metadata("s3://it-models/cluster-cnn/")
     workers = metadata["workers"]
     assert sorted(w["rank"] for w in workers) == [0, 1]
@@ -86,6 +104,9 @@ def test_submit_wait_trains_on_two_nodes_and_ray_job_list_shows_it(ray_cluster, 
     assert listed.returncode == 0 and job_id in listed.stdout and "mediajobs.spec_hash" in listed.stdout
     logs = subprocess.run([ray_bin, "job", "logs", job_id], env=ray_env, capture_output=True, text=True, timeout=60)
     assert logs.returncode == 0 and "epoch=2" in logs.stdout
+    assert '[mediajobs] progress {"phase": "training", "done": 2, "total": 2' in logs.stdout
+    ours = _cli(ray_cluster, "logs", job_id, "--address", ray_cluster.dashboard_url)
+    assert ours.returncode == 0 and "epoch=2" in ours.stdout and "progress {" not in ours.stdout
 
     # The same spec on the same run date is not started twice.
     again = _cli(ray_cluster, *_train_args(ray_cluster, "s3://it-models/cluster-cnn/", "--wait",
@@ -94,12 +115,14 @@ def test_submit_wait_trains_on_two_nodes_and_ray_job_list_shows_it(ray_cluster, 
     assert again.returncode == 3, again.stderr
     assert f"job {job_id} was already submitted" in again.stderr and "state SUCCEEDED" in again.stderr
 
-    # Scoring on the same cluster: the 2-CPU actors land one per node.
-    scored = _cli(ray_cluster, "submit", str(EXAMPLES / "score-demo.yaml"), "--address", ray_cluster.dashboard_url,
+    # Scoring on the same cluster: the 2-CPU actors land one per node. Followed on a terminal,
+    # the job's progress shows as our live line (drawn, then cleared), its lines above it.
+    scored = _cli_on_a_terminal(ray_cluster, "submit", str(EXAMPLES / "score-demo.yaml"), "--address", ray_cluster.dashboard_url,
                   "--set", "model=s3://it-models/cluster-cnn/", "--set", f"input={DATA}test/",
                   "--set", "output=s3://it-scores/cluster/", "--set", "resources={concurrency: 2, cpus_per_actor: 2}",
                   "--set", "batch_size=4", "--wait")
     assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    assert "scoring" in scored.stdout and "18/18" in scored.stdout and "progress {" not in scored.stdout
     summary_uri = next(o.uri for o in list_objects("s3://it-scores/cluster/runs/") if o.uri.endswith("summary.json"))
     summary = json.loads(read_bytes(summary_uri))
     assert summary["listed"] == 18 and sum(summary["rows_per_node"].values()) == 18

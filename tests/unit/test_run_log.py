@@ -92,3 +92,19 @@ def test_a_log_that_cannot_be_kept_is_a_note_not_a_failed_run(tmp_path, capsys):
     _keep_log(TrainResult("m", {}, [], 1, 1, 0, 1.0, run_folder=str(tmp_path / "blocked" / "runs") + "/"), log)
     out = capsys.readouterr().out
     assert "job.log" in out and "note: the log was not kept beside the summary" in out and str(log) in out
+
+
+def test_rank_0s_epoch_progress_reaches_the_live_line_not_the_terminal():
+    from ray._private.worker import global_worker_stdstream_dispatcher as dispatcher  # noqa: PLC2701
+
+    from jobs.cli.run_log import relay_worker_lines
+    from tasks.console import MARKER, progress_line
+
+    said: list[str] = []
+    reported: list[tuple] = []
+    stop = relay_worker_lines(said.append, lambda *args: reported.append(args))
+    dispatcher.emit({"lines": [MARKER + "epoch epoch=1 loss=0.9", MARKER + progress_line("training", 1, 4)],
+                     "pid": 7, "is_err": False})
+    stop()
+    assert said == ["epoch epoch=1 loss=0.9"]
+    assert reported == [("training", 1, 4, 0)]

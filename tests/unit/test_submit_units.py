@@ -47,7 +47,9 @@ def test_plan_ships_switches_and_metadata_but_never_a_secret():
                "AWS_SESSION_TOKEN": "session-secret", "RAY_AUTH_TOKEN": "ray-secret"}
     plan = prepare_submission(spec, NIGHT, environ=environ)
     assert plan.env_vars == {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-                             "AWS_ENDPOINT_URL": "http://s3.internal:8333", "AWS_DEFAULT_REGION": "eu-west-1"}
+                             "AWS_ENDPOINT_URL": "http://s3.internal:8333", "AWS_DEFAULT_REGION": "eu-west-1",
+                             # the driver's progress as lines in the job's log, for `submit --wait` (issue 21)
+                             "MEDIAJOBS_PROGRESS_LINES": "1"}
     assert plan.metadata == {"mediajobs.spec_name": "cifar10-cnn", "mediajobs.kind": "train",
                              "mediajobs.task": "image-classifier", "mediajobs.spec_hash": spec_hash(spec),
                              "mediajobs.run_date": "2026-11-21"}
