@@ -26,6 +26,7 @@ TARGETS = (
     ("image", "ours", "ideal", 0.8),
     ("image", "ours", "in_process_decode", 0.9),  # what decoding in child processes costs
     ("image", "ours", "ray_data_plain", 1.0),
+    ("image", "ours", "ray_data_recipe", 1.0),  # Anyscale's multimodal benchmark recipe (issue 22)
     ("image", "ours", "tf_data", 1.0),
     ("image", "ours", "seed_loop", 100.0),
     ("video", "ours", "decode_only", 0.7),
@@ -131,6 +132,7 @@ def _interleaved_runs(recorder: _Recorder, data: BenchData, models: _BenchModels
         measure("image", "ours", lambda out: image.ours(data.images, models.image, out))
         measure("image", "in_process_decode", lambda out: image.in_process_decode(data.images, models.image, out))
         measure("image", "ray_data_plain", lambda out: image.ray_data_plain(data.images, models.image, out))
+        measure("image", "ray_data_recipe", lambda out: image.ray_data_recipe(data.images, models.image, out))
         measure("image", "tf_data", lambda out: image.tf_data(data.images, models.image, out))
         measure("image", "decode_only", lambda out: image.decode_only(data.images))
         measure("image", "model_only", lambda out: image.model_only(models.image))

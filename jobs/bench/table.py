@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 LABELS = {
     "ours": "ours (mediajobs)", "seed_loop": "seeds' loop (predict per image)",
     "ray_data_plain": "Ray Data recipe (read_images)", "tf_data": "tf.data, one process",
+    "ray_data_recipe": "Ray Data, Anyscale's benchmark (download, map, map, actors)",
     "decode_only": "decode only (D)", "model_only": "model only (M)", "ideal": "ideal 1/(1/D+1/M)",
     "decode_mfcc": "librosa load + MFCC", "single_process": "model.fit, one process",
     "ours_end_to_end": "ours, end to end (start-up, decode)",

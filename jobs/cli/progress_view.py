@@ -33,21 +33,24 @@ from tasks.console import MARKER, parse_progress_line, progress_line
 
 # A submitted driver's progress lines: at most one a second per phase, plus each phase's last.
 _LINE_INTERVAL_S = 1.0
-_UNITS = {"training": "epochs"}  # a phase's unit; objects unless named here
+# A phase's unit (objects unless named here), and the units that can fail one by one.
+_UNITS = {"training": "epochs", "generating": "samples", "stylizing": "images"}
+_FALLIBLE = {"objects", "images"}
 
 
 class _Rate(ProgressColumn):
-    """Objects per second (rich's own speed column is for bytes); nothing for epochs."""
+    """Objects (samples, images) per second (rich's own speed column is for bytes); nothing for epochs."""
 
     def render(self, task) -> Text:
-        if task.fields.get("unit") != "objects" or not task.speed:
+        unit = task.fields.get("unit", "objects")
+        if unit == "epochs" or not task.speed:
             return Text("")
-        return Text(f"{task.speed:,.0f} objects/s", style="progress.data.speed")
+        return Text(f"{task.speed:,.0f} {unit}/s", style="progress.data.speed")
 
 
 class _Errors(ProgressColumn):
     def render(self, task) -> Text:
-        return Text(f"{task.fields['errors']} errors" if task.fields.get("unit") == "objects" else "")
+        return Text(f"{task.fields['errors']} errors" if task.fields.get("unit", "objects") in _FALLIBLE else "")
 
 
 @contextmanager

@@ -31,9 +31,11 @@ import numpy as np
 from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.models.store import ModelVersion, fetch_model, fetched_metadata, load_keras_model, prepare_model
 from jobs.runs.lifecycle import Run, TableWrite
+from jobs.runs.progress import report
 from jobs.runs.resources import actor_pool_options
+from jobs.runs.staged_parts import stage_dataset
 from jobs.storage.contract import SCORED_AT, now_utc
-from jobs.storage.objects import filesystem_for, needs_folders, parse_uri, read_bytes, write_bytes
+from jobs.storage.objects import filesystem_for, parse_uri, read_bytes, write_bytes
 
 if TYPE_CHECKING:
     from jobs.spec.kinds import GenerateSpec
@@ -225,9 +227,15 @@ def _generate_run(spec, run: Run, echo) -> GenerateResult:
                                                                "trust_model_code": spec.trust_model_code,
                                                                "quality": quality},
                         batch_size=1, batch_format="numpy", **actor_pool_options(spec.resources))
-    fs = filesystem_for(output)
+    generated = 0
+
+    def on_block(block) -> None:
+        nonlocal generated
+        generated += block.num_rows
+        report("generating", generated, spec.count)
+
     try:
-        ds.write_parquet(run.staging.fs_path, filesystem=fs, try_create_dir=needs_folders(run.staging))
+        stage_dataset(ds, run.staging, filesystem_for(output), staged_schema(quality is not None), on_block)
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures; show their root cause
         raise JobFailedError(f"generation failed: {root_cause(exc)}") from exc
 

@@ -3,7 +3,7 @@ window by window, read back batch by batch (never a whole table in the driver)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from jobs.storage.objects import Location, list_objects
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-__all__ = ["PART_ROWS", "PartWriter", "parquet_files", "read_parts", "table_batches"]
+__all__ = ["PART_ROWS", "PartWriter", "parquet_files", "read_parts", "stage_dataset", "table_batches"]
 
 PART_ROWS = 262_144  # rows per Parquet file a commit stages (and a date publishes: its files, by reference)
 
@@ -55,6 +55,18 @@ class PartWriter:
         if self._writer is not None:
             self._close_part()
         return self.rows
+
+
+def stage_dataset(ds, location: Location, fs, schema: pa.Schema, on_block: Callable[[pa.Table], None]) -> int:
+    """Run the Ray dataset `ds` to its end from here, appending its blocks as they arrive to
+    Parquet parts under `location` (the rows `write_parquet` would have staged, in fewer
+    files) and telling `on_block` of each: the driver sees how far the run is, for its live
+    progress line. Returns the rows staged. A failed run's parts stay for the sweep."""
+    writer = PartWriter(location, fs, schema)
+    for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        writer.append(block)
+        on_block(block)
+    return writer.close()
 
 
 def parquet_files(location: Location) -> list[str]:

@@ -30,13 +30,14 @@ from jobs.errors import JobFailedError, MediaJobsError, root_cause
 from jobs.models.stylizer_source import StylizerSource, check_stylizer, load_module, resolve_stylizer
 from jobs.reports.contact_sheet import contact_sheet_png
 from jobs.runs.lifecycle import Run, TableWrite
+from jobs.runs.progress import report
 from jobs.runs.resources import actor_pool_options
+from jobs.runs.staged_parts import stage_dataset
 from jobs.storage.contract import ERRORS_SCHEMA, SCORED_AT, now_utc
 from jobs.storage.objects import (
     StoredObject,
     filesystem_for,
     list_objects,
-    needs_folders,
     parse_uri,
     read_bytes,
     write_bytes,
@@ -300,9 +301,16 @@ def _stylize_run(spec, run: Run, echo) -> StylizeResult:
                                "run_id": run.run_id, "output_uri": output.uri, "input_prefix": input_prefix.uri,
                                "image_format": spec.image_format, "batch_size": spec.batch_size,
                                "max_side": spec.max_side, "trust_model_code": spec.trust_model_code})
-    fs = filesystem_for(output)
+    results = failed = 0  # a failed content image is one row, standing for all its styles
+
+    def on_block(block) -> None:
+        nonlocal results, failed
+        errors = pc.sum(pc.is_valid(block["error"])).as_py() or 0
+        results, failed = results + block.num_rows - errors, failed + errors
+        report("stylizing", results + failed * len(styles), len(objects) * len(styles), failed)
+
     try:
-        ds.write_parquet(run.staging.fs_path, filesystem=fs, try_create_dir=needs_folders(run.staging))
+        stage_dataset(ds, run.staging, filesystem_for(output), staged_schema(), on_block)
     except Exception as exc:  # noqa: BLE001 - Ray wraps actor failures (e.g. the module not loading)
         raise JobFailedError(f"stylize failed: {_reason(exc)}") from exc
 

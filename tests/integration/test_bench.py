@@ -12,7 +12,8 @@ import pytest
 from jobs.bench import TARGETS
 
 REQUIRED = {
-    "image": ("ours", "seed_loop", "ray_data_plain", "tf_data", "decode_only", "model_only", "ideal"),
+    "image": ("ours", "seed_loop", "ray_data_plain", "ray_data_recipe", "tf_data", "decode_only", "model_only",
+              "ideal"),
     "video": ("ours", "decode_only"),
     "audio": ("ours", "decode_mfcc"),
     "training": ("ours", "single_process"),

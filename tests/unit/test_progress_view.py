@@ -129,3 +129,14 @@ def test_training_epochs_show_as_epochs_without_an_objects_rate():
     drawn = out.getvalue()
     assert "training" in drawn and "3/3" in drawn
     assert "objects/s" not in drawn and "errors" not in drawn
+
+
+def test_generated_samples_show_as_samples_per_second_without_errors():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with live_progress(console):
+        for done in (64, 128):
+            report("generating", done, 128)
+            time.sleep(0.15)
+    drawn = out.getvalue()
+    assert "generating" in drawn and "128/128" in drawn and "samples/s" in drawn and "errors" not in drawn
