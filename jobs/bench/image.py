@@ -76,22 +76,26 @@ def seed_loop(images: str, model_uri: str, output: str, limit: int) -> float:
     return len(rows) / (time.perf_counter() - began)
 
 
-class _PlainPredictor:
-    """The Ray Data docs' batch-inference actor: load once, predict each batch, the model
-    called as a graph (`tf.function`, as ours is) rather than `model.predict` per batch."""
+class _Predictor:
+    """The batch-inference actor of both Ray Data peers (the docs' recipe; Anyscale's
+    image-classification benchmark, `multimodal_inference_benchmarks/image_classification/
+    ray_data_main.py`): load once, call the model on each batch of prepared images, as a
+    graph (`tf.function`, as ours is and as the benchmark runs its torch model under
+    `inference_mode`) rather than `model.predict` per batch. Rows keep their `key` column."""
 
-    def __init__(self, model_uri: str) -> None:
+    def __init__(self, model_uri: str, key: str) -> None:
         import tensorflow as tf
 
         from jobs.models.store import load_keras_model
 
+        self.key = key
         self.model, metadata = load_keras_model(model_uri)
         self.predict = tf.function(lambda examples: self.model(examples, training=False), reduce_retracing=True)
         self.class_names = np.array(metadata.class_names)
 
     def __call__(self, batch: dict) -> dict:
         probabilities = self.predict(batch["image"]).numpy()
-        return {"path": batch["path"], "label": self.class_names[probabilities.argmax(axis=1)],
+        return {self.key: batch[self.key], "label": self.class_names[probabilities.argmax(axis=1)],
                 "score": probabilities.max(axis=1)}
 
 
@@ -107,32 +111,11 @@ def ray_data_plain(images: str, model_uri: str, output: str) -> float:
                               mode="RGB", include_paths=True)
     # One actor, not one per core: two actors hold both CPUs of a 2-CPU cluster and the
     # read tasks never get one (seen: the run stalled).
-    ds = ds.map_batches(_PlainPredictor, fn_constructor_kwargs={"model_uri": model_uri}, batch_size=BATCH,
+    ds = ds.map_batches(_Predictor, fn_constructor_kwargs={"model_uri": model_uri, "key": "path"}, batch_size=BATCH,
                         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, _cpus() - 1)))
     ds.write_parquet(target.fs_path, filesystem=filesystem_for(target))
     seconds = time.perf_counter() - began
     return _rows(target) / seconds
-
-
-class _RecipePredictor:
-    """The model actor of Anyscale's image-classification benchmark (Ray's release tests,
-    `multimodal_inference_benchmarks/image_classification/ray_data_main.py`): load once, call
-    the model on each batch of prepared images. Called as a graph (`tf.function`), as the
-    benchmark calls its torch model under `inference_mode`, not `model.predict` per batch."""
-
-    def __init__(self, model_uri: str) -> None:
-        import tensorflow as tf
-
-        from jobs.models.store import load_keras_model
-
-        self.model, metadata = load_keras_model(model_uri)
-        self.predict = tf.function(lambda examples: self.model(examples, training=False), reduce_retracing=True)
-        self.class_names = np.array(metadata.class_names)
-
-    def __call__(self, batch: dict) -> dict:
-        probabilities = self.predict(batch["image"]).numpy()
-        return {"uri": batch["uri"], "label": self.class_names[probabilities.argmax(axis=1)],
-                "score": probabilities.max(axis=1)}
 
 
 def _deserialize_image(row: dict) -> dict:
@@ -175,7 +158,7 @@ def ray_data_recipe(images: str, model_uri: str, output: str) -> float:
           # runs on the CPUs, one that held a CPU slot deadlocked the run on 2 CPUs (Ray 2.60):
           # `download` plans its reads in an actor of its own that holds the other slot, and
           # no task (the URI split, the reads, decode, resize) could start.
-          .map_batches(_RecipePredictor, fn_constructor_kwargs={"model_uri": model_uri}, batch_size=BATCH,
+          .map_batches(_Predictor, fn_constructor_kwargs={"model_uri": model_uri, "key": "uri"}, batch_size=BATCH,
                        batch_format="numpy", num_cpus=0, concurrency=max(1, _cpus() - 1))
           .select_columns(["uri", "label", "score"]))
     ds.write_parquet(target.fs_path, filesystem=filesystem_for(target))

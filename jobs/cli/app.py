@@ -265,18 +265,10 @@ def _write_raw(text: str) -> None:
 
 
 def _follow(client, target, job_id: str) -> None:
-    """Stream a submitted job's log until it ends: its lines as they come, and on a terminal
-    the job's progress (its driver's progress lines) as a live line below them."""
-    from jobs.cli.progress_view import JobLogLines, live_progress
+    from jobs.cli.progress_view import show_followed_log
     from jobs.submission.control import follow_logs
 
-    def write(text: str) -> None:  # through the console, so the live line stays below
-        console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)
-
-    lines = JobLogLines(write)
-    with live_progress(console):
-        follow_logs(client, target, job_id, lines)
-        lines.flush()
+    show_followed_log(console, lambda write: follow_logs(client, target, job_id, write))
 
 
 @app.command()

@@ -126,3 +126,17 @@ class JobLogLines:
         if self._partial:
             partial, self._partial = self._partial, ""
             self(partial + "\n")
+
+
+def show_followed_log(console: Console, follow: Callable[[Callable[[str], None]], None]) -> None:
+    """Show a submitted job's log as `follow` streams it (to the writer it is given) until the
+    job ends: its lines as they come, and on a terminal the job's progress (its driver's
+    progress lines) as a live line below them."""
+
+    def write(text: str) -> None:  # through the console, so the live line stays below
+        console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+    lines = JobLogLines(write)
+    with live_progress(console):
+        follow(lines)
+        lines.flush()
