@@ -30,12 +30,12 @@ if [ "${1:-}" != lock ] && [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# The lock: what pyproject.toml allows (with the test extra), resolved for the image's platform
+# The lock: what pyproject.toml allows (with the test and bench extras), resolved for the image's platform
 # (CPython 3.11, x86_64 Linux), every version pinned and every file's hash. Versions already in
 # the lock are kept unless --upgrade; uv only resolves, pip installs.
 lock() {
   [ -x "$VENV/bin/uv" ] || "$VENV/bin/python" -m pip install --quiet uv
-  cd "$ROOT" && "$VENV/bin/uv" pip compile pyproject.toml --extra test --generate-hashes --quiet \
+  cd "$ROOT" && "$VENV/bin/uv" pip compile pyproject.toml --extra test --extra bench --generate-hashes --quiet \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
     --custom-compile-command "bash cluster/dev.sh lock" -o requirements.lock "$@"
 }

@@ -21,19 +21,24 @@ from jobs.bench.data import BenchData, BenchSizes, prepare
 
 DEFAULT_BUCKET = "s3://mediajobs-bench/"
 
-# (section, ours, alternative, at least this ratio of ours to the alternative)
+# (section, ours, alternative, at least this ratio of ours to the alternative): issue 22's
+# targets. The seeds' loop is still measured, but its old 100x target is dropped: it measures
+# the loop's per-image `predict` more than our pipeline (docs/performance.md).
 TARGETS = (
+    ("image", "ours", "daft", 1.0),  # Daft's image-classification recipe
+    ("image", "ours", "ray_data_recipe", 1.0),  # Anyscale's multimodal benchmark recipe
+    ("image", "ours", "ray_data_plain", 1.0),  # the Ray Data docs' recipe
+    ("image", "ours", "tf_data", 1.0),
     ("image", "ours", "ideal", 0.8),
     ("image", "ours", "in_process_decode", 0.9),  # what decoding in child processes costs
-    ("image", "ours", "ray_data_plain", 1.0),
-    ("image", "ours", "ray_data_recipe", 1.0),  # Anyscale's multimodal benchmark recipe (issue 22)
-    ("image", "ours", "tf_data", 1.0),
-    ("image", "ours", "seed_loop", 100.0),
-    ("video", "ours", "decode_only", 0.7),
-    ("audio", "ours", "decode_mfcc", 0.7),
-    ("training", "ours", "single_process", 0.7),
+    ("video", "ours", "decode_only", 0.9),
+    ("video", "ours", "ray_read_videos", 1.0),
+    ("audio", "ours", "decode_mfcc", 1.0),
+    ("audio", "ours", "ray_read_audio", 1.0),
+    ("audio", "ours", "daft", 1.0),
+    ("training", "ours", "single_process", 0.9),
 )
-MEMORY_GROWTH_LIMIT = 1.2  # peak at 5N over peak at N
+MEMORY_GROWTH_LIMIT = 1.1  # peak at 5N over peak at N
 UNITS = {"image": "images/s", "video": "frames/s", "audio": "clips/s", "training": "samples/s"}
 
 
@@ -122,9 +127,12 @@ class _Recorder:
 
 def _interleaved_runs(recorder: _Recorder, data: BenchData, models: _BenchModels, repeats: int) -> None:
     """Ours and each scoring alternative, once per repeat, interleaved: a noisy neighbour slows all alike."""
-    from jobs.bench import image, media
+    from jobs.bench import daft_peers, image, media
 
     measure = recorder.measure
+    with_daft = daft_peers.daft_available()
+    if not with_daft:
+        recorder.echo("Daft is not installed: its peers are left out (pip install 'mediajobs[bench]')")
     for repeat in range(repeats):
         recorder.echo(f"run {repeat + 1} of {repeats}")
         # No memory meter on the timed runs: it reads every process's smaps each 0.25 s, and
@@ -134,12 +142,18 @@ def _interleaved_runs(recorder: _Recorder, data: BenchData, models: _BenchModels
         measure("image", "ray_data_plain", lambda out: image.ray_data_plain(data.images, models.image, out))
         measure("image", "ray_data_recipe", lambda out: image.ray_data_recipe(data.images, models.image, out))
         measure("image", "tf_data", lambda out: image.tf_data(data.images, models.image, out))
+        if with_daft:
+            measure("image", "daft", lambda out: daft_peers.image_daft(data.images, models.image, out))
         measure("image", "decode_only", lambda out: image.decode_only(data.images))
         measure("image", "model_only", lambda out: image.model_only(models.image))
         measure("video", "ours", lambda out: media.video_ours(data.videos, models.video, out))
         measure("video", "decode_only", lambda out: media.video_decode_only(data.videos))
+        measure("video", "ray_read_videos", lambda out: media.video_ray_read_videos(data.videos, models.video, out))
         measure("audio", "ours", lambda out: media.audio_ours(data.clips, models.audio, out))
         measure("audio", "decode_mfcc", lambda out: media.audio_decode_mfcc(data.clips))
+        measure("audio", "ray_read_audio", lambda out: media.audio_ray_read_audio(data.clips, models.audio, out))
+        if with_daft:
+            measure("audio", "daft", lambda out: daft_peers.audio_daft(data.clips, models.audio, out))
 
 
 def _memory_runs(recorder: _Recorder, data: BenchData, image_model: str, n: int) -> dict[str, float]:
@@ -189,9 +203,10 @@ def ratios(figures: dict) -> dict[str, dict[str, float]]:
 def check_targets(figures: dict, memory: dict) -> list[dict]:
     checked = []
     for section, ours, other, at_least in TARGETS:
-        ratio = figures[section][ours] / figures[section][other] if figures[section].get(other) else 0.0
+        measured = bool(figures[section].get(other))
+        ratio = figures[section][ours] / figures[section][other] if measured else 0.0
         checked.append({"section": section, "versus": other, "ratio": round(ratio, 3), "at_least": at_least,
-                        "met": ratio >= at_least})
+                        "met": ratio >= at_least, "measured": measured})
     growth = memory.get("growth", 0.0)
     checked.append({"section": "memory", "versus": "peak at N", "ratio": round(growth, 3),
                     "at_most": MEMORY_GROWTH_LIMIT, "met": 0 < growth <= MEMORY_GROWTH_LIMIT})

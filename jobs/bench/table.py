@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from jobs.bench import TARGETS, UNITS
+from jobs.bench import MEMORY_GROWTH_LIMIT, TARGETS, UNITS
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -19,7 +19,12 @@ LABELS = {
     "decode_mfcc": "librosa load + MFCC", "single_process": "model.fit, one process",
     "ours_end_to_end": "ours, end to end (start-up, decode)",
     "ours_steady": "ours after its first rows (no start-up)",
+    "daft": "Daft (download, decode, resize, @daft.cls model)",
+    "ray_read_videos": "Ray Data read_videos (decord), resize map, actors",
+    "ray_read_audio": "Ray Data read_audio, resample map, MFCC map_batches, actors",
 }
+# Daft's audio path is its own functions, not its image recipe: named apart in its section.
+SECTION_LABELS = {("audio", "daft"): "Daft (audio_file, resample, MFCC batch func, @daft.cls model)"}
 
 
 # What the rate after start-up is held against: the limit of its section.
@@ -44,7 +49,8 @@ def render(figures: dict) -> Table:
             limit = named.get(STEADY_VERSUS.get(section, ""))
             if name == "ours_steady" and limit:
                 shown = f"{value / limit:,.2f}x of {STEADY_VERSUS[section].replace('_', '-')}"
-            table.add_row(section, LABELS.get(name, name), f"{value:,.1f} {UNITS[section]}", shown,
+            label = SECTION_LABELS.get((section, name)) or LABELS.get(name, name)
+            table.add_row(section, label, f"{value:,.1f} {UNITS[section]}", shown,
                           "" if wanted is None else f">= {wanted:g}x",
                           "" if wanted is None else ("yes" if ratio >= wanted else "NO"))
         table.add_section()
@@ -52,7 +58,8 @@ def render(figures: dict) -> Table:
     growth = memory["growth"]
     table.add_row("memory", f"peak PSS, N = {memory['n']:,} images", _gib(memory["peak_bytes_n"]), "", "", "")
     table.add_row("memory", f"peak PSS, 5N = {5 * memory['n']:,} images", _gib(memory["peak_bytes_5n"]),
-                  f"{growth:.2f}x of N", "<= 1.2x", "yes" if 0 < growth <= 1.2 else "NO")
+                  f"{growth:.2f}x of N", f"<= {MEMORY_GROWTH_LIMIT:g}x",
+                  "yes" if 0 < growth <= MEMORY_GROWTH_LIMIT else "NO")
     return table
 
 

@@ -12,10 +12,10 @@ import pytest
 from jobs.bench import TARGETS
 
 REQUIRED = {
-    "image": ("ours", "seed_loop", "ray_data_plain", "ray_data_recipe", "tf_data", "decode_only", "model_only",
-              "ideal"),
-    "video": ("ours", "decode_only"),
-    "audio": ("ours", "decode_mfcc"),
+    "image": ("ours", "seed_loop", "ray_data_plain", "ray_data_recipe", "tf_data", "daft", "decode_only",
+              "model_only", "ideal"),
+    "video": ("ours", "decode_only", "ray_read_videos"),
+    "audio": ("ours", "decode_mfcc", "ray_read_audio", "daft"),
     "training": ("ours", "single_process"),
 }
 
@@ -46,7 +46,7 @@ def test_bench_quick_emits_every_figure(mediajobs_cli, local_stack, tmp_path):
 
     # The table a user reads: every section, and a ratio column.
     for words in ("ours ÷ this", "seeds' loop", "Ray Data recipe", "tf.data", "ideal", "librosa", "model.fit",
-                  "peak PSS", "targets met"):
+                  "peak PSS", "targets met", "Daft (download", "read_videos", "read_audio", "Daft (audio_file"):
         assert words in done.stdout, words
     # The run cleaned up after itself: only the benchmark's media and models are kept.
     from jobs.storage.objects import list_objects
