@@ -258,8 +258,12 @@ def _open_capture(path: str):
     if other:  # FFmpeg would open a still image as a one-frame video
         raise MediaDecodeError(f"not a video ({other})")
     # CAP_FFMPEG only: the default backend list includes CAP_IMAGES, which would read a
-    # name such as "clip%03d.mp4" as an image-sequence pattern.
-    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    # name such as "clip%03d.mp4" as an image-sequence pattern. One decoder thread: the
+    # pipeline decodes as many videos at once as it has cores (a child per call), and
+    # FFmpeg's own threads (one per core by default) then only cost CPU per frame: 2x for
+    # 320x240 mp4v (1.8x the sampled frames/s), 7% for 720p H.264 (measured 2026-12-07,
+    # docs/performance.md "Library trials").
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     if not capture.isOpened():
         capture.release()
         raise MediaDecodeError(explain_unopenable(path))

@@ -196,7 +196,7 @@ def _training_runs(recorder: _Recorder, data: BenchData, sizes: BenchSizes) -> d
 def ratios(figures: dict) -> dict[str, dict[str, float]]:
     """Ours over every other figure of its section."""
     return {section: {name: (named["ours"] / value if value else 0.0) for name, value in named.items()
-                      if name != "ours" and not name.startswith("ours_")}
+                      if name != "ours" and not name.startswith("ours_") and not name.endswith("_steady")}
             for section, named in figures.items() if "ours" in named}
 
 

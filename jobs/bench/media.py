@@ -1,12 +1,13 @@
 """Video and audio scoring against decoding alone and against Ray Data's own readers.
 
 Ours is the score job (fetch, decode, model, Parquet). The limits are the obvious decoding
-code with nothing after it, one process per core: OpenCV reading every frame and keeping
-the sampled ones, and librosa loading each clip and computing its MFCCs; the ratio is what
-the pipeline and the model cost. The peers are Ray Data as its release benchmarks write
-media inference (`multimodal_inference_benchmarks/`): `read_videos` (decord) -> resize `map`
--> model actors -> `write_parquet`, and `read_audio` -> resample `map` -> features
-`map_batches` -> model actors -> `write_parquet`. All read the same S3 objects.
+code with nothing after it, one process per core: OpenCV (one decoder thread, as ours)
+reading every frame and keeping the sampled ones, and librosa loading each clip and
+computing its MFCCs; the ratio is what the pipeline and the model cost. The peers are Ray
+Data as its release benchmarks write media inference (`multimodal_inference_benchmarks/`):
+`read_videos` (decord) -> resize `map` -> model actors -> `write_parquet`, and
+`read_audio` -> resample `map` -> MFCC `map_batches` -> model actors -> `write_parquet`.
+All read the same S3 objects.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _video_frames(uri: str) -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "video.mp4")
         download_file(uri, path)
-        capture, kept, index = cv2.VideoCapture(path), 0, 0
+        # One decoder thread, as ours opens its videos: with a process per core it is the
+        # fastest way to decode here (docs/performance.md "Library trials").
+        capture, kept, index = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1]), 0, 0
         while True:
             ok, frame = capture.read()
             if not ok:

@@ -19,6 +19,7 @@ LABELS = {
     "decode_mfcc": "librosa load + MFCC", "single_process": "model.fit, one process",
     "ours_end_to_end": "ours, end to end (start-up, decode)",
     "ours_steady": "ours after its first rows (no start-up)",
+    "in_process_decode_steady": "in_process_decode after its first rows",
     "daft": "Daft (download, decode, resize, @daft.cls model)",
     "ray_read_videos": "Ray Data read_videos (decord), resize map, actors",
     "ray_read_audio": "Ray Data read_audio, resample map, MFCC map_batches, actors",
@@ -47,7 +48,7 @@ def render(figures: dict) -> Table:
             wanted = targets.get((section, name))
             shown = "" if ratio is None else f"{ratio:,.2f}x"
             limit = named.get(STEADY_VERSUS.get(section, ""))
-            if name == "ours_steady" and limit:
+            if name.endswith("_steady") and limit:  # ours, and in_process_decode, after start-up
                 shown = f"{value / limit:,.2f}x of {STEADY_VERSUS[section].replace('_', '-')}"
             label = SECTION_LABELS.get((section, name)) or LABELS.get(name, name)
             table.add_row(section, label, f"{value:,.1f} {UNITS[section]}", shown,

@@ -318,22 +318,16 @@ def bench(
     training_parity: bool = typer.Option(False, "--training-parity",
                                          help="Only the same train specs (spoken words, shapes) on 1 and on 2 "
                                               "workers: validation accuracy must agree within 2 points."),
+    scale: bool = typer.Option(False, "--scale", help="Only the nightly driver's cost per object: a first night "
+                               "over tiny images at each --sizes, fitted per phase and extrapolated to 10M."),
+    sizes: list[int] = typer.Option([10_000, 100_000], "--sizes", min=1,
+                                    help="--scale: numbers of objects, two or more (repeat the option)."),
 ) -> None:
     """Time our pipelines against the obvious alternatives on data made here; print the ratios."""
-    if training_parity:
-        from jobs.bench.parity import run_parity_command
+    from jobs.bench.cli import BenchMode, run_bench_mode
 
-        run_parity_command(bucket, json_, echo)
-        return
-    if driver_memory:
-        from jobs.bench.driver_memory import run_driver_memory_command
-
-        run_driver_memory_command(objects, json_, echo)
-        return
-    from jobs.bench.cli import run_bench_command
-
-    with _job_console("bench"):
-        run_bench_command(quick, json_, repeats, bucket, echo, console)
+    mode = BenchMode(quick, json_, repeats, bucket, driver_memory, objects, training_parity, scale, tuple(sizes))
+    run_bench_mode(mode, echo, console, job_console=lambda: _job_console("bench"))
 
 
 @app.command()
