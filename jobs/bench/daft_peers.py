@@ -5,12 +5,13 @@ image_classification/daft_main.py`): URLs -> `download()` -> `decode_image` -> t
 a `@daft.cls` model with its batch size and concurrency -> `write_parquet`. Audio follows
 Daft's audio functions (`audio_file` -> `resample`) with the MFCCs and the model as batch
 methods. Daft runs with its default local (native) runner: on one machine that is what Daft
-recommends; its benchmark's `set_runner_ray()` is for its 8-node cluster. Each Daft run is
-a process of its own, as a user's Daft script is: its imports (Daft, TensorFlow) come before
-the clock starts, as in Daft's benchmark, and the bench's Ray connection can't capture it
-(Daft would take a connected Ray as its runner). Daft reads and
-writes S3 itself (its Rust client), so it gets the store's endpoint and credentials as an
-`IOConfig`, never printed.
+recommends; its benchmark's `set_runner_ray()` is for its 8-node cluster.
+
+Each Daft run is a process of its own, as a user's Daft script is: its imports (Daft,
+TensorFlow) come before the clock starts, as in Daft's benchmark, and the bench's Ray
+connection cannot capture it (Daft would take a connected Ray as its runner). Daft reads
+and writes S3 itself (its Rust client), so it gets the store's endpoint and credentials as
+an `IOConfig`, never printed.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 
 from jobs.bench.image import BATCH, INPUT_SHAPE
 
-# One model instance: a second on 2 cores only takes a core from decoding (measured: 1 is
-# Daft's fastest here, as it was for the 476-479 images/s of the issue's trial).
+# One model instance, as in the trial that opened issue 22 (476-479 images/s): on 2 cores
+# a second would take a core from Daft's decoding threads. Not tuned further.
 MODEL_CONCURRENCY = 1
 
 

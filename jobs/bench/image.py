@@ -166,7 +166,7 @@ def ray_data_recipe(images: str, model_uri: str, output: str) -> float:
 
 
 def tf_data(images: str, model_uri: str, output: str) -> float:
-    """One process: list, `tf.data` read (parallel) -> `decode_jpeg` -> resize -> batch -> predict -> Parquet.
+    """One process: list, `tf.data` GETs (parallel) -> `decode_jpeg` -> resize -> batch -> predict -> Parquet.
 
     With the advantages its own API offers, as ours takes them: the JPEG decoded at the
     largest DCT scale (`ratio` 2, 4 or 8) that keeps both sides at least the model's input,
@@ -176,27 +176,30 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
     import tensorflow as tf
 
     from jobs.models.store import load_keras_model
-    from jobs.storage.objects import filesystem_for, list_objects, parse_uri, read_bytes
+    from jobs.storage.objects import filesystem_for, list_objects, parse_uri, read_sized
 
     began = time.perf_counter()
     model, metadata = load_keras_model(model_uri)
-    uris = [stored.uri for stored in list_objects(images)]
+    listed = list(list_objects(images))
+    uris, sizes = [stored.uri for stored in listed], [stored.size for stored in listed]
 
-    def fetch(uri):  # TensorFlow has no S3 filesystem of its own any more (tensorflow-io does)
-        return read_bytes(uri.numpy().decode())
+    # TensorFlow has no S3 filesystem of its own any more (tensorflow-io does): the GET is
+    # ours, the same one our fetch stage makes (obstore), so the ratio compares pipelines.
+    def fetch(uri, size):
+        return bytes(read_sized(uri.numpy().decode(), int(size.numpy())))
 
     def decoder(data, ratio: int):
         return lambda: tf.io.decode_jpeg(data, channels=3, ratio=ratio)
 
-    def load(uri):
-        data = tf.py_function(fetch, [uri], tf.string)
+    def load(uri, size):
+        data = tf.py_function(fetch, [uri, size], tf.string)
         shorter = tf.reduce_min(tf.io.extract_jpeg_shape(data)[:2])
         side = min(INPUT_SHAPE[:2])  # ratio 2**k while the shorter side stays >= side * 2**k
         scale = sum(tf.cast(shorter >= side * 2 ** k, tf.int32) for k in (1, 2, 3))
         pixels = tf.switch_case(scale, [decoder(data, ratio) for ratio in (1, 2, 4, 8)])
         return uri, tf.cast(tf.image.resize(pixels, INPUT_SHAPE[:2], method="area"), tf.uint8)
 
-    dataset = (tf.data.Dataset.from_tensor_slices(uris).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = (tf.data.Dataset.from_tensor_slices((uris, sizes)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
                .batch(BATCH).prefetch(tf.data.AUTOTUNE))
     names: list[str] = []
     labels, scores = [], []

@@ -113,8 +113,8 @@ def video_ray_read_videos(videos: str, model_uri: str, output: str) -> float:
     ds = ray.data.read_videos(source.fs_path, filesystem=filesystem_for(source), include_paths=True,
                               fps=round(1 / VIDEO_EVERY_SECONDS))
     ds = (ds.map(_resize_frame)
-          # Model actors hold no CPU slot, as in the image recipe: one that did starved the
-          # read tasks of the 2-CPU cluster.
+          # Model actors hold no CPU slot, as in the image recipe, where one that held a slot
+          # deadlocked the 2-CPU cluster; Anyscale's recipes give each a GPU instead.
           .map_batches(_Predictor, fn_constructor_kwargs={"model_uri": model_uri, "key": "path"},
                        batch_size=BATCH, batch_format="numpy", num_cpus=0, concurrency=max(1, _cpus() - 1))
           .select_columns(["path", "label", "score"]))

@@ -264,6 +264,7 @@ def scale_model(sizes: Sequence[int] = (10_000, 100_000), bucket: str = "s3://me
     """Measure a first night at each size (into a fresh output), then `model_from_runs`."""
     from jobs.bench import machine
     from jobs.bench.models import export_model
+    from jobs.storage.objects import delete_prefix
 
     began, stamp = time.time(), time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     # The CIFAR-10 CNN takes 32x32: the 16x16 objects are resized up, as in the load tier.
@@ -274,9 +275,10 @@ def scale_model(sizes: Sequence[int] = (10_000, 100_000), bucket: str = "s3://me
         source = ensure_objects(bucket, count, echo)
         output = bucket.rstrip("/") + f"/scale-v{VERSION}/out/{stamp}-{count}/"
         runs[count] = run = measure_night(source, model, output, count)
+        delete_prefix(output)  # its figures and events are read: a run's tables are not kept
         echo(f"  {count:>11,} objects: {run['seconds']:.1f} s, driver CPU {run['run_cpu_seconds']:.1f} s, "
              f"peak RSS {run['run_peak_rss_bytes'] / 2 ** 20:.0f} MiB in the run, "
-             f"{run['peak_rss_bytes'] / 2 ** 20:.0f} MiB with the imports ({output})")
+             f"{run['peak_rss_bytes'] / 2 ** 20:.0f} MiB with the imports")
     return {"date": time.strftime("%Y-%m-%d", time.gmtime()), "machine": machine(), "run_date": RUN_DATE,
             "runs": {str(n): r for n, r in runs.items()}, "model": model_from_runs(runs),
             "seconds": round(time.time() - began, 1)}

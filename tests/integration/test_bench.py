@@ -52,3 +52,27 @@ def test_bench_quick_emits_every_figure(mediajobs_cli, local_stack, tmp_path):
     from jobs.storage.objects import list_objects
 
     assert not list(list_objects(figures["data"] + "out/"))
+
+
+@pytest.mark.timeout(600)
+def test_bench_scale_measures_every_phase_and_fits_them(mediajobs_cli, local_stack, tmp_path):
+    """`mediajobs bench --scale` on two tiny sizes: both first nights score every object, every
+    phase of the driver is clocked and fitted, and the runs' outputs are not kept."""
+    from jobs.bench.scale import PHASES
+    from jobs.storage.objects import list_objects
+
+    figures_file = tmp_path / "scale.json"
+    done = mediajobs_cli("bench", "--scale", "--sizes", "120", "--sizes", "360", "--json", str(figures_file),
+                         timeout=560, env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(figures_file.read_text())
+    for size in ("120", "360"):
+        run = figures["runs"][size]
+        assert run["scored"] == int(size) and run["errors"] == 0
+        assert set(run["phases"]) == set(PHASES) and run["phases"]["scoring"]["seconds"] > 0
+        assert run["run_peak_rss_bytes"] > 100 * 2**20  # a real driver: Ray, pyarrow, the run
+    model = figures["model"]
+    assert model["bottleneck"] in PHASES and model["bottleneck"] != "scoring"
+    assert set(model["fits"]) == set(PHASES) | {"serial", "total"}
+    assert "first bottleneck" in done.stdout and "µs / object" in done.stdout
+    assert not list(list_objects("s3://mediajobs-bench/scale-v1/out/"))
