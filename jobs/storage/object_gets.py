@@ -54,12 +54,12 @@ def get_whole(bucket: str, key: str) -> bytearray:
         raise UnaddressableKeyError(str(exc)) from None
     except (NotFoundError, FileNotFoundError):  # obstore raises the builtin for a 404
         raise FileNotFoundError(f"Path does not exist '{bucket}/{key}'") from None
-    except (PermissionDeniedError, UnauthenticatedError) as exc:
+    except (PermissionDeniedError, UnauthenticatedError, PermissionError) as exc:
         text = str(exc)
         code = next((ours for theirs, ours in _REFUSALS.items() if theirs in text), "ACCESS_DENIED")
         raise PermissionError(f"AWS Error {code} during GetObject operation: {_first_line(text)}") from None
-    except BaseError as exc:
-        text = str(exc)
+    except (BaseError, OSError) as exc:  # obstore raises some failures as builtins (a timeout)
+        text = f"{type(exc).__name__}: {exc}"
         if _UNAVAILABLE.search(text):
             raise OSError(f"AWS Error NETWORK_CONNECTION during GetObject operation: {_first_line(text)}") from None
         raise OSError(f"GetObject of {bucket}/{key} failed: {_first_line(text)}") from None
