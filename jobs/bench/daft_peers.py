@@ -114,13 +114,9 @@ def _daft_classifier():
     @daft.cls(max_concurrency=MODEL_CONCURRENCY)
     class Classifier:
         def __init__(self, model_uri: str) -> None:
-            import tensorflow as tf
+            from jobs.bench.models import graph_model
 
-            from jobs.models.store import load_keras_model
-
-            self.model, metadata = load_keras_model(model_uri)
-            self.predict = tf.function(self.model, reduce_retracing=True)
-            self.class_names = np.array(metadata.class_names)
+            self.predict, self.class_names = graph_model(model_uri)
 
         @daft.method.batch(return_dtype=prediction, unnest=True, batch_size=BATCH)
         def __call__(self, images):

@@ -84,14 +84,10 @@ class _Predictor:
     `inference_mode`) rather than `model.predict` per batch. Rows keep their `key` column."""
 
     def __init__(self, model_uri: str, key: str) -> None:
-        import tensorflow as tf
-
-        from jobs.models.store import load_keras_model
+        from jobs.bench.models import graph_model
 
         self.key = key
-        self.model, metadata = load_keras_model(model_uri)
-        self.predict = tf.function(lambda examples: self.model(examples, training=False), reduce_retracing=True)
-        self.class_names = np.array(metadata.class_names)
+        self.predict, self.class_names = graph_model(model_uri)
 
     def __call__(self, batch: dict) -> dict:
         probabilities = self.predict(batch["image"]).numpy()
@@ -175,11 +171,11 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from jobs.models.store import load_keras_model
+    from jobs.bench.models import graph_model
     from jobs.storage.objects import filesystem_for, list_objects, parse_uri, read_sized
 
     began = time.perf_counter()
-    model, metadata = load_keras_model(model_uri)
+    predict, class_names = graph_model(model_uri)
     listed = list(list_objects(images))
     uris, sizes = [stored.uri for stored in listed], [stored.size for stored in listed]
 
@@ -203,8 +199,6 @@ def tf_data(images: str, model_uri: str, output: str) -> float:
                .batch(BATCH).prefetch(tf.data.AUTOTUNE))
     names: list[str] = []
     labels, scores = [], []
-    class_names = np.array(metadata.class_names)
-    predict = tf.function(lambda examples: model(examples, training=False), reduce_retracing=True)
     for batch_uris, pixels in dataset:
         probabilities = predict(pixels).numpy()
         names.extend(u.decode() for u in batch_uris.numpy())
@@ -239,12 +233,9 @@ def _decode_chunk(chunk: list[tuple[str, int]]) -> int:
 
 def model_only(model_uri: str, seconds: float = 5.0) -> float:
     """M: the model on decoded batches already in memory, all cores (as our actors call it)."""
-    import tensorflow as tf
+    from jobs.bench.models import graph_model
 
-    from jobs.models.store import load_keras_model
-
-    model, _ = load_keras_model(model_uri)
-    predict = tf.function(lambda examples: model(examples, training=False), reduce_retracing=True)
+    predict, _ = graph_model(model_uri)
     pixels = np.random.default_rng(0).integers(0, 256, (BATCH, *INPUT_SHAPE), dtype=np.uint8)
     predict(pixels)
     began, count = time.perf_counter(), 0

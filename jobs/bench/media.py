@@ -181,13 +181,9 @@ class ClipClassifier:
     """A clip's label: the audio model over its windows as a graph, probabilities averaged."""
 
     def __init__(self, model_uri: str) -> None:
-        import tensorflow as tf
+        from jobs.bench.models import graph_model
 
-        from jobs.models.store import load_keras_model
-
-        self.model, metadata = load_keras_model(model_uri)
-        self.predict = tf.function(self.model, reduce_retracing=True)
-        self.class_names = np.array(metadata.class_names)
+        self.predict, self.class_names = graph_model(model_uri)
 
     def classify(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels and scores of a batch of clips, (clips, windows, frames, n_mfcc)."""

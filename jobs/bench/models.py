@@ -35,3 +35,16 @@ def export_model(uri: str, task_name: str, architecture: str, task_config: dict,
                     "class_names": list(class_names), "files": [MODEL_FILE]}
         export_version(Path(folder), metadata, uri)
     return uri
+
+
+def graph_model(model_uri: str):
+    """(predict, class names) of an exported model: the model called as a graph, shape-generic
+    (`tf.function`, as our actors call it), for every runner that scores with it."""
+    import numpy as np
+    import tensorflow as tf
+
+    from jobs.models.store import load_keras_model
+
+    model, metadata = load_keras_model(model_uri)
+    predict = tf.function(lambda examples: model(examples, training=False), reduce_retracing=True)
+    return predict, np.array(metadata.class_names)
