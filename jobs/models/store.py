@@ -1,4 +1,4 @@
-"""Exported models: which version a URI names, and loading it on a worker once per process.
+"""Exported models: which version a URI names, and fetching it for the workers of a node once.
 
 A train job's output holds its models under `model/`:
 
@@ -17,6 +17,9 @@ every file must match its recorded digest, and a model whose files carry code (a
 layer, a custom object, a SavedModel op that touches files) is refused unless the spec
 says `trust_model_code: true`. Models exported before versions (`model/metadata.json`
 beside `model/model.keras`, no digests) still load, with a warning.
+
+A version's files are downloaded once per node and shared by its processes; every process
+checks the shared copy against the digests it resolved itself before it uses it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 
 from jobs.errors import MediaJobsError, StorageError
 from jobs.models.metadata import MODEL_FILE, ModelMetadata, ModelRefusedError
+from jobs.models.node_cache import shared_folder
 from jobs.storage.checks import bucket_exists, no_bucket_message
 from jobs.storage.objects import download_file, exists, is_file, list_objects, parse_uri, read_bytes
 from jobs.storage.outage import retry_while_unavailable
@@ -209,14 +213,18 @@ def _name_problem(name) -> str | None:
 
 @lru_cache(maxsize=4)
 def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
-    """Download the model version `uri` names to a per-process local cache; returns the local dir.
+    """Download the model version `uri` names to a local cache; returns the local dir.
 
     A versioned model's files are exactly those its `digests` list, each checked after the
-    download. A model from before versions has no digests: the entries of `files` are fetched.
+    download. From an object store they are downloaded once per node, into a folder that every
+    process on the node shares (`jobs.models.node_cache`): each process checks that copy
+    against the version it resolved itself, and downloads again a copy that does not match. A
+    model from before versions has no digests (the entries of `files` are fetched), and a
+    model in a local folder is at hand: both are fetched per process, as they always were.
 
     Raises:
         ModelRefusedError: the version is not `expected_model_id`, a name leaves the folder, a
-            local model's file is a link, or a file does not match its digest.
+            local model's file is a link, or a downloaded file does not match its digest.
     """
     # Every actor fetches the model when it starts: a store that restarts meanwhile is waited out.
     version = retry_while_unavailable(lambda: resolve_model(uri), f"fetching the model {uri}")
@@ -225,17 +233,35 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
                                 "this run resolved at its start; a run loads one model version")
     source = parse_uri(version.folder)
     cache = Path(os.environ.get("MEDIAJOBS_CACHE", tempfile.gettempdir())) / "mediajobs-models"
-    local = cache / hashlib.sha256(version.folder.encode()).hexdigest()[:16] / str(os.getpid())
-    digests = version.metadata.digests
-    if digests is None:
+    folder_key = hashlib.sha256(version.folder.encode()).hexdigest()[:16]
+    if version.metadata.digests is None:
         names = retry_while_unavailable(
             lambda: [n for entry in version.metadata.files for n in _entry_files(source, entry)],
             f"fetching the model {uri}")
     else:
         _check_entries_covered(version)
-        names = sorted(digests)
+        names = sorted(version.metadata.digests)
     for name in [METADATA_FILE, *names]:
         _check_not_linked(source, name)
+    if version.metadata.digests is None or source.scheme == "file":
+        local = cache / folder_key / str(os.getpid())
+        _download_model(version, names, local)
+        return local
+    # The folder names the version and nothing of this process: every actor on the node finds it.
+    return shared_folder(cache, f"{folder_key}-{version.model_id}",
+                         is_intact=lambda local: _is_this_version(local, version),
+                         fill=lambda local: _download_model(version, names, local))
+
+
+def _download_model(version: ModelVersion, names: list[str], local: Path) -> None:
+    """Download `names` and the metadata of `version` into `local`, each file checked against
+    its digest as it arrives.
+
+    Raises:
+        ModelRefusedError: a file from the store does not match its digest, or the metadata
+            changed while it was being fetched.
+    """
+    source, digests = parse_uri(version.folder), version.metadata.digests
     for name in [METADATA_FILE, *names]:
         target = _inside(local, name)
         retry_while_unavailable(lambda name=name, target=target: download_file(source.join(name).uri, target),
@@ -247,7 +273,20 @@ def fetch_model(uri: str, expected_model_id: str | None = None) -> Path:
                                     "mediajobs train")
     if fetched_metadata(local).model_id != version.metadata.model_id:
         raise ModelRefusedError(f"model: {version.folder}{METADATA_FILE} changed while it was being fetched")
-    return local
+
+
+def _is_this_version(local: Path, version: ModelVersion) -> bool:
+    """Whether a node-shared copy is `version` as this process resolved it from the store:
+    its metadata is the same (the metadata file has no digest of its own) and every file
+    matches the digest in that metadata. Another process, or anyone who can write the
+    cache, may have made or changed the copy; this check, not who made it, is what counts."""
+    digests = version.metadata.digests or {}
+    try:
+        if fetched_metadata(local) != version.metadata:
+            return False
+        return all(_sha256(_inside(local, name)) == digest for name, digest in digests.items())
+    except (OSError, ValueError, MediaJobsError):  # missing, unreadable or not a model's metadata: not intact
+        return False
 
 
 def load_keras_model(uri: str, expected_model_id: str | None = None,
