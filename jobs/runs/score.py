@@ -1,16 +1,19 @@
 """The scoring runner: a score spec to a Ray Data batch-inference pipeline.
 
-Data flow: list the input prefix (every object, paged) into `_staging/<run>/listing/`
-(Parquet, 100,000 objects a file) -> per listing file, `from_items` -> one fused stage in
-the classifier actors (`scoring_pipeline`): fetch+decode (per-object try/except: bad objects
-become error rows; videos and audio expand to one row per sampled frame / window), the
-model (loaded once per actor, large batches), and each block's rows written as Parquet
-under `_staging/<run>/scored/` -> commit through the run lifecycle (`jobs.runs`, mapping
-in `jobs.runs.score_commit`, streamed a window of staged rows at a time): the task's example
+Data flow: a driver thread lists the input prefix (every object, paged) into
+`_staging/<run>/listing/` (Parquet files of one listing page, then twice as large each, up
+to 100,000 objects) while one Ray Data run reads those files as they are written
+(`listing_feed`) in work units (`work_units`: a unit is a batch of images, or one video
+or audio file) -> the classifier actors (`scoring_pipeline`), which start while the
+driver still lists: per unit, fetch+decode (per-object try/except: bad objects become
+error rows; videos and audio expand to one row per sampled frame / window), the model
+(loaded once per actor, large batches), and the unit's rows written as Parquet under
+`_staging/<run>/scored/` -> commit through the run lifecycle (`jobs.runs`, mapping in
+`jobs.runs.score_commit`, streamed a window of staged rows at a time): the task's example
 table (`predictions` or `frames`), its per-object table for multi-example media
 (`videos`, `files`) and `errors`, each one Delta commit, and `runs/<run_id>/summary.json`.
 Every listed object lands in exactly one of the example table or errors, and the commit
-checks it.
+checks it against the listing files.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from jobs.runs.lifecycle import Run
 from jobs.runs.progress import report
 from jobs.runs.resources import actor_pool_options
 from jobs.runs.run_metrics import record_objects, record_pace
-from jobs.runs.score_commit import PARTIAL, SCORED, commit_run, listing_files, stage_listing, staged_schema
+from jobs.runs.score_commit import PARTIAL, SCORED, commit_run, listing_files, staged_schema
+from jobs.runs.work_units import block_objects, objects_of, units_dataset
 from jobs.storage.contract import now_utc
 from jobs.storage.objects import filesystem_for, list_objects, needs_folders, parse_uri
 from jobs.storage.outage import retry_while_unavailable, store_outage
@@ -45,8 +49,8 @@ CALLS_PER_ACTOR = 2
 
 
 class BatchClassifier:
-    """A Ray Data actor: loads the model once, classifies decoded blocks, and stages the
-    rows as Parquet itself.
+    """A Ray Data actor: loads the model once; per call, fetches and decodes a work unit's
+    objects (`jobs.runs.work_units`), classifies them, and stages the rows as Parquet itself.
 
     Error rows pass through with their error, so the staged files carry every object to
     the commit step. Writing here, not in a `write_parquet` stage, keeps scored rows out of
@@ -57,13 +61,14 @@ class BatchClassifier:
 
     def __init__(self, model_uri: str, top_k: int, run_id: str, position_columns: tuple[str, ...],
                  staging_uri: str, cpus: float = 1, batch_size: int = 256, model_id: str | None = None,
-                 trust_model_code: bool = False, decode_task=None, task_name: str = "") -> None:
+                 trust_model_code: bool = False, task=None, isolate: bool = False, task_name: str = "") -> None:
         import ray
 
-        if decode_task is not None:  # the decode children start while TensorFlow loads
+        self.task, self.isolate = task, isolate  # what decodes the objects, and where (decode children)
+        if task is not None and isolate:  # the decode children start while TensorFlow loads
             from jobs.workers.decode_isolation import prestart
 
-            prestart(decode_task, CALLS_PER_ACTOR)
+            prestart(task, CALLS_PER_ACTOR)
         import tensorflow as tf
 
         from jobs.workers.devices import enable_gpu_memory_growth
@@ -89,7 +94,8 @@ class BatchClassifier:
         if needs_folders(self.staging):
             self.fs.create_dir(self.staging.fs_path, recursive=True)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+    def __call__(self, units: dict[str, np.ndarray]) -> dict[str, list]:
+        batch = fetch_and_decode(objects_of(units), task=self.task, keep_errors=True, isolate=self.isolate)
         rows = self.classify(batch)
         objects = set(rows.column("uri").to_pylist())
         failed = {uri for uri, stage, error in zip(rows.column("uri").to_pylist(), rows.column("stage").to_pylist(),
@@ -157,44 +163,38 @@ class BatchClassifier:
         return pa.Table.from_pydict(columns, schema=self.schema)
 
 
-def scoring_pipeline(items: list[dict], task, model_uri: str, spec, run_id: str, staging_uri: str,
-               objects_per_block: int, model_id: str | None = None):
-    """The scoring pipeline over `items` (uri, size, ...): fetch+decode, then the classifier
-    actors, which stage their rows under `staging_uri`; one Ray Data stage (fused: decoded
-    examples never cross the object store). Run it with `stage_all`.
+def scoring_pipeline(items, task, model_uri: str, spec, run_id: str, staging_uri: str,
+                     objects_per_block: int, model_id: str | None = None):
+    """The scoring pipeline over `items`: a list of dicts (uri, size, ...), or a dataset of
+    work units of `block_objects` objects (`jobs.runs.work_units`). One Ray Data stage: the
+    classifier actors fetch and decode each unit's objects (a bad object becomes an error
+    row; a video or audio file expands to one row per sampled frame or window), classify
+    them and stage the rows under `staging_uri`; decoded examples never cross the object
+    store. Run it with `stage_all`.
 
-    Ray Data bundles a fused stage's input to the larger batch size of its parts, counted
-    in input rows: with the classifier's batch size there, a batch of 256 frames became 256
-    videos, and 40 videos went to a single actor while the other sat idle. So a block is
-    `objects_per_block` objects for a bytes task (an image is one example) and one video
-    (which expands to many frames; one per block also spreads long ones best), the
-    classifier takes each decoded block whole, and it slices its model calls to
-    `spec.batch_size` itself. `model_uri` names one version (`ModelVersion.uri`), and each
-    actor checks it loaded `model_id`.
+    A unit is `objects_per_block` images, or one video (which expands to many frames; one
+    per unit also spreads long ones best), and the classifier slices its model calls to
+    `spec.batch_size` itself. (When the fetch was a stage of its own, fused with the
+    classifier, Ray Data bundled the fused stage's input to the larger batch size of the
+    two, counted in input rows: 40 videos went to a single actor while the other sat idle.)
+    `model_uri` names one version (`ModelVersion.uri`), and each actor checks it loaded
+    `model_id`.
     """
     import ray.data
 
-    per_block = objects_per_block if task.reads == "bytes" else 1
-    pool = actor_pool_options(spec.resources, CALLS_PER_ACTOR)
-    # The same resources on both stages, or Ray Data does not fuse them: decoding then ran as
-    # tasks that needed a CPU of their own, and with actors holding every CPU (cpus_per_actor
-    # = the node's CPUs) the job waited forever.
-    resources = {name: value for name, value in pool.items() if name != "compute"}
-    ds: ray.data.Dataset = ray.data.from_items(
-        items, override_num_blocks=max(2, min(len(items) // per_block, 1000)))
-    fetch = {"task": task, "keep_errors": True, "isolate": isolation_enabled()}
-    # fn_kwargs supplies the keyword-only arguments (ray's Callable type cannot say so, hence the ignore).
-    ds = ds.map_batches(fetch_and_decode, fn_kwargs=fetch,  # type: ignore[arg-type]
-                        batch_size=per_block, batch_format="numpy", **resources)
-    return ds.map_batches(BatchClassifier,
-                          fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,
-                                                 "position_columns": tuple(task.position_columns),
-                                                 "staging_uri": staging_uri, "cpus": spec.resources.cpus_per_actor,
-                                                 "batch_size": spec.batch_size, "model_id": model_id,
-                                                 "trust_model_code": getattr(spec, "trust_model_code", False),
-                                                 "decode_task": task if fetch["isolate"] else None,
-                                                 "task_name": task.name},
-                          batch_size=None, batch_format="numpy", **pool)
+    units = items if isinstance(items, ray.data.Dataset) else units_dataset(
+        items, block_objects(task, objects_per_block))
+    return units.map_batches(BatchClassifier,
+                             fn_constructor_kwargs={"model_uri": model_uri, "top_k": spec.top_k, "run_id": run_id,
+                                                    "position_columns": tuple(task.position_columns),
+                                                    "staging_uri": staging_uri,
+                                                    "cpus": spec.resources.cpus_per_actor,
+                                                    "batch_size": spec.batch_size, "model_id": model_id,
+                                                    "trust_model_code": getattr(spec, "trust_model_code", False),
+                                                    "task": task, "isolate": isolation_enabled(),
+                                                    "task_name": task.name},
+                             batch_size=1, batch_format="numpy",
+                             **actor_pool_options(spec.resources, CALLS_PER_ACTOR))
 
 
 def stage_all(ds, progress: ScoringProgress | None = None) -> list[dict]:
@@ -215,7 +215,7 @@ def stage_all(ds, progress: ScoringProgress | None = None) -> list[dict]:
 class ScoringProgress:
     """Objects scored (and failed) so far out of `total`, across a run's Ray Data runs."""
 
-    total: int
+    total: int | None  # None until the listing has ended
     done: int = 0
     failed: int = 0
 
@@ -294,38 +294,47 @@ def run_score(spec: ScoreSpec, echo=print) -> ScoreResult:
 def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
     import pyarrow.parquet as pq
 
+    from jobs.runs.listing_feed import StreamedListing
+
     model = prepare_model(spec.model, spec.trust_model_code)
     metadata = model.metadata
     if metadata.task != spec.task:
         raise MediaJobsError(f"task: the model at {spec.model} was trained for task {metadata.task!r}, "
                              f"not {spec.task!r}")
-    # The listing goes to staging as it is read, and each of its files (100,000 objects) is
-    # one Ray Data run: the driver never holds the whole listing (10M objects at ~4 KiB each
-    # would be ~40 GB), at the price of starting the actors again per 100,000 objects.
-    listed = stage_listing(list_objects(spec.input), run)
-    if not listed:
-        raise MediaJobsError(f"input: no objects under {parse_uri(spec.input).as_prefix().uri}")
-    echo(f"scoring {listed} objects from {parse_uri(spec.input).as_prefix().uri} with model "
-         f"{metadata.model_id} (run {run.run_id})")
-    run.events.add("scoring", objects=listed)
-
     task = task_class(**task_config_from_metadata(metadata, spec))
-    fs = filesystem_for(run.output)
-    records: list[dict] = []
-    progress = ScoringProgress(listed)
-    try:
-        for path in listing_files(run):
-            items = pq.read_table(path, filesystem=fs).to_pylist()
-            records += stage_all(scoring_pipeline(items, task, model.uri, spec, run.run_id,
-                                                  run.staging.join(SCORED).uri, objects_per_block=spec.batch_size,
-                                                  model_id=model.model_id), progress)
-    except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
-        outage = store_outage(exc)
-        if outage is None:
-            raise
-        raise JobFailedError(f"the object store stopped answering: {outage}. Nothing was committed: "
-                             f"{run.output.uri} holds no results of run {run.run_id}. Re-run the job when the store "
-                             "answers again.") from exc
+    prefix = parse_uri(spec.input).as_prefix().uri
+    progress = ScoringProgress(None)
+
+    def listed_all(count: int) -> None:
+        progress.total = count
+
+    # The listing goes to staging as it is read, a driver thread listing while the actors
+    # start, and one Ray Data run reads its files as they are written (`listing_feed`): the
+    # driver never holds the whole listing (10M objects at ~4 KiB each would be ~40 GB).
+    with StreamedListing(list_objects(spec.input), run, on_listed=listed_all) as listing:
+        if not listing.wait_started():
+            raise MediaJobsError(f"input: no objects under {prefix}")
+        if listing.listed is not None:  # all of it in one page
+            echo(f"scoring {listing.listed} objects from {prefix} with model {metadata.model_id} (run {run.run_id})")
+        else:
+            echo(f"scoring the objects under {prefix} as they are listed, with model {metadata.model_id} "
+                 f"(run {run.run_id})")
+        run.events.add("scoring", objects=listing.listed)
+        try:
+            pipeline = scoring_pipeline(listing.dataset(block_objects(task, spec.batch_size)), task, model.uri,
+                                        spec, run.run_id, run.staging.join(SCORED).uri,
+                                        objects_per_block=spec.batch_size, model_id=model.model_id)
+            records = stage_all(pipeline, progress)
+        except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures; an outage gets its own message
+            if listing.error is not None:  # the listing failed, and with it the read of its files
+                raise listing.error from None
+            outage = store_outage(exc)
+            if outage is None:
+                raise
+            raise JobFailedError(f"the object store stopped answering: {outage}. Nothing was committed: "
+                                 f"{run.output.uri} holds no results of run {run.run_id}. Re-run the job when the "
+                                 "store answers again.") from exc
+        listed = listing.finished()
     first_rows_s, steady_rate = pace(records, run.started)
 
     committed = commit_run(run, task, media_of_task(spec.task), metadata.class_names)
@@ -336,6 +345,7 @@ def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
         from jobs.workers.annotation import ANNOTATED, annotate_videos
 
         echo("drawing predictions on the sampled frames (annotate: true)")
+        fs = filesystem_for(output)
         sizes = {row["uri"]: row["size"] for path in listing_files(run)
                  for row in pq.read_table(path, filesystem=fs, columns=["uri", "size"]).to_pylist()}
         annotated = annotate_videos(tables[task.output_tables[0]], sizes, task, output.uri,

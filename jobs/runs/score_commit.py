@@ -221,14 +221,16 @@ def LISTING_SCHEMA():  # noqa: N802 - a schema constant, built lazily
     return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string())])
 
 
-def stage_listing(objects, run: Run) -> int:
+def stage_listing(objects, run: Run, first_rows: int | None = None, on_file=None) -> int:
     """Write the listing (sorted, as S3 lists) under the run's staging, a file per
-    TODO_FLUSH_ROWS objects; returns how many objects. The driver keeps no listing: the
-    scoring reads it a file at a time, the commit a window at a time."""
+    TODO_FLUSH_ROWS objects (or growing from `first_rows`, each file's path given to
+    `on_file` once written: `WorkListWriter`); returns how many objects. The driver keeps no
+    listing: the scoring reads it a file at a time, the commit a window at a time."""
     from jobs.nightly.worklists import WorkListWriter
     from jobs.storage.objects import filesystem_for
 
-    writer = WorkListWriter(filesystem_for(run.output), run.staging.join(LISTING), run.run_id, LISTING_SCHEMA())
+    writer = WorkListWriter(filesystem_for(run.output), run.staging.join(LISTING), run.run_id, LISTING_SCHEMA(),
+                            first_rows=first_rows, on_file=on_file)
     previous, listed = None, 0
     for obj in objects:
         if previous is not None and obj.uri <= previous:

@@ -170,9 +170,9 @@ def test_the_heads_metrics_count_the_runs_objects(local_stack, mixed_run):
 
 
 def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data, monkeypatch):
-    """The listing goes to staging a file per TODO_FLUSH_ROWS objects and each file is one
-    Ray Data run (the driver never holds the whole listing): cut to files of 25 objects,
-    every object is still scored once, and the commit checks them all together."""
+    """The listing goes to staging a file per TODO_FLUSH_ROWS objects at most, read by the
+    pipeline file by file (the driver never holds the whole listing): cut to files of 25
+    objects, every object is still scored once, and the commit checks them all together."""
     import jobs.nightly.worklists
 
     monkeypatch.setattr(jobs.nightly.worklists, "TODO_FLUSH_ROWS", 25)
@@ -183,6 +183,74 @@ def test_a_listing_of_several_files_is_scored_file_by_file(trained, shapes_data,
     assert len(inputs) > 50  # three listing files, or nothing was cut
     predictions = read_table(result.predictions_uri).column("uri").to_pylist()
     assert sorted(predictions) == inputs and result.listed == len(inputs) and result.errors == 0
+
+
+def _listing_of(uri: str, each) -> list:
+    """A listing of `uri` that calls `each(index)` before yielding each object (in the driver's
+    listing thread): a stand-in for a long listing, its pages real objects of the store."""
+    objects = list(list_objects(uri))
+
+    def listing(prefix, *args, **kwargs):
+        for index, obj in enumerate(objects):
+            each(index)
+            yield obj
+
+    return listing
+
+
+def _staged_scores(output: str) -> list[str]:
+    return [o.uri for o in list_objects(output + "_staging/") if "/scored/" in o.uri]
+
+
+def test_scoring_starts_while_the_listing_goes_on(trained, shapes_data, monkeypatch):
+    """The actors start and score the first listing file while the driver is still listing:
+    here the listing waits, after its first file, until scored rows are staged, and goes on
+    only then (were the listing to end before scoring began, it would wait in vain)."""
+    import time
+
+    import jobs.runs.listing_feed
+    import jobs.runs.score
+
+    output = "s3://it-scores/shapes-streamed/"
+    scored_while_listing: list[bool] = []
+
+    def wait_for_scores(index: int) -> None:
+        if index == 30:  # the first file (25 objects) is staged; the listing has not ended
+            deadline = time.monotonic() + 180
+            while not _staged_scores(output) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            scored_while_listing.append(bool(_staged_scores(output)))
+
+    monkeypatch.setattr(jobs.runs.listing_feed, "FIRST_PART_OBJECTS", 25)
+    monkeypatch.setattr(jobs.runs.score, "list_objects", _listing_of("s3://it-media/shapes/test/", wait_for_scores))
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        f"model={SHAPES_MODEL}", "input=s3://it-media/shapes/test/", f"output={output}"])
+    result = run_spec(spec)
+    inputs = sorted(o.uri for o in list_objects("s3://it-media/shapes/test/"))
+    assert scored_while_listing == [True]
+    predictions = read_table(result.predictions_uri).column("uri").to_pylist()
+    assert sorted(predictions) == inputs and result.listed == len(inputs) and result.errors == 0
+
+
+def test_a_listing_that_fails_midway_fails_the_run_and_commits_nothing(trained, shapes_data, monkeypatch):
+    """The store stops listing after the first listing file went to the actors: the run fails
+    with the listing's own error (not Ray's), and no table is written."""
+    import jobs.runs.listing_feed
+    import jobs.runs.score
+    from jobs.errors import StorageError
+
+    def fail_at_40(index: int) -> None:
+        if index == 40:
+            raise StorageError("cannot list s3://it-media/shapes/test/: the listing broke off")
+
+    output = "s3://it-scores/shapes-listing-broke/"
+    monkeypatch.setattr(jobs.runs.listing_feed, "FIRST_PART_OBJECTS", 25)
+    monkeypatch.setattr(jobs.runs.score, "list_objects", _listing_of("s3://it-media/shapes/test/", fail_at_40))
+    spec = load_spec(EXAMPLES / "score-demo.yaml", [
+        f"model={SHAPES_MODEL}", "input=s3://it-media/shapes/test/", f"output={output}"])
+    with pytest.raises(StorageError, match="the listing broke off"):
+        run_spec(spec)
+    assert not any("/predictions/" in o.uri or "/errors/" in o.uri for o in list_objects(output))
 
 
 def test_binary_cnn_trains_and_scores_two_classes(ray_driver, tmp_path):
