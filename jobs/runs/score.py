@@ -305,8 +305,10 @@ def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
     prefix = parse_uri(spec.input).as_prefix().uri
     progress = ScoringProgress(None)
 
-    def listed_all(count: int) -> None:
+    def listed_all(count: int) -> None:  # in the listing's thread, once it has ended
         progress.total = count
+        if count:
+            echo(f"scoring {count} objects from {prefix} with model {metadata.model_id} (run {run.run_id})")
 
     # The listing goes to staging as it is read, a driver thread listing while the actors
     # start, and one Ray Data run reads its files as they are written (`listing_feed`): the
@@ -314,11 +316,8 @@ def _score_run(spec: ScoreSpec, run: Run, task_class, echo) -> ScoreResult:
     with StreamedListing(list_objects(spec.input), run, on_listed=listed_all) as listing:
         if not listing.wait_started():
             raise MediaJobsError(f"input: no objects under {prefix}")
-        if listing.listed is not None:  # all of it in one page
-            echo(f"scoring {listing.listed} objects from {prefix} with model {metadata.model_id} (run {run.run_id})")
-        else:
-            echo(f"scoring the objects under {prefix} as they are listed, with model {metadata.model_id} "
-                 f"(run {run.run_id})")
+        if listing.listed is None:  # more than a page: the count comes when the listing ends
+            echo(f"listing {prefix} while the actors start (model {metadata.model_id}, run {run.run_id})")
         run.events.add("scoring", objects=listing.listed)
         try:
             pipeline = scoring_pipeline(listing.dataset(block_objects(task, spec.batch_size)), task, model.uri,
