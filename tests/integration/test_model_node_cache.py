@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 from pathlib import Path
 
 import pytest
+from support.processes import run_together
 
 import tasks  # noqa: F401  (tf-keras before TensorFlow loads)
 from jobs.models.store import ModelRefusedError, fetch_model
@@ -58,16 +58,7 @@ def _fetch_counting_downloads(uri: str, model_id: str, start, results) -> None:
 def test_processes_on_a_node_download_a_version_once(local_stack, export_test_model, cache):
     ensure_bucket(BUCKET)
     version = export_test_model(BUCKET + "shared/", model_id="shared-1")
-    spawn = multiprocessing.get_context("spawn")
-    start, results = spawn.Barrier(3), spawn.Queue()
-    actors = [spawn.Process(target=_fetch_counting_downloads, args=(version.uri, "shared-1", start, results))
-              for _ in range(3)]
-    for actor in actors:
-        actor.start()
-    found = [results.get(timeout=120) for _ in actors]
-    for actor in actors:
-        actor.join(timeout=30)
-        assert actor.exitcode == 0
+    found = run_together(_fetch_counting_downloads, (version.uri, "shared-1"), 3)
     folder = _shared_folder(cache, version)
     assert {local for local, _, _ in found} == {str(folder)}
     assert sorted(count for _, count, _ in found) == [0, 0, 2]  # metadata.json and model.keras, once

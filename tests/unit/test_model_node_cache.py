@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.processes import run_together
 
 from jobs.models.node_cache import shared_folder
 from jobs.models.store import fetch_model
@@ -53,17 +54,8 @@ def _die_while_filling(root: str) -> None:
 
 
 def test_two_processes_fill_the_folder_once(tmp_path):
-    spawn = multiprocessing.get_context("spawn")
-    start, results = spawn.Barrier(2), spawn.Queue()
     root, log = tmp_path / "cache", tmp_path / "fills.log"
-    workers = [spawn.Process(target=_fetch_in_a_process, args=(str(root), str(log), start, results))
-               for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    found = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
-        assert worker.exitcode == 0
+    found = run_together(_fetch_in_a_process, (str(root), str(log)), 2, timeout=60)
     assert found == [(str(root / "cnn-1"), True)] * 2
     assert len(log.read_text().splitlines()) == 1  # one fill; the other process waited and used it
     assert sorted(p.name for p in root.iterdir()) == ["cnn-1", "cnn-1.lock"]  # no staging folder left

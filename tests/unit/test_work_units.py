@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from jobs.nightly.worklists import TODO_FLUSH_ROWS, WorkListWriter
 from jobs.runs.work_units import OBJECTS, objects_of, units_of
